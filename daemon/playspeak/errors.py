@@ -1,0 +1,29 @@
+"""The small tree of playspeak's own errors; library exceptions are translated at the edges."""
+
+
+class PlayspeakError(Exception):
+    """Base of every error playspeak raises on purpose."""
+
+
+class ConfigError(PlayspeakError):
+    """The configuration is invalid: the message names the key, the file and the line."""
+
+
+class ProtocolError(PlayspeakError):
+    """A control-socket line could not be understood: the message names what was wrong."""
+
+
+class LinkError(PlayspeakError):
+    """The websocket link to the TTS service failed."""
+
+
+class AuthError(LinkError):
+    """The TTS service refused our credentials or answered the auth call wrongly."""
+
+
+class AudioDeviceError(PlayspeakError):
+    """No usable output device, or the device failed: the message names the fix."""
+
+
+class DecodeError(PlayspeakError):
+    """Audio bytes from the service could not be decoded."""
