@@ -1,0 +1,93 @@
+"""``playspeak serve-local``: run the local PlayAI-compatible server until Ctrl-C."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+
+import trio
+
+from playspeak.errors import ConfigError
+from playspeak.localserver.server import LocalServer
+from playspeak.localserver.settings import LocalServerSettings
+
+log = logging.getLogger("playspeak.localserver")
+
+
+def parse_args(argv: list[str], environ: dict[str, str] | None = None) -> LocalServerSettings:
+    """Settings from the command line, and credentials from PLAYAI_API_KEY / PLAYAI_USER_ID."""
+    env = os.environ if environ is None else environ
+    defaults = LocalServerSettings()
+    parser = argparse.ArgumentParser(
+        prog="playspeak serve-local", description="Run a local PlayAI-compatible TTS server."
+    )
+    parser.add_argument("--host", default=defaults.host)
+    parser.add_argument("--port", type=int, default=8765)
+    parser.add_argument("--first-byte-delay", type=float, default=defaults.first_byte_delay)
+    parser.add_argument("--realtime-factor", type=float, default=defaults.realtime_factor)
+    parser.add_argument("--token-lifetime", type=float, default=defaults.token_lifetime)
+    parser.add_argument("--connection-lifetime", type=float, default=defaults.connection_lifetime)
+    parser.add_argument("--synth", choices=("auto", "espeak", "generated"), default="auto")
+    args = parser.parse_args(argv)
+    try:
+        return LocalServerSettings(
+            host=args.host,
+            port=args.port,
+            api_key=env.get("PLAYAI_API_KEY") or None,
+            user_id=env.get("PLAYAI_USER_ID") or None,
+            token_lifetime=args.token_lifetime,
+            connection_lifetime=args.connection_lifetime,
+            first_byte_delay=args.first_byte_delay,
+            realtime_factor=args.realtime_factor,
+            synth=args.synth,
+        )
+    except ValueError as e:
+        parser.error(str(e))
+
+
+async def _serve(server: LocalServer) -> None:
+    async with trio.open_nursery() as nursery:
+        base_url = await nursery.start(server.run)
+        settings = server.settings
+        checked = "the configured" if settings.api_key or settings.user_id else "any"
+        log.info(
+            "local PlayAI server on %s (synth: %s; accepting %s credentials)",
+            base_url,
+            server.synth,
+            checked,
+        )
+        with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+            async for signum in signals:
+                log.info("local PlayAI server stopping on %s", signal.Signals(signum).name)
+                nursery.cancel_scope.cancel()
+                break
+
+
+def _os_error(exc: BaseException) -> OSError | None:
+    if isinstance(exc, OSError):
+        return exc
+    if isinstance(exc, BaseExceptionGroup):
+        return next(filter(None, map(_os_error, exc.exceptions)), None)
+    return None
+
+
+def main(argv: list[str]) -> int:
+    """Run the server in the foreground; blocks until Ctrl-C or SIGTERM, then returns 0."""
+    settings = parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    try:
+        trio.run(_serve, LocalServer(settings))
+    except ConfigError as e:
+        log.error("%s", e)
+        return 2
+    except (OSError, BaseExceptionGroup) as e:
+        error = _os_error(e)
+        if error is None:
+            raise
+        log.error("cannot listen on %s:%d: %s", settings.host, settings.port, error)
+        return 1
+    except KeyboardInterrupt:  # Ctrl-C before the signal receiver was in place
+        pass
+    return 0

@@ -1,0 +1,123 @@
+"""PCM to the wire formats the service offers, with PyAV (CPU-bound, no I/O)."""
+
+from __future__ import annotations
+
+import io
+import struct
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import av
+import numpy as np
+
+BLOCK = 65536  # samples fed to PyAV at a time, to keep its frames small
+MP3_BIT_RATE = 128_000
+WAV_HEADER = 44
+_MP3_CODEC = "libmp3lame" if "libmp3lame" in av.codecs_available else "mp3"
+
+
+@dataclass(frozen=True)
+class Encoded:
+    """Encoded audio; ``header`` bytes at its start go out as their own frame (WAV's RIFF)."""
+
+    data: bytes
+    header: int
+    duration: float  # seconds of PCM that went in
+
+
+def _frames(pcm: np.ndarray, rate: int) -> list[av.AudioFrame]:
+    frames = []
+    for start in range(0, len(pcm), BLOCK):
+        frame = av.AudioFrame.from_ndarray(
+            np.ascontiguousarray(pcm[None, start : start + BLOCK]), format="s16", layout="mono"
+        )
+        frame.rate = rate
+        frames.append(frame)
+    return frames
+
+
+def resample(pcm: np.ndarray, rate: int, target: int) -> np.ndarray:
+    """int16 mono samples at ``rate`` converted to ``target`` Hz."""
+    if rate == target:
+        return pcm
+    resampler = av.AudioResampler(format="s16", layout="mono", rate=target)
+    out = [f for frame in _frames(pcm, rate) for f in resampler.resample(frame)]
+    out += resampler.resample(None)
+    if not out:
+        return np.zeros(0, dtype=np.int16)
+    return np.concatenate([f.to_ndarray()[0] for f in out]).astype(np.int16)
+
+
+def wav_header(rate: int, data_size: int) -> bytes:
+    """The canonical 44-byte RIFF header of 16-bit mono PCM with real sizes."""
+    return struct.pack(
+        "<4sI4s4sIHHIIHH4sI",
+        *(b"RIFF", 36 + data_size, b"WAVE", b"fmt ", 16, 1, 1, rate, rate * 2, 2, 16),
+        *(b"data", data_size),
+    )
+
+
+def _mux(
+    pcm: np.ndarray,
+    rate: int,
+    container: str,
+    codec: str,
+    *,
+    layout: str = "mono",
+    bit_rate: int | None = None,
+    options: dict[str, str] | None = None,
+    codec_options: dict[str, str] | None = None,
+) -> bytes:
+    """Encode with ``codec`` into ``container``, in memory."""
+    buf = io.BytesIO()
+    with av.open(buf, "w", format=container, options=options or {}) as out:
+        stream = out.add_stream(codec, rate=rate, layout=layout)
+        if bit_rate is not None:
+            stream.bit_rate = bit_rate
+        if codec_options:
+            stream.codec_context.options = codec_options
+        resampler = av.AudioResampler(
+            format=stream.codec_context.format.name, layout=layout, rate=rate
+        )
+        for frame in [*_frames(pcm, rate), None]:
+            for converted in resampler.resample(frame):
+                out.mux(stream.encode(converted))
+        out.mux(stream.encode(None))
+    return buf.getvalue()
+
+
+def _mp3(pcm: np.ndarray, rate: int) -> bytes:
+    # MP3 knows nine sample rates; others go to the nearest one, as any MP3 encoder must.
+    rates = av.Codec(_MP3_CODEC, "w").audio_rates or (rate,)
+    mp3_rate = min(rates, key=lambda r: (abs(r - rate), r))
+    if mp3_rate != rate:
+        pcm = resample(pcm, rate, mp3_rate)
+    # ID3v2 tag first as the service sends it; no Xing/Info frame: a stream can't know its length.
+    return _mux(
+        pcm, mp3_rate, "mp3", _MP3_CODEC, bit_rate=MP3_BIT_RATE, options={"write_xing": "0"}
+    )
+
+
+def _ogg(pcm: np.ndarray, rate: int) -> bytes:
+    # ffmpeg's own Vorbis encoder is "experimental" and encodes stereo only.
+    return _mux(
+        pcm, rate, "ogg", "vorbis", layout="stereo", codec_options={"strict": "experimental"}
+    )
+
+
+_ENCODERS: dict[str, Callable[[np.ndarray, int], bytes]] = {
+    "raw": lambda pcm, rate: pcm.astype("<i2").tobytes(),
+    "wav": lambda pcm, rate: wav_header(rate, 2 * len(pcm)) + pcm.astype("<i2").tobytes(),
+    "mp3": _mp3,
+    "mulaw": lambda pcm, rate: _mux(pcm, rate, "mulaw", "pcm_mulaw"),
+    "flac": lambda pcm, rate: _mux(pcm, rate, "flac", "flac"),
+    "ogg": _ogg,
+}
+
+
+def encode(pcm: np.ndarray, rate: int, output_format: str) -> Encoded:
+    """int16 mono samples at ``rate`` encoded as ``output_format``; ValueError if unknown."""
+    if output_format not in _ENCODERS:
+        raise ValueError(f"unknown output format {output_format!r}")
+    data = _ENCODERS[output_format](pcm, rate)
+    return Encoded(data, WAV_HEADER if output_format == "wav" else 0, len(pcm) / rate)

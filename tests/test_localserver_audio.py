@@ -1,0 +1,140 @@
+"""Audio from the local server: every format decodes to the right length; both synthesizers."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import AsyncIterator
+
+import numpy as np
+import pytest
+import trio_websocket
+
+from localserver_helpers import LAME_DELAY, decode, id3_size, mp3_frame_offsets, speak, ws_url
+from playspeak.localserver import LocalServer, open_local_server
+from playspeak.localserver.encode import wav_header
+from playspeak.localserver.espeak import espeak_voice
+from playspeak.localserver.generated import CHAR_SECONDS, RATE, generate
+
+TEXT = "Testing, one two."
+needs_espeak = pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="no espeak-ng")
+
+
+@pytest.fixture(params=["generated", pytest.param("espeak", marks=needs_espeak)])
+async def server(request: pytest.FixtureRequest) -> AsyncIterator[LocalServer]:
+    async with open_local_server(first_byte_delay=0, realtime_factor=0, synth=request.param) as s:
+        yield s
+
+
+async def pcm_seconds(server: LocalServer, sample_rate: int, text: str = TEXT) -> float:
+    raw = await server.render(
+        text=text, voice="Angelo", sample_rate=sample_rate, output_format="raw"
+    )
+    return len(raw) / 2 / sample_rate
+
+
+@pytest.mark.parametrize("output_format", ["mp3", "wav", "raw", "mulaw", "ogg", "flac"])
+@pytest.mark.parametrize("sample_rate", [24000, 16000, 44100])
+async def test_every_format_decodes_to_the_synthesized_length(
+    server: LocalServer, output_format: str, sample_rate: int
+) -> None:
+    async with trio_websocket.open_websocket_url(await ws_url(server)) as ws:
+        reply = await speak(ws, text=TEXT, output_format=output_format, sample_rate=sample_rate)
+    expected = await pcm_seconds(server, sample_rate)
+    assert reply.audio == await server.render(
+        text=TEXT, voice="Angelo", sample_rate=sample_rate, output_format=output_format
+    )
+    samples, rate = decode(reply.audio, output_format, sample_rate)
+    assert rate == sample_rate
+    if output_format == "mp3":
+        samples -= LAME_DELAY  # no Xing/LAME tag, so the decoder cannot trim the encoder delay
+    assert abs(samples / rate - expected) < 0.06
+    assert expected > 0.5
+
+
+async def test_mp3_starts_with_an_id3_tag_and_has_no_xing_frame(server: LocalServer) -> None:
+    data = await server.render(text=TEXT, voice="Angelo")
+    assert data[:3] == b"ID3"
+    frames = mp3_frame_offsets(data)
+    first_frame = data[frames[0] : frames[1]]
+    assert b"Xing" not in first_frame and b"Info" not in first_frame
+    header = int.from_bytes(data[frames[0] : frames[0] + 4], "big")
+    assert header >> 12 & 0xF == 12  # 128 kbps in MPEG-2 layer III's table
+    assert header >> 6 & 3 == 3  # mono
+    assert {data[o + 2] >> 4 for o in frames} == {12}  # constant bit rate
+    assert frames[0] == id3_size(data)
+
+
+async def test_mp3_at_an_odd_rate_uses_the_nearest_mp3_rate(server: LocalServer) -> None:
+    data = await server.render(text=TEXT, voice="Angelo", sample_rate=23500)
+    assert decode(data, "mp3", 23500)[1] == 24000
+
+
+async def test_wav_header_is_its_own_first_frame(server: LocalServer) -> None:
+    async with trio_websocket.open_websocket_url(await ws_url(server)) as ws:
+        reply = await speak(ws, text=TEXT, output_format="wav", sample_rate=22050)
+    header, *rest = reply.chunks
+    assert len(header) == 44 and header[:4] == b"RIFF" and header[8:16] == b"WAVEfmt "
+    assert header == wav_header(22050, sum(map(len, rest)))
+
+
+async def test_raw_is_headerless_pcm_and_mulaw_is_one_byte_per_sample(server: LocalServer) -> None:
+    raw = await server.render(text=TEXT, voice="Angelo", output_format="raw")
+    mulaw = await server.render(text=TEXT, voice="Angelo", output_format="mulaw")
+    assert len(mulaw) * 2 == len(raw)
+    assert raw[:4] != b"RIFF"
+
+
+async def test_speed_changes_the_length(server: LocalServer) -> None:
+    slow = await server.render(text=TEXT, voice="Angelo", speed=0.5, output_format="raw")
+    fast = await server.render(text=TEXT, voice="Angelo", speed=2.0, output_format="raw")
+    assert len(slow) > 2.5 * len(fast)
+
+
+def test_generated_speech_is_deterministic_and_grows_with_the_text() -> None:
+    one = generate("Hello there.", "Angelo")
+    assert np.array_equal(one, generate("Hello there.", "Angelo"))
+    assert not np.array_equal(one, generate("Hello there.", "Deedee"))
+    longer = generate("Hello there, how are you today?", "Angelo")
+    assert len(longer) > len(one)
+    per_char = len(generate("a" * 40, "v")) / 40 / RATE
+    assert per_char == pytest.approx(CHAR_SECONDS, rel=0.01)
+    assert len(generate("a" * 40, "v", speed=2.0)) == pytest.approx(
+        len(generate("a" * 40, "v")) / 2, rel=0.01
+    )
+    assert one.dtype == np.int16 and 0 < np.abs(one).max() < 32767
+
+
+def test_generated_speech_has_voiced_sounds_and_pauses() -> None:
+    signal = generate("Ah, oh.", "Angelo").astype(float)
+    window = int(0.02 * RATE)
+    levels = [np.sqrt(np.mean(signal[i : i + window] ** 2)) for i in range(0, len(signal), window)]
+    assert max(levels) > 3000 and min(levels) < 1  # sound and silence both present
+
+
+async def test_generated_audio_is_the_same_from_two_servers() -> None:
+    renders = []
+    for _ in range(2):
+        async with open_local_server(synth="generated") as server:
+            renders.append(await server.render(text=TEXT, voice="Samara", output_format="flac"))
+    assert renders[0] == renders[1]
+
+
+@needs_espeak
+async def test_espeak_speech_is_deterministic_and_follows_the_voice() -> None:
+    renders = []
+    for voice in ("Angelo", "Angelo", "Jennifer"):
+        async with open_local_server(synth="espeak") as server:  # a fresh cache each time
+            assert server.synth == "espeak"
+            renders.append(await server.render(text=TEXT, voice=voice, output_format="raw"))
+    assert renders[0] == renders[1] != renders[2]
+
+
+def test_espeak_voice_mapping_is_deterministic() -> None:
+    angelo = (
+        "s3://voice-cloning-zero-shot/baf1ef41-36b6-428c-9bdf-50ba54682bd8/original/manifest.json"
+    )
+    assert espeak_voice(angelo) == espeak_voice("Angelo") == "en-us+m3"
+    assert espeak_voice("jennifer") == "en-gb+f3"
+    assert espeak_voice("some-unknown-voice") == espeak_voice("some-unknown-voice")
+    mapped = {espeak_voice(f"voice-{i}") for i in range(40)}
+    assert mapped == {"en-us", "en-us+f3", "en-gb+m3", "en-gb+f3"}
