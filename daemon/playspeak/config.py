@@ -1,0 +1,309 @@
+"""Configuration: one frozen dataclass tree, loaded from TOML once, then overridden by the
+environment."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import stat
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from playspeak.errors import ConfigError
+
+DEFAULT_API_URL = "https://api.play.ai"
+DEFAULT_VOICE = (
+    "s3://voice-cloning-zero-shot/d9ff78ba-d016-47f6-b0ef-dd630f59414e/female-cs/manifest.json"
+)
+MODELS = ("Play3.0-mini", "PlayDialog", "PlayDialogMultilingual", "PlayDialogArabic")
+OUTPUT_FORMATS = ("mp3", "wav", "raw", "mulaw", "ogg", "flac")
+LOG_LEVELS = ("debug", "info", "warning", "error")
+
+# Stable names used by scripts, units and tests outside the project: keep them as they are.
+ENV_API_KEY = "PLAYAI_API_KEY"
+ENV_USER_ID = "PLAYAI_USER_ID"
+ENV_API_URL = "PLAYSPEAK_API_URL"
+ENV_CONFIG = "PLAYSPEAK_CONFIG"
+ENV_SOCKET = "PLAYSPEAK_SOCKET"
+ENV_DEVICE = "PLAYSPEAK_DEVICE"
+ENV_SSIP_SOCKET = "PLAYSPEAK_SSIP_SOCKET"
+
+
+def default_socket_path() -> Path:
+    """`$XDG_RUNTIME_DIR/playspeak.sock`, or a per-user path in /tmp when that is unset."""
+    runtime = os.environ.get("XDG_RUNTIME_DIR")
+    if runtime:
+        return Path(runtime) / "playspeak.sock"
+    return Path(f"/tmp/playspeak-{os.getuid()}") / "playspeak.sock"
+
+
+def socket_path_from_env() -> Path:
+    """The control socket path a client should use: `$PLAYSPEAK_SOCKET` or the default."""
+    value = os.environ.get(ENV_SOCKET)
+    return Path(value) if value else default_socket_path()
+
+
+def default_config_paths() -> list[Path]:
+    """Where `playspeak run` looks for a configuration file, first match wins."""
+    xdg = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+    return [Path(xdg) / "playspeak" / "playspeak.toml", Path("/etc/playspeak/playspeak.toml")]
+
+
+@dataclass(frozen=True)
+class ApiConfig:
+    url: str = ""  # empty: the embedded local server when no key either, else DEFAULT_API_URL
+    api_key: str = field(default="", repr=False)
+    api_key_file: str = ""
+    user_id: str = field(default="", repr=False)
+    model: str = "Play3.0-mini"
+    voice: str = DEFAULT_VOICE
+    output_format: str = "mp3"
+    sample_rate: int = 24000
+    speed: float = 1.0
+    temperature: float | None = None
+    connect_timeout: float = 10.0
+
+    @property
+    def embedded(self) -> bool:
+        """True when no key and no URL are configured: the daemon runs the local server."""
+        return not self.api_key and not self.url
+
+    @property
+    def effective_url(self) -> str:
+        return self.url or DEFAULT_API_URL
+
+
+@dataclass(frozen=True)
+class ControlConfig:
+    socket: str = ""  # empty: default_socket_path()
+    socket_mode: int = 0o660
+    max_line_bytes: int = 65536
+    max_clients: int = 256
+    client_buffer: int = 1024  # event lines buffered per client before it is dropped as not reading
+
+    @property
+    def socket_path(self) -> Path:
+        return Path(self.socket) if self.socket else default_socket_path()
+
+
+@dataclass(frozen=True)
+class AudioConfig:
+    device: str = ""  # name, index, or "wav:/path/file.wav"; empty: the system default
+    samplerate: int = 0  # 0: the device's default rate
+    channels: int = 1
+    blocksize_ms: float = 10.0
+    latency: str = "low"
+    buffer_seconds: float = 2.0
+
+
+@dataclass(frozen=True)
+class SpeechConfig:
+    max_queue: int = 100
+    pipeline: bool = True  # request the next utterance while the current one plays
+
+
+@dataclass(frozen=True)
+class LocalServerConfig:
+    first_byte_delay: float = 0.15
+    realtime_factor: float = 3.0
+    synth: str = "auto"
+
+
+@dataclass(frozen=True)
+class LogConfig:
+    level: str = "info"
+
+
+@dataclass(frozen=True)
+class Config:
+    api: ApiConfig = ApiConfig()
+    control: ControlConfig = ControlConfig()
+    audio: AudioConfig = AudioConfig()
+    speech: SpeechConfig = SpeechConfig()
+    local_server: LocalServerConfig = LocalServerConfig()
+    log: LogConfig = LogConfig()
+    source: str = ""  # the file it was read from, for messages
+
+    def redacted(self) -> dict[str, Any]:
+        """The effective configuration as a dict, with secrets replaced, for printing."""
+        out = dataclasses.asdict(self)
+        for key in ("api_key", "user_id"):
+            if out["api"][key]:
+                out["api"][key] = "<redacted>"
+        return out
+
+
+_SECTIONS: dict[str, type] = {
+    "api": ApiConfig,
+    "control": ControlConfig,
+    "audio": AudioConfig,
+    "speech": SpeechConfig,
+    "local_server": LocalServerConfig,
+    "log": LogConfig,
+}
+
+
+def _coerce(section: str, key: str, value: Any, default: Any, where: str) -> Any:
+    """Check one value's type against its default's; the error names the key and the file."""
+    name = f"{section}.{key}"
+    if key == "socket_mode" and isinstance(value, str):
+        try:
+            return int(value, 8)
+        except ValueError:
+            raise ConfigError(f'{where}: {name} must be an octal string like "0660"') from None
+    if key == "temperature":
+        if value is None or (isinstance(value, (int, float)) and not isinstance(value, bool)):
+            return None if value is None else float(value)
+        raise ConfigError(f"{where}: {name} must be a number between 0 and 1")
+    if isinstance(default, bool):
+        if not isinstance(value, bool):
+            raise ConfigError(f"{where}: {name} must be true or false, not {value!r}")
+        return value
+    if isinstance(default, float):
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{where}: {name} must be a number, not {value!r}")
+        return float(value)
+    if isinstance(default, int):
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{where}: {name} must be a whole number, not {value!r}")
+        return value
+    if isinstance(default, str):
+        if key == "device" and isinstance(value, int) and not isinstance(value, bool):
+            return str(value)
+        if not isinstance(value, str):
+            raise ConfigError(f"{where}: {name} must be a string, not {value!r}")
+        return value
+    return value
+
+
+def _line_of(text: str, section: str, key: str) -> int | None:
+    """Best-effort line number of `key` inside `[section]`, for error messages."""
+    current = ""
+    for number, raw in enumerate(text.splitlines(), start=1):
+        line = raw.strip()
+        if line.startswith("[") and line.endswith("]"):
+            current = line[1:-1].strip()
+        elif current == section and line.split("=", 1)[0].strip() == key:
+            return number
+    return None
+
+
+def _from_mapping(data: dict[str, Any], where: str, text: str = "") -> Config:
+    sections: dict[str, Any] = {}
+    for section, values in data.items():
+        cls = _SECTIONS.get(section)
+        if cls is None:
+            known = ", ".join(_SECTIONS)
+            raise ConfigError(f"{where}: unknown section [{section}] (known: {known})")
+        if not isinstance(values, dict):
+            raise ConfigError(f"{where}: {section} must be a table")
+        defaults = cls()
+        fields = {f.name for f in dataclasses.fields(cls)}
+        kwargs = {}
+        for key, value in values.items():
+            line = _line_of(text, section, key)
+            at = f"{where}, line {line}" if line else where
+            if key not in fields:
+                raise ConfigError(f"{at}: unknown key {section}.{key}")
+            kwargs[key] = _coerce(section, key, value, getattr(defaults, key), at)
+        sections[section] = cls(**kwargs)
+    return Config(**sections, source=where)
+
+
+def _read_key_file(path: str) -> str:
+    """Read the API key from a file that only its owner may read."""
+    p = Path(path)
+    try:
+        st = p.stat()
+        if st.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
+            raise ConfigError(
+                f"api.api_key_file {path} is readable by other users: run chmod 600 {path}"
+            )
+        return p.read_text(encoding="utf-8").strip()
+    except OSError as e:
+        raise ConfigError(f"api.api_key_file {path}: {e.strerror}") from None
+
+
+def _apply_environment(config: Config, env: dict[str, str]) -> Config:
+    """Environment overrides, in one place: secrets, API URL, socket and device."""
+    api = config.api
+    key = env.get(ENV_API_KEY) or api.api_key
+    if not key and api.api_key_file:
+        key = _read_key_file(api.api_key_file)
+    creds_dir = env.get("CREDENTIALS_DIRECTORY")
+    if not key and creds_dir and (Path(creds_dir) / "playai-api-key").exists():
+        key = (Path(creds_dir) / "playai-api-key").read_text(encoding="utf-8").strip()
+    api = dataclasses.replace(
+        api,
+        api_key=key,
+        user_id=env.get(ENV_USER_ID) or api.user_id,
+        url=env.get(ENV_API_URL) or api.url,
+    )
+    control = config.control
+    if env.get(ENV_SOCKET):
+        control = dataclasses.replace(control, socket=env[ENV_SOCKET])
+    audio = config.audio
+    if env.get(ENV_DEVICE):
+        audio = dataclasses.replace(audio, device=env[ENV_DEVICE])
+    return dataclasses.replace(config, api=api, control=control, audio=audio)
+
+
+def _validate(config: Config) -> None:
+    where = config.source or "configuration"
+    api = config.api
+    checks = [
+        (api.model in MODELS, f"api.model must be one of {', '.join(MODELS)}"),
+        (api.output_format in OUTPUT_FORMATS, f"api.output_format must be one of {OUTPUT_FORMATS}"),
+        (8000 <= api.sample_rate <= 48000, "api.sample_rate must be 8000–48000"),
+        (0.5 <= api.speed <= 2.0, "api.speed must be 0.5–2"),
+        (api.temperature is None or 0 <= api.temperature <= 1, "api.temperature must be 0–1"),
+        (config.audio.channels in (1, 2), "audio.channels must be 1 or 2"),
+        (config.audio.buffer_seconds > 0, "audio.buffer_seconds must be > 0"),
+        (config.audio.samplerate >= 0, "audio.samplerate must be >= 0 (0: device default)"),
+        (config.control.max_line_bytes >= 256, "control.max_line_bytes must be >= 256"),
+        (config.log.level in LOG_LEVELS, f"log.level must be one of {', '.join(LOG_LEVELS)}"),
+        (config.speech.max_queue >= 1, "speech.max_queue must be >= 1"),
+        (
+            config.local_server.synth in ("auto", "espeak", "generated"),
+            "local_server.synth must be auto, espeak or generated",
+        ),
+    ]
+    for ok, message in checks:
+        if not ok:
+            raise ConfigError(f"{where}: {message}")
+    if api.url and not api.api_key:
+        raise ConfigError(
+            f"{where}: api.url ({ENV_API_URL}) is set but no API key: set {ENV_API_KEY}, "
+            "api.api_key_file, or unset the URL to use the embedded local server"
+        )
+    if api.api_key and not api.user_id:
+        raise ConfigError(f"{where}: an API key is set but no user id: set {ENV_USER_ID}")
+
+
+def load_config(path: str | Path | None = None, env: dict[str, str] | None = None) -> Config:
+    """Load, override from the environment and validate. Raises ConfigError, never returns None.
+
+    `path` None means `$PLAYSPEAK_CONFIG`, else the first existing default path, else defaults.
+    """
+    env = dict(os.environ) if env is None else env
+    if path is None and env.get(ENV_CONFIG):
+        path = env[ENV_CONFIG]
+    if path is None:
+        path = next((p for p in default_config_paths() if p.exists()), None)
+    config = Config()
+    if path is not None:
+        where = str(path)
+        try:
+            text = Path(path).read_text(encoding="utf-8")
+        except OSError as e:
+            raise ConfigError(f"{where}: cannot read configuration: {e.strerror}") from None
+        try:
+            data = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as e:
+            raise ConfigError(f"{where}: {e}") from None
+        config = _from_mapping(data, where, text)
+    config = _apply_environment(config, env)
+    _validate(config)
+    return config

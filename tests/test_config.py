@@ -1,0 +1,106 @@
+"""Configuration: defaults, the example file, environment overrides and every error path."""
+
+import os
+from pathlib import Path
+
+import pytest
+
+from playspeak.config import Config, load_config
+from playspeak.errors import ConfigError
+
+EXAMPLE = Path(__file__).parent.parent / "config" / "playspeak.toml"
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "playspeak.toml"
+    path.write_text(text)
+    return path
+
+
+def test_the_example_file_states_exactly_the_defaults() -> None:
+    loaded = load_config(EXAMPLE, env={})
+    assert loaded.api == Config().api and loaded.audio == Config().audio
+    assert loaded.control == Config().control and loaded.speech == Config().speech
+    assert loaded.local_server == Config().local_server and loaded.log == Config().log
+
+
+def test_no_key_and_no_url_means_the_embedded_server() -> None:
+    assert load_config(EXAMPLE, env={}).api.embedded
+
+
+def test_environment_overrides(tmp_path: Path) -> None:
+    env = {
+        "PLAYAI_API_KEY": "k-123",
+        "PLAYAI_USER_ID": "user-9",
+        "PLAYSPEAK_API_URL": "http://127.0.0.1:1",
+        "PLAYSPEAK_SOCKET": str(tmp_path / "s"),
+        "PLAYSPEAK_DEVICE": "pulse",
+    }
+    config = load_config(EXAMPLE, env=env)
+    assert (config.api.api_key, config.api.user_id) == ("k-123", "user-9")
+    assert config.api.effective_url == "http://127.0.0.1:1" and not config.api.embedded
+    assert config.control.socket_path == tmp_path / "s"
+    assert config.audio.device == "pulse"
+
+
+def test_playspeak_config_names_the_file(tmp_path: Path) -> None:
+    path = write(tmp_path, '[log]\nlevel = "debug"\n')
+    assert load_config(env={"PLAYSPEAK_CONFIG": str(path)}).log.level == "debug"
+
+
+def test_key_file_must_be_private(tmp_path: Path) -> None:
+    key = tmp_path / "key"
+    key.write_text("secret-key\n")
+    os.chmod(key, 0o644)
+    path = write(tmp_path, f'[api]\napi_key_file = "{key}"\nuser_id = "u"\n')
+    with pytest.raises(ConfigError, match="readable by other users: run chmod 600"):
+        load_config(path, env={})
+    os.chmod(key, 0o600)
+    assert load_config(path, env={}).api.api_key == "secret-key"
+
+
+def test_systemd_credentials(tmp_path: Path) -> None:
+    (tmp_path / "playai-api-key").write_text("cred-key")
+    config = load_config(
+        EXAMPLE, env={"CREDENTIALS_DIRECTORY": str(tmp_path), "PLAYAI_USER_ID": "u"}
+    )
+    assert config.api.api_key == "cred-key"
+
+
+def test_secrets_are_redacted_in_the_printed_configuration() -> None:
+    config = load_config(EXAMPLE, env={"PLAYAI_API_KEY": "k-123", "PLAYAI_USER_ID": "user-9"})
+    text = repr(config) + repr(config.redacted())
+    assert "k-123" not in text and "user-9" not in text
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("[api\n", "playspeak.toml"),
+        ("[nope]\n", "unknown section \\[nope\\]"),
+        ("[api]\nfoo = 1\n", "line 2: unknown key api.foo"),
+        ('[api]\nspeed = "fast"\n', "line 2: api.speed must be a number"),
+        ("[api]\nspeed = 9\n", "api.speed must be 0.5–2"),
+        ('[api]\nmodel = "x"\n', "api.model must be one of"),
+        ("[api]\nsample_rate = 100\n", "api.sample_rate"),
+        ('[api]\nurl = "http://x"\n', "no API key"),
+        ('[api]\napi_key = "k"\n', "no user id"),
+        ('[control]\nsocket_mode = "rw"\n', "octal"),
+        ("[control]\nmax_line_bytes = 1\n", "max_line_bytes"),
+        ("[audio]\nchannels = 3\n", "audio.channels"),
+        ("[speech]\npipeline = 1\n", "speech.pipeline must be true or false"),
+        ('[log]\nlevel = "loud"\n', "log.level"),
+        ('[local_server]\nsynth = "tts"\n', "local_server.synth"),
+        ("api = 3\n", "api must be a table"),
+    ],
+)
+def test_errors_name_the_key_and_the_file(tmp_path: Path, text: str, message: str) -> None:
+    path = write(tmp_path, text)
+    with pytest.raises(ConfigError, match=message) as info:
+        load_config(path, env={})
+    assert str(path) in str(info.value)
+
+
+def test_unreadable_file(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="cannot read"):
+        load_config(tmp_path / "missing.toml", env={})
