@@ -1,0 +1,370 @@
+"""The PlayAI link: one long-lived websocket per model, ordered replies matched to requests.
+
+A supervisor loop authenticates, connects and reconnects with capped, jittered backoff; inside a
+connection, one reader routes start / audio / end / error frames to the `Reply` of each request,
+strictly in request order. Back-pressure: each reply's audio channel is bounded, so a slow
+consumer stops the reader, and trio-websocket then stops reading the socket.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import json
+import logging
+import random
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+import trio
+from trio_websocket import ConnectionClosed, HandshakeError, WebSocketConnection, open_websocket_url
+
+from playspeak.errors import AuthError, LinkError
+from playspeak.log import redact, register_secret
+from playspeak.playai.auth import AuthResult, authenticate
+
+log = logging.getLogger(__name__)
+
+REPLY_BUFFER_CHUNKS = 32  # per request; bytes beyond wait in the socket, not in memory
+STABLE_CONNECTION = 5.0  # seconds: a connection that lived this long is reopened without delay
+
+
+class Reply:
+    """The answer to one request: its audio chunks in order, then the end (or an error).
+
+    Owned by the link's reader (sending side) and one consumer (receiving side).
+    """
+
+    def __init__(self, request_id: str) -> None:
+        self.request_id = request_id
+        self._send, self._recv = trio.open_memory_channel[bytes](REPLY_BUFFER_CHUNKS)
+        self.started = False
+        self.complete = trio.Event()  # set on end, error or discard
+        self.error: LinkError | None = None
+        self.retriable = False  # True when the connection failed, not the request itself
+        self.bytes_received = 0
+        self.discarded = False
+        self._finished = False
+
+    async def receive(self) -> bytes | None:
+        """The next audio chunk; None after the end. Raises LinkError if the request failed."""
+        try:
+            return await self._recv.receive()
+        except (trio.EndOfChannel, trio.ClosedResourceError):
+            if self.error is not None:
+                raise self.error from None
+            return None
+
+    def discard(self) -> None:
+        """The consumer no longer wants this audio: the reader drops what still arrives."""
+        self.discarded = True
+        self._recv.close()
+        self.complete.set()
+
+    def _end(self) -> None:
+        if not self._finished:
+            self._finished = True
+            self._send.close()
+            self.complete.set()
+
+    def _fail(self, error: LinkError, *, retriable: bool) -> None:
+        if not self._finished:
+            self.error = error
+            self.retriable = retriable
+            self._end()
+
+    async def _deliver(self, chunk: bytes) -> None:
+        self.bytes_received += len(chunk)
+        # A discarded reply's channel is closed: its audio is dropped.
+        with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
+            await self._send.send(chunk)
+
+
+@dataclass
+class _Connection:
+    ws: WebSocketConnection
+    pending: deque[Reply] = field(default_factory=deque)
+    current: Reply | None = None  # the reply whose start has arrived
+
+
+@dataclass(frozen=True)
+class LinkSettings:
+    base_url: str
+    api_key: str = field(repr=False)
+    user_id: str = field(repr=False)
+    model: str = "Play3.0-mini"
+    connect_timeout: float = 10.0
+    request_patience: float = 30.0  # how long a request waits for a connection before failing
+    backoff_initial: float = 0.5
+    backoff_max: float = 30.0
+    heartbeat: float = 20.0
+
+
+class Link:
+    """One model's websocket, kept open across utterances and reopened when it drops."""
+
+    def __init__(self, settings: LinkSettings, http: httpx.AsyncClient) -> None:
+        self.settings = settings
+        self._http = http
+        self._conn: _Connection | None = None
+        self._conn_changed = trio.Event()
+        self._send_lock = trio.Lock()
+        self._ids = itertools.count(1)
+        self.state = "starting"
+        self.last_error = ""
+        self.connections = 0
+        self._connected_at: float | None = None
+        register_secret(settings.api_key)
+        register_secret(settings.user_id)
+
+    # ---- public -------------------------------------------------------------------------
+
+    async def request(self, command: dict[str, Any]) -> Reply:
+        """Send one command; returns its Reply at once (audio follows). Waits for a connection
+        up to `request_patience`, then raises LinkError naming the last connection error."""
+        with trio.move_on_after(self.settings.request_patience):
+            while True:
+                conn = self._conn
+                if conn is None:
+                    await self._wait_changed()
+                    continue
+                async with self._send_lock:
+                    if conn is not self._conn:
+                        continue
+                    request_id = str(command.get("request_id") or f"r{next(self._ids)}")
+                    reply = Reply(request_id)
+                    conn.pending.append(reply)  # before sending: the answer may come at once
+                    try:
+                        await conn.ws.send_message(
+                            json.dumps({**command, "request_id": request_id})
+                        )
+                    except ConnectionClosed:
+                        conn.pending.remove(reply)
+                        await self._wait_changed()
+                        continue
+                    return reply
+        reason = self.last_error or "not connected"
+        raise LinkError(f"no connection to the TTS service: {reason}")
+
+    def status(self) -> dict[str, Any]:
+        pending = len(self._conn.pending) if self._conn else 0
+        return {
+            "model": self.settings.model,
+            "state": self.state,
+            "connections": self.connections,
+            "pending": pending,
+            "last_error": self.last_error,
+        }
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Supervise the connection until cancelled. Ready at once: it connects in the
+        background."""
+        task_status.started()
+        delay = self.settings.backoff_initial
+        while True:
+            self.state = "connecting"
+            try:
+                try:
+                    auth = await self._authenticate()
+                    await self._serve_connection(auth)
+                except BaseExceptionGroup as group:
+                    raise _single(group) from None
+            except AuthError as e:
+                self._note_failure("auth-failed", str(e))
+            except LinkError as e:
+                self._note_failure("reconnecting", str(e))
+                if self._connected_at is not None:
+                    lasted = trio.current_time() - self._connected_at
+                    self._connected_at = None
+                    delay = self.settings.backoff_initial  # it was up: start backoff anew
+                    if lasted >= STABLE_CONNECTION:
+                        continue  # a connection that lived ends (e.g. its hour): at once
+            except _CONNECT_ERRORS as e:
+                self._note_failure("reconnecting", f"{type(e).__name__}: {e}")
+            jittered = delay * random.uniform(0.75, 1.25)
+            log.info("model %s: reconnecting in %.1f s", self.settings.model, jittered)
+            await trio.sleep(jittered)
+            delay = min(delay * 2, self.settings.backoff_max)
+
+    # ---- internals ----------------------------------------------------------------------
+
+    async def _wait_changed(self) -> None:
+        await self._conn_changed.wait()
+
+    def _set_conn(self, conn: _Connection | None) -> None:
+        self._conn = conn
+        self._conn_changed.set()
+        self._conn_changed = trio.Event()
+
+    def _note_failure(self, state: str, message: str) -> None:
+        self.state = state
+        self.last_error = redact(message)
+        log.warning("model %s: %s", self.settings.model, self.last_error)
+
+    async def _authenticate(self) -> AuthResult:
+        s = self.settings
+        with trio.fail_after(s.connect_timeout):
+            return await authenticate(self._http, s.base_url, s.api_key, s.user_id)
+
+    async def _serve_connection(self, auth: AuthResult) -> None:
+        url = auth.url_for(self.settings.model)
+        for value in url.split("=")[1:]:
+            register_secret(value.split("&")[0])
+        async with open_websocket_url(
+            url, connect_timeout=self.settings.connect_timeout, max_message_size=2**22
+        ) as ws:
+            conn = _Connection(ws)
+            self.connections += 1
+            self._connected_at = trio.current_time()
+            self.state = "connected"
+            self.last_error = ""
+            log.info("model %s: connected to %s", self.settings.model, redact(url))
+            self._set_conn(conn)
+            try:
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(self._heartbeat, conn)
+                    reason = await self._read(conn)
+                    nursery.cancel_scope.cancel()
+            finally:
+                self._set_conn(None)
+                error = LinkError("the connection to the TTS service was lost")
+                for reply in conn.pending:
+                    reply._fail(error, retriable=True)
+                conn.pending.clear()
+            raise LinkError(f"connection closed ({reason})")
+
+    async def _heartbeat(self, conn: _Connection) -> None:
+        """Ping an idle connection to find a dead one before a request does. Never pings while
+        replies are pending: back-pressure may then rightly delay the pong."""
+        ws = conn.ws
+        while True:
+            await trio.sleep(self.settings.heartbeat)
+            if conn.pending:
+                continue
+            with (
+                trio.move_on_after(self.settings.heartbeat) as scope,
+                contextlib.suppress(ConnectionClosed),  # the reader sees it and reports it
+            ):
+                await ws.ping()
+            if scope.cancelled_caught:
+                log.warning(
+                    "model %s: no pong within %.0f s", self.settings.model, self.settings.heartbeat
+                )
+                await ws.aclose()
+                return
+
+    async def _read(self, conn: _Connection) -> str:
+        """Route frames until the connection closes; returns why it closed."""
+        while True:
+            try:
+                message = await conn.ws.get_message()
+            except ConnectionClosed as e:
+                return f"code {e.reason.code}, {e.reason.reason or 'no reason given'}"
+            if isinstance(message, bytes):
+                if conn.current is None:
+                    log.warning("audio frame outside any request: dropped (%d bytes)", len(message))
+                else:
+                    await conn.current._deliver(message)
+            else:
+                self._on_text(conn, message)
+
+    def _on_text(self, conn: _Connection, message: str) -> None:
+        try:
+            frame = json.loads(message)
+        except ValueError:
+            log.warning("ignoring a text frame that is not JSON (%d chars)", len(message))
+            return
+        if not isinstance(frame, dict):
+            log.warning("ignoring a JSON frame that is not an object")
+            return
+        request_id = frame.get("request_id")
+        if "error" in frame:
+            reply = self._find(conn, request_id)
+            if reply is None:
+                log.warning("error frame for no known request: %s", redact(str(frame["error"])))
+                return
+            conn.pending.remove(reply)
+            if conn.current is reply:
+                conn.current = None
+            reply._fail(
+                LinkError(f"the service said: {redact(str(frame['error']))}"), retriable=False
+            )
+            return
+        kind = frame.get("type")
+        if kind == "start":
+            reply = self._find(conn, request_id)
+            if reply is not None:
+                reply.started = True
+                conn.current = reply
+        elif kind == "end":
+            reply = self._find(conn, request_id) or conn.current
+            if reply is not None:
+                conn.pending.remove(reply)
+                reply._end()
+            conn.current = None
+        else:
+            log.debug("ignoring a frame of type %r", kind)
+
+    @staticmethod
+    def _find(conn: _Connection, request_id: Any) -> Reply | None:
+        """The reply with that id; with no id, the oldest (replies come in request order)."""
+        if request_id is None:
+            return conn.current or (conn.pending[0] if conn.pending else None)
+        for reply in conn.pending:
+            if reply.request_id == str(request_id):
+                return reply
+        return None
+
+
+_CONNECT_ERRORS = (HandshakeError, ConnectionClosed, OSError, httpx.HTTPError, trio.TooSlowError)
+
+
+def _single(group: BaseExceptionGroup) -> BaseException:
+    """The one expected connection error inside trio's exception groups, else the group."""
+    leaves: list[BaseException] = []
+
+    def walk(e: BaseException) -> None:
+        if isinstance(e, BaseExceptionGroup):
+            for inner in e.exceptions:
+                walk(inner)
+        else:
+            leaves.append(e)
+
+    walk(group)
+    expected = [e for e in leaves if isinstance(e, (LinkError, *_CONNECT_ERRORS))]
+    return expected[0] if len(expected) == len(leaves) and expected else group
+
+
+class LinkPool:
+    """One Link per model, started on first use inside the pool's own nursery."""
+
+    def __init__(self, base: LinkSettings, http: httpx.AsyncClient) -> None:
+        self._base = base
+        self._http = http
+        self._links: dict[str, Link] = {}
+        self._nursery: trio.Nursery | None = None
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        async with trio.open_nursery() as nursery:
+            self._nursery = nursery
+            await self._start(self._base.model)
+            task_status.started()
+            await trio.sleep_forever()
+
+    async def _start(self, model: str) -> Link:
+        from dataclasses import replace
+
+        assert self._nursery is not None
+        link = Link(replace(self._base, model=model), self._http)
+        self._links[model] = link
+        await self._nursery.start(link.run)
+        return link
+
+    async def get(self, model: str | None) -> Link:
+        model = model or self._base.model
+        return self._links.get(model) or await self._start(model)
+
+    def status(self) -> list[dict[str, Any]]:
+        return [link.status() for link in self._links.values()]

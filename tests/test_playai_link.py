@@ -1,0 +1,143 @@
+"""The PlayAI link against the real local server: auth, ordered replies, errors, reconnects."""
+
+from __future__ import annotations
+
+import logging
+
+import httpx
+import pytest
+import trio
+
+from playspeak.errors import AuthError, LinkError
+from playspeak.localserver import open_local_server
+from playspeak.playai.auth import parse_auth_answer
+from playspeak.playai.link import Link, LinkSettings, Reply
+
+KEY, USER = "test-key-abcdef", "test-user-42"
+VOICE = "s3://voice-cloning-zero-shot/test/manifest.json"
+
+
+async def collect(reply: Reply) -> bytes:
+    data = bytearray()
+    while (chunk := await reply.receive()) is not None:
+        data += chunk
+    return bytes(data)
+
+
+def command(text: str) -> dict:
+    return {"text": text, "voice": VOICE, "output_format": "mp3"}
+
+
+async def start_link(
+    nursery: trio.Nursery, http: httpx.AsyncClient, base_url: str, **overrides: object
+) -> Link:
+    settings = LinkSettings(base_url=base_url, api_key=KEY, user_id=USER, **overrides)
+    link = Link(settings, http)
+    await nursery.start(link.run)
+    return link
+
+
+async def test_pipelined_requests_come_back_in_order_and_whole() -> None:
+    async with (
+        open_local_server(
+            api_key=KEY,
+            user_id=USER,
+            first_byte_delay=0,
+            realtime_factor=0,
+            chunk_min=1,
+            chunk_max=3000,
+        ) as server,
+        httpx.AsyncClient() as http,
+        trio.open_nursery() as nursery,
+    ):
+        link = await start_link(nursery, http, server.base_url)
+        texts = ["one", "two two", "three three three"]
+        replies = [await link.request(command(t)) for t in texts]  # all sent before reading
+        for text, reply in zip(texts, replies, strict=True):
+            assert await collect(reply) == await server.render(text=text, voice=VOICE)
+        assert server.stats.connections == 1 and link.connections == 1
+        nursery.cancel_scope.cancel()
+
+
+async def test_an_error_frame_fails_only_its_request() -> None:
+    async with (
+        open_local_server(
+            api_key=KEY, user_id=USER, first_byte_delay=0, realtime_factor=0
+        ) as server,
+        httpx.AsyncClient() as http,
+        trio.open_nursery() as nursery,
+    ):
+        server.faults.error_on_text = "boom"
+        link = await start_link(nursery, http, server.base_url)
+        bad = await link.request(command("boom now"))
+        good = await link.request(command("fine"))
+        with pytest.raises(LinkError, match="synthesis failed"):
+            await collect(bad)
+        assert not bad.retriable
+        assert await collect(good) == await server.render(text="fine", voice=VOICE)
+        nursery.cancel_scope.cancel()
+
+
+async def test_a_dropped_connection_fails_pending_replies_and_reconnects() -> None:
+    async with (
+        open_local_server(
+            api_key=KEY, user_id=USER, first_byte_delay=0, realtime_factor=0
+        ) as server,
+        httpx.AsyncClient() as http,
+        trio.open_nursery() as nursery,
+    ):
+        server.faults.drop_after_bytes = 3000
+        link = await start_link(nursery, http, server.base_url, backoff_initial=0.01)
+        text = "a sentence long enough to be more than three thousand bytes of audio"
+        reply = await link.request(command(text))
+        with pytest.raises(LinkError, match="lost"):
+            await collect(reply)
+        assert reply.retriable
+        server.faults.drop_after_bytes = None
+        again = await link.request(command(text))
+        assert await collect(again) == await server.render(text=text, voice=VOICE)
+        assert link.connections == 2
+        nursery.cancel_scope.cancel()
+
+
+async def test_refused_auth_is_reported_without_the_secret(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    async with (
+        open_local_server(api_key="the-right-key", user_id=USER) as server,
+        httpx.AsyncClient() as http,
+        trio.open_nursery() as nursery,
+    ):
+        link = await start_link(
+            nursery, http, server.base_url, request_patience=1.0, backoff_initial=0.1
+        )
+        with pytest.raises(LinkError, match="refused the credentials"):
+            await link.request(command("hello"))
+        assert link.state == "auth-failed"
+        calls = server.stats.auth_calls
+        # Backoff 0.1, 0.2, 0.4, 0.8 s (±25 %) within the 1 s patience: a few calls, no loop.
+        assert 2 <= calls <= 5, f"{calls} auth calls in 1 s"
+        nursery.cancel_scope.cancel()
+    logged = "\n".join(r.getMessage() for r in caplog.records)
+    assert "401" in logged
+    assert KEY not in logged and USER not in logged
+
+
+def test_auth_answer_variants() -> None:
+    current = parse_auth_answer(
+        {
+            "webSocketUrls": {"Play3.0-mini": "wss://a/ws?fal_jwt_token=t"},
+            "expiresAt": "2024-12-11T22:17:37.429Z",
+        }
+    )
+    assert current.url_for("Play3.0-mini").startswith("wss://a")
+    assert current.expires_at == pytest.approx(1733955457.429)
+    v4 = parse_auth_answer({"websocket_urls": {"PlayDialog": "wss://b"}, "expires_at": None})
+    assert v4.url_for("PlayDialog") == "wss://b" and v4.expires_at is None
+    v3 = parse_auth_answer({"websocket_url": "wss://c", "expires_at": "2024-12-11T22:17:37Z"})
+    assert v3.url_for("PlayDialog") == "wss://c"
+    with pytest.raises(AuthError, match="no websocket for model"):
+        current.url_for("PlayDialog")
+    with pytest.raises(AuthError, match="no websocket URLs"):
+        parse_auth_answer({"nothing": 1})
