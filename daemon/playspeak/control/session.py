@@ -1,0 +1,55 @@
+"""One connected control client: a bounded outbox of reply and event lines, written by one task."""
+
+from __future__ import annotations
+
+import itertools
+import logging
+
+import trio
+
+from playspeak.speech import Utterance
+
+log = logging.getLogger(__name__)
+_ids = itertools.count(1)
+
+
+class ClientSession:
+    """A client's outbox. `send` never blocks: a client that stops reading while its buffer is
+    full is disconnected, so it can never stall the daemon or other clients."""
+
+    def __init__(self, stream: trio.abc.Stream, buffer: int, peer: str = "") -> None:
+        self.id = next(_ids)
+        self.stream = stream
+        self.peer = peer
+        self.utterances: set[Utterance] = set()  # its own, not yet ended
+        self.subscribed = False
+        self._send, self._recv = trio.open_memory_channel[bytes](buffer)
+        self.scope = trio.CancelScope()
+        self.dropped_reason = ""
+
+    def send(self, line: bytes) -> None:
+        try:
+            self._send.send_nowait(line)
+        except trio.WouldBlock:
+            self.dropped_reason = "not reading its events"
+            log.warning("client %d %s is not reading its events: disconnected", self.id, self.peer)
+            self.scope.cancel()
+        except (trio.ClosedResourceError, trio.BrokenResourceError):
+            pass
+
+    def close_outbox(self) -> None:
+        """No more lines: the writer finishes what is queued, then ends."""
+        self._send.close()
+
+    async def write_lines(self) -> None:
+        """Write queued lines until the outbox is closed. Raises BrokenResourceError when the
+        peer went away."""
+        async with self._recv:
+            async for line in self._recv:
+                await self.stream.send_all(line)
+
+    async def wait_utterances(self) -> None:
+        """Wait until every utterance this client asked for has ended."""
+        while self.utterances:
+            await next(iter(self.utterances)).done.wait()
+            self.utterances = {u for u in self.utterances if not u.ended}
