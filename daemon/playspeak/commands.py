@@ -1,0 +1,107 @@
+"""What each control command does: a dispatch table from command type to a non-blocking handler."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from playspeak.config import ApiConfig
+from playspeak.control import protocol as p
+from playspeak.control.session import ClientSession
+from playspeak.errors import ProtocolError
+from playspeak.speaker import Speaker
+from playspeak.speech import EventHub, QueueFull, Utterance
+
+TEXT_LIMITS = {"Play3.0-mini": 20_000}  # other models: 50,000 characters
+DEFAULT_TEXT_LIMIT = 50_000
+
+
+class CommandHandler:
+    """Turns parsed commands into speaker actions and one reply line each."""
+
+    def __init__(
+        self, speaker: Speaker, hub: EventHub, api: ApiConfig, status: Callable[[], dict[str, Any]]
+    ) -> None:
+        self.speaker = speaker
+        self.hub = hub
+        self.api = api
+        self._status = status
+        self._table: dict[type, Callable[[ClientSession, Any], dict[str, Any]]] = {
+            p.Speak: self._speak,
+            p.Ping: lambda s, c: {},
+            p.Status: lambda s, c: {"status": self._status()},
+            p.Subscribe: self._subscribe,
+            p.Stop: lambda s, c: {"stopped": self.speaker.stop()},
+            p.Skip: lambda s, c: {"stopped": self.speaker.stop()},
+            p.Cancel: self._cancel,
+            p.Pause: self._pause,
+            p.Resume: self._resume,
+            p.Volume: self._volume,
+        }
+
+    def __call__(self, session: ClientSession, command: p.Command, line: int) -> None:
+        fields = self._table[type(command)](session, command)
+        utterance = fields.pop("_utterance", None)
+        # The reply goes before the utterance's first event.
+        session.send(p.encode("ok", cmd=p.command_name(command), line=line, **fields))
+        if utterance is not None:
+            self.speaker.submit(utterance)
+
+    def forget(self, session: ClientSession) -> None:
+        """The client is gone: no more events to it (its utterances still play)."""
+        self.hub.subscribers.discard(session)
+        for utterance in session.utterances:
+            utterance.owner = None
+
+    def _speak(self, session: ClientSession, c: p.Speak) -> dict[str, Any]:
+        model = c.model or self.api.model
+        limit = TEXT_LIMITS.get(model, DEFAULT_TEXT_LIMIT)
+        if len(c.text) > limit:
+            raise ProtocolError(f"text is {len(c.text)} characters; {model} takes at most {limit}")
+        if len(self.speaker.queue) >= self.speaker.queue.limit:
+            raise QueueFull(f"queue full ({self.speaker.queue.limit} utterances waiting)")
+        params: dict[str, Any] = {
+            "text": c.text,
+            "voice": c.voice or self.api.voice,
+            "output_format": c.output_format or self.api.output_format,
+            "sample_rate": self.api.sample_rate,
+            "speed": c.speed if c.speed is not None else self.api.speed,
+        }
+        temperature = c.temperature if c.temperature is not None else self.api.temperature
+        if temperature is not None:
+            params["temperature"] = temperature
+        utterance = Utterance(text=c.text, params=params, owner=session, model=c.model)
+        if c.id is not None:
+            utterance.id = c.id
+        if c.priority is not None:
+            utterance.priority = c.priority
+        if c.volume is not None:
+            utterance.gain = c.volume / 100
+        session.utterances.add(utterance)
+        return {"id": utterance.id, "_utterance": utterance}
+
+    def _subscribe(self, session: ClientSession, c: p.Subscribe) -> dict[str, Any]:
+        session.subscribed = True
+        self.hub.subscribers.add(session)
+        return {}
+
+    def _cancel(self, session: ClientSession, c: p.Cancel) -> dict[str, Any]:
+        selectors: dict[str, Callable[[Utterance], bool]] = {
+            "all": lambda u: True,
+            "self": lambda u: u.owner is session,
+            "id": lambda u: u.id == c.id,
+        }
+        return {"cancelled": self.speaker.cancel(selectors[c.scope])}
+
+    def _pause(self, session: ClientSession, c: p.Pause) -> dict[str, Any]:
+        self.speaker.pause()
+        return {}
+
+    def _resume(self, session: ClientSession, c: p.Resume) -> dict[str, Any]:
+        self.speaker.resume()
+        return {}
+
+    def _volume(self, session: ClientSession, c: p.Volume) -> dict[str, Any]:
+        if c.level is not None:
+            self.speaker.player.volume = c.level / 100
+        return {"level": round(self.speaker.player.volume * 100, 1)}

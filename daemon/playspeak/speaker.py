@@ -1,0 +1,279 @@
+"""The speaker: takes utterances from the queue, requests them on the link, decodes the audio as
+it arrives and feeds the player; sends each utterance's events.
+
+Two tasks in one nursery: the requester sends the next request as soon as the previous reply
+is complete (so the service works on it while the current one still plays: gapless), and the
+feeder decodes replies strictly in order into the player.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+import trio
+
+from playspeak.audio.decoder import make_decoder
+from playspeak.errors import DecodeError, LinkError
+from playspeak.playai.link import LinkPool, Reply
+from playspeak.speech import EventHub, SpeechQueue, Utterance
+
+log = logging.getLogger(__name__)
+
+
+class AudioSink(Protocol):
+    """What the speaker needs of a player (the sound card, or a WAV file)."""
+
+    samplerate: int
+    channels: int
+
+    @property
+    def frames_written(self) -> int: ...
+    async def play(self, pcm: np.ndarray) -> int: ...
+    async def wait_played(self, position: int) -> None: ...
+    def cancel(self) -> int: ...
+    def skip_to(self, position: int) -> int: ...
+    def pause(self) -> None: ...
+    def resume(self) -> None: ...
+
+
+@dataclass(eq=False)
+class Job:
+    """One utterance from its request to its last sample leaving the device."""
+
+    utterance: Utterance
+    reply: Reply | None = None
+    error: str = ""
+    received: trio.Event = field(default_factory=trio.Event)  # final reply complete, or gave up
+    scope: trio.CancelScope = field(default_factory=trio.CancelScope)
+    start_pos: int | None = None  # the player's frame position of its first sample
+    end_pos: int | None = None  # ... after its last sample, once all is fed
+    dropped: bool = False  # its audio was thrown away (cancelled or to be spoken again)
+
+
+class Speaker:
+    """Owns the speech queue and the path from link to player. Its methods run on trio's
+    thread and never block; `run` lives in the daemon's root nursery."""
+
+    def __init__(
+        self,
+        *,
+        links: LinkPool,
+        player: AudioSink,
+        hub: EventHub,
+        max_queue: int,
+        pipeline: bool = True,
+        max_attempts: int = 3,
+    ) -> None:
+        self.links = links
+        self.player = player
+        self.hub = hub
+        self.queue = SpeechQueue(max_queue)
+        self.pipeline = pipeline
+        self.max_attempts = max_attempts
+        self.jobs: list[Job] = []  # requested and not ended, in request order
+        self.paused = False
+        self._nursery: trio.Nursery | None = None
+
+    # ---- commands -----------------------------------------------------------------------
+
+    def submit(self, utterance: Utterance) -> None:
+        """Queue an utterance (QueueFull when at the limit) and send its `queued` event."""
+        self.queue.put(utterance)
+        self.hub.emit(utterance, "queued", position=len(self.queue) + len(self.jobs))
+
+    def stop(self) -> list[str]:
+        """Stop the utterance speaking now (the oldest in flight); the queue goes on."""
+        return self.cancel_jobs(self.jobs[:1])
+
+    def cancel(self, select: Callable[[Utterance], bool]) -> list[str]:
+        """Cancel every utterance `select` picks, speaking or waiting. Returns their ids."""
+        waiting = self.queue.remove(select)
+        for u in waiting:
+            self.hub.emit(u, "cancelled", reason="cancelled")
+        return self.cancel_jobs([j for j in self.jobs if select(j.utterance)]) + [
+            u.id for u in waiting
+        ]
+
+    def cancel_jobs(self, selected: list[Job], reason: str = "cancelled") -> list[str]:
+        """Cancel jobs in flight. Audio of theirs in the player is dropped at once; audio of
+        later jobs that had to go with it is spoken again from the start."""
+        if not selected:
+            return []
+        buffered = [j for j in self.jobs if j.start_pos is not None]
+        hit = [j for j in buffered if j in selected]
+        if hit and hit == buffered[: len(hit)]:
+            # The oldest ones: skip exactly past their audio, later audio plays on seamlessly.
+            last = hit[-1]
+            if last.end_pos is None:
+                last.scope.cancel()  # stop feeding it first
+                self.player.cancel()
+            else:
+                self.player.skip_to(last.end_pos)
+        elif hit:
+            self.player.cancel()
+            for job in reversed([j for j in buffered if j not in selected]):
+                self._respeak(job)
+        for job in selected:
+            self._drop(job)
+            self.hub.emit(job.utterance, "cancelled", reason=reason)
+        return [j.utterance.id for j in selected]
+
+    def pause(self) -> None:
+        self.paused = True
+        self.player.pause()
+
+    def resume(self) -> None:
+        self.paused = False
+        self.player.resume()
+
+    def status(self) -> dict[str, Any]:
+        now = next((j.utterance for j in self.jobs if j.start_pos is not None), None)
+        return {
+            "speaking": {"id": now.id, "text": now.text[:200]} if now else None,
+            "paused": self.paused,
+            "in_flight": [j.utterance.id for j in self.jobs],
+            "queue": [{"id": u.id, "text": u.text[:80]} for u in self.queue],
+            "counters": dict(self.hub.counters),
+        }
+
+    # ---- tasks --------------------------------------------------------------------------
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Run until cancelled; cancellation ends every utterance in flight as `cancelled`."""
+        try:
+            async with trio.open_nursery() as nursery:
+                self._nursery = nursery
+                send, recv = trio.open_memory_channel[Job](0)
+                nursery.start_soon(self._requester, send)
+                nursery.start_soon(self._feeder, recv)
+                task_status.started()
+        finally:
+            for job in list(self.jobs):
+                self.hub.emit(job.utterance, "cancelled", reason="daemon stopping")
+            for u in self.queue.remove(lambda u: True):
+                self.hub.emit(u, "cancelled", reason="daemon stopping")
+
+    async def _requester(self, send: trio.MemorySendChannel[Job]) -> None:
+        async with send:
+            while True:
+                utterance = await self.queue.get()
+                if utterance.ended:
+                    continue
+                job = Job(utterance)
+                self.jobs.append(job)
+                await self._request(job)
+                await send.send(job)
+                # Pipelining: the next request goes out once this reply is complete, so the
+                # service synthesises it while this one still plays.
+                await (job.received if self.pipeline else utterance.done).wait()
+
+    async def _request(self, job: Job) -> None:
+        """Send the job's request; a failure is kept in the job for the feeder to report."""
+        u = job.utterance
+        u.attempts += 1
+        try:
+            link = await self.links.get(u.model)
+            job.reply = await link.request(dict(u.params))
+        except LinkError as e:
+            job.reply, job.error = None, str(e)
+
+    async def _feeder(self, recv: trio.MemoryReceiveChannel[Job]) -> None:
+        async with recv:
+            async for job in recv:
+                with job.scope:
+                    await self._feed(job)
+                job.received.set()
+                if job.end_pos is None and job in self.jobs:  # never reached the player
+                    self.jobs.remove(job)
+
+    async def _feed(self, job: Job) -> None:
+        u = job.utterance
+        while not u.ended:
+            if job.reply is None:
+                self.hub.emit(u, "failed", reason=job.error or "request failed")
+                return
+            try:
+                await self._play_reply(job, job.reply)
+                break
+            except LinkError as e:
+                retry = job.reply.retriable and u.attempts < self.max_attempts
+                log.warning("utterance %s: %s%s", u.id, e, "; asking again" if retry else "")
+                if not retry:
+                    self.hub.emit(u, "failed", reason=str(e))
+                    return
+                await self._request(job)  # replayed from its start
+            except DecodeError as e:
+                job.reply.discard()
+                self.hub.emit(u, "failed", reason=f"undecodable audio: {e}")
+                return
+        if u.ended:
+            return
+        if job.start_pos is None:
+            self.hub.emit(u, "failed", reason="the service sent no audio")
+            return
+        job.end_pos = self.player.frames_written
+        assert self._nursery is not None
+        self._nursery.start_soon(self._announce_finished, job)
+
+    async def _play_reply(self, job: Job, reply: Reply) -> None:
+        u = job.utterance
+        decoder = make_decoder(
+            u.output_format,
+            out_rate=self.player.samplerate,
+            out_channels=self.player.channels,
+            in_rate=int(u.params.get("sample_rate") or 24000),
+        )
+        while (chunk := await reply.receive()) is not None:
+            for pcm in decoder.feed(chunk):
+                await self._play(job, pcm)
+        for pcm in decoder.flush():
+            await self._play(job, pcm)
+
+    async def _play(self, job: Job, pcm: np.ndarray) -> None:
+        if len(pcm) == 0:
+            return
+        if job.utterance.gain != 1.0:
+            pcm = pcm * np.float32(job.utterance.gain)
+        if job.start_pos is None:
+            job.start_pos = self.player.frames_written
+            assert self._nursery is not None
+            self._nursery.start_soon(self._announce_started, job)
+        await self.player.play(pcm)
+
+    async def _announce_started(self, job: Job) -> None:
+        assert job.start_pos is not None
+        await self.player.wait_played(job.start_pos + 1)
+        if not job.dropped:
+            self.hub.emit(job.utterance, "started")
+
+    async def _announce_finished(self, job: Job) -> None:
+        assert job.end_pos is not None
+        await self.player.wait_played(job.end_pos)
+        if not job.dropped:
+            self._forget(job)
+            self.hub.emit(job.utterance, "finished")
+
+    # ---- helpers ------------------------------------------------------------------------
+
+    def _forget(self, job: Job) -> None:
+        if job in self.jobs:
+            self.jobs.remove(job)
+
+    def _drop(self, job: Job) -> None:
+        """Throw a job's audio and request away (its utterance's fate is the caller's)."""
+        job.dropped = True
+        if job.reply is not None:
+            job.reply.discard()
+        job.scope.cancel()
+        job.received.set()
+        self._forget(job)
+
+    def _respeak(self, job: Job) -> None:
+        """Its audio had to be dropped with a cancelled one: say it again from the start."""
+        self._drop(job)
+        job.utterance.attempts = 0
+        self.queue.put(job.utterance, front=True)

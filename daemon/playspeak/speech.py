@@ -1,0 +1,119 @@
+"""Utterances, the bounded speech queue, and the hub that sends their events to clients."""
+
+from __future__ import annotations
+
+import itertools
+import time
+from collections import deque
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import trio
+
+from playspeak.control.protocol import encode
+from playspeak.errors import PlayspeakError
+
+TERMINAL = ("finished", "cancelled", "failed")
+
+
+class QueueFull(PlayspeakError):
+    """The speech queue is at its configured limit."""
+
+
+class Outbox(Protocol):
+    """Where a client's lines go; `send` never blocks (a client that does not read is dropped)."""
+
+    def send(self, line: bytes) -> None: ...
+
+
+_ids = itertools.count(1)
+
+
+@dataclass(eq=False)
+class Utterance:
+    text: str
+    params: dict[str, Any]  # the snake_case command sent to the service, less request_id
+    id: str = field(default_factory=lambda: f"u{next(_ids)}")
+    owner: Outbox | None = None
+    model: str | None = None  # None: the configured model
+    priority: str = "message"
+    gain: float = 1.0  # per-utterance volume, 0–1
+    state: str = "new"  # new, queued, speaking, finished, cancelled, failed
+    created: float = field(default_factory=time.time)
+    attempts: int = 0
+    done: trio.Event = field(default_factory=trio.Event)
+
+    @property
+    def output_format(self) -> str:
+        return self.params.get("output_format", "mp3")
+
+    @property
+    def ended(self) -> bool:
+        return self.state in TERMINAL
+
+
+class EventHub:
+    """Sends each utterance's events to the client that asked and to every subscriber."""
+
+    def __init__(self) -> None:
+        self.subscribers: set[Outbox] = set()
+        self.counters: dict[str, int] = {"queued": 0, "finished": 0, "cancelled": 0, "failed": 0}
+
+    def emit(self, utterance: Utterance, event: str, **fields: Any) -> None:
+        if event in TERMINAL:
+            if utterance.ended:
+                return  # exactly one ending per utterance
+            utterance.state = event
+            utterance.done.set()
+        elif event == "started":
+            utterance.state = "speaking"
+        elif event == "queued":
+            utterance.state = "queued"
+        if event in self.counters:
+            self.counters[event] += 1
+        line = encode(event, id=utterance.id, t=round(time.time(), 3), **fields)
+        if utterance.owner is not None:
+            utterance.owner.send(line)
+        for subscriber in list(self.subscribers):
+            if subscriber is not utterance.owner:
+                subscriber.send(line)
+
+
+class SpeechQueue:
+    """Utterances waiting to be requested, in order; bounded (QueueFull beyond `limit`)."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._items: deque[Utterance] = deque()
+        self._changed = trio.Event()
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __iter__(self) -> Iterator[Utterance]:
+        return iter(list(self._items))
+
+    def put(self, utterance: Utterance, *, front: bool = False) -> None:
+        """Append (or, for one to be spoken again, put first: no limit, it was admitted)."""
+        if not front and len(self._items) >= self.limit:
+            raise QueueFull(f"queue full ({self.limit} utterances waiting)")
+        if front:
+            self._items.appendleft(utterance)
+        else:
+            self._items.append(utterance)
+        self._changed.set()
+
+    async def get(self) -> Utterance:
+        """The next utterance; waits while the queue is empty. Cancellation loses nothing."""
+        while not self._items:
+            self._changed = trio.Event()
+            await self._changed.wait()
+        return self._items.popleft()
+
+    def remove(self, predicate: Callable[[Utterance], bool]) -> list[Utterance]:
+        """Take out and return every waiting utterance the predicate selects."""
+        taken = [u for u in self._items if predicate(u)]
+        for u in taken:
+            self._items.remove(u)
+        return taken
