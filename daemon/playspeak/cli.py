@@ -1,0 +1,307 @@
+"""The `playspeak` command: run the daemon, talk to it, or run the local PlayAI-compatible
+server."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import logging
+import sys
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import trio
+
+from playspeak.client import BlockingClient, Client, ClientError
+from playspeak.config import Config, load_config
+from playspeak.errors import AudioDeviceError, ConfigError, PlayspeakError
+from playspeak.log import setup_logging
+
+log = logging.getLogger("playspeak")
+
+GREETING = "Hello! This is playspeak, speaking as the words arrive."
+EXIT_FAILED, EXIT_CONFIG = 1, 2
+
+
+def _first_error(error: BaseException) -> BaseException:
+    """Our own error inside trio's exception groups, else the first leaf."""
+    if isinstance(error, BaseExceptionGroup):
+        leaves = [_first_error(e) for e in error.exceptions]
+        return next((e for e in leaves if isinstance(e, PlayspeakError)), leaves[0])
+    return error
+
+
+def _fail(message: str, code: int = EXIT_FAILED) -> int:
+    print(f"playspeak: {message}", file=sys.stderr)
+    return code
+
+
+def _load(args: argparse.Namespace) -> Config:
+    config = load_config(getattr(args, "config", None))
+    overrides: dict[str, dict[str, Any]] = {
+        "control": {"socket": getattr(args, "socket", None)},
+        "audio": {"device": getattr(args, "device", None)},
+        "log": {"level": getattr(args, "log_level", None)},
+    }
+    for section, values in overrides.items():
+        values = {k: v for k, v in values.items() if v is not None}
+        if values:
+            part = dataclasses.replace(getattr(config, section), **values)
+            config = dataclasses.replace(config, **{section: part})
+    return config
+
+
+def _run_daemon(config: Config) -> int:
+    from playspeak.daemon import run_until_signal
+
+    setup_logging(config.log.level)
+    try:
+        trio.run(run_until_signal, config)
+    except BaseException as e:
+        error = _first_error(e)
+        if isinstance(error, PlayspeakError):
+            return _fail(str(error), EXIT_CONFIG if isinstance(error, ConfigError) else 1)
+        raise
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    return _run_daemon(_load(args))
+
+
+def cmd_check_config(args: argparse.Namespace) -> int:
+    config = _load(args)
+    print(json.dumps(config.redacted(), indent=2))
+    return 0
+
+
+def cmd_devices(args: argparse.Namespace) -> int:
+    from playspeak.audio.player import list_devices
+
+    devices = list_devices()
+    if not devices:
+        return _fail(
+            "PortAudio sees no output devices: start PulseAudio/PipeWire, or use "
+            'device = "wav:/path/out.wav"'
+        )
+    for d in devices:
+        mark = "*" if d.get("is_default") else " "
+        print(
+            f"{mark} {d['index']:>3}  {d['name']}  ({d.get('hostapi', '')}, "
+            f"{int(d.get('default_samplerate', 0))} Hz, {d.get('max_channels', '?')} ch)"
+        )
+    return 0
+
+
+def _text_from(args: argparse.Namespace) -> str:
+    if args.text:
+        return " ".join(args.text)
+    return " ".join(sys.stdin.read().split())
+
+
+def cmd_say(args: argparse.Namespace) -> int:
+    text = _text_from(args)
+    if not text:
+        return _fail("nothing to say: give text as arguments or on standard input")
+    fields = {
+        "voice": args.voice,
+        "speed": args.speed,
+        "priority": args.priority,
+        "model": args.model,
+        "id": args.id,
+        "volume": args.volume,
+    }
+    with BlockingClient(args.socket) as client:
+        event = client.say(text, wait=args.wait, **fields)
+    if not args.wait:
+        print(event["id"])
+        return 0
+    if event["event"] == "finished":
+        return 0
+    return _fail(f"{event['event']}: {event.get('reason', '')}".rstrip(": "))
+
+
+def _simple(cmd: str, **fields_from_args: Callable[[argparse.Namespace], Any]) -> Any:
+    def run(args: argparse.Namespace) -> int:
+        fields = {name: get(args) for name, get in fields_from_args.items()}
+        with BlockingClient(args.socket) as client:
+            reply = client.request(cmd, **fields)
+        reply.pop("event", None)
+        reply.pop("line", None)
+        if len(reply) > 1:
+            print(json.dumps(reply, indent=2 if cmd == "status" else None))
+        return 0
+
+    return run
+
+
+def cmd_watch(args: argparse.Namespace) -> int:
+    with BlockingClient(args.socket) as client:
+        client.request("subscribe")
+        try:
+            while True:
+                print(json.dumps(client.next_event()), flush=True)
+        except KeyboardInterrupt:
+            return 0
+
+
+def cmd_serve_local(args: argparse.Namespace) -> int:
+    from playspeak.localserver.cli import main as serve_local_main
+
+    return serve_local_main(args.rest)
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    """Start the daemon, speak one greeting through its socket, stop. The README's first step."""
+    config = _load(args)
+    setup_logging(config.log.level)
+    with tempfile.TemporaryDirectory(prefix="playspeak-demo-") as tmp:
+        control = dataclasses.replace(config.control, socket=str(Path(tmp) / "playspeak.sock"))
+        config = dataclasses.replace(config, control=control)
+        if not config.audio.device.startswith("wav:") and not _has_sound_card():
+            wav = Path(args.wav).resolve()
+            log.warning(
+                "no sound card here (PortAudio lists no output device): writing the "
+                "speech to %s instead",
+                wav,
+            )
+            config = dataclasses.replace(
+                config, audio=dataclasses.replace(config.audio, device=f"wav:{wav}")
+            )
+        try:
+            event = trio.run(_demo, config, args.text or GREETING)
+        except BaseException as e:
+            error = _first_error(e)
+            if isinstance(error, PlayspeakError):
+                return _fail(str(error))
+            raise
+    print(json.dumps(event))
+    return 0 if event["event"] == "finished" else EXIT_FAILED
+
+
+async def _demo(config: Config, text: str) -> dict[str, Any]:
+    from playspeak.daemon import open_daemon
+
+    async with open_daemon(config) as daemon, await Client.connect(daemon.socket_path) as c:
+        reply = await c.say(text)
+        log.info("said %r as %s", text, reply["id"])
+        return await c.wait_for(reply["id"])
+
+
+def _has_sound_card() -> bool:
+    try:
+        from playspeak.audio.player import list_devices
+
+        return bool(list_devices())
+    except AudioDeviceError:
+        return False
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="playspeak", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def add(
+        name: str, func: Callable[[argparse.Namespace], int], help: str, socket: bool = True
+    ) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help, description=help)
+        p.set_defaults(func=func)
+        if socket:
+            p.add_argument(
+                "--socket",
+                help="control socket (default: $PLAYSPEAK_SOCKET or "
+                "$XDG_RUNTIME_DIR/playspeak.sock)",
+            )
+        return p
+
+    run = add("run", cmd_run, "run the daemon")
+    for p in (
+        run,
+        add(
+            "check-config",
+            cmd_check_config,
+            "validate and print the effective configuration (secrets redacted)",
+        ),
+    ):
+        p.add_argument(
+            "--config",
+            help="TOML file (default: $PLAYSPEAK_CONFIG, "
+            "~/.config/playspeak/playspeak.toml, /etc/playspeak/playspeak.toml)",
+        )
+        p.add_argument("--device", help="output device: name, index or wav:PATH")
+        p.add_argument("--log-level", choices=("debug", "info", "warning", "error"))
+    demo = add("demo", cmd_demo, "start the daemon, speak a greeting, stop", socket=False)
+    demo.add_argument("--config")
+    demo.add_argument("--device")
+    demo.add_argument("--log-level", choices=("debug", "info", "warning", "error"))
+    demo.add_argument(
+        "--wav",
+        default="playspeak-greeting.wav",
+        help="where the speech goes when there is no sound card",
+    )
+    demo.add_argument("text", nargs="?", help="what to say")
+
+    say = add("say", cmd_say, "speak text (arguments, or standard input)")
+    say.add_argument("text", nargs="*")
+    say.add_argument(
+        "--wait",
+        action="store_true",
+        help="return when it was heard; exit 1 if it failed or was cancelled",
+    )
+    say.add_argument("--voice")
+    say.add_argument("--speed", type=float)
+    say.add_argument("--model")
+    say.add_argument(
+        "--priority", choices=("important", "message", "text", "notification", "progress")
+    )
+    say.add_argument("--volume", type=float, help="0–100 for this utterance")
+    say.add_argument("--id", help="your id for this utterance")
+
+    for name, help in (
+        ("stop", "stop the utterance speaking now"),
+        ("skip", "skip the utterance speaking now"),
+        ("pause", "pause speech"),
+        ("resume", "resume speech"),
+        ("ping", "check the daemon answers"),
+        ("status", "show the state"),
+    ):
+        add(name, _simple(name), help)
+    cancel = add(
+        "cancel",
+        _simple("cancel", id=lambda a: a.id, scope=lambda a: "self" if a.mine else None),
+        "cancel an utterance by id, or all",
+    )
+    cancel.add_argument("--id")
+    cancel.add_argument("--mine", action="store_true", help=argparse.SUPPRESS)
+    volume = add("volume", _simple("volume", level=lambda a: a.level), "get or set the volume")
+    volume.add_argument("level", nargs="?", type=float, help="0–100")
+    add("watch", cmd_watch, "print every utterance's events")
+    add("devices", cmd_devices, "list output devices", socket=False)
+    serve = add(
+        "serve-local",
+        cmd_serve_local,
+        "run the local PlayAI-compatible server (see serve-local --help)",
+        socket=False,
+    )
+    serve.add_argument("rest", nargs=argparse.REMAINDER)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["serve-local"]:  # its own options, parsed by its own parser
+        from playspeak.localserver.cli import main as serve_local_main
+
+        return serve_local_main(argv[1:])
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except ConfigError as e:
+        return _fail(str(e), EXIT_CONFIG)
+    except (ClientError, AudioDeviceError) as e:
+        return _fail(str(e))
+    except KeyboardInterrupt:
+        return 130

@@ -1,0 +1,177 @@
+"""The daemon's root: one nursery owning the local server (when embedded), the player, the link,
+the speaker and the control server, started in that order; READY once all are up."""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import signal
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import trio
+
+from playspeak import systemd
+from playspeak.commands import CommandHandler
+from playspeak.config import Config
+from playspeak.control.server import ControlServer, bind_unix_socket
+from playspeak.log import register_secret
+from playspeak.playai.link import LinkPool, LinkSettings
+from playspeak.speaker import AudioSink, Speaker
+from playspeak.speech import EventHub
+
+log = logging.getLogger(__name__)
+
+
+def make_player(config: Config) -> Any:
+    """The configured output: a WAV file for `wav:PATH`, else the sound card."""
+    audio = config.audio
+    if audio.device.startswith("wav:"):
+        from playspeak.audio.wavfile import WavFilePlayer
+
+        return WavFilePlayer(
+            audio.device[4:], samplerate=audio.samplerate or 48000, channels=audio.channels
+        )
+    from playspeak.audio.player import Player
+
+    device: str | int | None = audio.device or None
+    if isinstance(device, str) and device.isdigit():
+        device = int(device)
+    return Player(
+        device=device,
+        samplerate=audio.samplerate or None,
+        channels=audio.channels,
+        blocksize=0,
+        latency=audio.latency,
+        buffer_seconds=audio.buffer_seconds,
+    )
+
+
+@dataclass
+class Daemon:
+    """Handles to the running parts, for the CLI's demo and for tests."""
+
+    config: Config
+    socket_path: Path
+    speaker: Speaker
+    player: AudioSink
+    links: LinkPool
+    control: ControlServer
+    local_server: Any = None
+    started: float = field(default_factory=trio.current_time)
+
+    def status(self) -> dict[str, Any]:
+        stats = getattr(self.player, "stats", {})
+        return {
+            **self.speaker.status(),
+            "links": self.links.status(),
+            "device": stats() if callable(stats) else stats,
+            "volume": round(self.player.volume * 100, 1),
+            "clients": len(self.control.clients),
+            "embedded_server": self.local_server is not None,
+            "uptime": round(trio.current_time() - self.started, 1),
+        }
+
+
+def _control_socket(config: Config) -> tuple[Any, Path | None]:
+    """The socket systemd passed us, else our own bound at the configured path."""
+    inherited = systemd.listen_sockets()
+    if inherited:
+        log.info("using the control socket passed by systemd")
+        return inherited[0], None
+    path = config.control.socket_path
+    return bind_unix_socket(path, config.control.socket_mode), path
+
+
+@asynccontextmanager
+async def open_daemon(config: Config) -> AsyncIterator[Daemon]:
+    """Start every part; yields once the control socket serves. Leaving cancels them all."""
+    sock, path = _control_socket(config)  # first: a daemon already running stops us at once
+    shown_path = path or Path(sock.getsockname() or "<inherited>")
+    try:
+        async with httpx.AsyncClient() as http, trio.open_nursery() as nursery:
+            local_server, base_url, key, user = await _start_service(config, nursery)
+            player = make_player(config)
+            await nursery.start(player.run)
+            links = LinkPool(
+                LinkSettings(
+                    base_url=base_url,
+                    api_key=key,
+                    user_id=user,
+                    model=config.api.model,
+                    connect_timeout=config.api.connect_timeout,
+                ),
+                http,
+            )
+            await nursery.start(links.run)
+            hub = EventHub()
+            speaker = Speaker(
+                links=links,
+                player=player,
+                hub=hub,
+                max_queue=config.speech.max_queue,
+                pipeline=config.speech.pipeline,
+            )
+            await nursery.start(speaker.run)
+            daemon_ref: list[Daemon] = []
+            handler = CommandHandler(speaker, hub, config.api, lambda: daemon_ref[0].status())
+            control = ControlServer(
+                sock,
+                handler,
+                max_line_bytes=config.control.max_line_bytes,
+                max_clients=config.control.max_clients,
+                client_buffer=config.control.client_buffer,
+                path=path,
+                on_close=handler.forget,
+            )
+            daemon = Daemon(config, shown_path, speaker, player, links, control, local_server)
+            daemon_ref.append(daemon)
+            await nursery.start(control.run)
+            log.info("listening on %s", shown_path)
+            systemd.notify("READY=1\nSTATUS=idle")
+            yield daemon
+            systemd.notify("STOPPING=1")
+            nursery.cancel_scope.cancel()
+    finally:
+        sock.close()
+
+
+async def _start_service(config: Config, nursery: trio.Nursery) -> tuple[Any, str, str, str]:
+    """The TTS service to use: the configured one, or the embedded local server."""
+    api = config.api
+    if not api.embedded:
+        return None, api.effective_url, api.api_key, api.user_id
+    from playspeak.localserver import LocalServer, LocalServerSettings
+
+    key, user = secrets.token_urlsafe(24), secrets.token_urlsafe(8)
+    register_secret(key)
+    register_secret(user)
+    ls = config.local_server
+    server = LocalServer(
+        LocalServerSettings(
+            api_key=key,
+            user_id=user,
+            first_byte_delay=ls.first_byte_delay,
+            realtime_factor=ls.realtime_factor,
+            synth=ls.synth,
+        )
+    )
+    base_url = await nursery.start(server.run)
+    log.info(
+        "no API key configured: speaking through the embedded local PlayAI-compatible server at %s",
+        base_url,
+    )
+    return server, base_url, key, user
+
+
+async def run_until_signal(config: Config) -> None:
+    """`playspeak run`: serve until SIGTERM or SIGINT, then shut down cleanly."""
+    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+        async with open_daemon(config):
+            async for signum in signals:
+                log.info("%s: shutting down", signal.Signals(signum).name)
+                break

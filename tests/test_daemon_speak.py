@@ -1,0 +1,152 @@
+"""Speaking end to end: text on the real Unix socket, the embedded local server over a real
+websocket, PyAV decoding, and PortAudio playing into the PulseAudio null sink we record."""
+
+from __future__ import annotations
+
+import itertools
+import json
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+import trio
+
+from playspeak.config import (
+    DEFAULT_VOICE,
+    AudioConfig,
+    Config,
+    ControlConfig,
+    LocalServerConfig,
+)
+from playspeak.daemon import Daemon, open_daemon
+
+from audio_compare import RATE, align, loud_span, reference_pcm
+from soundcard import PulseNullSink, Recorder
+
+MS = RATE // 1000
+
+
+def config_for(tmp_path: Path, **audio: object) -> Config:
+    return Config(
+        control=ControlConfig(socket=str(tmp_path / "playspeak.sock")),
+        audio=AudioConfig(samplerate=RATE, **audio),
+        local_server=LocalServerConfig(first_byte_delay=0.05, realtime_factor=3.0),
+    )
+
+
+@pytest.fixture
+async def daemon(tmp_path: Path, sound_card: PulseNullSink) -> AsyncIterator[Daemon]:
+    async with open_daemon(config_for(tmp_path)) as d:
+        yield d
+
+
+@pytest.fixture
+def recorder(sound_card: PulseNullSink) -> AsyncIterator[Recorder]:
+    with sound_card.recorder() as rec:
+        yield rec
+
+
+class LineClient:
+    """A raw Unix-socket client: bytes out, JSON lines in."""
+
+    def __init__(self, stream: trio.SocketStream) -> None:
+        self.stream = stream
+        self.buffer = b""
+
+    @classmethod
+    async def open(cls, path: Path) -> LineClient:
+        return cls(await trio.open_unix_socket(str(path)))
+
+    async def send(self, data: bytes) -> None:
+        await self.stream.send_all(data)
+
+    async def event(self) -> dict:
+        while b"\n" not in self.buffer:
+            data = await self.stream.receive_some(65536)
+            assert data, "daemon closed the connection"
+            self.buffer += data
+        line, self.buffer = self.buffer.split(b"\n", 1)
+        return json.loads(line)
+
+    async def events_until_end(self, ids: set[str]) -> list[dict]:
+        """Every line until each of `ids` has ended."""
+        events, open_ids = [], set(ids)
+        while open_ids:
+            events.append(event := await self.event())
+            if event["event"] in ("finished", "cancelled", "failed"):
+                open_ids.discard(event["id"])
+        return events
+
+
+async def expected_audio(daemon: Daemon, text: str) -> np.ndarray:
+    mp3 = await daemon.local_server.render(text=text, voice=DEFAULT_VOICE)
+    return reference_pcm(mp3)
+
+
+async def test_a_plain_line_is_heard_as_the_servers_speech(
+    daemon: Daemon, recorder: Recorder
+) -> None:
+    text = "The front door is open."
+    client = await LineClient.open(daemon.socket_path)
+    await client.send(text.encode() + b"\n")
+    reply = await client.event()
+    assert reply["event"] == "ok" and reply["cmd"] == "speak"
+    events = await client.events_until_end({reply["id"]})
+    assert [e["event"] for e in events] == ["queued", "started", "finished"]
+
+    expected = await expected_audio(daemon, text)
+    recorded = recorder.samples(recorder.mark)
+    lag, corr, gain = align(recorded, expected)
+    assert corr >= 0.99, f"correlation {corr:.4f}"
+    assert gain == pytest.approx(1.0, abs=0.02)
+    heard = loud_span(recorded)
+    assert abs(heard - loud_span(expected[:, 0] * 32768)) <= 50 * MS
+    # `finished` came after the last sample was recorded, not before.
+    assert len(recorded) >= lag + len(expected)
+
+
+async def test_three_at_once_play_in_order_without_gaps(daemon: Daemon, recorder: Recorder) -> None:
+    texts = ["First announcement.", "Second one.", "And the third."]
+    client = await LineClient.open(daemon.socket_path)
+    await client.send("".join(t + "\n" for t in texts).encode())
+    lines: list[dict] = []
+    while len(ids := [e["id"] for e in lines if e["event"] == "ok"]) < len(texts):
+        lines.append(await client.event())
+    ended = {e["id"] for e in lines if e["event"] in ("finished", "cancelled", "failed")}
+    lines += await client.events_until_end(set(ids) - ended)
+    finished = [e["id"] for e in lines if e["event"] == "finished"]
+    assert finished == ids
+
+    recorded = recorder.samples(recorder.mark)
+    lags = []
+    for text in texts:
+        expected = await expected_audio(daemon, text)
+        lag, corr, _ = align(recorded, expected)
+        assert corr >= 0.99, f"{text!r}: correlation {corr:.4f}"
+        lags.append((lag, len(expected)))
+    for (lag, length), (next_lag, _) in itertools.pairwise(lags):
+        gap = next_lag - (lag + length)
+        assert 0 <= gap <= 20 * MS, f"{gap / MS:.1f} ms between utterances"
+
+
+async def test_ten_clients_each_get_their_own_events_in_order(daemon: Daemon) -> None:
+    async def one(n: int, results: dict[int, list[dict]]) -> None:
+        client = await LineClient.open(daemon.socket_path)
+        await client.send(
+            json.dumps({"cmd": "speak", "text": f"Client {n}.", "id": f"c{n}"}).encode() + b"\n"
+        )
+        reply = await client.event()
+        assert reply == {"event": "ok", "cmd": "speak", "line": 1, "id": f"c{n}"}
+        results[n] = await client.events_until_end({f"c{n}"})
+
+    results: dict[int, list[dict]] = {}
+    async with trio.open_nursery() as nursery:
+        for n in range(10):
+            nursery.start_soon(one, n, results)
+    for n, events in results.items():
+        assert {e["id"] for e in events} == {f"c{n}"}
+        assert [e["event"] for e in events] == ["queued", "started", "finished"]
+        times = [e["t"] for e in events]
+        assert times == sorted(times)
+    assert daemon.speaker.hub.counters["finished"] == 10
