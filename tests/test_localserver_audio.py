@@ -9,11 +9,12 @@ import numpy as np
 import pytest
 import trio_websocket
 
-from localserver_helpers import LAME_DELAY, decode, id3_size, mp3_frame_offsets, speak, ws_url
 from playspeak.localserver import LocalServer, open_local_server
 from playspeak.localserver.encode import wav_header
 from playspeak.localserver.espeak import espeak_voice
 from playspeak.localserver.generated import CHAR_SECONDS, RATE, generate
+
+from localserver_helpers import LAME_DELAY, decode, id3_size, mp3_frame_offsets, speak, ws_url
 
 TEXT = "Testing, one two."
 needs_espeak = pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="no espeak-ng")

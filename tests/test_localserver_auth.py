@@ -11,8 +11,9 @@ import pytest
 import trio
 import trio_websocket
 
-from localserver_helpers import AUTH_PATH, GOOD_HEADERS, auth, speak, ws_url
 from playspeak.localserver import LocalServer, open_local_server
+
+from localserver_helpers import AUTH_PATH, GOOD_HEADERS, auth, speak, ws_url
 
 KEY, USER = "key-SECRET-1234", "user-SECRET-5678"
 PATHS = [AUTH_PATH, "/api/v1/websocket-auth"]

@@ -8,10 +8,11 @@ from collections.abc import AsyncIterator
 import pytest
 import trio_websocket
 
-from localserver_helpers import read_reply, speak, ws_url
 from playspeak.localserver import LocalServer, open_local_server
 from playspeak.localserver.commands import Command, CommandError, parse_command
 from playspeak.localserver.models import MODELS_BY_APP, model_for_path
+
+from localserver_helpers import read_reply, speak, ws_url
 
 MINI = MODELS_BY_APP["play3-mini"]
 DIALOG = MODELS_BY_APP["playdialog"]

@@ -8,8 +8,9 @@ from collections.abc import AsyncIterator
 import pytest
 import trio_websocket
 
-from localserver_helpers import speak, ws_url
 from playspeak.localserver import LocalServer, open_local_server
+
+from localserver_helpers import speak, ws_url
 
 INJECTED = "synthesis failed (injected)"
 TEXT = "Fault injection, for a robust client."

@@ -8,8 +8,9 @@ import pytest
 import trio
 import trio_websocket
 
-from localserver_helpers import mp3_frame_offsets, read_reply, speak, ws_url
 from playspeak.localserver import open_local_server
+
+from localserver_helpers import mp3_frame_offsets, read_reply, speak, ws_url
 
 END = {"type": "end", "request_id": None}
 FAST = {"first_byte_delay": 0, "realtime_factor": 0, "synth": "generated"}
