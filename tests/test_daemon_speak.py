@@ -22,6 +22,7 @@ from playspeak.config import (
 from playspeak.daemon import Daemon, open_daemon
 
 from audio_compare import RATE, align, loud_span, reference_pcm
+from daemon_helpers import LineClient
 from soundcard import PulseNullSink, Recorder
 
 MS = RATE // 1000
@@ -45,38 +46,6 @@ async def daemon(tmp_path: Path, sound_card: PulseNullSink) -> AsyncIterator[Dae
 def recorder(sound_card: PulseNullSink) -> AsyncIterator[Recorder]:
     with sound_card.recorder() as rec:
         yield rec
-
-
-class LineClient:
-    """A raw Unix-socket client: bytes out, JSON lines in."""
-
-    def __init__(self, stream: trio.SocketStream) -> None:
-        self.stream = stream
-        self.buffer = b""
-
-    @classmethod
-    async def open(cls, path: Path) -> LineClient:
-        return cls(await trio.open_unix_socket(str(path)))
-
-    async def send(self, data: bytes) -> None:
-        await self.stream.send_all(data)
-
-    async def event(self) -> dict:
-        while b"\n" not in self.buffer:
-            data = await self.stream.receive_some(65536)
-            assert data, "daemon closed the connection"
-            self.buffer += data
-        line, self.buffer = self.buffer.split(b"\n", 1)
-        return json.loads(line)
-
-    async def events_until_end(self, ids: set[str]) -> list[dict]:
-        """Every line until each of `ids` has ended."""
-        events, open_ids = [], set(ids)
-        while open_ids:
-            events.append(event := await self.event())
-            if event["event"] in ("finished", "cancelled", "failed"):
-                open_ids.discard(event["id"])
-        return events
 
 
 async def expected_audio(daemon: Daemon, text: str) -> np.ndarray:

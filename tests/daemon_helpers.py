@@ -1,0 +1,105 @@
+"""Shared helpers for tests that drive the daemon: a raw line client, and the daemon as a real
+process whose readiness is its sd_notify READY=1 on a socket the test listens on."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import trio
+
+ENDINGS = ("finished", "cancelled", "failed")
+
+
+class LineClient:
+    """A raw Unix-socket client: bytes out, JSON lines in."""
+
+    def __init__(self, stream: trio.SocketStream) -> None:
+        self.stream = stream
+        self.buffer = b""
+
+    @classmethod
+    async def open(cls, path: Path) -> LineClient:
+        return cls(await trio.open_unix_socket(str(path)))
+
+    async def send(self, data: bytes) -> None:
+        await self.stream.send_all(data)
+
+    async def command(self, **fields: object) -> dict:
+        """Send one JSON command and return its reply line."""
+        await self.send(json.dumps(fields).encode() + b"\n")
+        return await self.event()
+
+    async def event(self) -> dict:
+        while b"\n" not in self.buffer:
+            data = await self.stream.receive_some(65536)
+            assert data, "daemon closed the connection"
+            self.buffer += data
+        line, self.buffer = self.buffer.split(b"\n", 1)
+        return json.loads(line)
+
+    async def events_until_end(self, ids: set[str]) -> list[dict]:
+        """Every line until each of `ids` has ended."""
+        events, open_ids = [], set(ids)
+        while open_ids:
+            events.append(event := await self.event())
+            if event["event"] in ENDINGS:
+                open_ids.discard(event["id"])
+        return events
+
+
+class DaemonProcess:
+    def __init__(self, process: trio.Process, socket_path: Path, notify: trio.socket.SocketType):
+        self.process = process
+        self.socket_path = socket_path
+        self.notify = notify
+
+    async def next_notification(self, timeout: float = 20) -> str:
+        with trio.fail_after(timeout):
+            return (await self.notify.recv(4096)).decode()
+
+
+@asynccontextmanager
+async def daemon_process(
+    tmp_path: Path, env: dict[str, str] | None = None, args: tuple[str, ...] = ()
+) -> AsyncIterator[DaemonProcess]:
+    """`playspeak run` as a child process; yields once it sent READY=1. SIGTERM on exit."""
+    notify_path = tmp_path / f"notify-{os.urandom(4).hex()}"
+    notify = trio.socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    await notify.bind(str(notify_path))
+    socket_path = tmp_path / "playspeak.sock"
+    child_env = {
+        **os.environ,
+        "PLAYSPEAK_SOCKET": str(socket_path),
+        "NOTIFY_SOCKET": str(notify_path),
+        **(env or {}),
+    }
+    for key in ("PLAYAI_API_KEY", "PLAYAI_USER_ID", "PLAYSPEAK_API_URL", "PLAYSPEAK_CONFIG"):
+        if env is None or key not in env:
+            child_env.pop(key, None)
+    command = [sys.executable, "-m", "playspeak", "run", *args]
+    async with trio.open_nursery() as nursery:
+        process = await nursery.start(
+            lambda task_status: trio.run_process(
+                command, env=child_env, check=False, task_status=task_status
+            )
+        )
+        daemon = DaemonProcess(process, socket_path, notify)
+        try:
+            while "READY=1" not in await daemon.next_notification():
+                pass
+            yield daemon
+        finally:
+            if process.returncode is None:
+                process.send_signal(signal.SIGTERM)
+            with trio.move_on_after(10) as scope:
+                await process.wait()
+            if scope.cancelled_caught:
+                process.kill()
+            notify.close()
