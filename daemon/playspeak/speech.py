@@ -13,6 +13,7 @@ import trio
 
 from playspeak.control.protocol import encode
 from playspeak.errors import PlayspeakError
+from playspeak.priorities import rank
 
 TERMINAL = ("finished", "cancelled", "failed")
 
@@ -28,6 +29,7 @@ class Outbox(Protocol):
 
 
 _ids = itertools.count(1)
+_arrivals = itertools.count(1)
 
 
 @dataclass(eq=False)
@@ -38,6 +40,9 @@ class Utterance:
     owner: Outbox | None = None
     model: str | None = None  # None: the configured model
     priority: str = "message"
+    progress: bool = False  # the kept last message of a progress series
+    chime: bool | None = None  # None: as configured for its priority
+    seq: int = field(default_factory=lambda: next(_arrivals))  # arrival order
     gain: float = 1.0  # per-utterance volume, 0–1
     state: str = "new"  # new, queued, speaking, finished, cancelled, failed
     created: float = field(default_factory=time.time)
@@ -81,7 +86,8 @@ class EventHub:
 
 
 class SpeechQueue:
-    """Utterances waiting to be requested, in order; bounded (QueueFull beyond `limit`)."""
+    """Utterances waiting to be requested, by priority rank then arrival; bounded (QueueFull
+    beyond `limit`)."""
 
     def __init__(self, limit: int) -> None:
         self.limit = limit
@@ -94,14 +100,15 @@ class SpeechQueue:
     def __iter__(self) -> Iterator[Utterance]:
         return iter(list(self._items))
 
-    def put(self, utterance: Utterance, *, front: bool = False) -> None:
-        """Append (or, for one to be spoken again, put first: no limit, it was admitted)."""
-        if not front and len(self._items) >= self.limit:
+    def put(self, utterance: Utterance, *, again: bool = False) -> None:
+        """Insert in order. `again`: one already admitted, to be spoken again (no limit)."""
+        if not again and len(self._items) >= self.limit:
             raise QueueFull(f"queue full ({self.limit} utterances waiting)")
-        if front:
-            self._items.appendleft(utterance)
-        else:
-            self._items.append(utterance)
+        key = (rank(utterance), utterance.seq)
+        index = next(
+            (i for i, u in enumerate(self._items) if (rank(u), u.seq) > key), len(self._items)
+        )
+        self._items.insert(index, utterance)
         self._changed.set()
 
     async def get(self) -> Utterance:
