@@ -259,6 +259,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     say.add_argument("--volume", type=float, help="0–100 for this utterance")
     say.add_argument("--id", help="your id for this utterance")
+    say.add_argument(
+        "--chime",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="play (or, with --no-chime, skip) the chime before it",
+    )
 
     for name, help in (
         ("stop", "stop the utterance speaking now"),

@@ -20,10 +20,16 @@ class CommandHandler:
     """Turns parsed commands into speaker actions and one reply line each."""
 
     def __init__(
-        self, speaker: Speaker, hub: EventHub, api: ApiConfig, status: Callable[[], dict[str, Any]]
+        self,
+        speaker: Speaker,
+        hub: EventHub,
+        api: ApiConfig,
+        status: Callable[[], dict[str, Any]],
+        default_priority: str = "message",
     ) -> None:
         self.speaker = speaker
         self.hub = hub
+        self.default_priority = default_priority
         self.api = api
         self._status = status
         self._table: dict[type, Callable[[ClientSession, Any], dict[str, Any]]] = {
@@ -73,8 +79,8 @@ class CommandHandler:
         utterance = Utterance(text=c.text, params=params, owner=session, model=c.model)
         if c.id is not None:
             utterance.id = c.id
-        if c.priority is not None:
-            utterance.priority = c.priority
+        utterance.priority = c.priority or self.default_priority
+        utterance.chime = c.chime
         if c.volume is not None:
             utterance.gain = c.volume / 100
         session.utterances.add(utterance)

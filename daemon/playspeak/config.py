@@ -19,6 +19,7 @@ DEFAULT_VOICE = (
 )
 MODELS = ("Play3.0-mini", "PlayDialog", "PlayDialogMultilingual", "PlayDialogArabic")
 OUTPUT_FORMATS = ("mp3", "wav", "raw", "mulaw", "ogg", "flac")
+PRIORITIES = ("important", "message", "text", "notification", "progress")
 LOG_LEVELS = ("debug", "info", "warning", "error")
 
 # Stable names used by scripts, units and tests outside the project: keep them as they are.
@@ -102,6 +103,13 @@ class AudioConfig:
 class SpeechConfig:
     max_queue: int = 100
     pipeline: bool = True  # request the next utterance while the current one plays
+    default_priority: str = "message"
+
+
+@dataclass(frozen=True)
+class ChimeConfig:
+    sound: str = ""  # "" (off), "builtin", or a WAV/MP3 file
+    priorities: tuple[str, ...] = ("important",)  # announcements that get the chime
 
 
 @dataclass(frozen=True)
@@ -122,6 +130,7 @@ class Config:
     control: ControlConfig = ControlConfig()
     audio: AudioConfig = AudioConfig()
     speech: SpeechConfig = SpeechConfig()
+    chime: ChimeConfig = ChimeConfig()
     local_server: LocalServerConfig = LocalServerConfig()
     log: LogConfig = LogConfig()
     source: str = ""  # the file it was read from, for messages
@@ -140,6 +149,7 @@ _SECTIONS: dict[str, type] = {
     "control": ControlConfig,
     "audio": AudioConfig,
     "speech": SpeechConfig,
+    "chime": ChimeConfig,
     "local_server": LocalServerConfig,
     "log": LogConfig,
 }
@@ -157,6 +167,10 @@ def _coerce(section: str, key: str, value: Any, default: Any, where: str) -> Any
         if value is None or (isinstance(value, (int, float)) and not isinstance(value, bool)):
             return None if value is None else float(value)
         raise ConfigError(f"{where}: {name} must be a number between 0 and 1")
+    if isinstance(default, tuple):
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise ConfigError(f"{where}: {name} must be a list of strings, not {value!r}")
+        return tuple(value)
     if isinstance(default, bool):
         if not isinstance(value, bool):
             raise ConfigError(f"{where}: {name} must be true or false, not {value!r}")
@@ -265,6 +279,14 @@ def _validate(config: Config) -> None:
         (config.control.max_line_bytes >= 256, "control.max_line_bytes must be >= 256"),
         (config.log.level in LOG_LEVELS, f"log.level must be one of {', '.join(LOG_LEVELS)}"),
         (config.speech.max_queue >= 1, "speech.max_queue must be >= 1"),
+        (
+            config.speech.default_priority in PRIORITIES,
+            f"speech.default_priority must be one of {', '.join(PRIORITIES)}",
+        ),
+        (
+            all(p in PRIORITIES for p in config.chime.priorities),
+            f"chime.priorities may hold only {', '.join(PRIORITIES)}",
+        ),
         (
             config.local_server.synth in ("auto", "espeak", "generated"),
             "local_server.synth must be auto, espeak or generated",

@@ -16,6 +16,7 @@ import httpx
 import trio
 
 from playspeak import systemd
+from playspeak.chime import load_chime
 from playspeak.commands import CommandHandler
 from playspeak.config import Config
 from playspeak.control.server import ControlServer, bind_unix_socket
@@ -115,10 +116,18 @@ async def open_daemon(config: Config) -> AsyncIterator[Daemon]:
                 hub=hub,
                 max_queue=config.speech.max_queue,
                 pipeline=config.speech.pipeline,
+                chime=load_chime(config.chime.sound, player.samplerate, player.channels),
+                chime_priorities=config.chime.priorities,
             )
             await nursery.start(speaker.run)
             daemon_ref: list[Daemon] = []
-            handler = CommandHandler(speaker, hub, config.api, lambda: daemon_ref[0].status())
+            handler = CommandHandler(
+                speaker,
+                hub,
+                config.api,
+                lambda: daemon_ref[0].status(),
+                default_priority=config.speech.default_priority,
+            )
             control = ControlServer(
                 sock,
                 handler,

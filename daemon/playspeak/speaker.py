@@ -19,6 +19,7 @@ import trio
 from playspeak.audio.decoder import make_decoder
 from playspeak.errors import DecodeError, LinkError
 from playspeak.playai.link import LinkPool, Reply
+from playspeak.priorities import admit
 from playspeak.speech import EventHub, SpeechQueue, Utterance
 
 log = logging.getLogger(__name__)
@@ -67,7 +68,11 @@ class Speaker:
         max_queue: int,
         pipeline: bool = True,
         max_attempts: int = 3,
+        chime: np.ndarray | None = None,
+        chime_priorities: tuple[str, ...] = ("important",),
     ) -> None:
+        self.chime = chime
+        self.chime_priorities = chime_priorities
         self.links = links
         self.player = player
         self.hub = hub
@@ -75,34 +80,63 @@ class Speaker:
         self.pipeline = pipeline
         self.max_attempts = max_attempts
         self.jobs: list[Job] = []  # requested and not ended, in request order
+        self.feeding: Job | None = None  # the one the feeder is decoding into the player
         self.paused = False
         self._nursery: trio.Nursery | None = None
 
     # ---- commands -----------------------------------------------------------------------
 
     def submit(self, utterance: Utterance) -> None:
-        """Queue an utterance (QueueFull when at the limit) and send its `queued` event."""
+        """Admit an utterance by the priority rules, queue it (QueueFull when at the limit) and
+        send its `queued` event, or `cancelled` when its priority drops it at once."""
+        speaking = [j for j in self.jobs if self._speaking(j)]
+        prefetched = [j for j in self.jobs if not self._speaking(j)]
+        decision = admit(
+            utterance,
+            [j.utterance for j in speaking],
+            [j.utterance for j in prefetched],
+            list(self.queue),
+        )
+        if not decision.accept:
+            self.hub.emit(utterance, "queued", position=0)
+            self.hub.emit(utterance, "cancelled", reason=decision.reason)
+            return
         self.queue.put(utterance)
-        self.hub.emit(utterance, "queued", position=len(self.queue) + len(self.jobs))
+        self.hub.emit(utterance, "queued", position=self._position(utterance))
+        doomed = {id(u) for u in decision.cancel}
+        self.cancel(lambda u: id(u) in doomed, reason=f"interrupted by {utterance.id}")
+        for job in [j for j in self.jobs if j.utterance in decision.postpone]:
+            self._respeak(job)
+
+    def _speaking(self, job: Job) -> bool:
+        return job.start_pos is not None or job is self.feeding
+
+    def _position(self, utterance: Utterance) -> int:
+        """1 for the next to speak."""
+        ahead = list(self.queue).index(utterance) if utterance in self.queue else 0
+        return len(self.jobs) + ahead + 1
 
     def stop(self) -> list[str]:
         """Stop the utterance speaking now (the oldest in flight); the queue goes on."""
         return self.cancel_jobs(self.jobs[:1])
 
-    def cancel(self, select: Callable[[Utterance], bool]) -> list[str]:
+    def cancel(self, select: Callable[[Utterance], bool], reason: str = "cancelled") -> list[str]:
         """Cancel every utterance `select` picks, speaking or waiting. Returns their ids."""
         waiting = self.queue.remove(select)
         for u in waiting:
-            self.hub.emit(u, "cancelled", reason="cancelled")
-        return self.cancel_jobs([j for j in self.jobs if select(j.utterance)]) + [
-            u.id for u in waiting
-        ]
+            self.hub.emit(u, "cancelled", reason=reason)
+        jobs = [j for j in self.jobs if select(j.utterance)]
+        return self.cancel_jobs(jobs, reason) + [u.id for u in waiting]
 
     def cancel_jobs(self, selected: list[Job], reason: str = "cancelled") -> list[str]:
         """Cancel jobs in flight. Audio of theirs in the player is dropped at once; audio of
         later jobs that had to go with it is spoken again from the start."""
         if not selected:
             return []
+        if any(j.reply is not None and not j.reply.complete.is_set() for j in selected):
+            # The websocket is still busy streaming a reply nobody wants: a fresh connection
+            # gets the next request answered sooner than waiting for the rest (bench/).
+            self.links.restart_busy()
         buffered = [j for j in self.jobs if j.start_pos is not None]
         hit = [j for j in buffered if j in selected]
         if hit and hit == buffered[: len(hit)]:
@@ -123,12 +157,22 @@ class Speaker:
         return [j.utterance.id for j in selected]
 
     def pause(self) -> None:
-        self.paused = True
-        self.player.pause()
+        """Pause output mid-utterance; `resume` continues with the next sample."""
+        if not self.paused:
+            self.paused = True
+            self.player.pause()
+            for job in self._audible():
+                self.hub.emit(job.utterance, "paused")
 
     def resume(self) -> None:
-        self.paused = False
-        self.player.resume()
+        if self.paused:
+            self.paused = False
+            self.player.resume()
+            for job in self._audible():
+                self.hub.emit(job.utterance, "resumed")
+
+    def _audible(self) -> list[Job]:
+        return [j for j in self.jobs if j.start_pos is not None][:1]
 
     def status(self) -> dict[str, Any]:
         now = next((j.utterance for j in self.jobs if j.start_pos is not None), None)
@@ -184,14 +228,19 @@ class Speaker:
     async def _feeder(self, recv: trio.MemoryReceiveChannel[Job]) -> None:
         async with recv:
             async for job in recv:
+                self.feeding = job
                 with job.scope:
                     await self._feed(job)
+                self.feeding = None
                 job.received.set()
                 if job.end_pos is None and job in self.jobs:  # never reached the player
                     self.jobs.remove(job)
 
     async def _feed(self, job: Job) -> None:
         u = job.utterance
+        if self._wants_chime(u):
+            # The chime plays while the service synthesises the speech (already requested).
+            await self._play(job, self.chime)
         while not u.ended:
             if job.reply is None:
                 self.hub.emit(u, "failed", reason=job.error or "request failed")
@@ -218,6 +267,11 @@ class Speaker:
         job.end_pos = self.player.frames_written
         assert self._nursery is not None
         self._nursery.start_soon(self._announce_finished, job)
+
+    def _wants_chime(self, u: Utterance) -> bool:
+        if self.chime is None or u.ended:
+            return False
+        return u.chime if u.chime is not None else u.priority in self.chime_priorities
 
     async def _play_reply(self, job: Job, reply: Reply) -> None:
         u = job.utterance
@@ -276,4 +330,4 @@ class Speaker:
         """Its audio had to be dropped with a cancelled one: say it again from the start."""
         self._drop(job)
         job.utterance.attempts = 0
-        self.queue.put(job.utterance, front=True)
+        self.queue.put(job.utterance, again=True)

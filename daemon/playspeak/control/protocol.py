@@ -11,10 +11,9 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from playspeak.config import MODELS, OUTPUT_FORMATS
+from playspeak.config import MODELS, OUTPUT_FORMATS, PRIORITIES
 from playspeak.errors import ProtocolError
 
-PRIORITIES = ("important", "message", "text", "notification", "progress")
 ID_MAX_LEN = 200
 
 
@@ -29,6 +28,7 @@ class Speak:
     output_format: str | None = None
     priority: str | None = None
     volume: float | None = None  # 0–100, per utterance
+    chime: bool | None = None  # None: as configured for its priority
 
 
 @dataclass(frozen=True)
@@ -106,6 +106,13 @@ def _number_in(obj: dict[str, Any], key: str, low: float, high: float) -> float 
     return float(value)
 
 
+def _flag(obj: dict[str, Any], key: str) -> bool | None:
+    value = obj.get(key)
+    if value is not None and not isinstance(value, bool):
+        raise ProtocolError(f"field {key!r} must be true or false, not {value!r}")
+    return value
+
+
 def _choice(obj: dict[str, Any], key: str, choices: tuple[str, ...]) -> str | None:
     value = _optional(obj, key, str)
     if value is not None and value not in choices:
@@ -145,6 +152,7 @@ def _speak(obj: dict[str, Any]) -> Speak:
         output_format=_choice(obj, "output_format", OUTPUT_FORMATS),
         priority=_choice(obj, "priority", PRIORITIES),
         volume=_number_in(obj, "volume", 0, 100),
+        chime=_flag(obj, "chime"),
     )
 
 

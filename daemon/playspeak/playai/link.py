@@ -87,6 +87,12 @@ class _Connection:
     ws: WebSocketConnection
     pending: deque[Reply] = field(default_factory=deque)
     current: Reply | None = None  # the reply whose start has arrived
+    scope: trio.CancelScope = field(default_factory=trio.CancelScope)
+
+    @property
+    def busy(self) -> bool:
+        """Replies (wanted or discarded) whose end has not arrived: the wire is in use."""
+        return bool(self.pending)
 
 
 @dataclass(frozen=True)
@@ -116,6 +122,7 @@ class Link:
         self.last_error = ""
         self.connections = 0
         self._connected_at: float | None = None
+        self._restart_now = False
         register_secret(settings.api_key)
         register_secret(settings.user_id)
 
@@ -148,6 +155,21 @@ class Link:
         reason = self.last_error or "not connected"
         raise LinkError(f"no connection to the TTS service: {reason}")
 
+    def restart(self) -> None:
+        """Drop the connection now and open a fresh one at once (new requests wait for it).
+        Used when the current one is busy streaming audio nobody wants any more."""
+        conn = self._conn
+        if conn is None:
+            return
+        log.info("model %s: reconnecting to skip an unwanted reply", self.settings.model)
+        self._restart_now = True
+        self._set_conn(None)
+        conn.scope.cancel()
+
+    @property
+    def busy(self) -> bool:
+        return self._conn is not None and self._conn.busy
+
     def status(self) -> dict[str, Any]:
         pending = len(self._conn.pending) if self._conn else 0
         return {
@@ -174,6 +196,9 @@ class Link:
             except AuthError as e:
                 self._note_failure("auth-failed", str(e))
             except LinkError as e:
+                if self._restart_now:
+                    self._restart_now = False
+                    continue
                 self._note_failure("reconnecting", str(e))
                 if self._connected_at is not None:
                     lasted = trio.current_time() - self._connected_at
@@ -213,7 +238,10 @@ class Link:
         for value in url.split("=")[1:]:
             register_secret(value.split("&")[0])
         async with open_websocket_url(
-            url, connect_timeout=self.settings.connect_timeout, max_message_size=2**22
+            url,
+            connect_timeout=self.settings.connect_timeout,
+            disconnect_timeout=2,
+            max_message_size=2**22,
         ) as ws:
             conn = _Connection(ws)
             self.connections += 1
@@ -222,11 +250,13 @@ class Link:
             self.last_error = ""
             log.info("model %s: connected to %s", self.settings.model, redact(url))
             self._set_conn(conn)
+            reason = "dropped on purpose"
             try:
-                async with trio.open_nursery() as nursery:
-                    nursery.start_soon(self._heartbeat, conn)
-                    reason = await self._read(conn)
-                    nursery.cancel_scope.cancel()
+                with conn.scope:
+                    async with trio.open_nursery() as nursery:
+                        nursery.start_soon(self._heartbeat, conn)
+                        reason = await self._read(conn)
+                        nursery.cancel_scope.cancel()
             finally:
                 self._set_conn(None)
                 error = LinkError("the connection to the TTS service was lost")
@@ -368,3 +398,9 @@ class LinkPool:
 
     def status(self) -> list[dict[str, Any]]:
         return [link.status() for link in self._links.values()]
+
+    def restart_busy(self) -> None:
+        """Restart every link still streaming a reply (see Link.restart)."""
+        for link in self._links.values():
+            if link.busy:
+                link.restart()
