@@ -23,6 +23,7 @@ class LineClient:
     def __init__(self, stream: trio.SocketStream) -> None:
         self.stream = stream
         self.buffer = b""
+        self.backlog: list[dict] = []  # events read while looking for a reply
 
     @classmethod
     async def open(cls, path: Path) -> LineClient:
@@ -32,11 +33,19 @@ class LineClient:
         await self.stream.send_all(data)
 
     async def command(self, **fields: object) -> dict:
-        """Send one JSON command and return its reply line."""
+        """Send one JSON command and return its reply line (events before it are kept)."""
         await self.send(json.dumps(fields).encode() + b"\n")
-        return await self.event()
+        while (line := await self._line())["event"] not in ("ok", "error"):
+            self.backlog.append(line)
+        return line
 
     async def event(self) -> dict:
+        """The next line, oldest first."""
+        if self.backlog:
+            return self.backlog.pop(0)
+        return await self._line()
+
+    async def _line(self) -> dict:
         while b"\n" not in self.buffer:
             data = await self.stream.receive_some(65536)
             assert data, "daemon closed the connection"

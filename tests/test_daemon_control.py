@@ -1,0 +1,310 @@
+"""Announcement control end to end: priorities, interruption, stop/skip/cancel, pause/resume,
+volume, chimes and many clients — checked by events and by the audio recorded at the null sink."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+import trio
+
+from playspeak.chime import builtin_chime
+from playspeak.config import (
+    DEFAULT_VOICE,
+    AudioConfig,
+    ChimeConfig,
+    Config,
+    ControlConfig,
+    LocalServerConfig,
+)
+from playspeak.daemon import Daemon, open_daemon
+
+from audio_compare import RATE, align, loud, reference_pcm
+from daemon_helpers import ENDINGS, LineClient
+from soundcard import PulseNullSink, Recorder
+
+MS = RATE // 1000
+LONG = (
+    "This is a long weather report that goes on for quite a while, about the clouds, "
+    "the rain, and the wind in the north."
+)
+
+
+def config_for(tmp_path: Path, **chime: object) -> Config:
+    return Config(
+        control=ControlConfig(socket=str(tmp_path / "playspeak.sock")),
+        audio=AudioConfig(samplerate=RATE),
+        local_server=LocalServerConfig(first_byte_delay=0.05, realtime_factor=3.0),
+        chime=ChimeConfig(**chime),
+    )
+
+
+@pytest.fixture
+async def daemon(tmp_path: Path, sound_card: PulseNullSink) -> AsyncIterator[Daemon]:
+    async with open_daemon(config_for(tmp_path)) as d:
+        yield d
+
+
+@pytest.fixture
+def recorder(sound_card: PulseNullSink) -> AsyncIterator[Recorder]:
+    with sound_card.recorder() as rec:
+        yield rec
+
+
+async def speak(client: LineClient, text: str, **fields: object) -> str:
+    reply = await client.command(cmd="speak", text=text, **fields)
+    assert reply["event"] == "ok", reply
+    return reply["id"]
+
+
+async def until(client: LineClient, event: str, uid: str) -> list[dict]:
+    """Lines up to and including `event` for `uid`."""
+    seen = []
+    while True:
+        seen.append(line := await client.event())
+        if line.get("id") == uid and line["event"] == event:
+            return seen
+
+
+def outcome(lines: list[dict], uid: str) -> str:
+    return next(e["event"] for e in lines if e.get("id") == uid and e["event"] in ENDINGS)
+
+
+async def audio(daemon: Daemon, text: str) -> np.ndarray:
+    return reference_pcm(await daemon.local_server.render(text=text, voice=DEFAULT_VOICE))
+
+
+async def heard(daemon: Daemon, recorded: np.ndarray, text: str) -> float:
+    """How well the whole utterance `text` appears in the recording (correlation)."""
+    expected = await audio(daemon, text)
+    if len(expected) > len(recorded):
+        return 0.0
+    return align(recorded, expected)[1]
+
+
+async def test_important_interrupts_and_is_heard_whole(daemon: Daemon, recorder: Recorder):
+    client = await LineClient.open(daemon.socket_path)
+    report = await speak(client, LONG)
+    lines = await until(client, "started", report)
+    # Let a second of the report be heard (counted in recorded samples, not slept).
+    assert await recorder.wait_samples_async(recorder.count + RATE, timeout=5)
+    alarm = await speak(client, "Smoke alarm!", priority="important")
+    lines += await client.events_until_end({report, alarm})
+    assert outcome(lines, report) == "cancelled"
+    assert outcome(lines, alarm) == "finished"
+    reason = next(e["reason"] for e in lines if e["event"] == "cancelled")
+    assert reason == f"interrupted by {alarm}"
+    recorded = recorder.samples(recorder.mark)
+    assert await heard(daemon, recorded, "Smoke alarm!") >= 0.99
+    assert await heard(daemon, recorded, LONG) < 0.9  # only its beginning was said
+    beginning = (await audio(daemon, LONG))[: RATE // 2]
+    assert align(recorded, beginning)[1] >= 0.99  # ... which was
+
+
+async def test_text_interrupts_itself_only_the_newest_is_said(
+    daemon: Daemon, recorder: Recorder
+) -> None:
+    client = await LineClient.open(daemon.socket_path)
+    ids = [await speak(client, f"Menu item {n}.", priority="text") for n in (1, 2, 3)]
+    lines = await client.events_until_end(set(ids))
+    assert [outcome(lines, i) for i in ids] == ["cancelled", "cancelled", "finished"]
+    recorded = recorder.samples(recorder.mark)
+    assert await heard(daemon, recorded, "Menu item 3.") >= 0.99
+    assert await heard(daemon, recorded, "Menu item 1.") < 0.9
+
+
+async def test_notification_is_dropped_while_a_message_speaks(daemon: Daemon) -> None:
+    client = await LineClient.open(daemon.socket_path)
+    message = await speak(client, "The washing machine is done.")
+    await until(client, "started", message)
+    note = await speak(client, "New mail.", priority="notification")
+    lines = await client.events_until_end({message, note})
+    assert outcome(lines, note) == "cancelled" and outcome(lines, message) == "finished"
+    assert [e["event"] for e in lines if e.get("id") == note] == ["queued", "cancelled"]
+
+
+async def test_progress_the_last_of_a_series_is_always_said(
+    daemon: Daemon, recorder: Recorder
+) -> None:
+    client = await LineClient.open(daemon.socket_path)
+    first = await speak(client, "Ten percent.", priority="progress")
+    await until(client, "started", first)
+    later = [await speak(client, f"{n} percent.", priority="progress") for n in (20, 30, 40)]
+    lines = await client.events_until_end({first, *later})
+    assert [outcome(lines, i) for i in (first, *later)] == [
+        "finished",
+        "cancelled",
+        "cancelled",
+        "finished",
+    ]
+    recorded = recorder.samples(recorder.mark)
+    assert await heard(daemon, recorded, "40 percent.") >= 0.99
+
+
+async def test_stop_skip_and_cancel(daemon: Daemon) -> None:
+    a, b = await LineClient.open(daemon.socket_path), await LineClient.open(daemon.socket_path)
+    first = await speak(a, LONG)
+    second = await speak(a, "Second.")
+    third = await speak(a, "Third.", id="third")
+    theirs = await speak(b, "From the other client.")
+    await until(a, "started", first)
+    stop = await b.command(cmd="stop")
+    assert stop["stopped"] == [first]
+    cancel = await b.command(cmd="cancel", id="third")
+    assert cancel["cancelled"] == ["third"]
+    mine = await b.command(cmd="cancel", scope="self")
+    assert mine["cancelled"] == [theirs]
+    lines = await a.events_until_end({first, second, third})
+    assert [outcome(lines, i) for i in (first, second, third)] == [
+        "cancelled",
+        "finished",
+        "cancelled",
+    ]
+    assert {e["id"] for e in lines} == {first, second, third}  # only its own events
+
+
+async def test_pause_resume_continues_with_the_same_samples(
+    daemon: Daemon, recorder: Recorder
+) -> None:
+    text = "Pause in the middle of this sentence, then go on."
+    client = await LineClient.open(daemon.socket_path)
+    uid = await speak(client, text)
+    await until(client, "started", uid)
+    start = recorder.count
+    assert await recorder.wait_sound_async(RATE // 4, timeout=5, start=start)
+    assert (await client.command(cmd="pause"))["event"] == "ok"
+    lines = await until(client, "paused", uid)
+    paused_at = recorder.count
+    assert await recorder.wait_samples_async(paused_at + RATE // 2, timeout=5)
+    assert (await client.command(cmd="resume"))["event"] == "ok"
+    lines += await client.events_until_end({uid})
+    assert [e["event"] for e in lines if e.get("id") == uid] == ["paused", "resumed", "finished"]
+
+    recorded = recorder.samples(recorder.mark)
+    quiet = np.abs(recorded) < 2
+    runs = np.flatnonzero(np.diff(np.concatenate([[0], quiet.view(np.int8), [0]])))
+    longest = max(zip(runs[::2], runs[1::2], strict=True), key=lambda r: r[1] - r[0])
+    assert longest[1] - longest[0] >= RATE // 3, "the pause is a stretch of silence"
+    spliced = np.concatenate([recorded[: longest[0]], recorded[longest[1] :]])
+    assert await heard(daemon, spliced, text) >= 0.99
+
+
+async def test_volume_scales_the_samples(daemon: Daemon, recorder: Recorder) -> None:
+    client = await LineClient.open(daemon.socket_path)
+    uid = await speak(client, "Half as loud.", volume=50)
+    await client.events_until_end({uid})
+    expected = await audio(daemon, "Half as loud.")
+    _, corr, gain = align(recorder.samples(recorder.mark), expected)
+    assert corr >= 0.99 and gain == pytest.approx(0.5, abs=0.02)
+
+    assert (await client.command(cmd="volume", level=25))["level"] == 25
+    mark = recorder.count
+    uid = await speak(client, "Quieter still.")
+    await client.events_until_end({uid})
+    expected = await audio(daemon, "Quieter still.")
+    _, corr, gain = align(recorder.samples(mark), expected)
+    assert corr >= 0.99 and gain == pytest.approx(0.25, abs=0.02)
+
+
+async def test_chime_then_speech_with_no_gap(
+    tmp_path: Path, sound_card: PulseNullSink, recorder: Recorder
+) -> None:
+    async with open_daemon(config_for(tmp_path, sound="builtin")) as daemon:
+        client = await LineClient.open(daemon.socket_path)
+        alarm = await speak(client, "Front door.", priority="important")
+        plain = await speak(client, "No chime for me.", chime=False, priority="important")
+        await client.events_until_end({alarm, plain})
+        recorded = recorder.samples(recorder.mark)
+        chime = builtin_chime(RATE).reshape(-1, 1)
+        chime_lag, chime_corr, _ = align(recorded, chime)
+        speech = await audio(daemon, "Front door.")
+        speech_lag, speech_corr, _ = align(recorded, speech)
+        stats = daemon.player.stats
+        assert chime_corr >= 0.99 and speech_corr >= 0.99, (chime_corr, speech_corr, stats)
+        gap = speech_lag - (chime_lag + len(chime))
+        assert 0 <= gap <= 20 * MS, f"{gap / MS:.1f} ms from chime to speech"
+        # The second one asked for no chime: one chime in the whole recording.
+        after = recorded[speech_lag + len(speech) :]
+        assert len(after) < len(chime) or align(after, chime)[1] < 0.5
+
+
+async def test_subscribers_see_every_utterance(daemon: Daemon) -> None:
+    watcher = await LineClient.open(daemon.socket_path)
+    assert (await watcher.command(cmd="subscribe"))["event"] == "ok"
+    speakers = [await LineClient.open(daemon.socket_path) for _ in range(3)]
+    ids = [await speak(c, f"Speaker {n}.") for n, c in enumerate(speakers)]
+    lines = await watcher.events_until_end(set(ids))
+    for uid in ids:
+        assert [e["event"] for e in lines if e["id"] == uid] == ["queued", "started", "finished"]
+
+
+async def cli(*args: str, socket: Path) -> tuple[int, str]:
+    result = await trio.run_process(
+        [sys.executable, "-m", "playspeak", *args],
+        env={**os.environ, "PLAYSPEAK_SOCKET": str(socket)},
+        capture_stdout=True,
+        capture_stderr=True,
+        check=False,
+    )
+    return result.returncode, result.stdout.decode() + result.stderr.decode()
+
+
+async def test_the_cli_verbs_end_to_end(daemon: Daemon) -> None:
+    path = daemon.socket_path
+    client = await LineClient.open(path)
+    uid = await speak(client, LONG)
+    await until(client, "started", uid)
+    assert (await cli("pause", socket=path))[0] == 0
+    await until(client, "paused", uid)
+    code, out = await cli("status", socket=path)
+    status = json.loads(out)["status"]
+    assert code == 0 and status["paused"] is True and status["speaking"]["id"] == uid
+    assert (await cli("resume", socket=path))[0] == 0
+    await until(client, "resumed", uid)
+    code, out = await cli("volume", "80", socket=path)
+    assert code == 0 and json.loads(out)["level"] == 80
+    assert (await cli("skip", socket=path))[0] == 0
+    await until(client, "cancelled", uid)
+    queued = [await speak(client, f"Queued {n}.") for n in range(2)]
+    code, out = await cli("cancel", socket=path)
+    assert code == 0
+    lines = await client.events_until_end(set(queued))
+    assert {outcome(lines, i) for i in queued} == {"cancelled"}
+    code, out = await cli(
+        "say", "--wait", "--priority", "important", "--no-chime", "Hi.", socket=path
+    )
+    assert code == 0, out
+    assert (await cli("stop", socket=path))[0] == 0
+    assert (await cli("ping", socket=path))[0] == 0
+
+
+async def test_watch_prints_events(daemon: Daemon) -> None:
+    env = {**os.environ, "PLAYSPEAK_SOCKET": str(daemon.socket_path)}
+    async with trio.open_nursery() as nursery:
+        process = await nursery.start(
+            lambda task_status: trio.run_process(
+                [sys.executable, "-m", "playspeak", "watch"],
+                env=env,
+                check=False,
+                stdout=__import__("subprocess").PIPE,
+                task_status=task_status,
+            )
+        )
+        client = await LineClient.open(daemon.socket_path)
+        buffer = b""
+        # `watch` subscribes before printing anything: wait for the daemon to count it.
+        while not any(c.subscribed for c in daemon.control.clients):
+            await trio.sleep(0.01)
+        uid = await speak(client, "Watched.")
+        with trio.fail_after(20):
+            while f'"id": "{uid}"'.encode() + b', "t"' not in buffer or b"finished" not in buffer:
+                buffer += await process.stdout.receive_some(4096)
+        process.terminate()
+    events = [json.loads(line) for line in buffer.splitlines() if line]
+    assert [e["event"] for e in events if e["id"] == uid][-1] == "finished"
+    assert loud is not None
