@@ -20,7 +20,7 @@ ENDINGS = ("finished", "cancelled", "failed")
 class LineClient:
     """A raw Unix-socket client: bytes out, JSON lines in."""
 
-    def __init__(self, stream: trio.SocketStream) -> None:
+    def __init__(self, stream: trio.abc.ReceiveStream) -> None:
         self.stream = stream
         self.buffer = b""
         self.backlog: list[dict] = []  # events read while looking for a reply

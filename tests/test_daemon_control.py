@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 import sys
 from collections.abc import AsyncIterator
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -24,7 +26,7 @@ from playspeak.config import (
 )
 from playspeak.daemon import Daemon, open_daemon
 
-from audio_compare import RATE, align, loud, reference_pcm
+from audio_compare import RATE, align, reference_pcm
 from daemon_helpers import ENDINGS, LineClient
 from soundcard import PulseNullSink, Recorder
 
@@ -285,26 +287,16 @@ async def test_the_cli_verbs_end_to_end(daemon: Daemon) -> None:
 
 async def test_watch_prints_events(daemon: Daemon) -> None:
     env = {**os.environ, "PLAYSPEAK_SOCKET": str(daemon.socket_path)}
+    command = [sys.executable, "-m", "playspeak", "watch"]
     async with trio.open_nursery() as nursery:
         process = await nursery.start(
-            lambda task_status: trio.run_process(
-                [sys.executable, "-m", "playspeak", "watch"],
-                env=env,
-                check=False,
-                stdout=__import__("subprocess").PIPE,
-                task_status=task_status,
-            )
+            partial(trio.run_process, command, env=env, check=False, stdout=subprocess.PIPE)
         )
+        lines = LineClient(process.stdout)  # the same line reading, on watch's output
+        assert (await lines.event())["cmd"] == "subscribe"  # from here on, nothing is missed
         client = await LineClient.open(daemon.socket_path)
-        buffer = b""
-        # `watch` subscribes before printing anything: wait for the daemon to count it.
-        while not any(c.subscribed for c in daemon.control.clients):
-            await trio.sleep(0.01)
         uid = await speak(client, "Watched.")
         with trio.fail_after(20):
-            while f'"id": "{uid}"'.encode() + b', "t"' not in buffer or b"finished" not in buffer:
-                buffer += await process.stdout.receive_some(4096)
+            events = await lines.events_until_end({uid})
         process.terminate()
-    events = [json.loads(line) for line in buffer.splitlines() if line]
-    assert [e["event"] for e in events if e["id"] == uid][-1] == "finished"
-    assert loud is not None
+    assert [e["event"] for e in events if e["id"] == uid] == ["queued", "started", "finished"]

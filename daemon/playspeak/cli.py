@@ -73,8 +73,20 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:
+    """Validate; print the effective configuration (file + environment + options) as JSON with
+    secrets redacted. A ConfigError (exit 2) names the key, the file and, where known, the line."""
+    from playspeak.log import redact, register_secret
+
     config = _load(args)
-    print(json.dumps(config.redacted(), indent=2))
+    register_secret(config.api.api_key)
+    register_secret(config.api.user_id)
+    effective = config.redacted()
+    effective["control"]["socket"] = str(config.control.socket_path)
+    effective["control"]["socket_mode"] = f"{config.control.socket_mode:04o}"
+    effective["source"] = config.source or "(no file: built-in defaults)"
+    print(redact(json.dumps(effective, indent=2)))
+    service = "the embedded local server" if config.api.embedded else config.api.effective_url
+    print(f"playspeak: configuration OK; speech from {redact(service)}", file=sys.stderr)
     return 0
 
 
@@ -140,7 +152,8 @@ def _simple(cmd: str, **fields_from_args: Callable[[argparse.Namespace], Any]) -
 
 def cmd_watch(args: argparse.Namespace) -> int:
     with BlockingClient(args.socket) as client:
-        client.request("subscribe")
+        # The reply first: whoever reads this output knows from then on nothing is missed.
+        print(json.dumps(client.request("subscribe")), flush=True)
         try:
             while True:
                 print(json.dumps(client.next_event()), flush=True)
