@@ -141,3 +141,49 @@ def test_auth_answer_variants() -> None:
         current.url_for("PlayDialog")
     with pytest.raises(AuthError, match="no websocket URLs"):
         parse_auth_answer({"nothing": 1})
+
+
+async def test_renewal_before_the_connection_lifetime_drops_no_reply() -> None:
+    """The server closes every connection after 1 s; the link opens the next one before that
+    and lets the old one finish its replies, so a steady stream of requests never fails."""
+    async with (
+        open_local_server(
+            api_key=KEY,
+            user_id=USER,
+            first_byte_delay=0.02,
+            realtime_factor=3.0,
+            connection_lifetime=1.0,
+        ) as server,
+        httpx.AsyncClient() as http,
+        trio.open_nursery() as nursery,
+    ):
+        link = await start_link(nursery, http, server.base_url, max_age=1.0, renew_margin=0.25)
+        expected = await server.render(text="tick", voice=VOICE)
+        deadline = trio.current_time() + 3.0
+        replies = 0
+        while trio.current_time() < deadline:
+            assert await collect(await link.request(command("tick"))) == expected
+            replies += 1
+        assert link.renewals >= 3 and server.stats.connections >= 4
+        assert replies >= 5
+        nursery.cancel_scope.cancel()
+
+
+async def test_an_unwanted_reply_is_skipped_by_a_fresh_connection() -> None:
+    async with (
+        open_local_server(
+            api_key=KEY, user_id=USER, first_byte_delay=0, realtime_factor=1.0
+        ) as server,
+        httpx.AsyncClient() as http,
+        trio.open_nursery() as nursery,
+    ):
+        link = await start_link(nursery, http, server.base_url)
+        long = await link.request(command("a long sentence that takes a few seconds to stream"))
+        assert await long.receive()  # streaming has begun
+        long.discard()
+        link.restart()
+        with trio.fail_after(1.0):  # far sooner than the rest of the long reply (seconds)
+            short = await link.request(command("now"))
+            assert await collect(short) == await server.render(text="now", voice=VOICE)
+        assert link.connections == 2
+        nursery.cancel_scope.cancel()

@@ -13,6 +13,7 @@ import itertools
 import json
 import logging
 import random
+import time
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
@@ -88,6 +89,16 @@ class _Connection:
     pending: deque[Reply] = field(default_factory=deque)
     current: Reply | None = None  # the reply whose start has arrived
     scope: trio.CancelScope = field(default_factory=trio.CancelScope)
+    opened: float = field(default_factory=trio.current_time)
+    closed: trio.Event = field(default_factory=trio.Event)
+    reason: str = ""  # why it closed
+    retiring: bool = False  # replaced by a newer one: closes once its replies have ended
+
+    def retire_when_idle(self) -> None:
+        """Close once no reply is pending (at once if none is)."""
+        self.retiring = True
+        if not self.pending:
+            self.scope.cancel()
 
     @property
     def busy(self) -> bool:
@@ -106,6 +117,8 @@ class LinkSettings:
     backoff_initial: float = 0.5
     backoff_max: float = 30.0
     heartbeat: float = 20.0
+    max_age: float = 3600.0  # the service closes a connection after this long
+    renew_margin: float = 60.0  # open the next one this long before (at most a quarter of max_age)
 
 
 class Link:
@@ -121,8 +134,9 @@ class Link:
         self.state = "starting"
         self.last_error = ""
         self.connections = 0
-        self._connected_at: float | None = None
+        self._expires_at: float | None = None  # of the last auth answer, epoch seconds
         self._restart_now = False
+        self.renewals = 0
         register_secret(settings.api_key)
         register_secret(settings.user_id)
 
@@ -182,36 +196,53 @@ class Link:
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Supervise the connection until cancelled. Ready at once: it connects in the
-        background."""
+        background. Before a connection reaches its maximum age the next one is opened, and
+        the old one closes after its last reply: no utterance is cut at the hour mark."""
         task_status.started()
         delay = self.settings.backoff_initial
-        while True:
-            self.state = "connecting"
-            try:
+        async with trio.open_nursery() as nursery:
+            while True:
+                if self._conn is None:
+                    self.state = "connecting"
                 try:
-                    auth = await self._authenticate()
-                    await self._serve_connection(auth)
-                except BaseExceptionGroup as group:
-                    raise _single(group) from None
-            except AuthError as e:
-                self._note_failure("auth-failed", str(e))
-            except LinkError as e:
-                if self._restart_now:
-                    self._restart_now = False
-                    continue
-                self._note_failure("reconnecting", str(e))
-                if self._connected_at is not None:
-                    lasted = trio.current_time() - self._connected_at
-                    self._connected_at = None
-                    delay = self.settings.backoff_initial  # it was up: start backoff anew
-                    if lasted >= STABLE_CONNECTION:
-                        continue  # a connection that lived ends (e.g. its hour): at once
-            except _CONNECT_ERRORS as e:
-                self._note_failure("reconnecting", f"{type(e).__name__}: {e}")
-            jittered = delay * random.uniform(0.75, 1.25)
-            log.info("model %s: reconnecting in %.1f s", self.settings.model, jittered)
-            await trio.sleep(jittered)
-            delay = min(delay * 2, self.settings.backoff_max)
+                    conn = await self._open(nursery)
+                except AuthError as e:
+                    self._note_failure("auth-failed", str(e))
+                except _CONNECT_ERRORS as e:
+                    self._note_failure("reconnecting", f"{type(e).__name__}: {e}")
+                else:
+                    delay = self.settings.backoff_initial
+                    old, self._restart_now = self._conn, False
+                    self._set_conn(conn)
+                    if old is not None:
+                        old.retire_when_idle()  # a renewal: the old one finishes its replies
+                    if await self._serve_until_renewal(conn):
+                        self.renewals += 1
+                        continue
+                    if self._restart_now:
+                        continue  # dropped on purpose (an unwanted reply): reopen at once
+                    self._note_failure("reconnecting", f"connection closed ({conn.reason})")
+                    if trio.current_time() - conn.opened >= STABLE_CONNECTION:
+                        continue  # a connection that lived ends: reopen at once
+                jittered = delay * random.uniform(0.75, 1.25)
+                log.info("model %s: reconnecting in %.1f s", self.settings.model, jittered)
+                await trio.sleep(jittered)
+                delay = min(delay * 2, self.settings.backoff_max)
+
+    async def _serve_until_renewal(self, conn: _Connection) -> bool:
+        """Wait while `conn` serves; True when it is time to open its successor."""
+        s = self.settings
+        lifetime = s.max_age
+        if self._expires_at is not None:  # the service's own word, in wall-clock time
+            left = self._expires_at - time.time() + (trio.current_time() - conn.opened)
+            if left > 0:
+                lifetime = min(lifetime, left)
+        renew_at = conn.opened + lifetime - min(s.renew_margin, lifetime / 4)
+        with trio.move_on_at(renew_at):
+            await conn.closed.wait()
+            return False
+        log.info("model %s: renewing the connection before it expires", s.model)
+        return True
 
     # ---- internals ----------------------------------------------------------------------
 
@@ -224,19 +255,40 @@ class Link:
         self._conn_changed = trio.Event()
 
     def _note_failure(self, state: str, message: str) -> None:
-        self.state = state
-        self.last_error = redact(message)
-        log.warning("model %s: %s", self.settings.model, self.last_error)
+        """Log a failure once at warning; its repeats (each retry) only at debug."""
+        message = redact(message)
+        repeated = message == self.last_error
+        self.state, self.last_error = state, message
+        log.log(
+            logging.DEBUG if repeated else logging.WARNING,
+            "model %s: %s",
+            self.settings.model,
+            message,
+        )
 
     async def _authenticate(self) -> AuthResult:
         s = self.settings
         with trio.fail_after(s.connect_timeout):
             return await authenticate(self._http, s.base_url, s.api_key, s.user_id)
 
-    async def _serve_connection(self, auth: AuthResult) -> None:
-        url = auth.url_for(self.settings.model)
-        for value in url.split("=")[1:]:
-            register_secret(value.split("&")[0])
+    async def _open(self, nursery: trio.Nursery) -> _Connection:
+        """Authenticate and open a websocket served by a task in `nursery`. Raises AuthError
+        or one of _CONNECT_ERRORS when that fails."""
+        try:
+            auth = await self._authenticate()
+            self._expires_at = auth.expires_at
+            url = auth.url_for(self.settings.model)
+            for value in url.split("=")[1:]:
+                register_secret(value.split("&")[0])
+            return await nursery.start(self._connection_task, url)
+        except BaseExceptionGroup as group:
+            raise _single(group) from None
+
+    async def _connection_task(
+        self, url: str, *, task_status: trio.TaskStatus[_Connection] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        """Open the websocket, then route its frames until it closes; never raises once
+        started (the supervisor learns why from `conn.reason`)."""
         async with open_websocket_url(
             url,
             connect_timeout=self.settings.connect_timeout,
@@ -245,25 +297,27 @@ class Link:
         ) as ws:
             conn = _Connection(ws)
             self.connections += 1
-            self._connected_at = trio.current_time()
             self.state = "connected"
             self.last_error = ""
             log.info("model %s: connected to %s", self.settings.model, redact(url))
-            self._set_conn(conn)
-            reason = "dropped on purpose"
+            task_status.started(conn)
+            conn.reason = "closed by us"
             try:
                 with conn.scope:
                     async with trio.open_nursery() as nursery:
                         nursery.start_soon(self._heartbeat, conn)
-                        reason = await self._read(conn)
+                        conn.reason = await self._read(conn)
                         nursery.cancel_scope.cancel()
+            except* (OSError, trio.BrokenResourceError) as group:
+                conn.reason = f"{type(group.exceptions[0]).__name__}: {group.exceptions[0]}"
             finally:
-                self._set_conn(None)
-                error = LinkError("the connection to the TTS service was lost")
+                if self._conn is conn:
+                    self._set_conn(None)
+                error = LinkError(f"the connection to the TTS service was lost ({conn.reason})")
                 for reply in conn.pending:
                     reply._fail(error, retriable=True)
                 conn.pending.clear()
-            raise LinkError(f"connection closed ({reason})")
+                conn.closed.set()
 
     async def _heartbeat(self, conn: _Connection) -> None:
         """Ping an idle connection to find a dead one before a request does. Never pings while
@@ -334,8 +388,14 @@ class Link:
                 conn.pending.remove(reply)
                 reply._end()
             conn.current = None
+            self._maybe_retire(conn)
         else:
             log.debug("ignoring a frame of type %r", kind)
+
+    @staticmethod
+    def _maybe_retire(conn: _Connection) -> None:
+        if conn.retiring and not conn.pending:
+            conn.scope.cancel()
 
     @staticmethod
     def _find(conn: _Connection, request_id: Any) -> Reply | None:
