@@ -54,12 +54,12 @@ def _load(args: argparse.Namespace) -> Config:
     return config
 
 
-def _run_daemon(config: Config) -> int:
+def _run_daemon(config: Config, reload: Callable[[], Config] | None = None) -> int:
     from playspeak.daemon import run_until_signal
 
     setup_logging(config.log.level)
     try:
-        trio.run(run_until_signal, config)
+        trio.run(run_until_signal, config, reload)
     except BaseException as e:
         error = _first_error(e)
         if isinstance(error, PlayspeakError):
@@ -69,7 +69,7 @@ def _run_daemon(config: Config) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    return _run_daemon(_load(args))
+    return _run_daemon(_load(args), lambda: _load(args))
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:

@@ -65,6 +65,8 @@ class ApiConfig:
     speed: float = 1.0
     temperature: float | None = None
     connect_timeout: float = 10.0
+    request_patience: float = 30.0  # an utterance waits this long for a connection, then fails
+    connection_max_age: float = 3600.0  # the service's limit; renewed a minute before
 
     @property
     def embedded(self) -> bool:
@@ -83,6 +85,11 @@ class ControlConfig:
     max_line_bytes: int = 65536
     max_clients: int = 256
     client_buffer: int = 1024  # event lines buffered per client before it is dropped as not reading
+    socket_group: str = ""  # group owning the socket (with socket_mode 0660: who may connect)
+    allow_uids: tuple[int, ...] = ()  # when either allow list is set, only these peers are served
+    allow_groups: tuple[str, ...] = ()  # group names (a peer's primary or supplementary group)
+    rate_limit: float = 50.0  # lines per second per client (0: no limit) ...
+    rate_burst: int = 200  # ... after a burst of this many
 
     @property
     def socket_path(self) -> Path:
@@ -104,6 +111,8 @@ class SpeechConfig:
     max_queue: int = 100
     pipeline: bool = True  # request the next utterance while the current one plays
     default_priority: str = "message"
+    max_age: float = 300.0  # seconds an utterance may wait (e.g. for a lost audio device)
+    max_attempts: int = 3  # requests per utterance when the connection drops (replayed whole)
 
 
 @dataclass(frozen=True)
@@ -168,8 +177,12 @@ def _coerce(section: str, key: str, value: Any, default: Any, where: str) -> Any
             return None if value is None else float(value)
         raise ConfigError(f"{where}: {name} must be a number between 0 and 1")
     if isinstance(default, tuple):
-        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-            raise ConfigError(f"{where}: {name} must be a list of strings, not {value!r}")
+        kind = int if key == "allow_uids" else str
+        if not isinstance(value, list) or not all(
+            isinstance(v, kind) and not isinstance(v, bool) for v in value
+        ):
+            what = "whole numbers" if kind is int else "strings"
+            raise ConfigError(f"{where}: {name} must be a list of {what}, not {value!r}")
         return tuple(value)
     if isinstance(default, bool):
         if not isinstance(value, bool):
@@ -277,8 +290,12 @@ def _validate(config: Config) -> None:
         (config.audio.buffer_seconds > 0, "audio.buffer_seconds must be > 0"),
         (config.audio.samplerate >= 0, "audio.samplerate must be >= 0 (0: device default)"),
         (config.control.max_line_bytes >= 256, "control.max_line_bytes must be >= 256"),
+        (config.control.rate_limit >= 0, "control.rate_limit must be >= 0 (0: no limit)"),
+        (config.control.max_clients >= 1, "control.max_clients must be >= 1"),
         (config.log.level in LOG_LEVELS, f"log.level must be one of {', '.join(LOG_LEVELS)}"),
         (config.speech.max_queue >= 1, "speech.max_queue must be >= 1"),
+        (config.speech.max_age > 0, "speech.max_age must be > 0"),
+        (config.speech.max_attempts >= 1, "speech.max_attempts must be >= 1"),
         (
             config.speech.default_priority in PRIORITIES,
             f"speech.default_priority must be one of {', '.join(PRIORITIES)}",

@@ -9,6 +9,7 @@ feeder decodes replies strictly in order into the player.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -17,7 +18,7 @@ import numpy as np
 import trio
 
 from playspeak.audio.decoder import make_decoder
-from playspeak.errors import DecodeError, LinkError
+from playspeak.errors import AudioDeviceError, DecodeError, LinkError
 from playspeak.playai.link import LinkPool, Reply
 from playspeak.priorities import admit
 from playspeak.speech import EventHub, SpeechQueue, Utterance
@@ -34,7 +35,8 @@ class AudioSink(Protocol):
     @property
     def frames_written(self) -> int: ...
     async def play(self, pcm: np.ndarray) -> int: ...
-    async def wait_played(self, position: int) -> None: ...
+    async def wait_played(self, position: int) -> bool: ...
+    async def wait_ready(self) -> None: ...
     def cancel(self) -> int: ...
     def skip_to(self, position: int) -> int: ...
     def pause(self) -> None: ...
@@ -70,7 +72,9 @@ class Speaker:
         max_attempts: int = 3,
         chime: np.ndarray | None = None,
         chime_priorities: tuple[str, ...] = ("important",),
+        max_age: float = 300.0,
     ) -> None:
+        self.max_age = max_age
         self.chime = chime
         self.chime_priorities = chime_priorities
         self.links = links
@@ -238,6 +242,22 @@ class Speaker:
 
     async def _feed(self, job: Job) -> None:
         u = job.utterance
+        await self.player.wait_ready()  # while the device is lost, speech waits (bounded below)
+        waited = time.time() - u.created
+        if waited > self.max_age and not u.ended:
+            if job.reply is not None:
+                job.reply.discard()
+            self.hub.emit(u, "failed", reason=f"waited {waited:.0f} s for the audio device")
+            return
+        try:
+            await self._feed_audio(job)
+        except AudioDeviceError as e:
+            if job.reply is not None:
+                job.reply.discard()
+            self.hub.emit(u, "failed", reason=f"audio device lost: {e}")
+
+    async def _feed_audio(self, job: Job) -> None:
+        u = job.utterance
         if self._wants_chime(u):
             # The chime plays while the service synthesises the speech (already requested).
             await self._play(job, self.chime)
@@ -292,23 +312,30 @@ class Speaker:
             return
         if job.utterance.gain != 1.0:
             pcm = pcm * np.float32(job.utterance.gain)
-        if job.start_pos is None:
+        first = job.start_pos is None
+        if first:
             job.start_pos = self.player.frames_written
+        end = await self.player.play(pcm)
+        if first:
+            job.start_pos = end - len(pcm)  # where it really went (a device may have reopened)
             assert self._nursery is not None
             self._nursery.start_soon(self._announce_started, job)
-        await self.player.play(pcm)
 
     async def _announce_started(self, job: Job) -> None:
         assert job.start_pos is not None
-        await self.player.wait_played(job.start_pos + 1)
-        if not job.dropped:
+        heard = await self.player.wait_played(job.start_pos + 1)
+        if heard is not False and not job.dropped:
             self.hub.emit(job.utterance, "started")
 
     async def _announce_finished(self, job: Job) -> None:
         assert job.end_pos is not None
-        await self.player.wait_played(job.end_pos)
-        if not job.dropped:
-            self._forget(job)
+        heard = await self.player.wait_played(job.end_pos)
+        if job.dropped:
+            return
+        self._forget(job)
+        if heard is False:
+            self.hub.emit(job.utterance, "failed", reason="audio device lost before it was heard")
+        else:
             self.hub.emit(job.utterance, "finished")
 
     # ---- helpers ------------------------------------------------------------------------

@@ -84,6 +84,12 @@ class EventHub:
             if subscriber is not utterance.owner:
                 subscriber.send(line)
 
+    def broadcast(self, event: str, **fields: Any) -> None:
+        """An event about the daemon itself (e.g. the audio device), to every subscriber."""
+        line = encode(event, t=round(time.time(), 3), **fields)
+        for subscriber in list(self.subscribers):
+            subscriber.send(line)
+
 
 class SpeechQueue:
     """Utterances waiting to be requested, by priority rank then arrival; bounded (QueueFull

@@ -50,7 +50,11 @@ class WavFilePlayer:
         await trio.lowlevel.checkpoint()
         return self._written
 
-    async def wait_played(self, position: int) -> None:
+    async def wait_played(self, position: int) -> bool:
+        await trio.lowlevel.checkpoint()
+        return True
+
+    async def wait_ready(self) -> None:
         await trio.lowlevel.checkpoint()
 
     async def drain(self) -> None:

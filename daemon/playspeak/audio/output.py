@@ -1,0 +1,169 @@
+"""The audio output supervisor: keeps the player's device open, and when the device or the
+sound server goes away, reports it and reopens with backoff while speech waits.
+
+Positions stay absolute across reopenings: frames written to a device that was lost belong to
+an older generation, and waiting for them answers False (not heard).
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import trio
+
+from playspeak.audio.player import Player
+from playspeak.errors import AudioDeviceError
+
+log = logging.getLogger(__name__)
+
+
+def _device_error(error: BaseException) -> AudioDeviceError | None:
+    """The AudioDeviceError inside trio's exception groups, if that is all there is."""
+    if isinstance(error, AudioDeviceError):
+        return error
+    if isinstance(error, BaseExceptionGroup):
+        found = [_device_error(e) for e in error.exceptions]
+        if found and all(found):
+            return found[0]
+    return None
+
+
+class AudioOutput:
+    """A Player kept open. `run` raises if the device cannot be opened at start-up; after that
+    it never raises for the device: losses are reported through `on_change(state, error)`."""
+
+    def __init__(
+        self,
+        player: Player,
+        *,
+        on_change: Callable[[str, str], None] | None = None,
+        backoff_initial: float = 0.5,
+        backoff_max: float = 10.0,
+    ) -> None:
+        self.player = player
+        self.on_change = on_change
+        self.backoff_initial = backoff_initial
+        self.backoff_max = backoff_max
+        self.state = "closed"  # open, lost
+        self.error = ""
+        self.losses = 0
+        self._base = 0  # absolute position where the current device's frame 0 is
+        self._ready = trio.Event()
+
+    # ---- the sink verbs (see speaker.AudioSink) -----------------------------------------
+
+    @property
+    def samplerate(self) -> int:
+        return self.player.samplerate
+
+    @property
+    def channels(self) -> int:
+        return self.player.channels
+
+    @property
+    def volume(self) -> float:
+        return self.player.volume
+
+    @volume.setter
+    def volume(self, value: float) -> None:
+        self.player.volume = value
+
+    @property
+    def frames_written(self) -> int:
+        return self._base + self.player.frames_written
+
+    async def wait_ready(self) -> None:
+        """Wait while the device is lost."""
+        await self._ready.wait()
+
+    async def play(self, pcm: np.ndarray) -> int:
+        """Queue PCM, waiting for space, and first for the device if it is lost. Raises
+        AudioDeviceError if the device is lost while this call holds PCM for it."""
+        await self._ready.wait()
+        base = self._base
+        return base + await self.player.play(pcm)
+
+    async def wait_played(self, position: int) -> bool:
+        """True once frame `position` left the device; False if it never will (its device was
+        lost). Frames dropped by cancel/skip_to count as done (True)."""
+        base = self._base
+        if position <= base:
+            return position <= 0
+        try:
+            await self.player.wait_played(position - base)
+        except AudioDeviceError:
+            return False
+        return base == self._base
+
+    def cancel(self) -> int:
+        return self.player.cancel() if self.state == "open" else 0
+
+    def skip_to(self, position: int) -> int:
+        if self.state != "open" or position <= self._base:
+            return 0
+        return self.player.skip_to(position - self._base)
+
+    def pause(self) -> None:
+        self.player.pause()
+
+    def resume(self) -> None:
+        self.player.resume()
+
+    @property
+    def stats(self) -> dict[str, Any]:
+        return {
+            **self.player.stats,
+            "state": self.state,
+            "error": self.error,
+            "losses": self.losses,
+        }
+
+    # ---- supervision --------------------------------------------------------------------
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        delay = self.backoff_initial
+        first = True
+        while True:
+            try:
+                async with trio.open_nursery() as nursery:
+                    await nursery.start(self.player.run)
+                    self._set_state("open", "")
+                    if first:
+                        first = False
+                        task_status.started()
+                    delay = self.backoff_initial
+            except (AudioDeviceError, BaseExceptionGroup) as e:
+                error = _device_error(e)
+                if error is None:
+                    raise
+                if first:
+                    raise error from None  # nothing to play on at start-up: a clear error
+                self._lost(str(error))
+            jittered = delay * random.uniform(0.75, 1.25)
+            log.info("reopening the audio device in %.1f s", jittered)
+            await trio.sleep(jittered)
+            delay = min(delay * 2, self.backoff_max)
+
+    def _lost(self, error: str) -> None:
+        if self.state == "open":
+            self._base += self.player.frames_written  # that device's frames are gone
+            self.losses += 1
+            self._ready = trio.Event()
+            self._set_state("lost", error)
+        else:
+            self.error = error
+            log.debug("audio device still unavailable: %s", error)
+
+    def _set_state(self, state: str, error: str) -> None:
+        self.state, self.error = state, error
+        if state == "open":
+            self._ready.set()
+            log.info("audio device %r open (%d Hz)", self.player.device_name, self.samplerate)
+        else:
+            log.warning("audio device lost: %s", error)
+        if self.on_change is not None:
+            self.on_change(state, error)

@@ -1,0 +1,202 @@
+"""Reliability through real faults: dropped websockets, refused credentials, error frames,
+corrupt audio, a sound server that dies and comes back, and the daemon's signals."""
+
+from __future__ import annotations
+
+import os
+import signal
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+import trio
+
+from playspeak.config import (
+    DEFAULT_VOICE,
+    ApiConfig,
+    AudioConfig,
+    Config,
+    ControlConfig,
+)
+from playspeak.daemon import Daemon, open_daemon
+from playspeak.localserver import LocalServer, open_local_server
+
+from audio_compare import align, reference_pcm
+from daemon_helpers import ENDINGS, LineClient, daemon_process
+from soundcard import PulseNullSink
+
+KEY, USER = "reliability-key-0123", "reliability-user"
+TEXT = "A sentence long enough to be cut in the middle by a dropped connection."
+
+
+@pytest.fixture
+async def server() -> AsyncIterator[LocalServer]:
+    async with open_local_server(api_key=KEY, user_id=USER, first_byte_delay=0.02) as s:
+        yield s
+
+
+def config_for(tmp_path: Path, server: LocalServer, **api: object) -> Config:
+    return Config(
+        api=ApiConfig(url=server.base_url, api_key=KEY, user_id=USER, **api),
+        control=ControlConfig(socket=str(tmp_path / "playspeak.sock")),
+        audio=AudioConfig(samplerate=48000),
+    )
+
+
+@pytest.fixture
+async def daemon(
+    tmp_path: Path, server: LocalServer, sound_card: PulseNullSink
+) -> AsyncIterator[Daemon]:
+    async with open_daemon(config_for(tmp_path, server, request_patience=2.0)) as d:
+        yield d
+
+
+async def say_all(daemon: Daemon, *texts: str) -> dict[str, dict]:
+    """Speak each text; the ending event of each, by text."""
+    client = await LineClient.open(daemon.socket_path)
+    ids = {}
+    for text in texts:
+        ids[(await client.command(cmd="speak", text=text))["id"]] = text
+    lines = await client.events_until_end(set(ids))
+    return {ids[e["id"]]: e for e in lines if e["event"] in ENDINGS}
+
+
+async def test_a_connection_dropped_mid_utterance_is_replayed(
+    daemon: Daemon, server: LocalServer
+) -> None:
+    server.faults.drop_after_bytes = 5000  # once: mid-way through the first reply
+    ends = await say_all(daemon, TEXT, "Queued behind it.", "And one more.")
+    assert {t: e["event"] for t, e in ends.items()} == dict.fromkeys(ends, "finished")
+    assert server.stats.connections == 2
+
+
+async def test_an_error_frame_fails_only_its_utterance(daemon: Daemon, server: LocalServer):
+    server.faults.error_on_text = "poison"
+    ends = await say_all(daemon, "This is poison.", "This is fine.")
+    assert ends["This is poison."]["event"] == "failed"
+    assert "synthesis failed (injected)" in ends["This is poison."]["reason"]
+    assert ends["This is fine."]["event"] == "finished"
+    assert server.stats.connections == 1
+
+
+async def test_corrupt_audio_resyncs_or_fails_cleanly(daemon: Daemon, server: LocalServer):
+    server.faults.corrupt_after_bytes = 3000
+    ends = await say_all(daemon, TEXT)
+    assert ends[TEXT]["event"] in ("finished", "failed")
+    ends = await say_all(daemon, "Afterwards all is well.")
+    assert ends["Afterwards all is well."]["event"] == "finished"
+
+
+async def test_refused_credentials_fail_waiting_utterances_then_recover(
+    daemon: Daemon, server: LocalServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    server.faults.reject_auth = True
+    server.faults.drop_after_requests = 1  # the open connection ends; re-auth is refused
+    ends = await say_all(daemon, "Nobody will hear this.")
+    event = ends["Nobody will hear this."]
+    assert event["event"] == "failed" and "refused the credentials" in event["reason"]
+    refusals = [
+        r
+        for r in caplog.records
+        if "refused the credentials" in r.getMessage() and r.levelname == "WARNING"
+    ]
+    assert len(refusals) == 1, "one clear line, not one per retry"
+    assert KEY not in caplog.text and USER not in caplog.text
+    server.faults.reject_auth = False
+    with trio.fail_after(30):  # the backoff is capped; it comes back by itself
+        ends = await say_all(daemon, "Back again.")
+    assert ends["Back again."]["event"] == "finished"
+
+
+@pytest.fixture
+def doomed_card() -> Iterator[PulseNullSink]:
+    """A sound server of its own that a test may kill; the environment points at it."""
+    card = PulseNullSink(sink="doomed")
+    card.start()
+    saved = {k: os.environ.get(k) for k in card.env}
+    os.environ.update(card.env)
+    try:
+        yield card
+    finally:
+        card.stop()
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+async def test_a_lost_sound_server_is_reported_and_speech_resumes_when_it_returns(
+    tmp_path: Path, server: LocalServer, doomed_card: PulseNullSink
+) -> None:
+    async with open_daemon(config_for(tmp_path, server)) as daemon:
+        watcher = await LineClient.open(daemon.socket_path)
+        await watcher.command(cmd="subscribe")
+        client = await LineClient.open(daemon.socket_path)
+        first = (await client.command(cmd="speak", text=TEXT))["id"]
+        second = (await client.command(cmd="speak", text="After the outage."))["id"]
+        await until_event(watcher, "started")
+        doomed_card.stop()  # the sound server dies mid-sentence
+        lost = await until_event(watcher, "device")
+        assert lost["state"] == "lost"
+        assert daemon.status()["device"]["state"] == "lost"
+        back = PulseNullSink(sink="back")
+        back.start()
+        try:
+            os.environ.update(back.env)  # the reopened stream finds the new server
+            with back.recorder() as recorder:
+                opened = await until_event(watcher, "device")
+                assert opened["state"] == "open"
+                lines = await client.events_until_end({first, second})
+                ends = {e["id"]: e for e in lines if e["event"] in ENDINGS}
+                assert ends[first]["event"] == "failed"
+                assert "audio device lost" in ends[first]["reason"]
+                assert ends[second]["event"] == "finished"
+                expected = reference_pcm(
+                    await server.render(text="After the outage.", voice=DEFAULT_VOICE)
+                )
+                assert align(recorder.samples(recorder.mark), expected)[1] >= 0.99
+        finally:
+            back.stop()
+
+
+async def until_event(client: LineClient, name: str) -> dict:
+    while (event := await client.event())["event"] != name:
+        pass
+    return event
+
+
+async def test_sigterm_cancels_pending_utterances_and_exits_cleanly(
+    tmp_path: Path, sound_card: PulseNullSink
+) -> None:
+    async with daemon_process(tmp_path) as daemon:
+        client = await LineClient.open(daemon.socket_path)
+        ids = [(await client.command(cmd="speak", text=f"Pending {n}."))["id"] for n in range(3)]
+        daemon.process.send_signal(signal.SIGTERM)
+        lines = await client.events_until_end(set(ids))
+        assert {e["event"] for e in lines if e["event"] in ENDINGS} <= {"cancelled", "finished"}
+        assert any(e.get("reason") == "daemon stopping" for e in lines)
+        assert await daemon.process.wait() == 0
+        assert "STOPPING=1" in await daemon.next_notification()
+    assert not daemon.socket_path.exists()
+
+
+async def test_sighup_reloads_the_configuration_and_keeps_the_queue(
+    tmp_path: Path, sound_card: PulseNullSink
+) -> None:
+    config = tmp_path / "playspeak.toml"
+    config.write_text('[speech]\ndefault_priority = "message"\n')
+    async with daemon_process(tmp_path, {"PLAYSPEAK_CONFIG": str(config)}) as daemon:
+        client = await LineClient.open(daemon.socket_path)
+        queued = [(await client.command(cmd="speak", text=f"Kept {n}."))["id"] for n in range(2)]
+        config.write_text('[speech]\ndefault_priority = "important"\n[log]\nlevel = "debug"\n')
+        daemon.process.send_signal(signal.SIGHUP)
+        lines = await client.events_until_end(set(queued))
+        assert [e["event"] for e in lines if e["event"] in ENDINGS] == ["finished", "finished"]
+        # Reloaded: a plain line now has the new default priority (important interrupts).
+        long = await client.command(cmd="speak", text="A long message " * 8, priority="text")
+        await until_event(client, "started")
+        urgent = await client.command(cmd="speak", text="Urgent.")
+        lines = await client.events_until_end({long["id"], urgent["id"]})
+        ends = {e["id"]: e["event"] for e in lines if e["event"] in ENDINGS}
+        assert ends == {long["id"]: "cancelled", urgent["id"]: "finished"}
