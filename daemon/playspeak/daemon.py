@@ -3,10 +3,11 @@ the speaker and the control server, started in that order; READY once all are up
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import secrets
 import signal
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,12 +21,24 @@ from playspeak.chime import load_chime
 from playspeak.commands import CommandHandler
 from playspeak.config import Config
 from playspeak.control.server import ControlServer, bind_unix_socket
-from playspeak.log import register_secret
+from playspeak.errors import ConfigError
+from playspeak.log import register_secret, setup_logging
 from playspeak.playai.link import LinkPool, LinkSettings
 from playspeak.speaker import AudioSink, Speaker
 from playspeak.speech import EventHub
 
 log = logging.getLogger(__name__)
+
+
+def _differences(a: Any, b: Any, prefix: str = "") -> list[str]:
+    """Dotted names of the fields in which two config trees differ (secrets by name only)."""
+    if not dataclasses.is_dataclass(a):
+        return [prefix.rstrip(".")] if a != b else []
+    return [
+        name
+        for f in dataclasses.fields(a)
+        for name in _differences(getattr(a, f.name), getattr(b, f.name), f"{prefix}{f.name}.")
+    ]
 
 
 def make_player(config: Config) -> Any:
@@ -37,19 +50,23 @@ def make_player(config: Config) -> Any:
         return WavFilePlayer(
             audio.device[4:], samplerate=audio.samplerate or 48000, channels=audio.channels
         )
+    from playspeak.audio.output import AudioOutput
     from playspeak.audio.player import Player
 
     device: str | int | None = audio.device or None
     if isinstance(device, str) and device.isdigit():
         device = int(device)
-    return Player(
+    player = Player(
         device=device,
         samplerate=audio.samplerate or None,
         channels=audio.channels,
-        blocksize=0,
+        blocksize=round((audio.samplerate or 48000) * audio.blocksize_ms / 1000)
+        if audio.samplerate
+        else 0,
         latency=audio.latency,
         buffer_seconds=audio.buffer_seconds,
     )
+    return AudioOutput(player)
 
 
 @dataclass
@@ -64,6 +81,55 @@ class Daemon:
     control: ControlServer
     local_server: Any = None
     started: float = field(default_factory=trio.current_time)
+
+    handler: CommandHandler | None = None
+
+    def apply(self, new: Config) -> None:  # SIGHUP
+        """Take the reloadable settings of `new`; name the changed ones that need a restart."""
+        old = self.config
+        setup_logging(new.log.level)
+        speaker, api = (
+            self.speaker,
+            dataclasses.replace(
+                old.api,
+                **{
+                    k: getattr(new.api, k)
+                    for k in ("voice", "speed", "temperature", "output_format", "sample_rate")
+                },
+            ),
+        )
+        if self.handler is not None:
+            self.handler.api = api
+            self.handler.default_priority = new.speech.default_priority
+        speaker.max_age, speaker.max_attempts = new.speech.max_age, new.speech.max_attempts
+        speaker.chime = load_chime(new.chime.sound, self.player.samplerate, self.player.channels)
+        speaker.chime_priorities = new.chime.priorities
+        merged = dataclasses.replace(
+            old,
+            api=api,
+            log=new.log,
+            chime=new.chime,
+            speech=dataclasses.replace(
+                old.speech,
+                default_priority=new.speech.default_priority,
+                max_age=new.speech.max_age,
+                max_attempts=new.speech.max_attempts,
+            ),
+        )
+        stale = _differences(merged, dataclasses.replace(new, source=old.source))
+        if stale:
+            log.warning("SIGHUP: reloaded; these changes need a restart: %s", ", ".join(stale))
+        else:
+            log.info("SIGHUP: configuration reloaded from %s", new.source or "defaults")
+        self.config = merged
+
+    async def shutdown(self) -> None:
+        """End every utterance as cancelled and give clients a moment to read that."""
+        self.speaker.cancel(lambda u: True, reason="daemon stopping")
+        with trio.move_on_after(1.0):
+            # Outboxes have no "empty" event; this runs once, at exit, for at most a second.
+            while any(c.pending_lines for c in self.control.clients):
+                await trio.sleep(0.01)
 
     def status(self) -> dict[str, Any]:
         stats = getattr(self.player, "stats", {})
@@ -105,6 +171,8 @@ async def open_daemon(config: Config) -> AsyncIterator[Daemon]:
                     user_id=user,
                     model=config.api.model,
                     connect_timeout=config.api.connect_timeout,
+                    request_patience=config.api.request_patience,
+                    max_age=config.api.connection_max_age,
                 ),
                 http,
             )
@@ -118,7 +186,13 @@ async def open_daemon(config: Config) -> AsyncIterator[Daemon]:
                 pipeline=config.speech.pipeline,
                 chime=load_chime(config.chime.sound, player.samplerate, player.channels),
                 chime_priorities=config.chime.priorities,
+                max_age=config.speech.max_age,
+                max_attempts=config.speech.max_attempts,
             )
+            if hasattr(player, "on_change"):  # device lost / back: tell the subscribers
+                player.on_change = lambda state, error: hub.broadcast(
+                    "device", state=state, error=error
+                )
             await nursery.start(speaker.run)
             daemon_ref: list[Daemon] = []
             handler = CommandHandler(
@@ -136,12 +210,18 @@ async def open_daemon(config: Config) -> AsyncIterator[Daemon]:
                 client_buffer=config.control.client_buffer,
                 path=path,
                 on_close=handler.forget,
+                rate_limit=config.control.rate_limit,
+                rate_burst=config.control.rate_burst,
+                socket_group=config.control.socket_group,
+                allow_uids=config.control.allow_uids,
+                allow_groups=config.control.allow_groups,
             )
             daemon = Daemon(config, shown_path, speaker, player, links, control, local_server)
+            daemon.handler = handler
             daemon_ref.append(daemon)
             await nursery.start(control.run)
             log.info("listening on %s", shown_path)
-            systemd.notify("READY=1\nSTATUS=idle")
+            await nursery.start(systemd.Notifier(daemon).run)  # READY=1, STATUS, WATCHDOG
             yield daemon
             systemd.notify("STOPPING=1")
             nursery.cancel_scope.cancel()
@@ -177,10 +257,27 @@ async def _start_service(config: Config, nursery: trio.Nursery) -> tuple[Any, st
     return server, base_url, key, user
 
 
-async def run_until_signal(config: Config) -> None:
-    """`playspeak run`: serve until SIGTERM or SIGINT, then shut down cleanly."""
-    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
-        async with open_daemon(config):
+async def run_until_signal(config: Config, reload: Callable[[], Config] | None = None) -> None:
+    """`playspeak run`: serve until SIGTERM or SIGINT, then shut down cleanly (exit 0).
+    SIGHUP reloads the configuration with `reload` (queued utterances are kept)."""
+    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as signals:
+        async with open_daemon(config) as daemon:
             async for signum in signals:
+                if signum == signal.SIGHUP:
+                    _reload(daemon, reload)
+                    continue
                 log.info("%s: shutting down", signal.Signals(signum).name)
+                await daemon.shutdown()
                 break
+
+
+def _reload(daemon: Daemon, reload: Callable[[], Config] | None) -> None:
+    if reload is None:
+        log.warning("SIGHUP: no configuration to reload")
+        return
+    try:
+        new = reload()
+    except ConfigError as e:
+        log.error("SIGHUP: configuration not reloaded: %s", e)
+        return
+    daemon.apply(new)

@@ -7,6 +7,8 @@ import logging
 
 import trio
 
+from playspeak.control.peers import Peer
+from playspeak.control.ratelimit import TokenBucket
 from playspeak.speech import Utterance
 
 log = logging.getLogger(__name__)
@@ -17,25 +19,47 @@ class ClientSession:
     """A client's outbox. `send` never blocks: a client that stops reading while its buffer is
     full is disconnected, so it can never stall the daemon or other clients."""
 
-    def __init__(self, stream: trio.abc.Stream, buffer: int, peer: str = "") -> None:
+    def __init__(
+        self,
+        stream: trio.abc.Stream,
+        buffer: int,
+        peer: Peer | None = None,
+        bucket: TokenBucket | None = None,
+    ) -> None:
         self.id = next(_ids)
         self.stream = stream
-        self.peer = peer
+        self.peer = peer or Peer()
+        self.bucket = bucket  # None: no rate limit
+        self.limited = False  # inside a run of refused lines (logged once per run)
         self.utterances: set[Utterance] = set()  # its own, not yet ended
         self.subscribed = False
-        self._send, self._recv = trio.open_memory_channel[bytes](buffer)
+        self._send, self._recv = trio.open_memory_channel[bytes](max(buffer, 1))
         self.scope = trio.CancelScope()
         self.dropped_reason = ""
+
+    def __str__(self) -> str:
+        return f"client {self.id} ({self.peer})"
+
+    @property
+    def pending_lines(self) -> int:
+        """Lines queued for this client and not yet handed to its socket."""
+        return self._send.statistics().current_buffer_used
 
     def send(self, line: bytes) -> None:
         try:
             self._send.send_nowait(line)
         except trio.WouldBlock:
-            self.dropped_reason = "not reading its events"
-            log.warning("client %d %s is not reading its events: disconnected", self.id, self.peer)
-            self.scope.cancel()
+            self.drop("not reading its events")
         except (trio.ClosedResourceError, trio.BrokenResourceError):
             pass
+
+    def drop(self, reason: str) -> None:
+        """Disconnect this client (once); its utterances go on without it."""
+        if self.dropped_reason:
+            return
+        self.dropped_reason = reason
+        log.warning("%s is %s: disconnected", self, reason)
+        self.scope.cancel()
 
     def close_outbox(self) -> None:
         """No more lines: the writer finishes what is queued, then ends."""
