@@ -1,0 +1,1 @@
+"""The audio stage: decoder (streamed bytes → PCM), ring buffer, player (PCM → device)."""

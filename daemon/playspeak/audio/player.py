@@ -1,0 +1,386 @@
+"""The player stage: a sounddevice OutputStream fed from a PcmRing, with MPD's output verbs.
+
+The stream is opened once by ``run()`` and stays open between utterances, writing silence
+while idle. That is a deliberate trade: the first sample of an utterance reaches the speaker
+one callback block plus the device latency after ``play()`` (about 10 ms + tens of ms), with
+no device open/start on the critical path (which costs tens to hundreds of ms through
+ALSA/PulseAudio and may swallow the first samples). The price: the device is always held
+open (the sound server shows a permanent stream; an exclusive raw ALSA device is unavailable
+to other programs) and the callback runs about 100 times a second even in silence (a small,
+steady CPU cost).
+
+Threads: the PortAudio callback runs on PortAudio's thread. It only reads the ring (a short
+lock), applies the gain, pads with silence and updates a few counters; it never blocks and
+never calls into trio except ``TrioToken.run_sync_soon`` to wake a waiting trio task. Every
+other method runs on the trio thread.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import trio
+
+from playspeak.errors import AudioDeviceError
+
+from .devices import NO_DEVICES_HINT, list_devices, resolve_device, sounddevice
+from .ring import PcmRing
+
+__all__ = ["Player", "list_devices", "resolve_device"]
+
+BLOCK_SECONDS = 0.010  # callback period: small enough for prompt cancel, large enough for Python
+_STALL_SECONDS = 2.0  # no callback for this long while open: the device or server is gone
+_WATCH_SECONDS = 0.25  # how often run() looks for a stalled stream
+_MAX_SANE_LATENCY = 1.0  # reported DAC latencies outside [0, this) are not believed
+
+
+class Player:
+    """Plays float32 PCM blocks on one output device; see the module docstring for threads.
+
+    `samplerate` None means the device's default rate; `blocksize` 0 means 10 ms at that rate
+    (a fixed block: prompt cancel and pause, while Python's per-callback cost stays small).
+    `latency` is PortAudio's suggested latency ("low", "high" or seconds). Positions are
+    absolute frame counts since the player was created (``play`` returns them).
+    """
+
+    def __init__(
+        self,
+        *,
+        device: str | int | None = None,
+        samplerate: int | None = None,
+        channels: int = 1,
+        blocksize: int = 0,
+        latency: str | float = "low",
+        buffer_seconds: float = 2.0,
+    ) -> None:
+        self._device_spec = device
+        self.samplerate = samplerate or 0
+        self.channels = channels
+        self.blocksize = blocksize
+        # a number that came as text (configuration files) is seconds; "low"/"high" stay names
+        with contextlib.suppress(ValueError):
+            latency = float(latency)
+        self._latency_setting = latency
+        self._buffer_seconds = buffer_seconds
+        self.device_name = ""
+        self.latency = 0.0  # the stream's reported output latency, seconds
+        self._ring: PcmRing | None = None
+        self._token: trio.lowlevel.TrioToken | None = None
+        self._running = False
+        self._died = trio.Event()
+        self._failure = ""
+        self._changed = trio.Event()  # set (and replaced) whenever waiters should look again
+        # written by the callback thread, read by trio
+        self._underflows = 0  # output_underflow status flags
+        self._starved = 0  # times the ring ran dry while more audio was expected
+        self._frames_played = 0
+        self._last_callback = 0.0
+        self._last_block: tuple[int, int, float, float] | None = None  # start, end, t, latency
+        # written by trio, read by the callback thread
+        self._want_wake = False
+        self._paused = False
+        self._volume = 1.0
+        self._expecting = False  # an utterance is being fed: running dry is an underrun
+        self._starving = False  # callback-private: inside one dry spell
+        self._dropped: deque[tuple[int, int]] = deque(maxlen=32)  # (after, upto] by cancel()
+
+    # --- lifetime ---------------------------------------------------------------------------
+
+    async def run(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+        """Open and start the stream, report started, then play until cancelled.
+
+        Opening blocks in a worker thread. Raises AudioDeviceError if the device cannot be
+        opened or the stream dies (callback error, device or server gone); the owner may
+        call run() again to reopen. On cancellation the stream is stopped and closed.
+        """
+        self._token = trio.lowlevel.current_trio_token()
+        self._died = trio.Event()
+        self._failure = ""
+        self.cancel()  # audio left from an earlier run is stale
+        stream = await trio.to_thread.run_sync(self._open, self._died)
+        try:
+            self._running = True
+            task_status.started()
+            await self._watch(stream)
+        finally:
+            self._running = False
+            self._wake()  # waiters see the player closed
+            with trio.CancelScope(shield=True):
+                await trio.to_thread.run_sync(_close, stream)
+
+    def _open(self, died: trio.Event) -> Any:
+        """Worker thread: resolve the device, build the ring, open and start the stream."""
+        sd = sounddevice()
+        index = resolve_device(self._device_spec)
+        try:
+            info = sd.query_devices(index, "output") if index is not None else None
+            info = info or sd.query_devices(kind="output")
+        except (sd.PortAudioError, ValueError) as e:
+            raise AudioDeviceError(f"no default output device ({e}): {NO_DEVICES_HINT}") from e
+        self.device_name = info["name"]
+        rate = self.samplerate or int(info["default_samplerate"])
+        blocksize = self.blocksize or round(rate * BLOCK_SECONDS)
+        capacity = max(1, round(rate * self._buffer_seconds))
+        ring = self._ring
+        if ring is None or (ring.capacity, ring.channels) != (capacity, self.channels):
+            self._ring = PcmRing(capacity, self.channels)
+        self._last_callback = time.monotonic()
+        try:
+            stream = sd.OutputStream(
+                device=index,
+                samplerate=rate,
+                channels=self.channels,
+                dtype="float32",
+                blocksize=blocksize,
+                latency=self._latency_setting,
+                callback=self._callback,
+                # bound to this run's event: a stream closed earlier must not end a later run
+                finished_callback=lambda: self._finished_callback(died),
+            )
+        except (sd.PortAudioError, ValueError) as e:
+            raise AudioDeviceError(
+                f"cannot open output device {info['name']!r} at {rate} Hz, {self.channels} "
+                f"channel(s): {e}; `playspeak devices` lists what is available"
+            ) from e
+        self.samplerate, self.blocksize, self.latency = rate, blocksize, float(stream.latency)
+        try:
+            stream.start()
+        except sd.PortAudioError as e:
+            _close(stream)
+            raise AudioDeviceError(f"cannot start output device {info['name']!r}: {e}") from e
+        return stream
+
+    async def _watch(self, stream: Any) -> None:
+        """Return never; raise AudioDeviceError once the stream has died or stalled."""
+        while True:
+            with trio.move_on_after(_WATCH_SECONDS):
+                await self._died.wait()
+            if self._died.is_set():
+                reason = self._failure or "the device stopped"
+                raise AudioDeviceError(f"audio stream on {self.device_name!r} ended: {reason}")
+            silent_for = time.monotonic() - self._last_callback
+            if silent_for > _STALL_SECONDS or not stream.active:
+                raise AudioDeviceError(
+                    f"audio stream on {self.device_name!r} stalled ({silent_for:.1f} s without "
+                    "a callback): the device or sound server is gone"
+                )
+
+    # --- the PortAudio thread -----------------------------------------------------------
+
+    def _callback(self, outdata: np.ndarray, frames: int, time_info: Any, status: Any) -> None:
+        """PortAudio thread: fill one block from the ring; never blocks, never calls trio."""
+        try:
+            now = time.monotonic()
+            self._last_callback = now
+            if status.output_underflow:
+                self._underflows += 1
+            ring = self._ring
+            if self._paused or ring is None:
+                outdata.fill(0)
+                return
+            start, count = ring.read_block(outdata)
+            if count < frames:
+                outdata[count:].fill(0)
+                if self._expecting and not self._starving:
+                    self._starved += 1
+                self._starving = self._expecting
+            else:
+                self._starving = False
+            if not count:
+                return
+            if self._volume != 1.0:
+                outdata[:count] *= self._volume
+            latency = time_info.outputBufferDacTime - time_info.currentTime
+            if not 0.0 <= latency < _MAX_SANE_LATENCY or not time_info.currentTime:
+                latency = self.latency
+            self._last_block = (start, start + count, now, latency)
+            self._frames_played += count
+            if self._want_wake:
+                self._want_wake = False
+                self._call_trio(self._wake)
+        except Exception as e:
+            self._failure = f"callback failed: {e!r}"
+            raise sounddevice().CallbackAbort from e
+
+    def _finished_callback(self, died: trio.Event) -> None:
+        """PortAudio thread: the stream became inactive (stopped, aborted or failed)."""
+        self._call_trio(died.set)
+        self._call_trio(self._wake)
+
+    def _call_trio(self, fn: Callable[[], object]) -> None:
+        token = self._token
+        if token is not None:
+            with contextlib.suppress(trio.RunFinishedError):
+                token.run_sync_soon(fn)
+
+    # --- trio side: the verbs -----------------------------------------------------------
+
+    @property
+    def frames_written(self) -> int:
+        """Absolute position after the last frame handed to play()."""
+        return self._ring.frames_written if self._ring else 0
+
+    async def play(self, pcm: np.ndarray) -> int:
+        """Queue `pcm` (frames, channels) float32, waiting for space as the device plays.
+
+        Returns the absolute position after its last frame (for wait_played). Cancellable:
+        frames already queued stay queued (cancel() drops them). One task should feed.
+        """
+        ring = self._live_ring()
+        await trio.lowlevel.checkpoint()
+        samples = np.asarray(pcm, dtype=np.float32)
+        if samples.ndim == 1:
+            samples = samples.reshape(-1, 1)
+        if samples.shape[1] != self.channels:
+            raise ValueError(f"expected (frames, {self.channels}) samples, got {samples.shape}")
+        offset = 0
+        while True:
+            offset += ring.write(samples[offset:])
+            if offset:
+                self._expecting = True
+            if offset >= len(samples):
+                return ring.frames_written
+            await self._wait_until(lambda: ring.free > 0)
+
+    async def wait_played(self, position: int) -> None:
+        """Return once frame `position` has left the device, i.e. was consumed by the callback
+        and the device latency has passed; at once for frames dropped by cancel().
+
+        Waiting for the last frame written ends the utterance: the ring running dry after it
+        is not counted as an underrun. Cancellable; raises AudioDeviceError if the stream
+        dies meanwhile. Accuracy: within a block, later if the trio loop was busy.
+        """
+        ring = self._live_ring()
+        await trio.lowlevel.checkpoint()
+        if position > ring.frames_written:
+            raise ValueError(f"position {position} was never written ({ring.frames_written})")
+        if position >= ring.frames_written:
+            self._expecting = False
+        if position <= 0 or self._was_dropped(position):
+            return
+        await self._wait_until(lambda: ring.frames_read >= position)
+        block = self._last_block
+        if self._was_dropped(position) or block is None:
+            return
+        start, _, consumed_at, latency = block
+        # frames before this block's start left the device when this block began to play
+        leaves_at = consumed_at + latency + max(0, position - start) / self.samplerate
+        await trio.sleep(max(0.0, leaves_at - time.monotonic()))
+
+    async def drain(self) -> None:
+        """Wait until everything written so far has been heard (wait_played of the end)."""
+        await self.wait_played(self.frames_written)
+
+    def cancel(self) -> int:
+        """Drop everything buffered; returns the number of frames dropped.
+
+        Audio stops within one callback block (plus what the device already holds).
+        Waiters for the dropped frames return at once.
+        """
+        self._expecting = False
+        ring = self._ring
+        if ring is None:
+            return 0
+        dropped = ring.clear()
+        if dropped:
+            self._dropped.append((ring.frames_written - dropped, ring.frames_written))
+        self._wake()
+        return dropped
+
+    def skip_to(self, position: int) -> int:
+        """Drop the buffered frames before absolute `position`; later frames play on seamlessly
+        (cancelling the oldest utterance while the next is queued). Returns frames dropped;
+        waiters for them return at once."""
+        ring = self._ring
+        if ring is None:
+            return 0
+        dropped = ring.discard_until(position)
+        if dropped:
+            upto = min(position, ring.frames_written)  # where the read position now is
+            self._dropped.append((upto - dropped, upto))
+            if upto == ring.frames_written:
+                self._expecting = False  # nothing left of the utterance being fed
+            self._wake()
+        return dropped
+
+    def pause(self) -> None:
+        """Output silence without consuming; what is buffered stays for resume()."""
+        self._paused = True
+
+    def resume(self) -> None:
+        """Continue exactly where pause() stopped."""
+        self._paused = False
+
+    @property
+    def paused(self) -> bool:
+        return self._paused
+
+    @property
+    def volume(self) -> float:
+        return self._volume
+
+    @volume.setter
+    def volume(self, value: float) -> None:
+        if not 0.0 <= value <= 1.0:
+            raise ValueError(f"volume must be within 0..1, not {value}")
+        self._volume = float(value)
+
+    @property
+    def stats(self) -> dict[str, Any]:
+        """Counters for `status` and benchmarks; cheap, no I/O."""
+        return {
+            "device": self.device_name,
+            "samplerate": self.samplerate,
+            "channels": self.channels,
+            "blocksize": self.blocksize,
+            "latency": self.latency,
+            "dac_latency": self._last_block[3] if self._last_block else None,
+            "underruns": self._underflows + self._starved,
+            "device_underflows": self._underflows,
+            "starved": self._starved,
+            "frames_played": self._frames_played,
+            "buffered": self._ring.used if self._ring else 0,
+            "paused": self._paused,
+            "volume": self._volume,
+            "running": self._running,
+        }
+
+    # --- helpers ------------------------------------------------------------------------
+
+    def _live_ring(self) -> PcmRing:
+        if not self._running or self._ring is None:
+            reason = f": {self._failure}" if self._failure else ""
+            raise AudioDeviceError(f"the audio output is not running{reason}")
+        return self._ring
+
+    async def _wait_until(self, ready: Callable[[], bool]) -> None:
+        """Sleep until `ready()`, re-checking whenever the callback or cancel() wakes us."""
+        while True:
+            event = self._changed
+            self._want_wake = True  # armed before the check, so no wake-up can be missed
+            if ready():
+                return
+            await event.wait()
+            self._live_ring()
+
+    def _wake(self) -> None:
+        event, self._changed = self._changed, trio.Event()
+        event.set()
+
+    def _was_dropped(self, position: int) -> bool:
+        return any(after < position <= upto for after, upto in self._dropped)
+
+
+def _close(stream: Any) -> None:
+    """Worker thread: let the device play out what it holds, then close (errors ignored:
+    a dead device cannot be closed more cleanly)."""
+    sd = sounddevice()
+    with contextlib.suppress(sd.PortAudioError):
+        stream.stop()
+    with contextlib.suppress(sd.PortAudioError):
+        stream.close()

@@ -1,0 +1,60 @@
+"""Test-wide set-up: a private PulseAudio null sink started before PortAudio is first loaded."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import pytest
+
+from soundcard import PulseNullSink, SoundCardError
+
+# sounddevice initialises PortAudio, which lists the devices once, at import: the sink must
+# be running and the environment pointing at it before anything imports sounddevice.
+_card: PulseNullSink | None = None
+_card_error = ""
+_saved_env: dict[str, str | None] = {}
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    global _card, _card_error
+    if os.environ.get("PLAYSPEAK_TEST_PULSE") == "external":
+        _card = PulseNullSink.external(os.environ.get("PLAYSPEAK_TEST_SINK", "testsink"))
+        return
+    if "sounddevice" in sys.modules:
+        _card_error = "sounddevice was imported before conftest could start the sound card"
+        return
+    card = PulseNullSink()
+    try:
+        card.start()
+    except (SoundCardError, OSError) as e:
+        _card_error = f"cannot start the private PulseAudio null sink: {e}"
+        return
+    for key, value in card.env.items():
+        _saved_env[key] = os.environ.get(key)
+        os.environ[key] = value
+    _card = card
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    global _card
+    if _card is not None:
+        _card.stop()
+        _card = None
+    for key, value in _saved_env.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+    _saved_env.clear()
+
+
+@pytest.fixture(scope="session")
+def sound_card() -> PulseNullSink:
+    """The null sink every PortAudio stream in this test run plays into (its monitor records).
+
+    Tests that need it fail, never skip, when it could not be started.
+    """
+    if _card is None:
+        pytest.fail(_card_error or "no sound card", pytrace=False)
+    return _card

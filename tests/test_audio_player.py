@@ -1,0 +1,447 @@
+"""The player through real PortAudio into the private PulseAudio null sink, recorded back."""
+
+from __future__ import annotations
+
+import builtins
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from typing import Any
+
+import numpy as np
+import pytest
+import trio
+
+from playspeak.audio.player import Player, list_devices, resolve_device
+from playspeak.errors import AudioDeviceError
+
+from soundcard import SOUND_THRESHOLD, PulseNullSink, Recorder
+
+RATE = 48000
+MS = RATE // 1000
+# Tests of what is heard (not when) use a deeper device buffer: on a loaded 2-core machine the
+# default "low" (20 ms) latency occasionally underruns, and a dropout would spoil the
+# sample-exact comparison. Timing tests (drain, wait_played, cancel) keep the default.
+CONTENT_LATENCY = 0.1
+
+StartPlayer = Callable[..., Awaitable[Player]]
+
+
+# --- signals and analysis -----------------------------------------------------------------
+
+
+def chirp(seconds: float, f0: float = 300.0, f1: float = 3000.0, amp: float = 0.5) -> np.ndarray:
+    """A rising sweep with 5 ms fades: (n, 1) float32 that aligns unambiguously."""
+    t = np.arange(int(RATE * seconds)) / RATE
+    phase = 2 * np.pi * (f0 * t + (f1 - f0) * t**2 / (2 * seconds))
+    fade = np.minimum(1.0, np.minimum(t, seconds - t) / 0.005)
+    return (amp * np.sin(phase) * fade).astype(np.float32).reshape(-1, 1)
+
+
+def align(recorded: np.ndarray, played: np.ndarray) -> tuple[int, float, float]:
+    """Lag of `played` in `recorded` by cross-correlation; its correlation and gain there."""
+    rec = recorded.astype(np.float64)
+    ref = played[:, 0].astype(np.float64) * 32768
+    size = 1 << int(np.ceil(np.log2(len(rec) + len(ref))))
+    xcorr = np.fft.irfft(np.fft.rfft(rec, size) * np.conj(np.fft.rfft(ref, size)), size)
+    lag = int(np.argmax(xcorr[: len(rec) - len(ref) + 1]))
+    segment = rec[lag : lag + len(ref)]
+    corr = float(np.corrcoef(segment, ref)[0, 1])
+    gain = float(segment @ ref / (ref @ ref))
+    return lag, corr, gain
+
+
+def loud(samples: np.ndarray) -> np.ndarray:
+    return np.flatnonzero(np.abs(samples) > SOUND_THRESHOLD)
+
+
+def loud_seconds(samples: np.ndarray) -> float:
+    index = loud(samples)
+    return (index[-1] - index[0] + 1) / RATE if len(index) else 0.0
+
+
+# --- fixtures -----------------------------------------------------------------------------
+
+
+@pytest.fixture
+async def start_player(sound_card: PulseNullSink, nursery: trio.Nursery) -> StartPlayer:
+    """Start Players (48 kHz, like the sink) in the test's nursery; closed at teardown."""
+
+    async def start(**options: Any) -> Player:
+        player = Player(samplerate=RATE, **options)
+        await nursery.start(player.run)
+        return player
+
+    return start
+
+
+@pytest.fixture
+def recorder(sound_card: PulseNullSink) -> Iterator[Recorder]:
+    with sound_card.recorder() as rec:
+        yield rec
+
+
+async def record_tail(recorder: Recorder, seconds: float = 0.1) -> np.ndarray:
+    """Wait until `seconds` more were recorded; everything since the recorder started."""
+    assert await recorder.wait_samples_async(recorder.count + int(RATE * seconds), 5)
+    return recorder.samples(recorder.mark)
+
+
+# --- sound --------------------------------------------------------------------------------
+
+
+async def test_played_samples_reach_the_sink_unchanged(
+    start_player: StartPlayer, recorder: Recorder
+) -> None:
+    player = await start_player(latency=CONTENT_LATENCY)
+    signal = chirp(0.8)
+    await player.play(signal)
+    await player.drain()
+    recorded = await record_tail(recorder)
+    lag, corr, gain = align(recorded, signal)
+    print(f"fidelity: correlation {corr:.6f}, gain {gain:.4f}, lag {lag / MS:.1f} ms")
+    assert corr >= 0.99
+    assert abs(loud_seconds(recorded) - loud_seconds(signal[:, 0] * 32768)) <= 0.020
+    segment = recorded[lag : lag + len(signal)].astype(np.float64)
+    assert np.abs(segment - signal[:, 0] * 32768).max() <= 2  # exact but for rounding
+    assert player.stats["frames_played"] == len(signal)
+
+
+async def test_drain_returns_once_the_last_sample_was_heard(
+    start_player: StartPlayer, recorder: Recorder
+) -> None:
+    player = await start_player()
+    await player.play(chirp(0.5))
+    await player.drain()
+    drained = time.monotonic()
+    recorded = await record_tail(recorder)
+    heard = recorder.time_of(recorder.mark + loud(recorded)[-1])
+    print(f"drain returned {(drained - heard) * 1000:+.1f} ms after the last sound was recorded")
+    assert drained >= heard - 0.025  # the recorder's clock is only good to parec's 10 ms
+    assert drained <= heard + 0.100
+
+
+async def test_wait_played_waits_for_that_frame_only(
+    start_player: StartPlayer, recorder: Recorder
+) -> None:
+    player = await start_player()
+    silence = np.zeros((RATE * 3 // 10, 1), np.float32)
+    start = await player.play(silence)
+    end = await player.play(chirp(0.4))
+    await player.wait_played(start + 10 * MS)  # 10 ms into the chirp
+    returned = time.monotonic()
+    assert player.frames_written == end
+    assert await recorder.wait_sound_async(1, 5, start=recorder.mark)
+    first = recorder.mark + loud(recorder.samples(recorder.mark))[0]
+    onset = recorder.time_of(first)
+    print(f"wait_played returned {(returned - onset) * 1000:+.1f} ms after the onset")
+    assert onset - 0.025 <= returned <= onset + 0.100
+    await player.drain()
+    assert time.monotonic() - returned >= 0.3  # the rest of the chirp was still to come
+
+
+async def test_play_waits_for_space_and_loses_nothing(
+    start_player: StartPlayer, recorder: Recorder
+) -> None:
+    player = await start_player(buffer_seconds=0.25, latency=CONTENT_LATENCY)
+    capacity = int(0.25 * RATE)
+    signal = chirp(1.0)
+    most = 0
+    playing = True
+
+    async def watch_ring() -> None:
+        nonlocal most
+        while playing:
+            most = max(most, player.stats["buffered"])
+            await trio.sleep(0.005)
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(watch_ring)
+        started = time.monotonic()
+        await player.play(signal)
+        blocked = time.monotonic() - started
+        playing = False
+    await player.drain()
+    recorded = await record_tail(recorder)
+    _, corr, _ = align(recorded, signal)
+    print(f"back-pressure: play() blocked {blocked:.3f} s; most buffered {most} of {capacity}")
+    assert 0 < most <= capacity
+    # it returns once the last 0.25 s fit: after 0.75 s of playing, less what the device
+    # took ahead of time to fill (or refill, after a hiccup) its own buffer
+    assert blocked >= 0.75 - player.latency - 0.05
+    assert corr >= 0.99
+    assert abs(loud_seconds(recorded) - 1.0) <= 0.020
+
+
+async def test_cancel_stops_the_sound_quickly(
+    start_player: StartPlayer, recorder: Recorder
+) -> None:
+    player = await start_player()
+    end = await player.play(chirp(1.5))
+    assert await recorder.wait_sound_async(RATE // 10, 5, start=recorder.mark)
+    cancelled = time.monotonic()
+    dropped = player.cancel()
+    await player.wait_played(end)  # dropped frames: at once
+    await player.drain()
+    assert time.monotonic() - cancelled < 0.005
+    recorded = await record_tail(recorder, 0.2)
+    silent_after = recorder.time_of(recorder.mark + loud(recorded)[-1]) - cancelled
+    print(f"cancel: {dropped} frames dropped; last sound {silent_after * 1000:.1f} ms after")
+    assert dropped > RATE
+    assert silent_after <= 0.050
+    assert player.stats["buffered"] == 0
+
+
+def zero_runs(samples: np.ndarray, longer_than: int) -> list[tuple[int, int]]:
+    """(start, end) of the runs of exact zeros longer than `longer_than` samples."""
+    zero = np.concatenate([[False], samples == 0, [False]])
+    edges = np.flatnonzero(np.diff(zero.astype(np.int8)))
+    pairs = zip(edges[::2], edges[1::2], strict=True)
+    return [(int(a), int(b)) for a, b in pairs if b - a > longer_than]
+
+
+async def test_skip_to_drops_one_utterance_and_the_next_follows_seamlessly(
+    start_player: StartPlayer, recorder: Recorder
+) -> None:
+    player = await start_player(latency=CONTENT_LATENCY)
+    first, second = chirp(1.0), chirp(0.4, f0=3000.0, f1=300.0)
+    end_first = await player.play(first)
+    await player.play(second)
+    assert await recorder.wait_sound_async(RATE // 10, 5, start=recorder.mark)
+    dropped = player.skip_to(end_first)
+    with trio.fail_after(0.005):
+        await player.wait_played(end_first)  # its frames were dropped: at once
+    await player.drain()
+    recorded = await record_tail(recorder)
+    lag, corr, _ = align(recorded, second)
+    first_loud, last_loud = loud(recorded)[[0, -1]]
+    heard_of_first = (lag - first_loud) / RATE
+    print(f"skip_to: {dropped} frames dropped, {heard_of_first * 1000:.0f} ms of the first heard")
+    assert corr >= 0.99
+    assert dropped >= RATE // 2
+    assert abs(heard_of_first + dropped / RATE - 1.0) <= 0.002  # exactly the rest was skipped
+    assert zero_runs(recorded[first_loud : last_loud + 1], MS) == []  # no gap at the seam
+    assert last_loud - lag < len(second)
+
+
+async def test_pause_then_resume_continues_with_the_next_sample(
+    start_player: StartPlayer, recorder: Recorder
+) -> None:
+    player = await start_player(latency=CONTENT_LATENCY)
+    signal = chirp(0.8)
+    await player.play(signal)
+    assert await recorder.wait_sound_async(RATE // 5, 5, start=recorder.mark)
+    player.pause()
+    assert await recorder.wait_samples_async(recorder.count + RATE // 4, 5)
+    player.resume()
+    await player.drain()
+    recorded = await record_tail(recorder)
+    # cut the pause (a run of exact zeros inside the sound) and the silence around the sound
+    first, last = loud(recorded)[[0, -1]]
+    sound = recorded[first : last + 1]
+    runs = zero_runs(sound, 5 * MS)
+    assert len(runs) == 1, f"expected one pause, found runs {runs}"
+    gap = runs[0][1] - runs[0][0]
+    joined = np.concatenate([sound[: runs[0][0]], sound[runs[0][1] :]])
+    _, corr, _ = align(np.concatenate([recorded[:first], joined, recorded[last + 1 :]]), signal)
+    print(f"pause: gap {gap / MS:.0f} ms; correlation across the gap {corr:.6f}")
+    assert gap >= 0.15 * RATE
+    assert corr >= 0.999
+    assert abs(len(joined) / RATE - loud_seconds(signal[:, 0] * 32768)) <= 0.020
+
+
+async def test_volume_scales_the_samples(start_player: StartPlayer, recorder: Recorder) -> None:
+    player = await start_player(latency=CONTENT_LATENCY)
+    player.volume = 0.25
+    signal = chirp(0.4)
+    await player.play(signal)
+    await player.drain()
+    _, corr, gain = align(await record_tail(recorder), signal)
+    print(f"volume 0.25: measured gain {gain:.4f}")
+    assert corr >= 0.99
+    assert gain == pytest.approx(0.25, rel=0.01)
+    with pytest.raises(ValueError):
+        player.volume = 1.5
+
+
+async def test_underruns_counted_when_feeding_stalls_mid_utterance(
+    start_player: StartPlayer,
+) -> None:
+    player = await start_player()
+    await player.play(chirp(0.3))
+    await player.drain()  # a complete utterance: the ring running dry after it is no underrun
+    assert player.stats["starved"] == 0
+    await player.play(chirp(0.1))
+    await trio.sleep(0.3)  # the stimulus: the feeder stalls mid-utterance
+    await player.play(chirp(0.1))
+    await player.drain()
+    stats = player.stats
+    print(f"underrun stats: {stats}")
+    assert stats["starved"] == 1
+    assert stats["underruns"] >= 1
+
+
+async def test_play_accepts_mono_1d_and_rejects_wrong_channels(
+    start_player: StartPlayer,
+) -> None:
+    player = await start_player()
+    assert await player.play(np.zeros(480, np.float32)) == 480
+    with pytest.raises(ValueError, match="frames, 1"):
+        await player.play(np.zeros((480, 2), np.float32))
+
+
+async def test_stereo_player_on_the_mono_sink(
+    start_player: StartPlayer, recorder: Recorder
+) -> None:
+    player = await start_player(channels=2, latency=CONTENT_LATENCY)
+    signal = chirp(0.3)
+    await player.play(np.repeat(signal, 2, axis=1))
+    await player.drain()
+    _, corr, _ = align(await record_tail(recorder), signal)
+    assert corr >= 0.99
+
+
+# --- devices and failures -----------------------------------------------------------------
+
+
+def test_list_devices_shows_pulse_and_default(sound_card: PulseNullSink) -> None:
+    devices = list_devices()
+    names = [d["name"] for d in devices]
+    assert "pulse" in names and "default" in names
+    assert sum(d["is_default"] for d in devices) == 1
+    assert all(d["max_channels"] > 0 and d["default_samplerate"] > 0 for d in devices)
+
+
+def test_resolve_device_by_index_name_and_substring(sound_card: PulseNullSink) -> None:
+    by_name = {d["name"]: d["index"] for d in list_devices()}
+    assert resolve_device(None) is None
+    assert resolve_device("pulse") == by_name["pulse"]
+    assert resolve_device("PUL") == by_name["pulse"]
+    assert resolve_device(by_name["default"]) == by_name["default"]
+    assert resolve_device(str(by_name["default"])) == by_name["default"]
+
+
+@pytest.mark.parametrize("spec", ["no-such-card", 999])
+def test_resolve_device_errors_name_the_devices(sound_card: PulseNullSink, spec: object) -> None:
+    with pytest.raises(AudioDeviceError, match=r"'pulse'.*'default'|'default'.*'pulse'"):
+        resolve_device(spec)  # type: ignore[arg-type]
+
+
+async def test_run_raises_for_a_nonexistent_device(sound_card: PulseNullSink) -> None:
+    with pytest.raises(AudioDeviceError, match=r"no-such-card.*available output devices"):
+        await Player(device="no-such-card").run()
+
+
+async def test_run_raises_when_the_device_cannot_open(sound_card: PulseNullSink) -> None:
+    with pytest.raises(AudioDeviceError, match="cannot open output device"):
+        await Player(samplerate=RATE, channels=64).run()
+
+
+async def test_run_raises_when_the_callback_fails(sound_card: PulseNullSink) -> None:
+    player = Player(samplerate=RATE)
+
+    def broken(out: np.ndarray) -> tuple[int, int]:
+        raise RuntimeError("ring exploded")
+
+    with (
+        trio.fail_after(5),
+        pytest.RaisesGroup(
+            pytest.RaisesExc(AudioDeviceError, match="callback failed.*ring exploded")
+        ),
+    ):
+        async with trio.open_nursery() as nursery:
+            await nursery.start(player.run)
+            player._ring.read_block = broken  # type: ignore[union-attr, method-assign]
+    with pytest.raises(AudioDeviceError, match="not running"):
+        await player.play(chirp(0.1))
+
+
+async def test_run_raises_when_the_sound_server_dies(sound_card: PulseNullSink) -> None:
+    doomed = PulseNullSink(sink="doomed")
+    doomed.start()
+    saved = {k: os.environ.get(k) for k in doomed.env}
+    player = Player(samplerate=RATE)
+    try:
+        with (
+            trio.fail_after(10),
+            pytest.RaisesGroup(pytest.RaisesExc(AudioDeviceError, match=r"ended|stalled")),
+        ):
+            async with trio.open_nursery() as nursery:
+                os.environ.update(doomed.env)  # ALSA's pulse plugin connects when opened
+                await nursery.start(player.run)
+                _restore(saved)
+                await player.play(chirp(0.5))
+                doomed.stop()
+                await trio.sleep_forever()
+    finally:
+        _restore(saved)
+        doomed.stop()
+
+
+def _restore(saved: dict[str, str | None]) -> None:
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+
+
+def test_no_portaudio_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    real_import = builtins.__import__
+
+    def fake_import(name: str, *args: Any, **kwargs: Any) -> Any:
+        if name == "sounddevice":
+            raise OSError("PortAudio library not found")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", fake_import)
+    with pytest.raises(AudioDeviceError, match="libportaudio2"):
+        list_devices()
+
+
+def test_no_devices_is_a_clear_error_and_importing_needs_no_portaudio(tmp_path: Any) -> None:
+    """A fresh process whose PortAudio finds no sound server sees zero devices."""
+    script = (
+        "import sys\n"
+        "import playspeak.audio.player as player, playspeak.audio.decoder\n"
+        "assert 'sounddevice' not in sys.modules, 'imported eagerly'\n"
+        "try:\n"
+        "    player.resolve_device(None)\n"
+        "except player.AudioDeviceError as e:\n"
+        "    print(e)\n"
+    )
+    env = {
+        **os.environ,
+        "XDG_RUNTIME_DIR": str(tmp_path),
+        "PULSE_SERVER": f"unix:{tmp_path}/no-server",
+    }
+    result = subprocess.run(
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    assert "PortAudio sees no output devices: start PulseAudio/PipeWire" in result.stdout
+    assert "playspeak devices" in result.stdout
+
+
+async def test_player_is_not_running_before_run(sound_card: PulseNullSink) -> None:
+    player = Player()
+    with pytest.raises(AudioDeviceError, match="not running"):
+        await player.play(chirp(0.1))
+    assert player.cancel() == 0 and player.frames_written == 0
+
+
+async def test_player_runs_again_after_closing(
+    sound_card: PulseNullSink, recorder: Recorder
+) -> None:
+    player = Player(samplerate=RATE)
+    for _ in range(2):
+        async with trio.open_nursery() as nursery:
+            await nursery.start(player.run)
+            await player.play(chirp(0.1))
+            await player.drain()
+            nursery.cancel_scope.cancel()
+        assert not player.stats["running"]
+    assert player.stats["frames_played"] == 2 * len(chirp(0.1))
+    assert await recorder.wait_sound_async(2 * RATE // 20, 5, start=recorder.mark)
