@@ -122,6 +122,12 @@ class ChimeConfig:
 
 
 @dataclass(frozen=True)
+class SsipConfig:
+    socket: str = ""  # "" : off. e.g. "$XDG_RUNTIME_DIR/speech-dispatcher/speechd.sock"
+    socket_mode: int = 0o600
+
+
+@dataclass(frozen=True)
 class LocalServerConfig:
     first_byte_delay: float = 0.15
     realtime_factor: float = 3.0
@@ -140,6 +146,7 @@ class Config:
     audio: AudioConfig = AudioConfig()
     speech: SpeechConfig = SpeechConfig()
     chime: ChimeConfig = ChimeConfig()
+    ssip: SsipConfig = SsipConfig()
     local_server: LocalServerConfig = LocalServerConfig()
     log: LogConfig = LogConfig()
     source: str = ""  # the file it was read from, for messages
@@ -159,6 +166,7 @@ _SECTIONS: dict[str, type] = {
     "audio": AudioConfig,
     "speech": SpeechConfig,
     "chime": ChimeConfig,
+    "ssip": SsipConfig,
     "local_server": LocalServerConfig,
     "log": LogConfig,
 }
@@ -274,7 +282,10 @@ def _apply_environment(config: Config, env: dict[str, str]) -> Config:
     audio = config.audio
     if env.get(ENV_DEVICE):
         audio = dataclasses.replace(audio, device=env[ENV_DEVICE])
-    return dataclasses.replace(config, api=api, control=control, audio=audio)
+    ssip = config.ssip
+    if env.get(ENV_SSIP_SOCKET):
+        ssip = dataclasses.replace(ssip, socket=env[ENV_SSIP_SOCKET])
+    return dataclasses.replace(config, api=api, control=control, audio=audio, ssip=ssip)
 
 
 def _validate(config: Config) -> None:
