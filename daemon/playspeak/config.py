@@ -225,15 +225,26 @@ def _line_of(text: str, section: str, key: str) -> int | None:
     return None
 
 
+def _header_line(text: str, section: str) -> int | None:
+    for number, raw in enumerate(text.splitlines(), start=1):
+        if raw.strip() == f"[{section}]":
+            return number
+    return None
+
+
 def _from_mapping(data: dict[str, Any], where: str, text: str = "") -> Config:
     sections: dict[str, Any] = {}
     for section, values in data.items():
         cls = _SECTIONS.get(section)
+        header = _header_line(text, section)
+        at_header = f"{where}, line {header}" if header else where
         if cls is None:
             known = ", ".join(_SECTIONS)
-            raise ConfigError(f"{where}: unknown section [{section}] (known: {known})")
+            raise ConfigError(f"{at_header}: unknown section [{section}] (known: {known})")
         if not isinstance(values, dict):
-            raise ConfigError(f"{where}: {section} must be a table")
+            at_key = _line_of(text, "", section)
+            at = f"{where}, line {at_key}" if at_key else where
+            raise ConfigError(f"{at}: {section} must be a table")
         defaults = cls()
         fields = {f.name for f in dataclasses.fields(cls)}
         kwargs = {}
@@ -288,7 +299,8 @@ def _apply_environment(config: Config, env: dict[str, str]) -> Config:
     return dataclasses.replace(config, api=api, control=control, audio=audio, ssip=ssip)
 
 
-def _validate(config: Config) -> None:
+def _validate(config: Config, text: str = "") -> None:
+    """Range and consistency checks; each error names the key, the file and its line."""
     where = config.source or "configuration"
     api = config.api
     checks = [
@@ -322,7 +334,9 @@ def _validate(config: Config) -> None:
     ]
     for ok, message in checks:
         if not ok:
-            raise ConfigError(f"{where}: {message}")
+            section, _, key = message.split()[0].partition(".")
+            line = _line_of(text, section, key)
+            raise ConfigError(f"{where}{f', line {line}' if line else ''}: {message}")
     if api.url and not api.api_key:
         raise ConfigError(
             f"{where}: api.url ({ENV_API_URL}) is set but no API key: set {ENV_API_KEY}, "
@@ -342,7 +356,7 @@ def load_config(path: str | Path | None = None, env: dict[str, str] | None = Non
         path = env[ENV_CONFIG]
     if path is None:
         path = next((p for p in default_config_paths() if p.exists()), None)
-    config = Config()
+    config, text = Config(), ""
     if path is not None:
         where = str(path)
         try:
@@ -355,5 +369,5 @@ def load_config(path: str | Path | None = None, env: dict[str, str] | None = Non
             raise ConfigError(f"{where}: {e}") from None
         config = _from_mapping(data, where, text)
     config = _apply_environment(config, env)
-    _validate(config)
+    _validate(config, text)
     return config
