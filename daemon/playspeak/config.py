@@ -113,6 +113,8 @@ class SpeechConfig:
     default_priority: str = "message"
     max_age: float = 300.0  # seconds an utterance may wait (e.g. for a lost audio device)
     max_attempts: int = 3  # requests per utterance when the connection drops (replayed whole)
+    # On interruption, reopen a websocket busy streaming unwanted audio rather than wait it out
+    interrupt_reconnect: bool = True
 
 
 @dataclass(frozen=True)

@@ -26,6 +26,7 @@ from playspeak.log import register_secret, setup_logging
 from playspeak.playai.link import LinkPool, LinkSettings
 from playspeak.speaker import AudioSink, Speaker
 from playspeak.speech import EventHub
+from playspeak.ssip.server import SsipServer
 
 log = logging.getLogger(__name__)
 
@@ -188,6 +189,7 @@ async def open_daemon(config: Config) -> AsyncIterator[Daemon]:
                 chime_priorities=config.chime.priorities,
                 max_age=config.speech.max_age,
                 max_attempts=config.speech.max_attempts,
+                interrupt_reconnect=config.speech.interrupt_reconnect,
             )
             if hasattr(player, "on_change"):  # device lost / back: tell the subscribers
                 player.on_change = lambda state, error: hub.broadcast(
@@ -221,6 +223,8 @@ async def open_daemon(config: Config) -> AsyncIterator[Daemon]:
             daemon_ref.append(daemon)
             await nursery.start(control.run)
             log.info("listening on %s", shown_path)
+            if config.ssip.socket:  # Speech Dispatcher's clients (spd-say, speechd) speak here too
+                await nursery.start(SsipServer.open(config, speaker, lambda: daemon.config).run)
             await nursery.start(systemd.Notifier(daemon).run)  # READY=1, STATUS, WATCHDOG
             yield daemon
             systemd.notify("STOPPING=1")

@@ -73,8 +73,10 @@ class Speaker:
         chime: np.ndarray | None = None,
         chime_priorities: tuple[str, ...] = ("important",),
         max_age: float = 300.0,
+        interrupt_reconnect: bool = True,
     ) -> None:
         self.max_age = max_age
+        self.interrupt_reconnect = interrupt_reconnect
         self.chime = chime
         self.chime_priorities = chime_priorities
         self.links = links
@@ -137,7 +139,9 @@ class Speaker:
         later jobs that had to go with it is spoken again from the start."""
         if not selected:
             return []
-        if any(j.reply is not None and not j.reply.complete.is_set() for j in selected):
+        if self.interrupt_reconnect and any(
+            j.reply is not None and not j.reply.complete.is_set() for j in selected
+        ):
             # The websocket is still busy streaming a reply nobody wants: a fresh connection
             # gets the next request answered sooner than waiting for the rest (bench/).
             self.links.restart_busy()
