@@ -1,39 +1,95 @@
-"""systemd glue without libsystemd: socket activation (LISTEN_FDS) and sd_notify datagrams."""
+"""systemd glue without libsystemd: socket activation (LISTEN_FDS), sd_notify datagrams, and the
+notifier task that sends READY, keeps STATUS current and feeds the watchdog."""
 
 from __future__ import annotations
 
 import logging
 import os
 import socket
+import stat
+from collections.abc import Callable, Mapping, MutableMapping
+from typing import Any, Protocol
+
+import trio
+
+from playspeak.log import redact
 
 log = logging.getLogger(__name__)
 
 SD_LISTEN_FDS_START = 3
+CONTROL_FD_NAME = "control"  # FileDescriptorName= of playspeak.socket
+STATUS_PERIOD = 1.0  # seconds between looks at the daemon's state
+READY_WHEN = ("socket", "link")
+_STATUS_MAX = 200  # characters of STATUS=; systemctl shows one line
 
 
-def listen_sockets(env: dict[str, str] | None = None) -> list[socket.socket]:
-    """Sockets passed by systemd for this process (empty when not socket-activated).
+# ---- socket activation ------------------------------------------------------------------------
 
-    The variables are removed from os.environ so that child processes do not take them.
+
+def listen_sockets(env: MutableMapping[str, str] | None = None) -> list[socket.socket]:
+    """Sockets systemd passed to this process, the one named `control` first; empty when not
+    socket-activated (no LISTEN_FDS, or LISTEN_PID is another process).
+
+    Takes LISTEN_PID, LISTEN_FDS and LISTEN_FDNAMES out of `env` (default os.environ) so that
+    child processes do not take them too, and makes the descriptors close-on-exec. Blocks never.
     """
     env = os.environ if env is None else env
     pid, count = env.get("LISTEN_PID"), env.get("LISTEN_FDS")
-    if not pid or not count:
+    if not pid or not count or pid != str(os.getpid()):
         return []
-    if pid != str(os.getpid()):
-        return []
+    names = env.get("LISTEN_FDNAMES")
     for name in ("LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES"):
-        os.environ.pop(name, None)
+        env.pop(name, None)
+    try:
+        order = fd_order(int(count), names.split(":") if names else None)
+    except ValueError:
+        log.warning("ignoring LISTEN_FDS=%r: not a positive number", count)
+        return []
     sockets = []
-    for fd in range(SD_LISTEN_FDS_START, SD_LISTEN_FDS_START + int(count)):
+    for fd in order:
+        try:
+            if not stat.S_ISSOCK(os.fstat(fd).st_mode):
+                log.warning("ignoring passed file descriptor %d: not a socket", fd)
+                continue
+        except OSError as e:
+            log.warning("ignoring passed file descriptor %d: %s", fd, e.strerror)
+            continue
         os.set_inheritable(fd, False)
         sockets.append(socket.socket(fileno=fd))
     return sockets
 
 
+def fd_order(count: int, names: list[str] | None) -> list[int]:
+    """The passed descriptors (3, 4, …) with the one named `control` first. No I/O.
+
+    Raises ValueError when `count` is not positive. Names that do not match the count (a broken
+    LISTEN_FDNAMES) are ignored: the first descriptor is then the control socket.
+    """
+    if count < 1:
+        raise ValueError(count)
+    fds = list(range(SD_LISTEN_FDS_START, SD_LISTEN_FDS_START + count))
+    if names is None or len(names) != count or CONTROL_FD_NAME not in names:
+        if names is not None:
+            log.warning(
+                "no passed socket is named %r (LISTEN_FDNAMES=%s): using the first",
+                CONTROL_FD_NAME,
+                ":".join(names),
+            )
+        return fds
+    first = fds.pop(names.index(CONTROL_FD_NAME))
+    return [first, *fds]
+
+
+# ---- sd_notify ----------------------------------------------------------------------------------
+
+
 def notify(message: str) -> bool:
     """Send `message` (e.g. "READY=1\\nSTATUS=idle") to $NOTIFY_SOCKET; False when not under
-    systemd. Never raises: a missing supervisor must not stop the daemon."""
+    systemd or when the datagram could not be sent.
+
+    Never blocks (a supervisor that does not read loses the message rather than stalling the
+    trio loop) and never raises: a missing supervisor must not stop the daemon.
+    """
     address = os.environ.get("NOTIFY_SOCKET")
     if not address:
         return False
@@ -41,9 +97,150 @@ def notify(message: str) -> bool:
         address = "\0" + address[1:]  # the abstract namespace
     try:
         with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as sock:
-            sock.connect(address)
-            sock.sendall(message.encode("utf-8"))
+            sock.setblocking(False)
+            sock.sendto(message.encode("utf-8"), address)
         return True
     except OSError as e:
         log.debug("sd_notify failed: %s", e)
         return False
+
+
+def watchdog_interval(env: Mapping[str, str] | None = None) -> float | None:
+    """WatchdogSec= in seconds when systemd expects WATCHDOG=1 from this process, else None
+    (no WATCHDOG_USEC, or WATCHDOG_PID names another process)."""
+    env = os.environ if env is None else env
+    usec, pid = env.get("WATCHDOG_USEC"), env.get("WATCHDOG_PID")
+    if not usec or (pid and pid != str(os.getpid())):
+        return None
+    try:
+        value = int(usec)
+    except ValueError:
+        log.warning("ignoring WATCHDOG_USEC=%r: not a number", usec)
+        return None
+    return value / 1e6 if value > 0 else None
+
+
+# ---- STATUS= from the daemon's state -------------------------------------------------------------
+
+
+def describe(status: Mapping[str, Any]) -> str:
+    """One line for STATUS=, from `Daemon.status()`: no audio device / speaking / reconnecting /
+    connecting / paused / idle, with the queue length. No I/O."""
+    queued = len(status.get("queue") or ())
+    tail = f" ({queued} queued)" if queued else ""
+    device = status.get("device")
+    if isinstance(device, Mapping) and (
+        device.get("state") in ("lost", "closed") or device.get("running") is False
+    ):
+        error = device.get("error")
+        return "no audio device" + tail + (f": {error}" if error else "")
+    speaking = status.get("speaking")
+    if speaking:
+        return f"speaking {speaking.get('id', '')}".rstrip() + tail
+    links = [link for link in status.get("links") or () if isinstance(link, Mapping)]
+    if links and not any(link.get("state") == "connected" for link in links):
+        return _link_trouble(links) + tail
+    if status.get("paused"):
+        return "paused" + tail
+    return "idle" + tail
+
+
+def _link_trouble(links: list[Mapping[str, Any]]) -> str:
+    states = {link.get("state") for link in links}
+    error = next((link.get("last_error") for link in links if link.get("last_error")), "")
+    if "auth-failed" in states:
+        text = "reconnecting: the TTS service refused the credentials"
+    elif "reconnecting" in states:
+        text = "reconnecting to the TTS service"
+    else:
+        return "connecting to the TTS service"
+    return f"{text}: {error}" if error else text
+
+
+def _one_line(text: str) -> str:
+    text = " ".join(redact(text).split())
+    return text if len(text) <= _STATUS_MAX else text[: _STATUS_MAX - 1] + "…"
+
+
+def link_up(status: Mapping[str, Any]) -> bool:
+    """True once a websocket to the TTS service is open (for `ready_when = "link"`)."""
+    links = status.get("links") or ()
+    return any(isinstance(link, Mapping) and link.get("state") == "connected" for link in links)
+
+
+# ---- the notifier task ---------------------------------------------------------------------------
+
+
+class HasStatus(Protocol):
+    def status(self) -> dict[str, Any]: ...
+
+
+class Notifier:
+    """Tells systemd how the daemon is doing: READY=1, STATUS= on change, WATCHDOG=1.
+
+    Runs in the daemon's root nursery, on the trio thread; WATCHDOG=1 therefore stops when the
+    trio loop hangs, and systemd restarts the service.
+    """
+
+    def __init__(
+        self,
+        daemon: HasStatus,
+        *,
+        ready_when: str = "socket",
+        status_period: float = STATUS_PERIOD,
+        send: Callable[[str], bool] = notify,
+    ) -> None:
+        if ready_when not in READY_WHEN:
+            raise ValueError(f"ready_when must be one of {', '.join(READY_WHEN)}")
+        self.daemon = daemon
+        self.ready_when = ready_when
+        self.status_period = status_period
+        self.send = send
+        self.ready = False
+        self.last_status: str | None = None
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Until cancelled: READY=1 (with ready_when "socket", before reporting started), then
+        STATUS= whenever it changes (looked at every `status_period`, or every half watchdog
+        interval if that is shorter) and WATCHDOG=1 every half WatchdogSec. Returns at once when
+        not started by systemd (no $NOTIFY_SOCKET)."""
+        if not os.environ.get("NOTIFY_SOCKET"):
+            task_status.started()
+            return
+        interval = watchdog_interval()
+        self.update(ready=self.ready_when == "socket")
+        task_status.started()
+        async with trio.open_nursery() as nursery:
+            period = self.status_period
+            if interval is not None:
+                nursery.start_soon(self._watchdog, interval / 2)
+                period = min(period, interval / 2)
+            while True:
+                await trio.sleep(period)
+                self.update()
+
+    def update(self, *, ready: bool = False) -> None:
+        """Look at the daemon's state once; send READY=1 and STATUS= as due. Never blocks, and
+        never raises for the daemon's status: a bug there must not stop the daemon."""
+        try:
+            status: Mapping[str, Any] | None = self.daemon.status()
+        except Exception:
+            log.debug("no status for systemd", exc_info=True)
+            status = None
+        lines = []
+        if not self.ready and (
+            ready or (self.ready_when == "link" and status is not None and link_up(status))
+        ):
+            self.ready = True
+            lines.append("READY=1")
+        text = None if status is None else _one_line(describe(status))
+        if text is not None and text != self.last_status:
+            self.last_status = text
+            lines.append(f"STATUS={text}")
+        if lines:
+            self.send("\n".join(lines))
+
+    async def _watchdog(self, every: float) -> None:
+        while True:
+            self.send("WATCHDOG=1")
+            await trio.sleep(every)

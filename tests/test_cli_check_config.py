@@ -1,0 +1,247 @@
+"""`playspeak check-config`: the effective configuration with secrets redacted, and every
+configuration error path through the CLI: exit status 2, and a message naming the key, the file
+and, where the error is about one line, that line."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from playspeak.cli import main
+from playspeak.config import Config
+
+EXAMPLE = Path(__file__).resolve().parent.parent / "config" / "playspeak.toml"
+PLAYSPEAK = str(Path(sys.executable).with_name("playspeak"))
+ENVIRONMENT = (
+    "PLAYAI_API_KEY",
+    "PLAYAI_USER_ID",
+    "PLAYSPEAK_API_URL",
+    "PLAYSPEAK_CONFIG",
+    "PLAYSPEAK_SOCKET",
+    "PLAYSPEAK_DEVICE",
+    "CREDENTIALS_DIRECTORY",
+)
+
+
+@pytest.fixture(autouse=True)
+def clean_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ENVIRONMENT:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))  # no personal config file
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path / "run"))
+
+
+def check(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    code = main(["check-config", *args])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "playspeak.toml"
+    path.write_text(text)
+    return path
+
+
+# ---- the effective configuration -----------------------------------------------------------------
+
+
+def test_the_example_file_is_valid_and_printed(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, err = check(capsys, "--config", str(EXAMPLE))
+    assert code == 0
+    printed = json.loads(out)
+    assert printed["source"] == str(EXAMPLE)
+    assert printed["control"]["socket_mode"] == "0660"
+    assert printed["control"]["socket"] == str(tmp_path / "run" / "playspeak.sock")
+    assert printed["log"]["level"] == "info"
+    assert set(printed) == {field.name for field in dataclasses.fields(Config)}
+    assert "configuration OK; speech from the embedded local server" in err
+
+
+def test_secrets_never_appear(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PLAYAI_API_KEY", "sk-check-config-0123")
+    monkeypatch.setenv("PLAYAI_USER_ID", "user-check-4567")
+    code, out, err = check(capsys, "--config", str(EXAMPLE))
+    assert code == 0
+    assert "sk-check-config-0123" not in out + err and "user-check-4567" not in out + err
+    api = json.loads(out)["api"]
+    assert (api["api_key"], api["user_id"]) == ("<redacted>", "<redacted>")
+    assert "speech from https://api.play.ai" in err
+
+
+def test_a_systemd_credential_is_used_and_redacted(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    creds = tmp_path / "credentials"
+    creds.mkdir()
+    (creds / "playai-api-key").write_text("sk-from-credential-89\n")
+    monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(creds))
+    monkeypatch.setenv("PLAYAI_USER_ID", "user-1")
+    code, out, _ = check(capsys, "--config", str(EXAMPLE))
+    assert code == 0 and json.loads(out)["api"]["api_key"] == "<redacted>"
+    assert "sk-from-credential-89" not in out
+
+
+def test_an_empty_credential_means_the_embedded_server(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What the system unit's SetCredential=playai-api-key:\\n fallback hands over."""
+    creds = tmp_path / "credentials"
+    creds.mkdir()
+    (creds / "playai-api-key").write_text("\n")
+    monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(creds))
+    code, _, err = check(capsys, "--config", str(EXAMPLE))
+    assert code == 0 and "the embedded local server" in err
+
+
+def test_environment_and_options_are_part_of_the_effective_configuration(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PLAYSPEAK_SOCKET", str(tmp_path / "env.sock"))
+    monkeypatch.setenv("PLAYSPEAK_CONFIG", str(write(tmp_path, '[log]\nlevel = "warning"\n')))
+    code, out, _ = check(capsys, "--log-level", "debug", "--device", "wav:/tmp/x.wav")
+    printed = json.loads(out)
+    assert code == 0 and printed["source"] == str(tmp_path / "playspeak.toml")
+    assert printed["control"]["socket"] == str(tmp_path / "env.sock")
+    assert (printed["log"]["level"], printed["audio"]["device"]) == ("debug", "wav:/tmp/x.wav")
+
+
+# ---- errors: exit status 2 and a message naming key, file, line ----------------------------------
+
+LINE_ERRORS = [
+    # (file text, what the message must say, the line it must name)
+    ("[api\n", "Expected ']'", 1),
+    ("[api]\nfoo = 1\n", "unknown key api.foo", 2),
+    ('[api]\nmodel = "Play3.0-mini"\nspeed = "fast"\n', "api.speed must be a number", 3),
+    ("[api]\nsample_rate = 1.5\n", "api.sample_rate must be a whole number", 2),
+    ("[api]\nvoice = 3\n", "api.voice must be a string", 2),
+    ('[api]\ntemperature = "hot"\n', "api.temperature must be a number", 2),
+    ('[control]\nsocket_mode = "rw"\n', "control.socket_mode must be an octal string", 2),
+    ("[speech]\npipeline = 1\n", "speech.pipeline must be true or false", 2),
+    ("[log]\n\nlevel = 3\n", "log.level must be a string", 3),
+    ('[chime]\npriorities = "important"\n', "chime.priorities must be a list of strings", 2),
+]
+
+FILE_ERRORS = [
+    # (file text, what the message must say): errors about the file, a section or a value range
+    ("[nope]\n", "unknown section [nope]"),
+    ("api = 3\n", "api must be a table"),
+    ("[api]\nspeed = 9\n", "api.speed must be 0.5–2"),
+    ('[api]\nmodel = "x"\n', "api.model must be one of"),
+    ('[api]\noutput_format = "aac"\n', "api.output_format must be one of"),
+    ("[api]\nsample_rate = 100\n", "api.sample_rate must be 8000–48000"),
+    ("[api]\ntemperature = 2\n", "api.temperature must be 0–1"),
+    ("[audio]\nchannels = 3\n", "audio.channels must be 1 or 2"),
+    ("[audio]\nbuffer_seconds = 0\n", "audio.buffer_seconds must be > 0"),
+    ("[audio]\nsamplerate = -1\n", "audio.samplerate must be >= 0"),
+    ("[control]\nmax_line_bytes = 1\n", "control.max_line_bytes must be >= 256"),
+    ('[log]\nlevel = "loud"\n', "log.level must be one of"),
+    ("[speech]\nmax_queue = 0\n", "speech.max_queue must be >= 1"),
+    ('[speech]\ndefault_priority = "urgent"\n', "speech.default_priority must be one of"),
+    ('[chime]\npriorities = ["urgent"]\n', "chime.priorities may hold only"),
+    ('[local_server]\nsynth = "tts"\n', "local_server.synth must be auto, espeak or generated"),
+    ('[api]\nurl = "http://x"\n', "api.url (PLAYSPEAK_API_URL) is set but no API key"),
+    ('[api]\napi_key = "sk-in-file-2468"\n', "an API key is set but no user id"),
+]
+
+
+@pytest.mark.parametrize(("text", "message", "line"), LINE_ERRORS)
+def test_errors_name_the_key_the_file_and_the_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], text: str, message: str, line: int
+) -> None:
+    path = write(tmp_path, text)
+    code, out, err = check(capsys, "--config", str(path))
+    assert (code, out) == (2, "")
+    assert err.startswith(f"playspeak: {path}") and message in err and f"line {line}" in err
+
+
+@pytest.mark.parametrize(("text", "message"), FILE_ERRORS)
+def test_errors_name_the_key_and_the_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], text: str, message: str
+) -> None:
+    path = write(tmp_path, text)
+    code, out, err = check(capsys, "--config", str(path))
+    assert (code, out) == (2, "")
+    assert re.match(rf"playspeak: {re.escape(str(path))}(, line \d+)?: ", err), err
+    assert message in err, err
+    assert "sk-in-file-2468" not in err
+
+
+def test_section_and_range_errors_also_name_the_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    without_line = []
+    for text, _ in FILE_ERRORS[:-2]:  # the last two are about the whole configuration
+        path = write(tmp_path, "# playspeak\n" + text)
+        _, _, err = check(capsys, "--config", str(path))
+        if not re.search(r"line [23]\b", err):
+            without_line.append(err)
+    assert not without_line
+
+
+def test_a_missing_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    missing = tmp_path / "missing.toml"
+    code, _, err = check(capsys, "--config", str(missing))
+    assert (
+        code == 2
+        and err == f"playspeak: {missing}: cannot read configuration: No such file or directory\n"
+    )
+
+
+def test_a_missing_file_named_by_playspeak_config(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PLAYSPEAK_CONFIG", str(tmp_path / "nowhere.toml"))
+    code, _, err = check(capsys)
+    assert code == 2 and f"{tmp_path / 'nowhere.toml'}: cannot read configuration" in err
+
+
+def test_a_key_file_others_can_read(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    key = tmp_path / "api-key"
+    key.write_text("sk-readable-1357\n")
+    os.chmod(key, 0o644)
+    path = write(tmp_path, f'[api]\napi_key_file = "{key}"\nuser_id = "u"\n')
+    code, _, err = check(capsys, "--config", str(path))
+    assert code == 2 and f"api.api_key_file {key} is readable by other users" in err
+    assert f"chmod 600 {key}" in err and "sk-readable-1357" not in err
+
+
+def test_a_missing_key_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = write(tmp_path, f'[api]\napi_key_file = "{tmp_path / "nokey"}"\nuser_id = "u"\n')
+    code, _, err = check(capsys, "--config", str(path))
+    assert code == 2 and f"api.api_key_file {tmp_path / 'nokey'}: No such file" in err
+
+
+def test_a_key_from_the_environment_without_a_user_id(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PLAYAI_API_KEY", "sk-env-only-9753")
+    code, _, err = check(capsys, "--config", str(EXAMPLE))
+    assert code == 2 and f"{EXAMPLE}: an API key is set but no user id: set PLAYAI_USER_ID" in err
+    assert "sk-env-only-9753" not in err
+
+
+def test_the_installed_command_exits_2(tmp_path: Path) -> None:
+    """The console script itself, as a unit's ExecStartPre= or an admin would run it."""
+    path = write(tmp_path, "[audio]\nchannels = 3\n")
+    env = {k: v for k, v in os.environ.items() if k not in ENVIRONMENT}
+    result = subprocess.run(
+        [PLAYSPEAK, "check-config", "--config", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env=env,
+    )
+    assert (result.returncode, result.stdout) == (2, "")
+    assert result.stderr == f"playspeak: {path}, line 2: audio.channels must be 1 or 2\n"
