@@ -130,6 +130,11 @@ class SsipConfig:
 
 
 @dataclass(frozen=True)
+class SystemdConfig:
+    ready_when: str = "socket"  # READY=1 once the socket listens, or once the link is "link"
+
+
+@dataclass(frozen=True)
 class LocalServerConfig:
     first_byte_delay: float = 0.15
     realtime_factor: float = 3.0
@@ -149,6 +154,7 @@ class Config:
     speech: SpeechConfig = SpeechConfig()
     chime: ChimeConfig = ChimeConfig()
     ssip: SsipConfig = SsipConfig()
+    systemd: SystemdConfig = SystemdConfig()
     local_server: LocalServerConfig = LocalServerConfig()
     log: LogConfig = LogConfig()
     source: str = ""  # the file it was read from, for messages
@@ -169,6 +175,7 @@ _SECTIONS: dict[str, type] = {
     "speech": SpeechConfig,
     "chime": ChimeConfig,
     "ssip": SsipConfig,
+    "systemd": SystemdConfig,
     "local_server": LocalServerConfig,
     "log": LogConfig,
 }
@@ -328,6 +335,10 @@ def _validate(config: Config, text: str = "") -> None:
         (
             all(p in PRIORITIES for p in config.chime.priorities),
             f"chime.priorities may hold only {', '.join(PRIORITIES)}",
+        ),
+        (
+            config.systemd.ready_when in ("socket", "link"),
+            "systemd.ready_when must be socket or link",
         ),
         (
             config.local_server.synth in ("auto", "espeak", "generated"),

@@ -13,6 +13,7 @@ import trio
 
 from playspeak.control.protocol import encode
 from playspeak.errors import PlayspeakError
+from playspeak.log import utterance_event
 from playspeak.priorities import rank
 
 TERMINAL = ("finished", "cancelled", "failed")
@@ -77,6 +78,7 @@ class EventHub:
             utterance.state = "queued"
         if event in self.counters:
             self.counters[event] += 1
+        utterance_event(utterance, event, fields)  # one log line per utterance at info
         line = encode(event, id=utterance.id, t=round(time.time(), 3), **fields)
         if utterance.owner is not None:
             utterance.owner.send(line)
