@@ -45,13 +45,15 @@ class CommandHandler:
             p.Volume: self._volume,
         }
 
-    def __call__(self, session: ClientSession, command: p.Command, line: int) -> None:
+    def __call__(self, session: ClientSession, command: p.Command, line: int) -> dict[str, Any]:
+        """Act on `command` and reply; returns the reply's fields (the server logs the id)."""
         fields = self._table[type(command)](session, command)
         utterance = fields.pop("_utterance", None)
         # The reply goes before the utterance's first event.
         session.send(p.encode("ok", cmd=p.command_name(command), line=line, **fields))
         if utterance is not None:
             self.speaker.submit(utterance)
+        return fields
 
     def forget(self, session: ClientSession) -> None:
         """The client is gone: no more events to it (its utterances still play)."""

@@ -324,6 +324,8 @@ def _validate(config: Config, text: str = "") -> None:
         (config.control.max_line_bytes >= 256, "control.max_line_bytes must be >= 256"),
         (config.control.rate_limit >= 0, "control.rate_limit must be >= 0 (0: no limit)"),
         (config.control.max_clients >= 1, "control.max_clients must be >= 1"),
+        (config.control.rate_burst >= 1, "control.rate_burst must be >= 1"),
+        (config.control.client_buffer >= 1, "control.client_buffer must be >= 1"),
         (config.log.level in LOG_LEVELS, f"log.level must be one of {', '.join(LOG_LEVELS)}"),
         (config.speech.max_queue >= 1, "speech.max_queue must be >= 1"),
         (config.speech.max_age > 0, "speech.max_age must be > 0"),

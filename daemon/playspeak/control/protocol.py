@@ -6,8 +6,11 @@ A plain text line is an utterance with the defaults. A line starting with `{` is
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
+import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,6 +18,9 @@ from playspeak.config import MODELS, OUTPUT_FORMATS, PRIORITIES
 from playspeak.errors import ProtocolError
 
 ID_MAX_LEN = 200
+ECHO_MAX_LEN = 40  # how much of a client's bad value an error (or a log line) repeats
+# Unicode's control characters (category Cc) but tab and the line breaks.
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
 
 
 @dataclass(frozen=True)
@@ -82,6 +88,15 @@ class Volume:
 Command = Speak | Ping | Status | Subscribe | Stop | Skip | Cancel | Pause | Resume | Volume
 
 
+def _echo(value: Any) -> str:
+    """`value` as an error message or a log line shows it: its repr, cut to ECHO_MAX_LEN, so
+    that neither repeats (or stores) a client's whole line."""
+    if isinstance(value, str) and len(value) > ECHO_MAX_LEN:
+        value = value[: ECHO_MAX_LEN - 1] + "…"
+    text = repr(value)
+    return text if len(text) <= ECHO_MAX_LEN + 2 else text[:ECHO_MAX_LEN] + "…"
+
+
 def _optional(obj: dict[str, Any], key: str, kind: type | tuple[type, ...]) -> Any:
     value = obj.get(key)
     if value is None:
@@ -101,22 +116,30 @@ def _number_in(obj: dict[str, Any], key: str, low: float, high: float) -> float 
     value = _optional(obj, key, (int, float))
     if value is None:
         return None
-    if not (math.isfinite(value) and low <= value <= high):
-        raise ProtocolError(f"field {key!r} must be between {low:g} and {high:g}, not {value!r}")
+    try:
+        finite = math.isfinite(value)
+    except OverflowError:  # an integer too large for a float
+        finite = False
+    if not (finite and low <= value <= high):
+        raise ProtocolError(
+            f"field {key!r} must be between {low:g} and {high:g}, not {_echo(value)}"
+        )
     return float(value)
 
 
 def _flag(obj: dict[str, Any], key: str) -> bool | None:
     value = obj.get(key)
     if value is not None and not isinstance(value, bool):
-        raise ProtocolError(f"field {key!r} must be true or false, not {value!r}")
+        raise ProtocolError(f"field {key!r} must be true or false, not {_echo(value)}")
     return value
 
 
 def _choice(obj: dict[str, Any], key: str, choices: tuple[str, ...]) -> str | None:
     value = _optional(obj, key, str)
     if value is not None and value not in choices:
-        raise ProtocolError(f"field {key!r} must be one of {', '.join(choices)}, not {value!r}")
+        raise ProtocolError(
+            f"field {key!r} must be one of {', '.join(choices)}, not {_echo(value)}"
+        )
     return value
 
 
@@ -136,7 +159,19 @@ def _text(value: Any) -> str:
     text = value.strip()
     if not text:
         raise ProtocolError("field 'text' is empty")
+    _check_controls(text)
     return text
+
+
+def _check_controls(text: str) -> None:
+    """Binary junk that happens to be valid UTF-8 (NULs, escape sequences) is refused rather
+    than read aloud; tabs and line breaks inside JSON text are fine."""
+    found = _CONTROL.search(text)
+    if found is not None:
+        raise ProtocolError(
+            f"text holds the control character U+{ord(found.group()):04X} "
+            f"at character {found.start() + 1}"
+        )
 
 
 def _speak(obj: dict[str, Any]) -> Speak:
@@ -181,6 +216,27 @@ _PARSERS: dict[str, Any] = {
 COMMAND_NAMES = tuple(_PARSERS)
 
 
+def _load_json(text: str) -> Any:
+    """json.loads, with every way it can fail on hostile input turned into a ProtocolError."""
+    try:
+        obj = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise ProtocolError(f"invalid JSON: {e.msg} at column {e.colno}") from None
+    except RecursionError:
+        raise ProtocolError("invalid JSON: nested too deeply") from None
+    except ValueError:  # Python's limit on the digits of an integer
+        raise ProtocolError("invalid JSON: a number with too many digits") from None
+    try:
+        # A \u escape may name half a surrogate pair: valid JSON, but not a character, and
+        # a reply or event repeating it could not be written as UTF-8.
+        json.dumps(obj, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        raise ProtocolError("invalid JSON: a \\u escape names a lone surrogate") from None
+    except RecursionError:
+        raise ProtocolError("invalid JSON: nested too deeply") from None
+    return obj
+
+
 def parse_line(line: str) -> Command:
     """Parse one line (without its newline) into a command; ProtocolError names the fault."""
     stripped = line.strip()
@@ -188,10 +244,7 @@ def parse_line(line: str) -> Command:
         raise ProtocolError("empty line")
     if not stripped.startswith("{"):
         return Speak(text=_text(stripped))
-    try:
-        obj = json.loads(stripped)
-    except json.JSONDecodeError as e:
-        raise ProtocolError(f"invalid JSON: {e.msg} at column {e.colno}") from None
+    obj = _load_json(stripped)
     if not isinstance(obj, dict):
         raise ProtocolError("a JSON command must be an object")
     name = obj.get("cmd", "speak" if "text" in obj else None)
@@ -201,7 +254,7 @@ def parse_line(line: str) -> Command:
         raise ProtocolError("field 'cmd' must be a string")
     parser = _PARSERS.get(name)
     if parser is None:
-        raise ProtocolError(f"unknown command {name!r} (known: {', '.join(COMMAND_NAMES)})")
+        raise ProtocolError(f"unknown command {_echo(name)} (known: {', '.join(COMMAND_NAMES)})")
     return parser(obj)
 
 
@@ -209,6 +262,22 @@ def command_name(command: Command) -> str:
     return type(command).__name__.lower()
 
 
+def describe(command: Command, reply: Mapping[str, Any] | None = None) -> str:
+    """A short one-line account of a command for the log: its name, the utterance id the reply
+    gave it, and its fields that were set (long text cut short)."""
+    parts = [command_name(command)]
+    ident = (reply or {}).get("id")
+    if ident is not None:
+        parts.append(f"id={_echo(str(ident))}")
+    for f in dataclasses.fields(command):
+        value = getattr(command, f.name)
+        if value is not None and not (f.name == "id" and ident is not None):
+            parts.append(f"{f.name}={_echo(value)}")
+    return " ".join(parts)
+
+
 def encode(event: str, **fields: Any) -> bytes:
     """One reply or event line: `{"event": ..., ...}` and a newline, as UTF-8."""
-    return (json.dumps({"event": event, **fields}, ensure_ascii=False) + "\n").encode("utf-8")
+    text = json.dumps({"event": event, **fields}, ensure_ascii=False) + "\n"
+    # A lone surrogate cannot be UTF-8; written as a \u escape the line stays valid JSON.
+    return text.encode("utf-8", "backslashreplace")
