@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Iterator
 
 import pytest
 
-from soundcard import PulseNullSink, SoundCardError
+from soundcard import PulseNullSink, Recorder, SoundCardError
 
 # sounddevice initialises PortAudio, which lists the devices once, at import: the sink must
 # be running and the environment pointing at it before anything imports sounddevice.
@@ -58,3 +59,10 @@ def sound_card() -> PulseNullSink:
     if _card is None:
         pytest.fail(_card_error or "no sound card", pytrace=False)
     return _card
+
+
+@pytest.fixture
+def recorder(sound_card: PulseNullSink) -> Iterator[Recorder]:
+    """The sink's monitor, recorded for the test (`recorder.mark`: where the test began)."""
+    with sound_card.recorder() as rec:
+        yield rec

@@ -14,7 +14,24 @@ from pathlib import Path
 
 import trio
 
+from playspeak.config import AudioConfig, ChimeConfig, Config, ControlConfig, LocalServerConfig
+
 ENDINGS = ("finished", "cancelled", "failed")
+
+
+# What is heard is compared sample by sample: a deeper device buffer than the default "low"
+# keeps a loaded 2-core machine from dropping out (a dropout would spoil the comparison).
+CONTENT_LATENCY = "0.1"
+
+
+def sound_card_config(tmp_path: Path, **chime: object) -> Config:
+    """The embedded local server (50 ms to first byte, 3x real time), the test sink's rate."""
+    return Config(
+        control=ControlConfig(socket=str(tmp_path / "playspeak.sock")),
+        audio=AudioConfig(samplerate=48000, latency=CONTENT_LATENCY),
+        local_server=LocalServerConfig(first_byte_delay=0.05, realtime_factor=3.0),
+        chime=ChimeConfig(**chime),
+    )
 
 
 class LineClient:

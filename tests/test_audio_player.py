@@ -7,7 +7,7 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import numpy as np
@@ -17,7 +17,8 @@ import trio
 from playspeak.audio.player import Player, list_devices, resolve_device
 from playspeak.errors import AudioDeviceError
 
-from soundcard import SOUND_THRESHOLD, PulseNullSink, Recorder
+from audio_compare import align, loud, loud_span
+from soundcard import PulseNullSink, Recorder
 
 RATE = 48000
 MS = RATE // 1000
@@ -40,26 +41,8 @@ def chirp(seconds: float, f0: float = 300.0, f1: float = 3000.0, amp: float = 0.
     return (amp * np.sin(phase) * fade).astype(np.float32).reshape(-1, 1)
 
 
-def align(recorded: np.ndarray, played: np.ndarray) -> tuple[int, float, float]:
-    """Lag of `played` in `recorded` by cross-correlation; its correlation and gain there."""
-    rec = recorded.astype(np.float64)
-    ref = played[:, 0].astype(np.float64) * 32768
-    size = 1 << int(np.ceil(np.log2(len(rec) + len(ref))))
-    xcorr = np.fft.irfft(np.fft.rfft(rec, size) * np.conj(np.fft.rfft(ref, size)), size)
-    lag = int(np.argmax(xcorr[: len(rec) - len(ref) + 1]))
-    segment = rec[lag : lag + len(ref)]
-    corr = float(np.corrcoef(segment, ref)[0, 1])
-    gain = float(segment @ ref / (ref @ ref))
-    return lag, corr, gain
-
-
-def loud(samples: np.ndarray) -> np.ndarray:
-    return np.flatnonzero(np.abs(samples) > SOUND_THRESHOLD)
-
-
 def loud_seconds(samples: np.ndarray) -> float:
-    index = loud(samples)
-    return (index[-1] - index[0] + 1) / RATE if len(index) else 0.0
+    return loud_span(samples) / RATE
 
 
 # --- fixtures -----------------------------------------------------------------------------
@@ -75,12 +58,6 @@ async def start_player(sound_card: PulseNullSink, nursery: trio.Nursery) -> Star
         return player
 
     return start
-
-
-@pytest.fixture
-def recorder(sound_card: PulseNullSink) -> Iterator[Recorder]:
-    with sound_card.recorder() as rec:
-        yield rec
 
 
 async def record_tail(recorder: Recorder, seconds: float = 0.1) -> np.ndarray:

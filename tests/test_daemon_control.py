@@ -18,16 +18,11 @@ import trio
 from playspeak.chime import builtin_chime
 from playspeak.config import (
     DEFAULT_VOICE,
-    AudioConfig,
-    ChimeConfig,
-    Config,
-    ControlConfig,
-    LocalServerConfig,
 )
 from playspeak.daemon import Daemon, open_daemon
 
 from audio_compare import RATE, align, reference_pcm
-from daemon_helpers import ENDINGS, LineClient
+from daemon_helpers import ENDINGS, LineClient, sound_card_config
 from soundcard import PulseNullSink, Recorder
 
 MS = RATE // 1000
@@ -37,25 +32,10 @@ LONG = (
 )
 
 
-def config_for(tmp_path: Path, **chime: object) -> Config:
-    return Config(
-        control=ControlConfig(socket=str(tmp_path / "playspeak.sock")),
-        audio=AudioConfig(samplerate=RATE),
-        local_server=LocalServerConfig(first_byte_delay=0.05, realtime_factor=3.0),
-        chime=ChimeConfig(**chime),
-    )
-
-
 @pytest.fixture
 async def daemon(tmp_path: Path, sound_card: PulseNullSink) -> AsyncIterator[Daemon]:
-    async with open_daemon(config_for(tmp_path)) as d:
+    async with open_daemon(sound_card_config(tmp_path)) as d:
         yield d
-
-
-@pytest.fixture
-def recorder(sound_card: PulseNullSink) -> AsyncIterator[Recorder]:
-    with sound_card.recorder() as rec:
-        yield rec
 
 
 async def speak(client: LineClient, text: str, **fields: object) -> str:
@@ -216,7 +196,7 @@ async def test_volume_scales_the_samples(daemon: Daemon, recorder: Recorder) -> 
 async def test_chime_then_speech_with_no_gap(
     tmp_path: Path, sound_card: PulseNullSink, recorder: Recorder
 ) -> None:
-    async with open_daemon(config_for(tmp_path, sound="builtin")) as daemon:
+    async with open_daemon(sound_card_config(tmp_path, sound="builtin")) as daemon:
         client = await LineClient.open(daemon.socket_path)
         alarm = await speak(client, "Front door.", priority="important")
         plain = await speak(client, "No chime for me.", chime=False, priority="important")

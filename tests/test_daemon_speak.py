@@ -14,38 +14,20 @@ import trio
 
 from playspeak.config import (
     DEFAULT_VOICE,
-    AudioConfig,
-    Config,
-    ControlConfig,
-    LocalServerConfig,
 )
 from playspeak.daemon import Daemon, open_daemon
 
 from audio_compare import RATE, align, loud_span, reference_pcm
-from daemon_helpers import LineClient
+from daemon_helpers import LineClient, sound_card_config
 from soundcard import PulseNullSink, Recorder
 
 MS = RATE // 1000
 
 
-def config_for(tmp_path: Path, **audio: object) -> Config:
-    return Config(
-        control=ControlConfig(socket=str(tmp_path / "playspeak.sock")),
-        audio=AudioConfig(samplerate=RATE, **audio),
-        local_server=LocalServerConfig(first_byte_delay=0.05, realtime_factor=3.0),
-    )
-
-
 @pytest.fixture
 async def daemon(tmp_path: Path, sound_card: PulseNullSink) -> AsyncIterator[Daemon]:
-    async with open_daemon(config_for(tmp_path)) as d:
+    async with open_daemon(sound_card_config(tmp_path)) as d:
         yield d
-
-
-@pytest.fixture
-def recorder(sound_card: PulseNullSink) -> AsyncIterator[Recorder]:
-    with sound_card.recorder() as rec:
-        yield rec
 
 
 async def expected_audio(daemon: Daemon, text: str) -> np.ndarray:
