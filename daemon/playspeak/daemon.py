@@ -149,10 +149,10 @@ def _control_socket(config: Config) -> tuple[Any, Path | None]:
     """The socket systemd passed us, else our own bound at the configured path."""
     inherited = systemd.listen_sockets()
     if inherited:
-        log.info("using the control socket passed by systemd")
+        log.info("using the control socket passed by systemd (its unit sets mode and group)")
         return inherited[0], None
     path = config.control.socket_path
-    return bind_unix_socket(path, config.control.socket_mode), path
+    return bind_unix_socket(path, config.control.socket_mode, config.control.socket_group), path
 
 
 @asynccontextmanager
@@ -214,7 +214,6 @@ async def open_daemon(config: Config) -> AsyncIterator[Daemon]:
                 on_close=handler.forget,
                 rate_limit=config.control.rate_limit,
                 rate_burst=config.control.rate_burst,
-                socket_group=config.control.socket_group,
                 allow_uids=config.control.allow_uids,
                 allow_groups=config.control.allow_groups,
             )
@@ -225,7 +224,8 @@ async def open_daemon(config: Config) -> AsyncIterator[Daemon]:
             log.info("listening on %s", shown_path)
             if config.ssip.socket:  # Speech Dispatcher's clients (spd-say, speechd) speak here too
                 await nursery.start(SsipServer.open(config, speaker, lambda: daemon.config).run)
-            await nursery.start(systemd.Notifier(daemon).run)  # READY=1, STATUS, WATCHDOG
+            notifier = systemd.Notifier(daemon, ready_when=config.systemd.ready_when)
+            await nursery.start(notifier.run)  # READY=1, STATUS, WATCHDOG
             yield daemon
             systemd.notify("STOPPING=1")
             nursery.cancel_scope.cancel()
@@ -279,9 +279,10 @@ def _reload(daemon: Daemon, reload: Callable[[], Config] | None) -> None:
     if reload is None:
         log.warning("SIGHUP: no configuration to reload")
         return
+    systemd.notify("RELOADING=1")  # `systemctl reload` waits for the READY=1 below
     try:
-        new = reload()
+        daemon.apply(reload())
     except ConfigError as e:
         log.error("SIGHUP: configuration not reloaded: %s", e)
-        return
-    daemon.apply(new)
+    finally:
+        systemd.notify("READY=1")

@@ -1,0 +1,1 @@
+"""Speech Dispatcher compatibility: an SSIP listener so `spd-say` and SSIP clients speak here."""

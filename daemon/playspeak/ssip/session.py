@@ -1,0 +1,333 @@
+"""One SSIP connection's commands: settings, messages to the speaker, control, and 7xx events.
+
+Everything here runs on trio's thread and never blocks; the server feeds it what its reader
+parsed and writes what it sends.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import json
+import logging
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+
+from playspeak.commands import DEFAULT_TEXT_LIMIT, TEXT_LIMITS
+from playspeak.config import Config
+from playspeak.speaker import Speaker
+from playspeak.speech import QueueFull, Utterance
+from playspeak.ssip import settings as s
+from playspeak.ssip.protocol import (
+    BYE,
+    EVENTS,
+    INVALID_COMMAND,
+    Command,
+    Item,
+    Reply,
+    Speak,
+    SsipError,
+    Target,
+    event,
+    invalid_parameter,
+    message_queued,
+    missing_parameter,
+    parse_target,
+)
+
+log = logging.getLogger(__name__)
+
+MIN_SPEED, MAX_SPEED = 0.5, 2.0  # the control protocol's range for speed
+NOT_IN_BLOCK = SsipError(332, "ERR NOT ALLOWED INSIDE BLOCK")
+HELP = (
+    "SPEAK           -- say text",
+    "KEY             -- say a combination of keys",
+    "CHAR            -- say a character",
+    "SOUND_ICON      -- say the name of a sound icon",
+    "SET             -- set a parameter",
+    "GET             -- get a current parameter",
+    "LIST            -- list available arguments",
+    "STOP, CANCEL, PAUSE, RESUME -- control the speech",
+    "BLOCK           -- BEGIN or END a block of messages",
+    "HISTORY         -- only GET CLIENT_ID",
+    "QUIT            -- close the connection",
+)
+
+
+@dataclass
+class Shared:
+    """What every connection of one listener shares: the speaker, the daemon's configuration
+    (read at each message, so a reload applies), the open connections and the id counters."""
+
+    speaker: Speaker
+    config: Callable[[], Config]
+    sessions: dict[int, SsipSession] = field(default_factory=dict)
+    client_ids: Iterator[int] = field(default_factory=lambda: itertools.count(1))
+    message_ids: Iterator[int] = field(default_factory=lambda: itertools.count(1))
+
+
+class MessageEvents:
+    """The owner of one SSIP message's utterance: its playspeak events (JSON lines) become the
+    7xx notifications that the message's connection had switched on when it was sent."""
+
+    def __init__(self, session: SsipSession, msg_id: int, notify: frozenset[str]) -> None:
+        self.session = session
+        self.client_id = session.client_id
+        self.msg_id = msg_id
+        self.notify = notify
+
+    def send(self, line: bytes) -> None:
+        mapped = EVENTS.get(json.loads(line).get("event", ""))
+        if mapped is None:
+            return  # queued: SSIP's 225 reply already said so
+        code, text, kind = mapped
+        if kind in self.notify:
+            self.session.notify(event(code, text, self.msg_id, self.client_id))
+
+
+@dataclass
+class Block:
+    """Messages between BLOCK BEGIN and BLOCK END: one message, spoken when the block ends."""
+
+    parts: list[str] = field(default_factory=list)
+    msg_id: int | None = None
+    settings: s.Settings | None = None  # as at the block's first message
+
+
+class SsipSession:
+    """One connection. `handle` answers one parsed item; `send` writes a line (never blocks)."""
+
+    def __init__(self, shared: Shared, send: Callable[[bytes], None]) -> None:
+        self.shared = shared
+        self.client_id = next(shared.client_ids)
+        self.settings = s.Settings(priority=shared.config().speech.default_priority)
+        self.block: Block | None = None
+        self.closed = False
+        self._send = send
+        self._held: list[bytes] | None = None
+        self._table: dict[str, Callable[[Command], Reply]] = {
+            "SET": self._set,
+            "GET": lambda c: s.get(self.settings, c.words(1)[0]),
+            "CHAR": lambda c: self._message(s.char_text(c.words(1)[0])),
+            "KEY": lambda c: self._message(s.key_text(c.words(1)[0])),
+            "SOUND_ICON": lambda c: self._message(s.icon_text(c.words(1)[0])),
+            "STOP": self._stop,
+            "CANCEL": self._cancel,
+            "PAUSE": self._pause,
+            "RESUME": self._resume,
+            "LIST": self._list,
+            "HISTORY": self._history,
+            "BLOCK": self._block,
+            "QUIT": lambda c: self._quit(),
+            "BYE": lambda c: self._quit(),
+            "HELP": lambda c: Reply(248, "OK HELP SENT", HELP),
+        }
+        self._allowed_in_block = {"SET", "CHAR", "KEY", "SOUND_ICON", "BLOCK", "QUIT", "BYE"}
+
+    def __str__(self) -> str:
+        name = f" {self.settings.client_name}" if self.settings.client_name else ""
+        return f"SSIP client {self.client_id}{name}"
+
+    # ---- in and out -------------------------------------------------------------------------
+
+    def handle(self, item: Item) -> bool:
+        """Answer one command, text or framing reply; False once the client said QUIT.
+        Events raised meanwhile follow the reply: SSIP sends none between command and reply."""
+        self._held = []
+        try:
+            reply = self._answer(item)
+        finally:
+            held, self._held = self._held, None
+        self._send(reply.encode())
+        for line in held:
+            self._send(line)
+        return reply is not BYE
+
+    def notify(self, line: bytes) -> None:
+        """A 7xx event for this connection (dropped once it is closed)."""
+        if self.closed:
+            return
+        if self._held is not None:
+            self._held.append(line)
+        else:
+            self._send(line)
+
+    def close(self) -> None:
+        """The client is gone: a block it left open is spoken, later events are dropped."""
+        if self.block is not None and self.block.parts:
+            self._end_block()
+        self.closed = True
+        self.shared.sessions.pop(self.client_id, None)
+
+    def _answer(self, item: Item) -> Reply:
+        try:
+            if isinstance(item, Reply):
+                return item
+            if isinstance(item, Speak):
+                return self._message(self.settings.text_for(item.text))
+            handler = self._table.get(item.name)
+            if handler is None:
+                return INVALID_COMMAND
+            if self.block is not None and item.name not in self._allowed_in_block:
+                raise NOT_IN_BLOCK
+            return handler(item)
+        except SsipError as e:
+            return e.reply
+        except Exception:  # a bug must cost this command, not the connection
+            log.exception("%s: internal error on %r", self, item)
+            return Reply(300, "ERR INTERNAL")
+
+    # ---- messages ---------------------------------------------------------------------------
+
+    def _message(self, text: str) -> Reply:
+        if not text.strip():
+            return Reply(227, "OK MESSAGE CANCELED")  # what Speech Dispatcher says to nothing
+        if self.block is not None:
+            block = self.block
+            if block.msg_id is None:
+                block.msg_id = next(self.shared.message_ids)
+                block.settings = self._snapshot()
+            block.parts.append(text)
+            return message_queued(block.msg_id)
+        msg_id = next(self.shared.message_ids)
+        self._submit(self._utterance(text, self._snapshot(), msg_id))
+        return message_queued(msg_id)
+
+    def _snapshot(self) -> s.Settings:
+        # Notifications count as they were when the message was sent (ssip.texi).
+        return dataclasses.replace(self.settings, notifications=set(self.settings.notifications))
+
+    def _utterance(self, text: str, settings: s.Settings, msg_id: int) -> Utterance:
+        """An utterance built as the control protocol's `speak` builds one."""
+        api = self.shared.config().api
+        limit = TEXT_LIMITS.get(api.model, DEFAULT_TEXT_LIMIT)
+        if len(text) > limit:
+            raise SsipError(300, f"ERR MESSAGE TOO LONG ({len(text)} CHARACTERS, LIMIT {limit})")
+        params = {
+            "text": text,
+            "voice": settings.synthesis_voice or api.voice,
+            "output_format": api.output_format,
+            "sample_rate": api.sample_rate,
+            "speed": min(MAX_SPEED, max(MIN_SPEED, api.speed * settings.speed)),
+        }
+        if api.temperature is not None:
+            params["temperature"] = api.temperature
+        owner = MessageEvents(self, msg_id, frozenset(settings.notifications))
+        utterance = Utterance(text=text, params=params, owner=owner, priority=settings.priority)
+        utterance.id = f"ssip-{msg_id}"
+        utterance.gain = settings.gain
+        return utterance
+
+    def _submit(self, utterance: Utterance) -> None:
+        try:
+            self.shared.speaker.submit(utterance)
+        except QueueFull as e:
+            raise SsipError(300, f"ERR QUEUE FULL ({e})") from None
+        log.info("%s: %s %s %r", self, utterance.id, utterance.priority, utterance.text[:80])
+
+    # ---- commands ---------------------------------------------------------------------------
+
+    def _set(self, c: Command) -> Reply:
+        word, name, value = c.words(3)
+        target, name = parse_target(word), name.upper()
+        s.check_set(name, target == "self", self.block is not None)
+        reply = INVALID_COMMAND
+        for settings in self._targets(target):
+            reply = s.apply_set(settings, name, value)
+        return reply
+
+    def _targets(self, target: Target) -> list[s.Settings]:
+        if target == "self":
+            return [self.settings]
+        if target == "all":
+            return [session.settings for session in self.shared.sessions.values()]
+        assert isinstance(target, int)
+        session = self.shared.sessions.get(target)
+        if session is None:
+            raise SsipError(402, "ERR NO SUCH CLIENT")
+        return [session.settings]
+
+    def _selector(self, c: Command) -> Callable[[Utterance], bool] | None:
+        """The utterances a STOP/CANCEL/PAUSE/RESUME target names; None for `all`."""
+        target = parse_target(c.words(1)[0])
+        if target == "all":
+            return None
+        client = self.client_id if target == "self" else target
+        return lambda u: isinstance(u.owner, MessageEvents) and u.owner.client_id == client
+
+    def _stop(self, c: Command) -> Reply:
+        select = self._selector(c)
+        speaker = self.shared.speaker
+        if select is None:
+            speaker.stop()
+        else:  # only the one being said now, if it is the client's
+            speaker.cancel_jobs([j for j in speaker.jobs[:1] if select(j.utterance)], "stopped")
+        return Reply(210, "OK STOPPED")
+
+    def _cancel(self, c: Command) -> Reply:
+        select = self._selector(c) or (lambda u: True)
+        self.shared.speaker.cancel(select, reason=f"cancelled by {self}")
+        return Reply(213, "OK CANCELED")
+
+    def _pause(self, c: Command) -> Reply:
+        self._selector(c)  # checks the target; playspeak pauses its one output, whoever asks
+        self.shared.speaker.pause()
+        return Reply(211, "OK PAUSED")
+
+    def _resume(self, c: Command) -> Reply:
+        self._selector(c)
+        if not self.shared.speaker.paused:
+            raise SsipError(400, "ERR NOT PAUSED")  # ssip.texi: a 4xx error
+        self.shared.speaker.resume()
+        return Reply(212, "OK RESUMED")
+
+    def _list(self, c: Command) -> Reply:
+        what = c.words(1)[0].upper()
+        if what == "VOICES":
+            return Reply(249, "OK VOICE LIST SENT", s.VOICE_TYPES)
+        if what == "OUTPUT_MODULES":
+            return Reply(250, "OK MODULE LIST SENT", (s.OUTPUT_MODULE,))
+        if what == "SYNTHESIS_VOICES":
+            voices = dict.fromkeys(v for v in (self.shared.config().api.voice,) if v)
+            return Reply(249, "OK VOICE LIST SENT", tuple(f"{v}\ten\tnone" for v in voices))
+        raise invalid_parameter()
+
+    def _history(self, c: Command) -> Reply:
+        words = c.args.upper().split()
+        if not words:
+            raise missing_parameter()
+        if words[:2] == ["GET", "CLIENT_ID"]:
+            return Reply(245, "OK CLIENT ID SENT", (str(self.client_id),))
+        raise SsipError(380, "ERR NOT YET IMPLEMENTED")  # playspeak keeps no history
+
+    def _block(self, c: Command) -> Reply:
+        verb = c.words(1)[0].upper()
+        if verb == "BEGIN":
+            if self.block is not None:
+                raise SsipError(330, "ERR ALREADY INSIDE BLOCK")
+            self.block = Block()
+            return Reply(260, "OK INSIDE BLOCK")
+        if verb == "END":
+            if self.block is None:
+                raise SsipError(331, "ERR ALREADY OUTSIDE BLOCK")
+            self._end_block()
+            return Reply(261, "OK OUTSIDE BLOCK")
+        raise invalid_parameter()
+
+    def _end_block(self) -> None:
+        """Speak the block's messages as one utterance (so they cannot interrupt each other)."""
+        block, self.block = self.block, None
+        if block is None or block.msg_id is None or block.settings is None:
+            return
+        try:
+            self._submit(self._utterance("\n".join(block.parts), block.settings, block.msg_id))
+        except SsipError as e:
+            # Its messages were already answered 225: tell a listening client they are gone.
+            if "cancel" in block.settings.notifications:
+                self.notify(event(703, "CANCELED", block.msg_id, self.client_id))
+            log.warning("%s: block %d dropped: %s", self, block.msg_id, e)
+
+    def _quit(self) -> Reply:
+        if self.block is not None:
+            self._end_block()
+        return BYE
