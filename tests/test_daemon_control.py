@@ -280,3 +280,13 @@ async def test_watch_prints_events(daemon: Daemon) -> None:
             events = await lines.events_until_end({uid})
         process.terminate()
     assert [e["event"] for e in events if e["id"] == uid] == ["queued", "started", "finished"]
+
+
+async def test_paused_while_idle_holds_new_speech_without_resumed_events(daemon: Daemon) -> None:
+    client = await LineClient.open(daemon.socket_path)
+    assert (await client.command(cmd="pause"))["event"] == "ok"
+    uid = await speak(client, "Held until resumed.")
+    assert daemon.speaker.status()["paused"] is True
+    assert (await client.command(cmd="resume"))["event"] == "ok"
+    lines = await client.events_until_end({uid})
+    assert [e["event"] for e in lines if e.get("id") == uid] == ["queued", "started", "finished"]

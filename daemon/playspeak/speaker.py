@@ -88,6 +88,7 @@ class Speaker:
         self.jobs: list[Job] = []  # requested and not ended, in request order
         self.feeding: Job | None = None  # the one the feeder is decoding into the player
         self.paused = False
+        self._paused_jobs: list[Job] = []
         self._nursery: trio.Nursery | None = None
 
     # ---- commands -----------------------------------------------------------------------
@@ -122,9 +123,11 @@ class Speaker:
         ahead = list(self.queue).index(utterance) if utterance in self.queue else 0
         return len(self.jobs) + ahead + 1
 
-    def stop(self) -> list[str]:
-        """Stop the utterance speaking now (the oldest in flight); the queue goes on."""
-        return self.cancel_jobs(self.jobs[:1])
+    def stop(self, select: Callable[[Utterance], bool] | None = None) -> list[str]:
+        """Stop the utterance speaking now (the oldest in flight) if `select` (default: any)
+        picks it; the queue goes on."""
+        now = [j for j in self.jobs[:1] if select is None or select(j.utterance)]
+        return self.cancel_jobs(now, reason="stopped")
 
     def cancel(self, select: Callable[[Utterance], bool], reason: str = "cancelled") -> list[str]:
         """Cancel every utterance `select` picks, speaking or waiting. Returns their ids."""
@@ -169,15 +172,19 @@ class Speaker:
         if not self.paused:
             self.paused = True
             self.player.pause()
-            for job in self._audible():
+            self._paused_jobs = self._audible()
+            for job in self._paused_jobs:
                 self.hub.emit(job.utterance, "paused")
 
     def resume(self) -> None:
         if self.paused:
             self.paused = False
             self.player.resume()
-            for job in self._audible():
-                self.hub.emit(job.utterance, "resumed")
+            # Only those told "paused" hear "resumed" (one may have ended meanwhile).
+            for job in self._paused_jobs:
+                if not job.utterance.ended:
+                    self.hub.emit(job.utterance, "resumed")
+            self._paused_jobs = []
 
     def _audible(self) -> list[Job]:
         return [j for j in self.jobs if j.start_pos is not None][:1]

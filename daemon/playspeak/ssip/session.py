@@ -257,11 +257,7 @@ class SsipSession:
 
     def _stop(self, c: Command) -> Reply:
         select = self._selector(c)
-        speaker = self.shared.speaker
-        if select is None:
-            speaker.stop()
-        else:  # only the one being said now, if it is the client's
-            speaker.cancel_jobs([j for j in speaker.jobs[:1] if select(j.utterance)], "stopped")
+        self.shared.speaker.stop(select)  # only the one being said now, if select picks it
         return Reply(210, "OK STOPPED")
 
     def _cancel(self, c: Command) -> Reply:
