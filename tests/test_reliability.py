@@ -202,3 +202,27 @@ async def test_sighup_reloads_the_configuration_and_keeps_the_queue(
         lines = await client.events_until_end({long["id"], urgent["id"]})
         ends = {e["id"]: e["event"] for e in lines if e["event"] in ENDINGS}
         assert ends == {long["id"]: "cancelled", urgent["id"]: "finished"}
+
+
+async def test_an_unreachable_service_fails_utterances_but_not_the_daemon(
+    tmp_path: Path, sound_card: PulseNullSink
+) -> None:
+    """Nothing listens at the API URL: the link keeps retrying, utterances fail after the
+    configured patience with the reason, and the daemon keeps serving."""
+    with trio.socket.socket() as placeholder:  # a port that surely refuses connections
+        await placeholder.bind(("127.0.0.1", 0))
+        port = placeholder.getsockname()[1]
+    config = Config(
+        api=ApiConfig(
+            url=f"http://127.0.0.1:{port}", api_key=KEY, user_id=USER, request_patience=1.0
+        ),
+        control=ControlConfig(socket=str(tmp_path / "playspeak.sock")),
+        audio=AudioConfig(samplerate=48000),
+    )
+    async with open_daemon(config) as daemon:
+        ends = await say_all(daemon, "Is anybody there?")
+        event = ends["Is anybody there?"]
+        assert event["event"] == "failed" and "cannot reach" in event["reason"]
+        client = await LineClient.open(daemon.socket_path)
+        status = (await client.command(cmd="status"))["status"]
+        assert status["links"][0]["state"] == "reconnecting"

@@ -208,7 +208,14 @@ class Link:
                     conn = await self._open(nursery)
                 except AuthError as e:
                     self._note_failure("auth-failed", str(e))
+                except LinkError as e:  # unreachable, or a bad answer: already says which
+                    self._note_failure("reconnecting", str(e))
                 except _CONNECT_ERRORS as e:
+                    self._note_failure("reconnecting", f"{type(e).__name__}: {e}")
+                except Exception as e:  # a supervisor: a bug here must not end the daemon
+                    log.exception(
+                        "model %s: unexpected error while connecting", self.settings.model
+                    )
                     self._note_failure("reconnecting", f"{type(e).__name__}: {e}")
                 else:
                     delay = self.settings.backoff_initial
