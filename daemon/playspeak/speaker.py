@@ -245,7 +245,13 @@ class Speaker:
             async for job in recv:
                 self.feeding = job
                 with job.scope:
-                    await self._feed(job)
+                    try:
+                        await self._feed(job)
+                    except Exception as e:  # one utterance's bug must not silence the daemon
+                        log.exception("utterance %s: unexpected error", job.utterance.id)
+                        if job.reply is not None:
+                            job.reply.discard()
+                        self.hub.emit(job.utterance, "failed", reason=f"internal error: {e}")
                 self.feeding = None
                 job.received.set()
                 if job.end_pos is None and job in self.jobs:  # never reached the player
