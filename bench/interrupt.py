@@ -14,6 +14,7 @@ interrupting message, minus the server's configured first-byte delay.
 from __future__ import annotations
 
 import argparse
+import bisect
 import json
 import statistics
 import sys
@@ -96,11 +97,22 @@ async def trial(path: Path, recorder: Recorder, long_pcm: np.ndarray) -> tuple[f
     )
     await until(stream, buffer, "finished", "urgent")
     await stream.aclose()
-    end = recorder.count
+    # The analysis runs in a worker thread: this trio loop also serves the local server.
+    return await trio.to_thread.run_sync(
+        analyse, recorder, long_pcm, begin, recorder.count, t_interrupt
+    )
+
+
+def analyse(
+    recorder: Recorder, long_pcm: np.ndarray, begin: int, end: int, t_interrupt: float
+) -> tuple[float, float] | None:
+    """(interrupt → silence, interrupt → new sound − first-byte delay) in ms, or None."""
     offset = max(0, begin - 48000)  # a second before `started` (the recorder is never trimmed)
     recording = recorder.samples(offset, end)
     lag = locate(recording[: 48000 * 3], long_pcm[: 48000 // 2])
-    k0 = next(i for i in range(len(recording)) if recorder.time_of(offset + i) >= t_interrupt)
+    k0 = bisect.bisect_left(
+        range(len(recording)), t_interrupt, key=lambda i: recorder.time_of(offset + i)
+    )
     cut = silence_after(recording, long_pcm, lag, k0)
     if cut is None:
         return None
