@@ -226,3 +226,17 @@ async def test_an_unreachable_service_fails_utterances_but_not_the_daemon(
         client = await LineClient.open(daemon.socket_path)
         status = (await client.command(cmd="status"))["status"]
         assert status["links"][0]["state"] == "reconnecting"
+
+
+async def test_sigterm_with_on_shutdown_finish_says_what_is_pending_first(
+    tmp_path: Path, sound_card: PulseNullSink
+) -> None:
+    config = tmp_path / "playspeak.toml"
+    config.write_text('[speech]\non_shutdown = "finish"\nshutdown_timeout = 30.0\n')
+    async with daemon_process(tmp_path, {"PLAYSPEAK_CONFIG": str(config)}) as daemon:
+        client = await LineClient.open(daemon.socket_path)
+        ids = [(await client.command(cmd="speak", text=f"Last words {n}."))["id"] for n in (1, 2)]
+        daemon.process.send_signal(signal.SIGTERM)
+        lines = await client.events_until_end(set(ids))
+        assert [e["event"] for e in lines if e["event"] in ENDINGS] == ["finished", "finished"]
+        assert await daemon.process.wait() == 0

@@ -30,6 +30,7 @@ class CommandHandler:
         self.speaker = speaker
         self.hub = hub
         self.default_priority = default_priority
+        self.stopping = False  # set at shutdown: speak is refused
         self.api = api
         self._status = status
         self._table: dict[type, Callable[[ClientSession, Any], dict[str, Any]]] = {
@@ -62,6 +63,8 @@ class CommandHandler:
             utterance.owner = None
 
     def _speak(self, session: ClientSession, c: p.Speak) -> dict[str, Any]:
+        if self.stopping:
+            raise ProtocolError("the daemon is stopping: no new speech is accepted")
         model = c.model or self.api.model
         limit = TEXT_LIMITS.get(model, DEFAULT_TEXT_LIMIT)
         if len(c.text) > limit:

@@ -115,6 +115,8 @@ class SpeechConfig:
     max_attempts: int = 3  # requests per utterance when the connection drops (replayed whole)
     # On interruption, reopen a websocket busy streaming unwanted audio rather than wait it out
     interrupt_reconnect: bool = True
+    on_shutdown: str = "cancel"  # SIGTERM: "cancel" what is pending, or "finish" it first ...
+    shutdown_timeout: float = 10.0  # ... for at most this long
 
 
 @dataclass(frozen=True)
@@ -330,6 +332,11 @@ def _validate(config: Config, text: str = "") -> None:
         (config.speech.max_queue >= 1, "speech.max_queue must be >= 1"),
         (config.speech.max_age > 0, "speech.max_age must be > 0"),
         (config.speech.max_attempts >= 1, "speech.max_attempts must be >= 1"),
+        (
+            config.speech.on_shutdown in ("cancel", "finish"),
+            "speech.on_shutdown must be cancel or finish",
+        ),
+        (config.speech.shutdown_timeout >= 0, "speech.shutdown_timeout must be >= 0"),
         (
             config.speech.default_priority in PRIORITIES,
             f"speech.default_priority must be one of {', '.join(PRIORITIES)}",

@@ -125,12 +125,21 @@ class Daemon:
         self.config = merged
 
     async def shutdown(self) -> None:
-        """End every utterance as cancelled and give clients a moment to read that."""
+        """Refuse new speech; finish what is pending (speech.on_shutdown = "finish", bounded by
+        speech.shutdown_timeout) or not; cancel the rest and give clients a moment to read it."""
+        if self.handler is not None:
+            self.handler.stopping = True
+        speech = self.config.speech
+        if speech.on_shutdown == "finish":
+            with trio.move_on_after(speech.shutdown_timeout):
+                await self.speaker.wait_idle()
         self.speaker.cancel(lambda u: True, reason="daemon stopping")
+        clients = list(self.control.clients)
+        for client in clients:
+            client.close_outbox()  # no more lines: each writer ends once it wrote them all
         with trio.move_on_after(1.0):
-            # Outboxes have no "empty" event; this runs once, at exit, for at most a second.
-            while any(c.pending_lines for c in self.control.clients):
-                await trio.sleep(0.01)
+            for client in clients:
+                await client.drained.wait()
 
     def status(self) -> dict[str, Any]:
         stats = getattr(self.player, "stats", {})

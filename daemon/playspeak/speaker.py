@@ -167,6 +167,12 @@ class Speaker:
             self.hub.emit(job.utterance, "cancelled", reason=reason)
         return [j.utterance.id for j in selected]
 
+    async def wait_idle(self) -> None:
+        """Wait until nothing is speaking or queued (new arrivals are waited for too)."""
+        while self.jobs or len(self.queue):
+            first = self.jobs[0].utterance if self.jobs else next(iter(self.queue))
+            await first.done.wait()
+
     def pause(self) -> None:
         """Pause output mid-utterance; `resume` continues with the next sample."""
         if not self.paused:

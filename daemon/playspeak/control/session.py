@@ -35,15 +35,11 @@ class ClientSession:
         self.subscribed = False
         self._send, self._recv = trio.open_memory_channel[bytes](max(buffer, 1))
         self.scope = trio.CancelScope()
+        self.drained = trio.Event()  # set once the outbox was closed and all of it written
         self.dropped_reason = ""
 
     def __str__(self) -> str:
         return f"client {self.id} ({self.peer})"
-
-    @property
-    def pending_lines(self) -> int:
-        """Lines queued for this client and not yet handed to its socket."""
-        return self._send.statistics().current_buffer_used
 
     def send(self, line: bytes) -> None:
         try:
@@ -71,6 +67,7 @@ class ClientSession:
         async with self._recv:
             async for line in self._recv:
                 await self.stream.send_all(line)
+        self.drained.set()
 
     async def wait_utterances(self) -> None:
         """Wait until every utterance this client asked for has ended."""
