@@ -20,15 +20,18 @@ ENDINGS = ("finished", "cancelled", "failed")
 
 
 # What is heard is compared sample by sample: a deeper device buffer than the default "low"
-# keeps a loaded 2-core machine from dropping out (a dropout would spoil the comparison).
+# keeps a loaded 2-core machine from dropping out, and a pre-roll keeps the local server's
+# paced, randomly sized chunks from running the device dry at the start of an utterance
+# (either would insert silence and spoil the comparison; bench/ measures the defaults).
 CONTENT_LATENCY = "0.1"
+CONTENT_PREROLL_MS = 150.0
 
 
 def sound_card_config(tmp_path: Path, **chime: object) -> Config:
     """The embedded local server (50 ms to first byte, 3x real time), the test sink's rate."""
     return Config(
         control=ControlConfig(socket=str(tmp_path / "playspeak.sock")),
-        audio=AudioConfig(samplerate=48000, latency=CONTENT_LATENCY),
+        audio=AudioConfig(samplerate=48000, latency=CONTENT_LATENCY, preroll_ms=CONTENT_PREROLL_MS),
         local_server=LocalServerConfig(first_byte_delay=0.05, realtime_factor=3.0),
         chime=ChimeConfig(**chime),
     )

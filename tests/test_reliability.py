@@ -22,7 +22,13 @@ from playspeak.daemon import Daemon, open_daemon
 from playspeak.localserver import LocalServer, open_local_server
 
 from audio_compare import align, reference_pcm
-from daemon_helpers import ENDINGS, LineClient, daemon_process
+from daemon_helpers import (
+    CONTENT_LATENCY,
+    CONTENT_PREROLL_MS,
+    ENDINGS,
+    LineClient,
+    daemon_process,
+)
 from soundcard import PulseNullSink
 
 KEY, USER = "reliability-key-0123", "reliability-user"
@@ -39,7 +45,7 @@ def config_for(tmp_path: Path, server: LocalServer, **api: object) -> Config:
     return Config(
         api=ApiConfig(url=server.base_url, api_key=KEY, user_id=USER, **api),
         control=ControlConfig(socket=str(tmp_path / "playspeak.sock")),
-        audio=AudioConfig(samplerate=48000),
+        audio=AudioConfig(samplerate=48000, latency=CONTENT_LATENCY, preroll_ms=CONTENT_PREROLL_MS),
     )
 
 
@@ -105,9 +111,11 @@ async def test_refused_credentials_fail_waiting_utterances_then_recover(
     assert len(refusals) == 1, "one clear line from the link, not one per retry"
     assert KEY not in caplog.text and USER not in caplog.text
     server.faults.reject_auth = False
-    with trio.fail_after(30):  # the backoff is capped; it comes back by itself
-        ends = await say_all(daemon, "Back again.")
-    assert ends["Back again."]["event"] == "finished"
+    # It comes back by itself once its backoff (grown while refused) next tries: until then
+    # each attempt fails after the 2 s patience, with the reason.
+    with trio.fail_after(60):
+        while (ends := await say_all(daemon, "Back again."))["Back again."]["event"] != "finished":
+            assert "refused the credentials" in ends["Back again."]["reason"]
 
 
 @pytest.fixture

@@ -104,6 +104,7 @@ class AudioConfig:
     blocksize_ms: float = 10.0
     latency: str = "low"
     buffer_seconds: float = 2.0
+    preroll_ms: float = 0.0  # decoded audio held back before an utterance starts playing
 
 
 @dataclass(frozen=True)
@@ -322,6 +323,7 @@ def _validate(config: Config, text: str = "") -> None:
         (api.temperature is None or 0 <= api.temperature <= 1, "api.temperature must be 0–1"),
         (config.audio.channels in (1, 2), "audio.channels must be 1 or 2"),
         (config.audio.buffer_seconds > 0, "audio.buffer_seconds must be > 0"),
+        (config.audio.preroll_ms >= 0, "audio.preroll_ms must be >= 0"),
         (config.audio.samplerate >= 0, "audio.samplerate must be >= 0 (0: device default)"),
         (config.control.max_line_bytes >= 256, "control.max_line_bytes must be >= 256"),
         (config.control.rate_limit >= 0, "control.rate_limit must be >= 0 (0: no limit)"),

@@ -199,6 +199,7 @@ async def open_daemon(config: Config) -> AsyncIterator[Daemon]:
                 max_age=config.speech.max_age,
                 max_attempts=config.speech.max_attempts,
                 interrupt_reconnect=config.speech.interrupt_reconnect,
+                preroll_seconds=config.audio.preroll_ms / 1000,
             )
             if hasattr(player, "on_change"):  # device lost / back: tell the subscribers
                 player.on_change = lambda state, error: hub.broadcast(

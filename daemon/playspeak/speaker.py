@@ -74,7 +74,9 @@ class Speaker:
         chime_priorities: tuple[str, ...] = ("important",),
         max_age: float = 300.0,
         interrupt_reconnect: bool = True,
+        preroll_seconds: float = 0.0,
     ) -> None:
+        self.preroll_seconds = preroll_seconds
         self.max_age = max_age
         self.interrupt_reconnect = interrupt_reconnect
         self.chime = chime
@@ -324,10 +326,19 @@ class Speaker:
             out_channels=self.player.channels,
             in_rate=int(u.params.get("sample_rate") or 24000),
         )
+        # Pre-roll: hold the first `preroll` frames back, so that a small first chunk followed
+        # by a late second one does not run the device dry (an audible gap) at the start.
+        held: list[np.ndarray] = []
+        waiting = self.preroll_seconds > 0
         while (chunk := await reply.receive()) is not None:
             for pcm in decoder.feed(chunk):
+                if waiting:
+                    held.append(pcm)
+                    if sum(map(len, held)) < self.preroll_seconds * self.player.samplerate:
+                        continue
+                    pcm, held, waiting = np.concatenate(held), [], False
                 await self._play(job, pcm)
-        for pcm in decoder.flush():
+        for pcm in [*held, *decoder.flush()]:
             await self._play(job, pcm)
 
     async def _play(self, job: Job, pcm: np.ndarray) -> None:
