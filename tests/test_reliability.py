@@ -143,7 +143,9 @@ async def test_a_lost_sound_server_is_reported_and_speech_resumes_when_it_return
         watcher = await LineClient.open(daemon.socket_path)
         await watcher.command(cmd="subscribe")
         client = await LineClient.open(daemon.socket_path)
-        first = (await client.command(cmd="speak", text=TEXT))["id"]
+        # Long enough (about 12 s) that it cannot have been played out before the loss is
+        # detected (up to 2 s after the server dies, while the callback may still run).
+        first = (await client.command(cmd="speak", text=" ".join([TEXT] * 3)))["id"]
         second = (await client.command(cmd="speak", text="After the outage."))["id"]
         await until_event(watcher, "started")
         doomed_card.stop()  # the sound server dies mid-sentence
@@ -159,7 +161,9 @@ async def test_a_lost_sound_server_is_reported_and_speech_resumes_when_it_return
                 assert opened["state"] == "open"
                 lines = await client.events_until_end({first, second})
                 ends = {e["id"]: e for e in lines if e["event"] in ENDINGS}
-                assert ends[first]["event"] == "failed"
+                assert ends[first]["event"] == "failed", [
+                    (e["event"], e.get("reason")) for e in lines
+                ]
                 assert "audio device lost" in ends[first]["reason"]
                 assert ends[second]["event"] == "finished"
                 expected = reference_pcm(

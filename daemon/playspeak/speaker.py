@@ -55,6 +55,7 @@ class Job:
     start_pos: int | None = None  # the player's frame position of its first sample
     end_pos: int | None = None  # ... after its last sample, once all is fed
     dropped: bool = False  # its audio was thrown away (cancelled or to be spoken again)
+    device_generation: int = 0  # the audio output's loss count when its first audio went out
 
 
 class Speaker:
@@ -347,8 +348,12 @@ class Speaker:
         if job.utterance.gain != 1.0:
             pcm = pcm * np.float32(job.utterance.gain)
         first = job.start_pos is None
+        losses = getattr(self.player, "losses", 0)  # device generations (audio/output.py)
         if first:
-            job.start_pos = self.player.frames_written
+            job.start_pos, job.device_generation = self.player.frames_written, losses
+        elif losses != job.device_generation:
+            # Its beginning was played on a device that is gone: the rest would be a fragment.
+            raise AudioDeviceError("the audio device was lost while it was playing")
         end = await self.player.play(pcm)
         if first:
             job.start_pos = end - len(pcm)  # where it really went (a device may have reopened)

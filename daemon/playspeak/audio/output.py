@@ -85,7 +85,13 @@ class AudioOutput:
         AudioDeviceError if the device is lost while this call holds PCM for it."""
         await self._ready.wait()
         base = self._base
-        return base + await self.player.play(pcm)
+        end = await self.player.play(pcm)
+        if base != self._base:
+            # The device was lost and reopened while this call waited for space: the start of
+            # this audio is gone, so what was just written would be a fragment. Drop it.
+            self.player.skip_to(end)
+            raise AudioDeviceError(self.error or "the audio device was lost")
+        return base + end
 
     async def wait_played(self, position: int) -> bool:
         """True once frame `position` left the device; False if it never will (its device was
