@@ -6,12 +6,12 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-import signal
 import subprocess
-import time
 from dataclasses import dataclass
 
 import trio
+
+from playspeak.testing.soundcard import terminate
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 TOOLS = {"mpv": "mpv", "ffplay": "ffmpeg"}  # command -> Debian package
@@ -65,25 +65,6 @@ def peak_rss_mib(pid: int) -> float:
             if line.startswith("VmHWM:"):
                 return int(line.split()[1]) / 1024
     raise ProcessLookupError(pid)
-
-
-def _gone(pid: int) -> bool:
-    fields = _stat_fields(pid)
-    return fields is None or fields[0] in ("Z", "X")  # a zombie has ended
-
-
-def terminate(pid: int, timeout: float = 5.0) -> None:
-    """SIGTERM `pid`, wait until it ended (bounded), then SIGKILL. Never by name."""
-    for sig in (signal.SIGTERM, signal.SIGKILL):
-        try:
-            os.kill(pid, sig)
-        except ProcessLookupError:
-            return
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if _gone(pid):
-                return
-            time.sleep(0.01)
 
 
 @dataclass(frozen=True)

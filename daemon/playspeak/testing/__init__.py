@@ -1,0 +1,1 @@
+"""Support for playspeak's tests and benchmarks (and for testing a set-up by hand)."""
