@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
 
 import httpx
 import pytest
 import trio
 
 from playspeak.errors import AuthError, LinkError
-from playspeak.localserver import open_local_server
+from playspeak.localserver import LocalServer, open_local_server
 from playspeak.playai.auth import parse_auth_answer
 from playspeak.playai.link import Link, LinkSettings, Reply
 
@@ -28,66 +31,58 @@ def command(text: str) -> dict:
     return {"text": text, "voice": VOICE, "output_format": "mp3"}
 
 
-async def start_link(
-    nursery: trio.Nursery, http: httpx.AsyncClient, base_url: str, **overrides: object
-) -> Link:
-    settings = LinkSettings(base_url=base_url, api_key=KEY, user_id=USER, **overrides)
-    link = Link(settings, http)
-    await nursery.start(link.run)
-    return link
+@asynccontextmanager
+async def served_link(
+    server: dict[str, Any], **link_settings: Any
+) -> AsyncIterator[tuple[LocalServer, Link]]:
+    """A local server with `server` settings and a running Link to it; both stop on exit."""
+    async with (
+        open_local_server(**server) as local,
+        httpx.AsyncClient() as http,
+        trio.open_nursery() as nursery,
+    ):
+        link = Link(LinkSettings(local.base_url, KEY, USER, **link_settings), http)
+        await nursery.start(link.run)
+        yield local, link
+        nursery.cancel_scope.cancel()
 
 
 async def test_pipelined_requests_come_back_in_order_and_whole() -> None:
-    async with (
-        open_local_server(
+    async with served_link(
+        dict(
             api_key=KEY,
             user_id=USER,
             first_byte_delay=0,
             realtime_factor=0,
             chunk_min=1,
             chunk_max=3000,
-        ) as server,
-        httpx.AsyncClient() as http,
-        trio.open_nursery() as nursery,
-    ):
-        link = await start_link(nursery, http, server.base_url)
+        )
+    ) as (server, link):
         texts = ["one", "two two", "three three three"]
         replies = [await link.request(command(t)) for t in texts]  # all sent before reading
         for text, reply in zip(texts, replies, strict=True):
             assert await collect(reply) == await server.render(text=text, voice=VOICE)
         assert server.stats.connections == 1 and link.connections == 1
-        nursery.cancel_scope.cancel()
 
 
 async def test_an_error_frame_fails_only_its_request() -> None:
-    async with (
-        open_local_server(
-            api_key=KEY, user_id=USER, first_byte_delay=0, realtime_factor=0
-        ) as server,
-        httpx.AsyncClient() as http,
-        trio.open_nursery() as nursery,
-    ):
+    async with served_link(
+        dict(api_key=KEY, user_id=USER, first_byte_delay=0, realtime_factor=0)
+    ) as (server, link):
         server.faults.error_on_text = "boom"
-        link = await start_link(nursery, http, server.base_url)
         bad = await link.request(command("boom now"))
         good = await link.request(command("fine"))
         with pytest.raises(LinkError, match="synthesis failed"):
             await collect(bad)
         assert not bad.retriable
         assert await collect(good) == await server.render(text="fine", voice=VOICE)
-        nursery.cancel_scope.cancel()
 
 
 async def test_a_dropped_connection_fails_pending_replies_and_reconnects() -> None:
-    async with (
-        open_local_server(
-            api_key=KEY, user_id=USER, first_byte_delay=0, realtime_factor=0
-        ) as server,
-        httpx.AsyncClient() as http,
-        trio.open_nursery() as nursery,
-    ):
+    async with served_link(
+        dict(api_key=KEY, user_id=USER, first_byte_delay=0, realtime_factor=0), backoff_initial=0.01
+    ) as (server, link):
         server.faults.drop_after_bytes = 3000
-        link = await start_link(nursery, http, server.base_url, backoff_initial=0.01)
         text = "a sentence long enough to be more than three thousand bytes of audio"
         reply = await link.request(command(text))
         with pytest.raises(LinkError, match="lost"):
@@ -97,28 +92,21 @@ async def test_a_dropped_connection_fails_pending_replies_and_reconnects() -> No
         again = await link.request(command(text))
         assert await collect(again) == await server.render(text=text, voice=VOICE)
         assert link.connections == 2
-        nursery.cancel_scope.cancel()
 
 
 async def test_refused_auth_is_reported_without_the_secret(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level(logging.DEBUG)
-    async with (
-        open_local_server(api_key="the-right-key", user_id=USER) as server,
-        httpx.AsyncClient() as http,
-        trio.open_nursery() as nursery,
-    ):
-        link = await start_link(
-            nursery, http, server.base_url, request_patience=1.0, backoff_initial=0.1
-        )
+    async with served_link(
+        dict(api_key="the-right-key", user_id=USER), request_patience=1.0, backoff_initial=0.1
+    ) as (server, link):
         with pytest.raises(LinkError, match="refused the credentials"):
             await link.request(command("hello"))
         assert link.state == "auth-failed"
         calls = server.stats.auth_calls
         # Backoff 0.1, 0.2, 0.4, 0.8 s (±25 %) within the 1 s patience: a few calls, no loop.
         assert 2 <= calls <= 5, f"{calls} auth calls in 1 s"
-        nursery.cancel_scope.cancel()
     logged = "\n".join(r.getMessage() for r in caplog.records)
     assert "401" in logged
     assert KEY not in logged and USER not in logged
@@ -146,18 +134,17 @@ def test_auth_answer_variants() -> None:
 async def test_renewal_before_the_connection_lifetime_drops_no_reply() -> None:
     """The server closes every connection after 1 s; the link opens the next one before that
     and lets the old one finish its replies, so a steady stream of requests never fails."""
-    async with (
-        open_local_server(
+    async with served_link(
+        dict(
             api_key=KEY,
             user_id=USER,
             first_byte_delay=0.02,
             realtime_factor=3.0,
             connection_lifetime=1.0,
-        ) as server,
-        httpx.AsyncClient() as http,
-        trio.open_nursery() as nursery,
-    ):
-        link = await start_link(nursery, http, server.base_url, max_age=1.0, renew_margin=0.25)
+        ),
+        max_age=1.0,
+        renew_margin=0.25,
+    ) as (server, link):
         expected = await server.render(text="tick", voice=VOICE)
         deadline = trio.current_time() + 3.0
         replies = 0
@@ -166,18 +153,12 @@ async def test_renewal_before_the_connection_lifetime_drops_no_reply() -> None:
             replies += 1
         assert link.renewals >= 3 and server.stats.connections >= 4
         assert replies >= 5
-        nursery.cancel_scope.cancel()
 
 
 async def test_an_unwanted_reply_is_skipped_by_a_fresh_connection() -> None:
-    async with (
-        open_local_server(
-            api_key=KEY, user_id=USER, first_byte_delay=0, realtime_factor=1.0
-        ) as server,
-        httpx.AsyncClient() as http,
-        trio.open_nursery() as nursery,
-    ):
-        link = await start_link(nursery, http, server.base_url)
+    async with served_link(
+        dict(api_key=KEY, user_id=USER, first_byte_delay=0, realtime_factor=1.0)
+    ) as (server, link):
         long = await link.request(command("a long sentence that takes a few seconds to stream"))
         assert await long.receive()  # streaming has begun
         long.discard()
@@ -186,4 +167,3 @@ async def test_an_unwanted_reply_is_skipped_by_a_fresh_connection() -> None:
             short = await link.request(command("now"))
             assert await collect(short) == await server.render(text="now", voice=VOICE)
         assert link.connections == 2
-        nursery.cancel_scope.cancel()
