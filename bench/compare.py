@@ -285,13 +285,8 @@ def targets(results: dict[str, Measures]) -> list[str]:
 
 
 async def run(args: argparse.Namespace) -> None:
-    card = PulseNullSink()
-    card.start()
-    try:
-        with card.recorder() as recorder:
-            await _run(args, card, recorder)
-    finally:
-        card.stop()
+    with PulseNullSink() as card, card.recorder() as recorder:
+        await _run(args, card, recorder)
 
 
 async def _run(args: argparse.Namespace, card: PulseNullSink, recorder: Recorder) -> None:

@@ -156,14 +156,10 @@ def figures(probe: Probe, t_ok: float, heard: float | None, delay: float, lead_i
 
 
 async def run(args: argparse.Namespace) -> None:
-    card = PulseNullSink()
-    card.start()
-    try:
+    with PulseNullSink() as card:
         os.environ.update(card.env)  # before PortAudio is first loaded (it lists devices once)
         with card.recorder() as recorder:
             await _run(args, card, recorder)
-    finally:
-        card.stop()
 
 
 async def _run(args: argparse.Namespace, card: PulseNullSink, recorder: Recorder) -> None:

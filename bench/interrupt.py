@@ -199,14 +199,9 @@ def report(name: str, data: dict, trials: int) -> None:
 async def main_async(trials: int) -> None:
     import tempfile
 
-    card = PulseNullSink()
-    card.start()
-    try:
-        with tempfile.TemporaryDirectory() as tmp:
-            fresh = await run_mode(True, trials, card, Path(tmp))
-            wait = await run_mode(False, trials, card, Path(tmp))
-    finally:
-        card.stop()
+    with PulseNullSink() as card, tempfile.TemporaryDirectory() as tmp:
+        fresh = await run_mode(True, trials, card, Path(tmp))
+        wait = await run_mode(False, trials, card, Path(tmp))
     print(
         f"interrupt → silence and → new message's first sound (ms; new sound minus the "
         f"server's {FIRST_BYTE_DELAY * 1000:.0f} ms first-byte delay)"

@@ -69,6 +69,13 @@ class PulseNullSink:
         self.pid: int | None = None
         self._owned = True
 
+    def __enter__(self) -> PulseNullSink:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
     @classmethod
     def external(cls, sink: str = SINK) -> PulseNullSink:
         """A sink on a PulseAudio configured by the environment (PLAYSPEAK_TEST_PULSE)."""
