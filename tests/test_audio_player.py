@@ -152,6 +152,21 @@ async def test_play_waits_for_space_and_loses_nothing(
     assert abs(loud_seconds(recorded) - 1.0) <= 0.020
 
 
+async def test_a_long_play_wakes_the_trio_side_a_few_times_a_second_not_every_block(
+    start_player: StartPlayer,
+) -> None:
+    # Waking trio costs a trip through its run loop; once per 10 ms block, that was most of
+    # the daemon's CPU while a long utterance played (bench.compare).
+    player = await start_player(buffer_seconds=0.5)
+    await player.play(chirp(2.0))  # 1.5 s more than the ring holds: it refills as it plays
+    await player.drain()
+    blocks = 2.0 / 0.010
+    wakeups = player.stats["wakeups"]
+    print(f"{wakeups} wake-ups for {blocks:.0f} blocks")
+    # a refill each time a quarter of the ring (125 ms) is free, and one for drain()
+    assert wakeups <= 1.5 / 0.125 + 4
+
+
 async def test_cancel_stops_the_sound_quickly(
     start_player: StartPlayer, recorder: Recorder
 ) -> None:

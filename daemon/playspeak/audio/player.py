@@ -37,6 +37,7 @@ BLOCK_SECONDS = 0.010  # callback period: small enough for prompt cancel, large 
 _STALL_SECONDS = 2.0  # no callback for this long while open: the device or server is gone
 _WATCH_SECONDS = 0.25  # how often run() looks for a stalled stream
 _MAX_SANE_LATENCY = 1.0  # reported DAC latencies outside [0, this) are not believed
+_REFILL_DIVISOR = 4  # a full ring is topped up once a quarter of it is free again
 
 
 class Player:
@@ -79,10 +80,13 @@ class Player:
         self._underflows = 0  # output_underflow status flags
         self._starved = 0  # times the ring ran dry while more audio was expected
         self._frames_played = 0
+        self._wakeups = 0  # times the callback woke the trio side
         self._last_callback = 0.0
         self._last_block: tuple[int, int, float, float] | None = None  # start, end, t, latency
         # written by trio, read by the callback thread
         self._want_wake = False
+        self._wake_at = 0  # wake trio once the read position reaches this (lowest waiter's)
+        self._thresholds: list[int] = []  # trio-private: every waiter's wake position
         self._paused = False
         self._volume = 1.0
         self._expecting = False  # an utterance is being fed: running dry is an underrun
@@ -200,8 +204,9 @@ class Player:
                 latency = self.latency
             self._last_block = (start, start + count, now, latency)
             self._frames_played += count
-            if self._want_wake:
+            if self._want_wake and start + count >= self._wake_at:
                 self._want_wake = False
+                self._wakeups += 1
                 self._call_trio(self._wake)
         except Exception as e:
             self._failure = f"callback failed: {e!r}"
@@ -238,6 +243,7 @@ class Player:
             samples = samples.reshape(-1, 1)
         if samples.shape[1] != self.channels:
             raise ValueError(f"expected (frames, {self.channels}) samples, got {samples.shape}")
+        refill = max(1, ring.capacity // _REFILL_DIVISOR)
         offset = 0
         while True:
             offset += ring.write(samples[offset:])
@@ -245,7 +251,11 @@ class Player:
                 self._expecting = True
             if offset >= len(samples):
                 return ring.frames_written
-            await self._wait_until(lambda: ring.free > 0)
+            # Wake once a good share of the ring is free rather than after every block (or
+            # every small decoded frame): the trio loop then runs a few times a second while a
+            # long utterance plays, not 100. The ring stays at least 3/4 full meanwhile.
+            wake_at = ring.frames_written - ring.capacity + refill
+            await self._wait_until(lambda: ring.free >= refill, wake_at)
 
     async def wait_played(self, position: int) -> None:
         """Return once frame `position` has left the device, i.e. was consumed by the callback
@@ -263,7 +273,7 @@ class Player:
             self._expecting = False
         if position <= 0 or self._was_dropped(position):
             return
-        await self._wait_until(lambda: ring.frames_read >= position)
+        await self._wait_until(lambda: ring.frames_read >= position, position)
         block = self._last_block
         if self._was_dropped(position) or block is None:
             return
@@ -344,6 +354,7 @@ class Player:
             "device_underflows": self._underflows,
             "starved": self._starved,
             "frames_played": self._frames_played,
+            "wakeups": self._wakeups,
             "buffered": self._ring.used if self._ring else 0,
             "paused": self._paused,
             "volume": self._volume,
@@ -358,15 +369,21 @@ class Player:
             raise AudioDeviceError(f"the audio output is not running{reason}")
         return self._ring
 
-    async def _wait_until(self, ready: Callable[[], bool]) -> None:
-        """Sleep until `ready()`, re-checking whenever the callback or cancel() wakes us."""
-        while True:
-            event = self._changed
-            self._want_wake = True  # armed before the check, so no wake-up can be missed
-            if ready():
-                return
-            await event.wait()
-            self._live_ring()
+    async def _wait_until(self, ready: Callable[[], bool], wake_at: int) -> None:
+        """Sleep until `ready()`, re-checking whenever cancel() and the like wake us, or the
+        callback once the read position reached `wake_at` (the lowest of all waiters')."""
+        self._thresholds.append(wake_at)
+        try:
+            while True:
+                event = self._changed
+                self._wake_at = min(self._thresholds)
+                self._want_wake = True  # armed before the check, so no wake-up can be missed
+                if ready():
+                    return
+                await event.wait()
+                self._live_ring()
+        finally:
+            self._thresholds.remove(wake_at)
 
     def _wake(self) -> None:
         event, self._changed = self._changed, trio.Event()
