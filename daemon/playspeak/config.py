@@ -105,6 +105,7 @@ class AudioConfig:
     latency: str = "low"
     buffer_seconds: float = 2.0
     preroll_ms: float = 0.0  # decoded audio held back before an utterance starts playing
+    trim_leading_silence: bool = True  # on an idle device, speech starts at its first sound
 
 
 @dataclass(frozen=True)

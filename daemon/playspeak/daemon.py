@@ -200,6 +200,7 @@ async def open_daemon(config: Config) -> AsyncIterator[Daemon]:
                 max_attempts=config.speech.max_attempts,
                 interrupt_reconnect=config.speech.interrupt_reconnect,
                 preroll_seconds=config.audio.preroll_ms / 1000,
+                trim_leading_silence=config.audio.trim_leading_silence,
             )
             if hasattr(player, "on_change"):  # device lost / back: tell the subscribers
                 player.on_change = lambda state, error: hub.broadcast(

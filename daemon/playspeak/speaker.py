@@ -18,6 +18,8 @@ import numpy as np
 import trio
 
 from playspeak.audio.decoder import make_decoder
+from playspeak.audio.silence import MAX_TRIM_SECONDS as MAX_TRIM
+from playspeak.audio.silence import LeadingSilenceTrimmer
 from playspeak.errors import AudioDeviceError, DecodeError, LinkError
 from playspeak.playai.link import LinkPool, Reply
 from playspeak.priorities import admit
@@ -76,8 +78,10 @@ class Speaker:
         max_age: float = 300.0,
         interrupt_reconnect: bool = True,
         preroll_seconds: float = 0.0,
+        trim_leading_silence: bool = False,
     ) -> None:
         self.preroll_seconds = preroll_seconds
+        self.trim_leading_silence = trim_leading_silence
         self.max_age = max_age
         self.interrupt_reconnect = interrupt_reconnect
         self.chime = chime
@@ -331,16 +335,37 @@ class Speaker:
         # by a late second one does not run the device dry (an audible gap) at the start.
         held: list[np.ndarray] = []
         waiting = self.preroll_seconds > 0
+        trimmer: LeadingSilenceTrimmer | None = None
         while (chunk := await reply.receive()) is not None:
-            for pcm in decoder.feed(chunk):
+            for decoded in decoder.feed(chunk):
+                if trimmer is None:  # decided at the first audio, when the device's state is known
+                    trimmer = self._trimmer(job)
+                pcm = trimmer.feed(decoded)
+                if not len(pcm):
+                    continue
                 if waiting:
                     held.append(pcm)
                     if sum(map(len, held)) < self.preroll_seconds * self.player.samplerate:
                         continue
                     pcm, held, waiting = np.concatenate(held), [], False
                 await self._play(job, pcm)
-        for pcm in [*held, *decoder.flush()]:
+        rest = decoder.flush()
+        if rest and trimmer is None:
+            trimmer = self._trimmer(job)
+        if trimmer is not None:
+            rest = [trimmer.feed(pcm) for pcm in rest]
+            if (tail := trimmer.flush()) is not None:
+                rest.append(tail)  # it was all silence: play the little kept back
+        for pcm in [*held, *rest]:
             await self._play(job, pcm)
+
+    def _trimmer(self, job: Job) -> LeadingSilenceTrimmer:
+        """Trims only an utterance that starts on an idle device: with another utterance (or
+        its own chime) playing before it, its leading silence is the natural pause."""
+        others = (j for j in self.jobs if j is not job)
+        idle = job.start_pos is None and all(j.start_pos is None for j in others)
+        trim = idle and self.trim_leading_silence
+        return LeadingSilenceTrimmer(self.player.samplerate, max_seconds=MAX_TRIM if trim else 0)
 
     async def _play(self, job: Job, pcm: np.ndarray) -> None:
         if len(pcm) == 0:

@@ -1,0 +1,60 @@
+"""Dropping the silence at the start of an utterance, so that speech starts at once.
+
+A streamed MP3 begins with the codec's own delay (about 1,100 samples of digital silence: 46 ms
+at 24 kHz; a live stream has no LAME tag that would let the decoder trim it) and the speech
+engine's leading pause. When an utterance starts on an idle device, that silence is nothing
+but latency. Between queued utterances it is part of the natural pause, so the speaker trims
+only utterances that start on an idle device.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+SILENCE_LEVEL = 1e-3  # |x| below this (-60 dBFS) is silence: far below speech, above dither
+KEEP_SECONDS = 0.005  # silence kept before the first sound: the onset stays whole
+MAX_TRIM_SECONDS = 0.5  # never drop more than this: a pause that long is meant
+
+
+class LeadingSilenceTrimmer:
+    """Drops leading float32 PCM below `level` until the first sound, keeping `keep_seconds`
+    before it, and at most `max_seconds` in all; then passes everything through. I/O-free."""
+
+    def __init__(
+        self,
+        samplerate: int,
+        *,
+        level: float = SILENCE_LEVEL,
+        keep_seconds: float = KEEP_SECONDS,
+        max_seconds: float = MAX_TRIM_SECONDS,
+    ) -> None:
+        self.level = level
+        self._keep = max(0, round(samplerate * keep_seconds))
+        self._budget = max(0, round(samplerate * max_seconds))  # frames we may still drop
+        self._tail: np.ndarray | None = None  # the last `keep` silent frames seen
+        self.trimmed = 0  # frames dropped so far
+        self.done = self._budget == 0
+
+    def feed(self, pcm: np.ndarray) -> np.ndarray:
+        """The part of `pcm` (frames, channels) that should play; empty while it is silence."""
+        if self.done:
+            return pcm
+        if self._tail is not None:
+            pcm = np.concatenate([self._tail, pcm])
+            self._tail = None
+        loud = np.flatnonzero(np.abs(pcm).max(axis=1) >= self.level)
+        first = int(loud[0]) if len(loud) else len(pcm)
+        drop = min(max(0, first - self._keep), self._budget)
+        self.trimmed += drop
+        self._budget -= drop
+        if len(loud) or self._budget == 0:
+            self.done = True
+            return pcm[drop:]
+        self._tail = pcm[drop:]  # all silence, at most `keep` frames: maybe the onset's lead
+        return pcm[:0]
+
+    def flush(self) -> np.ndarray | None:
+        """End of stream while still in silence: the few frames held back (so that an
+        utterance of pure silence still plays something), else None."""
+        tail, self._tail, self.done = self._tail, None, True
+        return tail
