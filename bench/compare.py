@@ -169,9 +169,11 @@ async def measure(c: Contender, b: Bench, runs: int, gap_runs: int) -> Measures:
     return m
 
 
-def contenders(names: list[str], endpoint: Endpoint, env: dict[str, str]) -> list[Contender]:
+def contenders(
+    names: list[str], endpoint: Endpoint, env: dict[str, str], settings: list[str]
+) -> list[Contender]:
     make: dict[str, Callable[[], Contender]] = {
-        "playspeak": lambda: Playspeak(endpoint, env),
+        "playspeak": lambda: Playspeak(endpoint, env, settings),
         "buffer-then-play": lambda: BufferThenPlay(endpoint, env),
         "mpv": lambda: PipePlayer("mpv", MPV, endpoint, env),
         "ffplay": lambda: PipePlayer("ffplay", FFPLAY, endpoint, env),
@@ -316,7 +318,7 @@ async def _run(args: argparse.Namespace, card: PulseNullSink, recorder: Recorder
         print(f"calibration: {how}; adding {offset:+.1f} ms")
         print(f"load average before: {loadavg()}")
         results: dict[str, Measures] = {}
-        for c in contenders(args.players, endpoint, card.child_env()):
+        for c in contenders(args.players, endpoint, card.child_env(), args.set):
             results[c.name] = await measure(c, b, args.runs, args.gap_runs)
         print(f"load average after: {loadavg()}")
     speeds = decode_speed.measure(clips["paragraph"].mp3)
@@ -332,6 +334,8 @@ def print_report(
     how: str,
 ) -> None:
     print()
+    if args.set:
+        print(f"playspeak settings: {', '.join(args.set)}")
     print(
         f"first-byte delay {args.first_byte_delay * 1000:.0f} ms, pace {REALTIME_FACTOR:g}x real "
         f"time; {args.runs} runs per clip, {args.gap_runs} back-to-back runs "
@@ -366,6 +370,13 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=7, help="the server's chunking seed")
     parser.add_argument(
         "--players", default=",".join(PLAYERS), help=f"comma-separated subset of {PLAYERS}"
+    )
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="TABLE.KEY=VALUE",
+        help="a playspeak setting for this run, e.g. audio.latency=0.04 (repeatable)",
     )
     args = parser.parse_args(argv)
     if args.quick:

@@ -21,6 +21,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import tomllib
 from collections.abc import AsyncIterator, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
@@ -106,9 +107,12 @@ class Playspeak(_Child):
 
     name = "playspeak"
 
-    def __init__(self, endpoint: Endpoint, env: dict[str, str]) -> None:
+    def __init__(
+        self, endpoint: Endpoint, env: dict[str, str], settings: Sequence[str] = ()
+    ) -> None:
         self._endpoint = endpoint
         self._env = env
+        self._settings = daemon_settings(settings)
         self._dir = Path(tempfile.mkdtemp(prefix="playspeak-bench-"))
         self._socket = self._dir / "control.sock"
         self._process: trio.Process | None = None
@@ -121,7 +125,16 @@ class Playspeak(_Child):
 
     async def start(self) -> None:
         config = self._dir / "playspeak.toml"
-        config.write_text(f'[audio]\nsamplerate = {RATE}\n\n[log]\nlevel = "warning"\n')
+        tables = {"audio": {"samplerate": RATE}, "log": {"level": "warning"}}
+        for key, value in self._settings.items():
+            table, _, name = key.partition(".")
+            tables.setdefault(table, {})[name] = value
+        config.write_text(
+            "".join(
+                f"[{table}]\n" + "".join(f"{k} = {json.dumps(v)}\n" for k, v in values.items())
+                for table, values in tables.items()
+            )
+        )
         notify = trio.socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         await notify.bind(str(self._dir / "notify"))
         env = {
@@ -203,6 +216,20 @@ class Playspeak(_Child):
     def _next_id(self) -> str:
         self._ids += 1
         return f"bench-{self._ids}"
+
+
+def daemon_settings(settings: Sequence[str]) -> dict[str, Any]:
+    """`table.key=value` strings (value in TOML: 0.04, true, "low"; else taken as text)."""
+    parsed: dict[str, Any] = {}
+    for setting in settings:
+        key, sep, text = setting.partition("=")
+        if not sep or "." not in key:
+            raise ValueError(f"expected table.key=value, not {setting!r}")
+        try:
+            parsed[key.strip()] = tomllib.loads(f"v = {text}")["v"]
+        except tomllib.TOMLDecodeError:
+            parsed[key.strip()] = text
+    return parsed
 
 
 class BufferThenPlay(_Child):

@@ -88,6 +88,8 @@ def test_secrets_are_redacted_in_the_printed_configuration() -> None:
         ('[control]\nsocket_mode = "rw"\n', "octal"),
         ("[control]\nmax_line_bytes = 1\n", "max_line_bytes"),
         ("[audio]\nchannels = 3\n", "audio.channels"),
+        ('[audio]\nlatency = "fast"\n', 'audio.latency must be "low", "high" or seconds'),
+        ("[audio]\nlatency = -1\n", "audio.latency"),
         ("[speech]\npipeline = 1\n", "speech.pipeline must be true or false"),
         ('[log]\nlevel = "loud"\n', "log.level"),
         ('[local_server]\nsynth = "tts"\n', "local_server.synth"),
@@ -99,6 +101,12 @@ def test_errors_name_the_key_and_the_file(tmp_path: Path, text: str, message: st
     with pytest.raises(ConfigError, match=message) as info:
         load_config(path, env={})
     assert str(path) in str(info.value)
+
+
+@pytest.mark.parametrize("written, read", [("0.04", "0.04"), ("1", "1.0"), ('"0.05"', "0.05")])
+def test_latency_in_seconds_as_a_number_or_text(tmp_path: Path, written: str, read: str) -> None:
+    config = load_config(write(tmp_path, f"[audio]\nlatency = {written}\n"), env={})
+    assert config.audio.latency == read
 
 
 def test_unreadable_file(tmp_path: Path) -> None:

@@ -220,6 +220,8 @@ def _coerce(section: str, key: str, value: Any, default: Any, where: str) -> Any
     if isinstance(default, str):
         if key == "device" and isinstance(value, int) and not isinstance(value, bool):
             return str(value)
+        if key == "latency" and isinstance(value, (int, float)) and not isinstance(value, bool):
+            return str(float(value))  # seconds
         if not isinstance(value, str):
             raise ConfigError(f"{where}: {name} must be a string, not {value!r}")
         return value
@@ -312,6 +314,15 @@ def _apply_environment(config: Config, env: dict[str, str]) -> Config:
     return dataclasses.replace(config, api=api, control=control, audio=audio, ssip=ssip)
 
 
+def _is_latency(value: str) -> bool:
+    if value in ("low", "high"):
+        return True
+    try:
+        return float(value) >= 0
+    except ValueError:
+        return False
+
+
 def _validate(config: Config, text: str = "") -> None:
     """Range and consistency checks; each error names the key, the file and its line."""
     where = config.source or "configuration"
@@ -325,6 +336,10 @@ def _validate(config: Config, text: str = "") -> None:
         (config.audio.channels in (1, 2), "audio.channels must be 1 or 2"),
         (config.audio.buffer_seconds > 0, "audio.buffer_seconds must be > 0"),
         (config.audio.preroll_ms >= 0, "audio.preroll_ms must be >= 0"),
+        (
+            _is_latency(config.audio.latency),
+            'audio.latency must be "low", "high" or seconds (a number >= 0)',
+        ),
         (config.audio.samplerate >= 0, "audio.samplerate must be >= 0 (0: device default)"),
         (config.control.max_line_bytes >= 256, "control.max_line_bytes must be >= 256"),
         (config.control.rate_limit >= 0, "control.rate_limit must be >= 0 (0: no limit)"),
