@@ -437,3 +437,37 @@ async def test_player_runs_again_after_closing(
         assert not player.stats["running"]
     assert player.stats["frames_played"] == 2 * len(chirp(0.1))
     assert await recorder.wait_sound_async(2 * RATE // 20, 5, start=recorder.mark)
+
+
+A52_PLUGIN = "libasound_module_pcm_a52.so"
+
+
+@pytest.mark.parametrize("full_probe", [False, True])
+def test_portaudio_start_up_skips_the_a52_encoder_probe_unless_asked(
+    sound_card: PulseNullSink, full_probe: bool
+) -> None:
+    # PortAudio opens every ALSA pcm to probe it; the a52 encoder (libasound2-plugins, which
+    # scripts/setup installs) then maps the system's libavcodec and its codecs: ~13 MiB
+    # resident for a device nobody plays speech on. A fresh process, as the daemon starts.
+    script = (
+        "import os, sys\n"
+        "from playspeak.audio.devices import list_devices, sounddevice\n"
+        "sounddevice()\n"
+        "maps = open('/proc/self/maps').read()\n"
+        f"print('a52' if {A52_PLUGIN!r} in maps else 'no-a52')\n"
+        "print('env-restored' if 'ALSA_CONFIG_PATH' not in os.environ else 'env-changed')\n"
+        "print(sorted(d['name'] for d in list_devices()))\n"
+    )
+    env = {**os.environ, **sound_card.child_env()}
+    env.pop("ALSA_CONFIG_PATH", None)
+    env.pop("PLAYSPEAK_ALSA_FULL_PROBE", None)
+    if full_probe:
+        env["PLAYSPEAK_ALSA_FULL_PROBE"] = "1"
+    result = subprocess.run(
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    probed, environment, names = result.stdout.splitlines()
+    assert probed == ("a52" if full_probe else "no-a52")
+    assert environment == "env-restored"
+    assert "pulse" in names and "default" in names  # what speech plays on is still there

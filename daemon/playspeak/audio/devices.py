@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+import sys
+from collections.abc import Iterator
+from pathlib import Path
 from types import ModuleType
 from typing import Any
 
@@ -19,7 +24,11 @@ def sounddevice() -> ModuleType:
     device list is fixed from then on; a sound server started later is not seen).
     """
     try:
-        import sounddevice as sd
+        if "sounddevice" in sys.modules:
+            import sounddevice as sd
+        else:
+            with _lean_alsa_probe():
+                import sounddevice as sd
     except (OSError, ImportError) as e:  # sounddevice loads libportaudio at import time
         raise AudioDeviceError(
             f"PortAudio is not available ({e}): install it (Debian: apt-get install "
@@ -27,6 +36,32 @@ def sounddevice() -> ModuleType:
             "(PulseAudio/PipeWire)"
         ) from e
     return sd
+
+
+# PortAudio 19.6 opens every pcm.* of the ALSA configuration to probe it; see the .conf file.
+_ALSA_PROBE_CONF = Path(__file__).with_name("alsa-skip-probe.conf")
+
+
+@contextlib.contextmanager
+def _lean_alsa_probe() -> Iterator[None]:
+    """While PortAudio initialises, read alsa-skip-probe.conf after ALSA's usual files
+    (ALSA_CONFIG_PATH if set, else ALSA_CONFIG_DIR/alsa.conf, which loads /etc/asound.conf and
+    ~/.asoundrc), then restore the environment: later snd_pcm_open() calls and child processes
+    see the normal configuration. PLAYSPEAK_ALSA_FULL_PROBE=1 turns this off."""
+    old = os.environ.get("ALSA_CONFIG_PATH")
+    base = old or os.path.join(os.environ.get("ALSA_CONFIG_DIR", "/usr/share/alsa"), "alsa.conf")
+    usable = _ALSA_PROBE_CONF.is_file() and all(os.path.isfile(f) for f in base.split(":"))
+    if os.environ.get("PLAYSPEAK_ALSA_FULL_PROBE") or not usable:
+        yield  # e.g. a distribution whose alsa.conf lives elsewhere: probe as before
+        return
+    os.environ["ALSA_CONFIG_PATH"] = f"{base}:{_ALSA_PROBE_CONF}"
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop("ALSA_CONFIG_PATH", None)
+        else:
+            os.environ["ALSA_CONFIG_PATH"] = old
 
 
 def list_devices() -> list[dict[str, Any]]:
