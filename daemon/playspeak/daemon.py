@@ -234,6 +234,7 @@ async def open_daemon(config: Config) -> AsyncIterator[Daemon]:
             log.info("listening on %s", shown_path)
             if config.ssip.socket:  # Speech Dispatcher's clients (spd-say, speechd) speak here too
                 from playspeak.ssip.server import SsipServer  # lazy: ~1 MiB, off by default
+
                 await nursery.start(SsipServer.open(config, speaker, lambda: daemon.config).run)
             notifier = systemd.Notifier(daemon, ready_when=config.systemd.ready_when)
             await nursery.start(notifier.run)  # READY=1, STATUS, WATCHDOG
