@@ -7,6 +7,7 @@ checked on the sound card in test_daemon_speak (no gap and no overlap between th
 from __future__ import annotations
 
 import wave
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -80,3 +81,18 @@ async def test_speech_from_idle_starts_at_its_first_sound_and_loses_nothing_else
     assert abs(len(played) - len(source)) <= MS
     n = min(len(played), len(source))
     assert np.corrcoef(played[:n], source[:n])[0, 1] >= 0.999
+
+
+async def test_an_utterance_of_silence_still_reports_started_before_finished(
+    tmp_path: Path,
+) -> None:
+    # "." synthesises to silence only: all of it is held back as leading silence, so the
+    # utterance is fed whole at its end, and its `started` and `finished` are due at once.
+    config = wav_config(tmp_path, trim=True)
+    config = replace(config, local_server=replace(config.local_server, synth="generated"))
+    async with open_daemon(config) as daemon:
+        client = await LineClient.open(daemon.socket_path)
+        for _ in range(8):  # trio runs simultaneous tasks in either order: try both
+            reply = await client.command(cmd="speak", text=".")
+            events = await client.events_until_end({reply["id"]})
+            assert [e["event"] for e in events] == ["queued", "started", "finished"]

@@ -58,6 +58,7 @@ class Job:
     end_pos: int | None = None  # ... after its last sample, once all is fed
     dropped: bool = False  # its audio was thrown away (cancelled or to be spoken again)
     device_generation: int = 0  # the audio output's loss count when its first audio went out
+    start_announced: trio.Event = field(default_factory=trio.Event)  # `started` sent or skipped
 
 
 class Speaker:
@@ -387,13 +388,19 @@ class Speaker:
 
     async def _announce_started(self, job: Job) -> None:
         assert job.start_pos is not None
-        heard = await self.player.wait_played(job.start_pos + 1)
-        if heard is not False and not job.dropped:
-            self.hub.emit(job.utterance, "started")
+        try:
+            heard = await self.player.wait_played(job.start_pos + 1)
+            if heard is not False and not job.dropped:
+                self.hub.emit(job.utterance, "started")
+        finally:
+            job.start_announced.set()
 
     async def _announce_finished(self, job: Job) -> None:
         assert job.end_pos is not None
         heard = await self.player.wait_played(job.end_pos)
+        # A short utterance can be fed whole before its `started` task ran (trio runs new
+        # tasks in any order): `started` must still come first.
+        await job.start_announced.wait()
         if job.dropped:
             return
         self._forget(job)
