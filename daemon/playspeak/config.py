@@ -102,9 +102,9 @@ class AudioConfig:
     samplerate: int = 0  # 0: the device's default rate
     channels: int = 1
     blocksize_ms: float = 10.0
-    latency: str = "low"
+    latency: str = "0.04"  # seconds, or PortAudio's "low"/"high"
     buffer_seconds: float = 2.0
-    preroll_ms: float = 0.0  # decoded audio held back before an utterance starts playing
+    preroll_ms: float = 150.0  # decoded audio held back before an utterance starts playing
     trim_leading_silence: bool = True  # on an idle device, speech starts at its first sound
 
 
