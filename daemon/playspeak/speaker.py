@@ -338,6 +338,7 @@ class Speaker:
         waiting = self.preroll_seconds > 0
         trimmer: LeadingSilenceTrimmer | None = None
         while (chunk := await reply.receive()) is not None:
+            ready: list[np.ndarray] = []
             for decoded in decoder.feed(chunk):
                 if trimmer is None:  # decided at the first audio, when the device's state is known
                     trimmer = self._trimmer(job)
@@ -349,7 +350,9 @@ class Speaker:
                     if sum(map(len, held)) < self.preroll_seconds * self.player.samplerate:
                         continue
                     pcm, held, waiting = np.concatenate(held), [], False
-                await self._play(job, pcm)
+                ready.append(pcm)
+            if ready:  # one write per chunk, not per MP3 frame: fewer trips through trio's loop
+                await self._play(job, ready[0] if len(ready) == 1 else np.concatenate(ready))
         rest = decoder.flush()
         if rest and trimmer is None:
             trimmer = self._trimmer(job)
