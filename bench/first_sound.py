@@ -206,7 +206,11 @@ async def _measure(
         config = Config(
             api=ApiConfig(url=url, api_key=key, user_id=user),
             control=ControlConfig(socket=str(Path(tmp) / "control.sock")),
-            audio=AudioConfig(samplerate=RATE),
+            audio=AudioConfig(
+                samplerate=RATE,
+                preroll_ms=args.preroll_ms,
+                trim_leading_silence=not args.no_trim,
+            ),
             local_server=LocalServerConfig(
                 first_byte_delay=args.first_byte_delay, realtime_factor=3.0, synth="espeak"
             ),
@@ -219,12 +223,13 @@ async def _measure(
                     await client.say(clip.text, wait=True)  # warm-up: connection, caches
                     await trio.sleep(SETTLE)
                     runs = []
+                    lead_in = clip.played_lead_in(trimmed=not args.no_trim)
                     starved = daemon.player.stats.get("starved", 0)
                     for n in range(args.runs):
                         t_ok, start = await speak_once(client, clip.text, f"r{n}", probe, recorder)
                         index = recorder.first_loud(start)
                         heard = None if index is None else recorder.time_of(index) + offset / 1000
-                        run = figures(probe, t_ok, heard, args.first_byte_delay, clip.lead_in)
+                        run = figures(probe, t_ok, heard, args.first_byte_delay, lead_in)
                         run.starved = daemon.player.stats.get("starved", 0) - starved
                         starved += run.starved
                         runs.append(run)
@@ -243,6 +248,7 @@ def print_report(
     offset: float,
 ) -> None:
     delay = args.first_byte_delay * 1000
+    lead_in = clip.played_lead_in(trimmed=not args.no_trim) * 1000
     rows_spec = [
         ("(a) link's first byte -> callback consumed 1st frame", "link_to_callback", "<= 5 ms"),
         ("    of which: first byte -> first PCM to Player.play", "decode", ""),
@@ -253,7 +259,7 @@ def print_report(
             "ok_to_sound",
             "<= 60 ms",
         ),
-        (f"(b) net: also minus the clip's lead-in {clip.lead_in * 1000:.1f} ms", "net", ""),
+        (f"(b) net: also minus the lead-in as played, {lead_in:.1f} ms", "net", ""),
         ("callback consumed -> heard, minus lead-in (device path)", "device_path", ""),
     ]
     rows = []
@@ -268,6 +274,10 @@ def print_report(
         f"short clip ({clip.duration:.2f} s, lead-in {clip.lead_in * 1000:.1f} ms), "
         f"{len(runs)} runs ({missing} with a missing stamp), first-byte delay {delay:.0f} ms, "
         f"pace 3x; load average {loadavg()}"
+    )
+    print(
+        f"settings: audio.preroll_ms {args.preroll_ms:g}, trim_leading_silence "
+        f"{not args.no_trim} (lead-in as played {lead_in:.1f} ms)"
     )
     print(f"calibration: {how}; added {offset:+.1f} ms")
     print(
@@ -290,10 +300,20 @@ def print_report(
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
+    from playspeak.config import AudioConfig
+
     parser = argparse.ArgumentParser(prog="python -m bench.first_sound", description=__doc__)
     parser.add_argument("--runs", type=int, default=20, help="utterances measured (default 20)")
     parser.add_argument("--first-byte-delay", type=float, default=0.15, help="seconds")
     parser.add_argument("--clicks", type=int, default=30, help="calibration clicks; 0: -8.2 ms")
+    parser.add_argument(
+        "--preroll-ms",
+        type=float,
+        default=AudioConfig().preroll_ms,
+        help="audio.preroll_ms (default: the daemon's default); 0 measures the software path "
+        "alone: the first decoded frame goes to the player at once",
+    )
+    parser.add_argument("--no-trim", action="store_true", help="audio.trim_leading_silence = false")
     parser.add_argument(
         "--embedded",
         action="store_true",

@@ -50,6 +50,18 @@ class Clip:
         """Seconds from the clip's first sample to its first loud one."""
         return int(np.flatnonzero(np.abs(self.pcm) > THRESHOLD)[0]) / RATE
 
+    def played_lead_in(self, trimmed: bool) -> float:
+        """Seconds before the first loud sample as the daemon plays the clip from an idle
+        device: all of lead_in, or with audio.trim_leading_silence what the trimmer keeps
+        (from 5 ms before the first sample at -60 dBFS)."""
+        if not trimmed:
+            return self.lead_in
+        from playspeak.audio.silence import KEEP_SECONDS, SILENCE_LEVEL
+
+        quiet = int(np.flatnonzero(np.abs(self.pcm) >= SILENCE_LEVEL * 32768)[0])
+        dropped = max(0, quiet - round(KEEP_SECONDS * RATE))
+        return self.lead_in - dropped / RATE
+
     @property
     def loud_span(self) -> int:
         """Samples from its first loud sample to its last one."""
