@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from playspeak.audio.silence import LeadingSilenceTrimmer
+from playspeak.audio.silence import LeadingSilenceTrimmer, UtteranceStart
 
 RATE = 48000
 
@@ -72,3 +72,32 @@ def test_a_loud_sample_in_any_channel_is_sound() -> None:
     played = trimmer.feed(stereo)
     assert len(played) == 400 + 240
     assert played[240, 1] == np.float32(0.5)
+
+
+def test_the_start_holds_the_pre_roll_back_once_then_passes_each_chunk_at_once() -> None:
+    start = UtteranceStart(RATE, trim=True, preroll_seconds=0.1)  # 4800 frames
+    assert start.feed([silence(2000)]) is None  # leading silence: nothing to play yet
+    assert start.feed([tone(2000), tone(2000)]) is None  # 240 kept + 4000 < 4800
+    first = start.feed([tone(1000)])
+    assert first is not None and len(first) == 240 + 5000
+    later = start.feed([tone(500), tone(700)])  # after the pre-roll: one array per chunk
+    assert later is not None and len(later) == 1200
+    assert start.feed([]) is None
+    rest = start.finish([tone(300)])
+    assert rest is not None and len(rest) == 300
+
+
+def test_a_short_utterance_is_played_whole_at_its_end() -> None:
+    start = UtteranceStart(RATE, trim=False, preroll_seconds=0.15)
+    assert start.feed([silence(480), tone(960)]) is None
+    rest = start.finish([tone(480)])
+    assert rest is not None and len(rest) == 480 + 960 + 480  # untrimmed, nothing lost
+
+
+def test_without_pre_roll_or_trimming_everything_passes_as_it_comes() -> None:
+    start = UtteranceStart(RATE, trim=False, preroll_seconds=0)
+    blocks = [silence(480), tone(960)]
+    out = start.feed(blocks)
+    assert out is not None
+    np.testing.assert_array_equal(out, np.concatenate(blocks))
+    assert start.finish([]) is None

@@ -18,8 +18,7 @@ import numpy as np
 import trio
 
 from playspeak.audio.decoder import make_decoder
-from playspeak.audio.silence import MAX_TRIM_SECONDS as MAX_TRIM
-from playspeak.audio.silence import LeadingSilenceTrimmer
+from playspeak.audio.silence import UtteranceStart
 from playspeak.errors import AudioDeviceError, DecodeError, LinkError
 from playspeak.playai.link import LinkPool, Reply
 from playspeak.priorities import admit
@@ -332,44 +331,33 @@ class Speaker:
             out_channels=self.player.channels,
             in_rate=int(u.params.get("sample_rate") or 24000),
         )
-        # Pre-roll: hold the first `preroll` frames back, so that a small first chunk followed
-        # by a late second one does not run the device dry (an audible gap) at the start.
-        held: list[np.ndarray] = []
-        waiting = self.preroll_seconds > 0
-        trimmer: LeadingSilenceTrimmer | None = None
+        start: UtteranceStart | None = None  # made at the first audio, when the device's
+        # state is known: idle (trim the leading silence) or playing another utterance
         while (chunk := await reply.receive()) is not None:
-            ready: list[np.ndarray] = []
-            for decoded in decoder.feed(chunk):
-                if trimmer is None:  # decided at the first audio, when the device's state is known
-                    trimmer = self._trimmer(job)
-                pcm = trimmer.feed(decoded)
-                if not len(pcm):
-                    continue
-                if waiting:
-                    held.append(pcm)
-                    if sum(map(len, held)) < self.preroll_seconds * self.player.samplerate:
-                        continue
-                    pcm, held, waiting = np.concatenate(held), [], False
-                ready.append(pcm)
-            if ready:  # one write per chunk, not per MP3 frame: fewer trips through trio's loop
-                await self._play(job, ready[0] if len(ready) == 1 else np.concatenate(ready))
+            blocks = decoder.feed(chunk)
+            if blocks and start is None:
+                start = self._utterance_start(job)
+            # one write per chunk, not per MP3 frame: fewer trips through trio's loop
+            if start is not None and (pcm := start.feed(blocks)) is not None:
+                await self._play(job, pcm)
         rest = decoder.flush()
-        if rest and trimmer is None:
-            trimmer = self._trimmer(job)
-        if trimmer is not None:
-            rest = [trimmer.feed(pcm) for pcm in rest]
-            if (tail := trimmer.flush()) is not None:
-                rest.append(tail)  # it was all silence: play the little kept back
-        for pcm in [*held, *rest]:
+        if start is None:
+            start = self._utterance_start(job)
+        if (pcm := start.finish(rest)) is not None:
             await self._play(job, pcm)
 
-    def _trimmer(self, job: Job) -> LeadingSilenceTrimmer:
-        """Trims only an utterance that starts on an idle device: with another utterance (or
-        its own chime) playing before it, its leading silence is the natural pause."""
+    def _utterance_start(self, job: Job) -> UtteranceStart:
+        """Leading silence is trimmed only when the utterance starts on an idle device: with
+        another utterance (or its own chime) playing before it, that silence is the natural
+        pause. The pre-roll keeps a small first chunk and a late second one from running the
+        device dry (an audible gap) at the start."""
         others = (j for j in self.jobs if j is not job)
         idle = job.start_pos is None and all(j.start_pos is None for j in others)
-        trim = idle and self.trim_leading_silence
-        return LeadingSilenceTrimmer(self.player.samplerate, max_seconds=MAX_TRIM if trim else 0)
+        return UtteranceStart(
+            self.player.samplerate,
+            trim=idle and self.trim_leading_silence,
+            preroll_seconds=self.preroll_seconds,
+        )
 
     async def _play(self, job: Job, pcm: np.ndarray) -> None:
         if len(pcm) == 0:

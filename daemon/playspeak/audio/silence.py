@@ -58,3 +58,37 @@ class LeadingSilenceTrimmer:
         utterance of pure silence still plays something), else None."""
         tail, self._tail, self.done = self._tail, None, True
         return tail
+
+
+class UtteranceStart:
+    """How an utterance begins: its leading silence dropped (when it starts on an idle
+    device), then `preroll_seconds` of audio held back so the service's next chunk is in
+    before the first has played out. I/O-free; `feed` returns what may play now."""
+
+    def __init__(self, samplerate: int, *, trim: bool, preroll_seconds: float) -> None:
+        max_trim = MAX_TRIM_SECONDS if trim else 0.0
+        self._trimmer = LeadingSilenceTrimmer(samplerate, max_seconds=max_trim)
+        self._preroll = round(preroll_seconds * samplerate)
+        self._held: list[np.ndarray] = []
+
+    def feed(self, blocks: list[np.ndarray]) -> np.ndarray | None:
+        """The PCM of `blocks` (as the decoder gave them) that may play now, in one array."""
+        self._hold(blocks)
+        if not self._held or sum(map(len, self._held)) < self._preroll:
+            return None
+        self._preroll = 0  # held back once, at the start only
+        return self._take()
+
+    def finish(self, blocks: list[np.ndarray]) -> np.ndarray | None:
+        """The end of the stream (the decoder's last blocks): everything still held."""
+        self._hold(blocks)
+        if (tail := self._trimmer.flush()) is not None:
+            self._held.append(tail)  # it was all silence: play the little kept back
+        return self._take() if self._held else None
+
+    def _hold(self, blocks: list[np.ndarray]) -> None:
+        self._held += [pcm for block in blocks if len(pcm := self._trimmer.feed(block))]
+
+    def _take(self) -> np.ndarray:
+        held, self._held = self._held, []
+        return held[0] if len(held) == 1 else np.concatenate(held)
