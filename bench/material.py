@@ -52,15 +52,14 @@ class Clip:
 
     def played_lead_in(self, trimmed: bool) -> float:
         """Seconds before the first loud sample as the daemon plays the clip from an idle
-        device: all of lead_in, or with audio.trim_leading_silence what the trimmer keeps
-        (from 5 ms before the first sample at -60 dBFS)."""
+        device: all of lead_in, or with audio.trim_leading_silence what its trimmer leaves."""
         if not trimmed:
             return self.lead_in
-        from playspeak.audio.silence import KEEP_SECONDS, SILENCE_LEVEL
+        from playspeak.audio.silence import LeadingSilenceTrimmer
 
-        quiet = int(np.flatnonzero(np.abs(self.pcm) >= SILENCE_LEVEL * 32768)[0])
-        dropped = max(0, quiet - round(KEEP_SECONDS * RATE))
-        return self.lead_in - dropped / RATE
+        trimmer = LeadingSilenceTrimmer(RATE)
+        trimmer.feed((self.pcm / 32768).astype(np.float32).reshape(-1, 1))
+        return self.lead_in - trimmer.trimmed / RATE
 
     @property
     def loud_span(self) -> int:

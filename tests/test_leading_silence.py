@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from playspeak.audio.silence import SILENCE_LEVEL
 from playspeak.config import (
     DEFAULT_VOICE,
     AudioConfig,
@@ -26,7 +27,7 @@ from audio_compare import RATE, reference_pcm
 from daemon_helpers import LineClient
 
 MS = RATE // 1000
-SILENCE = 1e-3 * 32768  # -60 dBFS on the int16 scale: the trimmer's level
+SILENCE = SILENCE_LEVEL * 32768  # the trimmer's level on the int16 scale
 TEXT = "Garage door open."
 
 
