@@ -104,6 +104,7 @@ class AudioConfig:
     blocksize_ms: float = 10.0
     latency: str = "0.04"  # seconds, or PortAudio's "low"/"high"
     buffer_seconds: float = 2.0
+    stop_when_idle: bool = True  # start the output stream per utterance: new speech plays at once
     preroll_ms: float = 150.0  # decoded audio held back before an utterance starts playing
     trim_leading_silence: bool = True  # on an idle device, speech starts at its first sound
 

@@ -65,6 +65,7 @@ def make_player(config: Config) -> Any:
         else 0,
         latency=audio.latency,
         buffer_seconds=audio.buffer_seconds,
+        stop_when_idle=audio.stop_when_idle,
     )
     return AudioOutput(player)
 

@@ -1,18 +1,20 @@
 """The player stage: a sounddevice OutputStream fed from a PcmRing, with MPD's output verbs.
 
-The stream is opened once by ``run()`` and stays open between utterances, writing silence
-while idle. That is a deliberate trade: the first sample of an utterance reaches the speaker
-one callback block plus the device latency after ``play()`` (about 10 ms + tens of ms), with
-no device open/start on the critical path (which costs tens to hundreds of ms through
-ALSA/PulseAudio and may swallow the first samples). The price: the device is always held
-open (the sound server shows a permanent stream; an exclusive raw ALSA device is unavailable
-to other programs) and the callback runs about 100 times a second even in silence (a small,
-steady CPU cost).
+The stream is opened once by ``run()`` and stays open, but it is *started* only while there is
+something to play: ``play()`` starts it once the first frames are in the ring (about 1 ms), and
+it is stopped again a moment after the last frame has been heard, or at once when ``cancel()``
+dropped everything. A running stream keeps its device buffer full of silence, so new audio
+would queue behind that silence (measured: 58 ms at 40 ms latency on PulseAudio); a stream
+started with the audio already in the ring plays it at once (under 1 ms). Stopping (aborting)
+also drops what the device still holds after a cancel, and no callback runs while nothing
+plays. ``stop_when_idle=False`` keeps the stream running between utterances (for devices that
+are slow to wake, e.g. HDMI or Bluetooth, which may clip the first syllable).
 
 Threads: the PortAudio callback runs on PortAudio's thread. It only reads the ring (a short
 lock), applies the gain, pads with silence and updates a few counters; it never blocks and
 never calls into trio except ``TrioToken.run_sync_soon`` to wake a waiting trio task. Every
-other method runs on the trio thread.
+other method runs on the trio thread; stream start/stop calls block, so they run in a worker
+thread, one at a time.
 """
 
 from __future__ import annotations
@@ -38,6 +40,9 @@ _STALL_SECONDS = 2.0  # no callback for this long while open: the device or serv
 _WATCH_SECONDS = 0.25  # how often run() looks for a stalled stream
 _MAX_SANE_LATENCY = 1.0  # reported DAC latencies outside [0, this) are not believed
 _REFILL_DIVISOR = 4  # a full ring is topped up once a quarter of it is free again
+# Silence after the last frame was heard before the stream stops: utterances queued back to
+# back (pipelined) keep it running; a restart costs about 1 ms, so this can stay short.
+IDLE_STOP_SECONDS = 0.2
 
 
 class Player:
@@ -58,6 +63,7 @@ class Player:
         blocksize: int = 0,
         latency: str | float = "low",
         buffer_seconds: float = 2.0,
+        stop_when_idle: bool = True,
     ) -> None:
         self._device_spec = device
         self.samplerate = samplerate or 0
@@ -68,6 +74,7 @@ class Player:
             latency = float(latency)
         self._latency_setting = latency
         self._buffer_seconds = buffer_seconds
+        self.stop_when_idle = stop_when_idle
         self.device_name = ""
         self.latency = 0.0  # the stream's reported output latency, seconds
         self._ring: PcmRing | None = None
@@ -76,12 +83,19 @@ class Player:
         self._died = trio.Event()
         self._failure = ""
         self._changed = trio.Event()  # set (and replaced) whenever waiters should look again
+        self._stream: Any = None
+        self._active = False  # the stream is started (callbacks run); trio-owned
+        self._switching = trio.Lock()  # one start/stop at a time
+        self._attention = trio.Event()  # wakes _watch: the stream died, or cancel() asks to stop
+        self._stop_now = False  # cancel() emptied the ring: stop without waiting
+        self._starts = 0
         # written by the callback thread, read by trio
         self._underflows = 0  # output_underflow status flags
         self._starved = 0  # times the ring ran dry while more audio was expected
         self._frames_played = 0
         self._wakeups = 0  # times the callback woke the trio side
         self._last_callback = 0.0
+        self._last_sound = 0.0  # monotonic time of the last block that played frames
         self._last_block: tuple[int, int, float, float] | None = None  # start, end, t, latency
         # written by trio, read by the callback thread
         self._want_wake = False
@@ -107,18 +121,23 @@ class Player:
         self._failure = ""
         self.cancel()  # audio left from an earlier run is stale
         stream = await trio.to_thread.run_sync(self._open, self._died)
+        self._stream, self._active = stream, False
         try:
             self._running = True
+            if not self.stop_when_idle:
+                await self._start_stream()
             task_status.started()
             await self._watch(stream)
         finally:
             self._running = False
+            self._active = False
+            self._stream = None
             self._wake()  # waiters see the player closed
             with trio.CancelScope(shield=True):
                 await trio.to_thread.run_sync(_close, stream)
 
     def _open(self, died: trio.Event) -> Any:
-        """Worker thread: resolve the device, build the ring, open and start the stream."""
+        """Worker thread: resolve the device, build the ring, open the stream (not started)."""
         sd = sounddevice()
         index = resolve_device(self._device_spec)
         try:
@@ -152,27 +171,65 @@ class Player:
                 f"channel(s): {e}; `playspeak devices` lists what is available"
             ) from e
         self.samplerate, self.blocksize, self.latency = rate, blocksize, float(stream.latency)
-        try:
-            stream.start()
-        except sd.PortAudioError as e:
-            _close(stream)
-            raise AudioDeviceError(f"cannot start output device {info['name']!r}: {e}") from e
         return stream
 
+    async def _start_stream(self) -> None:
+        """Start the stream (the ring's frames play at once); AudioDeviceError if the device
+        refuses, which also ends run() so that the owner reopens it."""
+        async with self._switching:
+            stream = self._stream
+            if self._active or stream is None:
+                return
+            sd = sounddevice()
+            try:
+                await trio.to_thread.run_sync(stream.start)
+            except sd.PortAudioError as e:
+                self._failure = f"cannot start output device {self.device_name!r}: {e}"
+                self._died.set()
+                raise AudioDeviceError(self._failure) from e
+            self._last_callback = time.monotonic()
+            self._active = True
+            self._starts += 1
+
     async def _watch(self, stream: Any) -> None:
-        """Return never; raise AudioDeviceError once the stream has died or stalled."""
+        """Return never: stop the stream when idle (see _stop_if_idle); raise
+        AudioDeviceError once the stream has died or stalled."""
         while True:
-            with trio.move_on_after(_WATCH_SECONDS):
-                await self._died.wait()
+            period = IDLE_STOP_SECONDS / 2 if self._active else _WATCH_SECONDS
+            with trio.move_on_after(period):
+                await self._attention.wait()
+            self._attention = trio.Event()
             if self._died.is_set():
                 reason = self._failure or "the device stopped"
                 raise AudioDeviceError(f"audio stream on {self.device_name!r} ended: {reason}")
+            if not self._active or self._switching.locked():
+                continue  # stopped on purpose (idle), or being started or stopped
             silent_for = time.monotonic() - self._last_callback
             if silent_for > _STALL_SECONDS or not stream.active:
                 raise AudioDeviceError(
                     f"audio stream on {self.device_name!r} stalled ({silent_for:.1f} s without "
                     "a callback): the device or sound server is gone"
                 )
+            if self.stop_when_idle:
+                await self._stop_if_idle(stream)
+
+    async def _stop_if_idle(self, stream: Any) -> None:
+        """Stop the stream once nothing has played for IDLE_STOP_SECONDS after the device
+        latency, or at once after cancel() emptied the ring (dropping what the device holds)."""
+        urgent, self._stop_now = self._stop_now, False
+        if not self._idle():
+            return
+        if not urgent and time.monotonic() - self._last_sound < self.latency + IDLE_STOP_SECONDS:
+            return
+        async with self._switching:
+            if self._active and self._idle():
+                self._active = False  # first: the finished callback is then expected
+                with contextlib.suppress(sounddevice().PortAudioError):
+                    await trio.to_thread.run_sync(stream.abort)
+
+    def _idle(self) -> bool:
+        ring = self._ring
+        return ring is not None and ring.used == 0 and not self._expecting
 
     # --- the PortAudio thread -----------------------------------------------------------
 
@@ -203,6 +260,7 @@ class Player:
             if not 0.0 <= latency < _MAX_SANE_LATENCY or not time_info.currentTime:
                 latency = self.latency
             self._last_block = (start, start + count, now, latency)
+            self._last_sound = now
             self._frames_played += count
             if self._want_wake and start + count >= self._wake_at:
                 self._want_wake = False
@@ -213,8 +271,11 @@ class Player:
             raise sounddevice().CallbackAbort from e
 
     def _finished_callback(self, died: trio.Event) -> None:
-        """PortAudio thread: the stream became inactive (stopped, aborted or failed)."""
-        self._call_trio(died.set)
+        """PortAudio thread: the stream became inactive (stopped, aborted or failed). Stopped
+        when idle, it is not dead: `_active` was cleared before the stop."""
+        if self._active:
+            self._call_trio(died.set)
+            self._call_trio(self._attention.set)
         self._call_trio(self._wake)
 
     def _call_trio(self, fn: Callable[[], object]) -> None:
@@ -249,6 +310,8 @@ class Player:
             offset += ring.write(samples[offset:])
             if offset:
                 self._expecting = True
+            if not self._active and ring.used:
+                await self._start_stream()
             if offset >= len(samples):
                 return ring.frames_written
             # Wake once a good share of the ring is free rather than after every block (or
@@ -299,6 +362,9 @@ class Player:
         dropped = ring.clear()
         if dropped:
             self._dropped.append((ring.frames_written - dropped, ring.frames_written))
+        if self._active:
+            self._stop_now = True  # stop the stream now: that also drops what the device holds
+            self._attention.set()
         self._wake()
         return dropped
 
@@ -315,6 +381,9 @@ class Player:
             self._dropped.append((upto - dropped, upto))
             if upto == ring.frames_written:
                 self._expecting = False  # nothing left of the utterance being fed
+                if self._active:
+                    self._stop_now = True
+                    self._attention.set()
             self._wake()
         return dropped
 
@@ -355,6 +424,8 @@ class Player:
             "starved": self._starved,
             "frames_played": self._frames_played,
             "wakeups": self._wakeups,
+            "stream_starts": self._starts,
+            "stream_active": self._active,
             "buffered": self._ring.used if self._ring else 0,
             "paused": self._paused,
             "volume": self._volume,
