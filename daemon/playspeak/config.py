@@ -105,7 +105,8 @@ class AudioConfig:
     latency: str = "0.04"  # seconds, or PortAudio's "low"/"high"
     buffer_seconds: float = 2.0
     stop_when_idle: bool = True  # start the output stream per utterance: new speech plays at once
-    preroll_ms: float = 150.0  # decoded audio held back before an utterance starts playing
+    preroll_ms: float = 250.0  # audio held back before an utterance starts playing ...
+    adaptive_preroll: bool = True  # ... until the service's pace is learned from its replies
     trim_leading_silence: bool = True  # on an idle device, speech starts at its first sound
 
 

@@ -200,6 +200,7 @@ async def open_daemon(config: Config) -> AsyncIterator[Daemon]:
                 max_attempts=config.speech.max_attempts,
                 interrupt_reconnect=config.speech.interrupt_reconnect,
                 preroll_seconds=config.audio.preroll_ms / 1000,
+                adaptive_preroll=config.audio.adaptive_preroll,
                 trim_leading_silence=config.audio.trim_leading_silence,
             )
             if hasattr(player, "on_change"):  # device lost / back: tell the subscribers

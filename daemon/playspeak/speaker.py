@@ -9,6 +9,7 @@ feeder decodes replies strictly in order into the player.
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -17,6 +18,7 @@ from typing import Any, Protocol
 import numpy as np
 import trio
 
+from playspeak.audio.arrivals import ArrivalModel, ReplyTrace
 from playspeak.audio.decoder import make_decoder
 from playspeak.audio.silence import UtteranceStart
 from playspeak.errors import AudioDeviceError, DecodeError, LinkError
@@ -26,6 +28,10 @@ from playspeak.speech import EventHub, SpeechQueue, Utterance
 
 log = logging.getLogger(__name__)
 
+# Buffered beyond what the device takes at once when an utterance starts before its pre-roll:
+# trio's scheduling and the decoder's frame granularity.
+START_MARGIN_SECONDS = 0.010
+
 
 class AudioSink(Protocol):
     """What the speaker needs of a player (the sound card, or a WAV file)."""
@@ -33,6 +39,8 @@ class AudioSink(Protocol):
     samplerate: int
     channels: int
 
+    @property
+    def prefill_seconds(self) -> float: ...  # taken from the buffer at once on starting
     @property
     def frames_written(self) -> int: ...
     async def play(self, pcm: np.ndarray) -> int: ...
@@ -78,9 +86,12 @@ class Speaker:
         max_age: float = 300.0,
         interrupt_reconnect: bool = True,
         preroll_seconds: float = 0.0,
+        adaptive_preroll: bool = False,
         trim_leading_silence: bool = False,
     ) -> None:
         self.preroll_seconds = preroll_seconds
+        self.adaptive_preroll = adaptive_preroll
+        self.arrivals = ArrivalModel()  # the service's pace, learned from its replies
         self.trim_leading_silence = trim_leading_silence
         self.max_age = max_age
         self.interrupt_reconnect = interrupt_reconnect
@@ -331,32 +342,62 @@ class Speaker:
             out_channels=self.player.channels,
             in_rate=int(u.params.get("sample_rate") or 24000),
         )
+        rate = self.player.samplerate
         start: UtteranceStart | None = None  # made at the first audio, when the device's
         # state is known: idle (trim the leading silence) or playing another utterance
-        while (chunk := await reply.receive()) is not None:
+        idle = self._starts_idle(job)  # read as it arrives: its pace is the service's
+        trace, decoded = ReplyTrace(), 0
+        first_arrival = math.inf
+        while True:
+            hold = start.wait(trio.current_time() - first_arrival) if start else math.inf
+            with trio.move_on_after(hold) as holding:
+                stamped = await reply.receive_stamped()
+            if holding.cancelled_caught:
+                # nothing new came, and what is held may now start without running dry
+                if start is not None and (pcm := start.release()) is not None:
+                    await self._play(job, pcm)
+                continue
+            if stamped is None:
+                break
+            chunk, arrived = stamped
+            first_arrival = min(first_arrival, arrived)
             blocks = decoder.feed(chunk)
+            before, decoded = decoded, decoded + sum(map(len, blocks))
+            trace.add(arrived, before / rate, decoded / rate)
             if blocks and start is None:
-                start = self._utterance_start(job)
+                start = self._utterance_start(job, idle)
             # one write per chunk, not per MP3 frame: fewer trips through trio's loop
-            if start is not None and (pcm := start.feed(blocks)) is not None:
-                await self._play(job, pcm)
+            if start is not None:
+                pcm = start.feed(blocks, trio.current_time() - first_arrival)
+                if pcm is not None:
+                    await self._play(job, pcm)
         rest = decoder.flush()
         if start is None:
-            start = self._utterance_start(job)
+            start = self._utterance_start(job, idle)
         if (pcm := start.finish(rest)) is not None:
             await self._play(job, pcm)
+        if idle:
+            # Only replies read as they arrived show the service's pace: a queued one's
+            # chunks may have waited on the link behind the one playing.
+            self.arrivals.learn(trace)
 
-    def _utterance_start(self, job: Job) -> UtteranceStart:
+    def _starts_idle(self, job: Job) -> bool:
+        """Nothing of this or any other utterance has been played yet."""
+        others = (j for j in self.jobs if j is not job)
+        return job.start_pos is None and all(j.start_pos is None for j in others)
+
+    def _utterance_start(self, job: Job, idle: bool) -> UtteranceStart:
         """Leading silence is trimmed only when the utterance starts on an idle device: with
         another utterance (or its own chime) playing before it, that silence is the natural
-        pause. The pre-roll keeps a small first chunk and a late second one from running the
-        device dry (an audible gap) at the start."""
-        others = (j for j in self.jobs if j is not job)
-        idle = job.start_pos is None and all(j.start_pos is None for j in others)
+        pause. Then audio is held back so that a small first chunk and a late second one do
+        not run the device dry (an audible gap) at the start: as long as the service's recent
+        pace requires (audio/arrivals.py), or the pre-roll until that is known."""
         return UtteranceStart(
             self.player.samplerate,
             trim=idle and self.trim_leading_silence,
             preroll_seconds=self.preroll_seconds,
+            curve=self.arrivals.curve if self.adaptive_preroll else None,
+            margin_seconds=self.player.prefill_seconds + START_MARGIN_SECONDS,
         )
 
     async def _play(self, job: Job, pcm: np.ndarray) -> None:

@@ -73,6 +73,10 @@ class AudioOutput:
         self.player.volume = value
 
     @property
+    def prefill_seconds(self) -> float:
+        return self.player.prefill_seconds
+
+    @property
     def frames_written(self) -> int:
         return self._base + self.player.frames_written
 

@@ -287,6 +287,17 @@ class Player:
     # --- trio side: the verbs -----------------------------------------------------------
 
     @property
+    def prefill_seconds(self) -> float:
+        """Audio the stream takes from the ring at once when it starts: its device buffer (as
+        last reported: PulseAudio keeps 60-70 ms at a requested 40) and a block. An utterance
+        must have that much beyond what covers the wait for its next chunk, or the callback
+        pads the device buffer with silence (a gap) although the chunk came in time."""
+        if not self.samplerate:
+            return 0.0
+        reported = self._last_block[3] if self._last_block else 0.0
+        return max(self.latency, reported) + self.blocksize / self.samplerate
+
+    @property
     def frames_written(self) -> int:
         """Absolute position after the last frame handed to play()."""
         return self._ring.frames_written if self._ring else 0

@@ -9,7 +9,11 @@ only utterances that start on an idle device.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
+
+from .arrivals import ArrivalCurve
 
 SILENCE_LEVEL = 1e-3  # |x| below this (-60 dBFS) is silence: far below speech, above dither
 KEEP_SECONDS = 0.005  # silence kept before the first sound: the onset stays whole
@@ -62,33 +66,67 @@ class LeadingSilenceTrimmer:
 
 class UtteranceStart:
     """How an utterance begins: its leading silence dropped (when it starts on an idle
-    device), then `preroll_seconds` of audio held back so the service's next chunk is in
-    before the first has played out. I/O-free; `feed` returns what may play now."""
+    device), then audio held back so that the device does not run dry before the service's
+    next chunk is in. With the service's learned `curve` (audio/arrivals.py) it starts as soon
+    as the audio in hand lasts until the curve guarantees more, keeping `margin_seconds`
+    buffered (the device's share); without one it holds `preroll_seconds`.
+    I/O-free: `feed` returns what may play now, `wait` how long to hold what it has."""
 
-    def __init__(self, samplerate: int, *, trim: bool, preroll_seconds: float) -> None:
+    def __init__(
+        self,
+        samplerate: int,
+        *,
+        trim: bool,
+        preroll_seconds: float,
+        curve: ArrivalCurve | None = None,
+        margin_seconds: float = 0.0,
+    ) -> None:
         max_trim = MAX_TRIM_SECONDS if trim else 0.0
+        self._rate = samplerate
         self._trimmer = LeadingSilenceTrimmer(samplerate, max_seconds=max_trim)
         self._preroll = round(preroll_seconds * samplerate)
+        self._curve = curve
+        self._margin = margin_seconds
         self._held: list[np.ndarray] = []
+        self._decoded = 0  # frames the decoder gave, silence included
+        self.started = False
 
-    def feed(self, blocks: list[np.ndarray]) -> np.ndarray | None:
-        """The PCM of `blocks` (as the decoder gave them) that may play now, in one array."""
+    def feed(self, blocks: list[np.ndarray], elapsed: float = 0.0) -> np.ndarray | None:
+        """The PCM of `blocks` (as the decoder gave them) that may play now, in one array;
+        `elapsed`: seconds since the reply's first chunk arrived."""
+        self._decoded += sum(map(len, blocks))
         self._hold(blocks)
-        if not self._held or sum(map(len, self._held)) < self._preroll:
+        if not self._held or (not self.started and self.wait(elapsed) > 0):
             return None
-        self._preroll = 0  # held back once, at the start only
-        return self._take()
+        return self.release()
+
+    def wait(self, elapsed: float) -> float:
+        """Seconds until what is held may start if nothing more arrives: 0 now, inf when
+        more audio must come first."""
+        held = sum(map(len, self._held))
+        if not held:
+            return math.inf
+        if self.started:
+            return 0.0
+        if self._curve is None:
+            return 0.0 if held >= self._preroll else math.inf
+        decoded, rate = self._decoded / self._rate, self._rate
+        return self._curve.wait(elapsed, decoded, held / rate, self._margin)
+
+    def release(self) -> np.ndarray | None:
+        """Everything held, to play now (the wait is over)."""
+        if not self._held:
+            return None
+        self.started = True
+        held, self._held = self._held, []
+        return held[0] if len(held) == 1 else np.concatenate(held)
 
     def finish(self, blocks: list[np.ndarray]) -> np.ndarray | None:
         """The end of the stream (the decoder's last blocks): everything still held."""
         self._hold(blocks)
         if (tail := self._trimmer.flush()) is not None:
             self._held.append(tail)  # it was all silence: play the little kept back
-        return self._take() if self._held else None
+        return self.release()
 
     def _hold(self, blocks: list[np.ndarray]) -> None:
         self._held += [pcm for block in blocks if len(pcm := self._trimmer.feed(block))]
-
-    def _take(self) -> np.ndarray:
-        held, self._held = self._held, []
-        return held[0] if len(held) == 1 else np.concatenate(held)

@@ -25,6 +25,7 @@ class WavFilePlayer:
         self.volume = 1.0
         self._written = 0
         self._file: wave.Wave_write | None = None
+        self.prefill_seconds = 0.0  # a file never runs dry
 
     @property
     def frames_written(self) -> int:

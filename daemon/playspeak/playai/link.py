@@ -40,7 +40,8 @@ class Reply:
 
     def __init__(self, request_id: str) -> None:
         self.request_id = request_id
-        self._send, self._recv = trio.open_memory_channel[bytes](REPLY_BUFFER_CHUNKS)
+        # each chunk with the trio time it was read off the websocket
+        self._send, self._recv = trio.open_memory_channel[tuple[bytes, float]](REPLY_BUFFER_CHUNKS)
         self.started = False
         self.complete = trio.Event()  # set on end, error or discard
         self.error: LinkError | None = None
@@ -51,6 +52,12 @@ class Reply:
 
     async def receive(self) -> bytes | None:
         """The next audio chunk; None after the end. Raises LinkError if the request failed."""
+        stamped = await self.receive_stamped()
+        return None if stamped is None else stamped[0]
+
+    async def receive_stamped(self) -> tuple[bytes, float] | None:
+        """The next audio chunk and the trio time it arrived (it may have waited here since,
+        if the consumer was busy); None after the end. Raises LinkError as receive() does."""
         try:
             return await self._recv.receive()
         except (trio.EndOfChannel, trio.ClosedResourceError):
@@ -80,7 +87,7 @@ class Reply:
         self.bytes_received += len(chunk)
         # A discarded reply's channel is closed: its audio is dropped.
         with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
-            await self._send.send(chunk)
+            await self._send.send((chunk, trio.current_time()))
 
 
 @dataclass

@@ -1,0 +1,43 @@
+"""The speaker learns the service's pace from real replies: the embedded local server paced at
+3x real time over a real websocket, PyAV decoding, the daemon's WAV-file output (unpaced, so
+the test does not depend on the machine's load for what is written)."""
+
+from __future__ import annotations
+
+import wave
+from pathlib import Path
+
+from playspeak.config import AudioConfig, Config, ControlConfig, LocalServerConfig
+from playspeak.daemon import open_daemon
+
+from daemon_helpers import LineClient
+
+RATE = 48000
+TEXT = "The washing machine has finished, and the laundry is ready to be hung up."
+
+
+async def test_the_service_pace_is_learned_from_replies_that_start_on_an_idle_device(
+    tmp_path: Path,
+) -> None:
+    config = Config(
+        control=ControlConfig(socket=str(tmp_path / "playspeak.sock")),
+        audio=AudioConfig(device=f"wav:{tmp_path}/out.wav", samplerate=RATE),
+        local_server=LocalServerConfig(first_byte_delay=0.05, realtime_factor=3.0),
+    )
+    async with open_daemon(config) as daemon:
+        arrivals = daemon.speaker.arrivals
+        assert arrivals.curve is None  # nothing learned: the first utterance holds the preroll
+        client = await LineClient.open(daemon.socket_path)
+        for n in range(2):
+            reply = await client.command(cmd="speak", text=TEXT, id=f"u{n}")
+            events = await client.events_until_end({reply["id"]})
+            assert events[-1]["event"] == "finished", events
+            curve = arrivals.curve
+            assert curve is not None
+            print(f"after {n + 1}: rate {curve.rate:.2f}x, burst {curve.burst * 1000:.0f} ms")
+            # the server never sends ahead of 3x real time; a busy machine only slows it
+            assert 1.0 <= curve.rate <= 3.05
+            # its chunks (500-4000 bytes at 128 kbit/s: up to 250 ms) arrive in bursts
+            assert 0.0 < curve.burst <= 1.0
+    with wave.open(str(tmp_path / "out.wav"), "rb") as wav:
+        assert wav.getnframes() > 2 * 3 * RATE  # both utterances were written whole
