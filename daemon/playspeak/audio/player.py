@@ -37,7 +37,7 @@ __all__ = ["Player", "list_devices", "resolve_device"]
 
 BLOCK_SECONDS = 0.010  # callback period: small enough for prompt cancel, large enough for Python
 _STALL_SECONDS = 2.0  # no callback for this long while open: the device or server is gone
-_WATCH_SECONDS = 0.25  # how often run() looks for a stalled stream
+_WATCH_SECONDS = 0.25  # how often run() looks for a stalled or idle stream (4 wake-ups a second)
 _MAX_SANE_LATENCY = 1.0  # reported DAC latencies outside [0, this) are not believed
 _REFILL_DIVISOR = 4  # a full ring is topped up once a quarter of it is free again
 # Silence after the last frame was heard before the stream stops: utterances queued back to
@@ -195,8 +195,7 @@ class Player:
         """Return never: stop the stream when idle (see _stop_if_idle); raise
         AudioDeviceError once the stream has died or stalled."""
         while True:
-            period = IDLE_STOP_SECONDS / 2 if self._active else _WATCH_SECONDS
-            with trio.move_on_after(period):
+            with trio.move_on_after(_WATCH_SECONDS):
                 await self._attention.wait()
             self._attention = trio.Event()
             if self._died.is_set():
