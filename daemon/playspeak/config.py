@@ -104,7 +104,7 @@ class AudioConfig:
     blocksize_ms: float = 10.0
     latency: str = "0.04"  # seconds, or PortAudio's "low"/"high"
     buffer_seconds: float = 2.0
-    stop_when_idle: bool = True  # start the output stream per utterance: new speech plays at once
+    stop_when_idle: bool = True  # a stream per stretch of speech: new speech plays at once
     preroll_ms: float = 250.0  # audio held back before an utterance starts playing ...
     adaptive_preroll: bool = True  # ... until the service's pace is learned from its replies
     trim_leading_silence: bool = True  # on an idle device, speech starts at its first sound

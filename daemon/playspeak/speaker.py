@@ -345,7 +345,7 @@ class Speaker:
         rate = self.player.samplerate
         start: UtteranceStart | None = None  # made at the first audio, when the device's
         # state is known: idle (trim the leading silence) or playing another utterance
-        idle = self._starts_idle(job)  # read as it arrives: its pace is the service's
+        idle = False
         trace, decoded = ReplyTrace(), 0
         first_arrival = math.inf
         while True:
@@ -365,6 +365,7 @@ class Speaker:
             before, decoded = decoded, decoded + sum(map(len, blocks))
             trace.add(arrived, before / rate, decoded / rate)
             if blocks and start is None:
+                idle = self._starts_idle(job)
                 start = self._utterance_start(job, idle)
             # one write per chunk, not per MP3 frame: fewer trips through trio's loop
             if start is not None:
@@ -373,12 +374,13 @@ class Speaker:
                     await self._play(job, pcm)
         rest = decoder.flush()
         if start is None:
+            idle = self._starts_idle(job)
             start = self._utterance_start(job, idle)
         if (pcm := start.finish(rest)) is not None:
             await self._play(job, pcm)
         if idle:
-            # Only replies read as they arrived show the service's pace: a queued one's
-            # chunks may have waited on the link behind the one playing.
+            # Only a reply that began on an idle device was read as it arrived and shows
+            # the service's pace: a queued one's chunks may have waited behind the one playing.
             self.arrivals.learn(trace)
 
     def _starts_idle(self, job: Job) -> bool:

@@ -1,14 +1,17 @@
 """The player stage: a sounddevice OutputStream fed from a PcmRing, with MPD's output verbs.
 
-The stream is opened once by ``run()`` and stays open, but it is *started* only while there is
-something to play: ``play()`` starts it once the first frames are in the ring (about 1 ms), and
-it is stopped again a moment after the last frame has been heard, or at once when ``cancel()``
-dropped everything. A running stream keeps its device buffer full of silence, so new audio
-would queue behind that silence (measured: 58 ms at 40 ms latency on PulseAudio); a stream
-started with the audio already in the ring plays it at once (under 1 ms). Stopping (aborting)
-also drops what the device still holds after a cancel, and no callback runs while nothing
-plays. ``stop_when_idle=False`` keeps the stream running between utterances (for devices that
-are slow to wake, e.g. HDMI or Bluetooth, which may clip the first syllable).
+``run()`` opens the device once to check it, but a stream is open and running only while there
+is something to play: ``play()`` opens and starts one once the first frames are in the ring
+(about 2 ms through ALSA and PulseAudio), and it is stopped and closed a moment after the last
+frame has been heard, or at once when ``cancel()`` dropped everything. A stream that keeps
+running between utterances keeps its device buffer full of silence that new audio queues
+behind (56-58 ms at 40 ms latency on PulseAudio); a fresh stream started with the audio already
+in the ring plays it at once. Closing also drops what the device still holds after a cancel,
+no callback runs while nothing plays, the device is free for others meanwhile, and a sound
+server restarted in between is simply found again (a stream left open on a server that went
+away never starts again: PulseAudio's ALSA plugin waits forever). ``stop_when_idle=False``
+keeps one stream running instead (for devices that are slow to wake, e.g. HDMI or Bluetooth,
+which may clip the first syllable).
 
 Threads: the PortAudio callback runs on PortAudio's thread. It only reads the ring (a short
 lock), applies the gain, pads with silence and updates a few counters; it never blocks and
@@ -120,24 +123,29 @@ class Player:
         self._died = trio.Event()
         self._failure = ""
         self.cancel()  # audio left from an earlier run is stale
-        stream = await trio.to_thread.run_sync(self._open, self._died)
+        stream = await trio.to_thread.run_sync(self._open, self._died)  # the device works
         self._stream, self._active = stream, False
         try:
             self._running = True
-            if not self.stop_when_idle:
+            if self.stop_when_idle:
+                self._stream = None  # opened again for each stretch of speech
+                await trio.to_thread.run_sync(_abort_and_close, stream)
+            else:
                 await self._start_stream()
             task_status.started()
-            await self._watch(stream)
+            await self._watch()
         finally:
             self._running = False
             self._active = False
-            self._stream = None
+            stream, self._stream = self._stream, None
             self._wake()  # waiters see the player closed
-            with trio.CancelScope(shield=True):
-                await trio.to_thread.run_sync(_close, stream)
+            if stream is not None:
+                with trio.CancelScope(shield=True):
+                    await trio.to_thread.run_sync(_close, stream)
 
     def _open(self, died: trio.Event) -> Any:
-        """Worker thread: resolve the device, build the ring, open the stream (not started)."""
+        """Worker thread: resolve the device, build the ring (kept if it fits: it may hold
+        frames to play), open a stream (not started)."""
         sd = sounddevice()
         index = resolve_device(self._device_spec)
         try:
@@ -174,24 +182,31 @@ class Player:
         return stream
 
     async def _start_stream(self) -> None:
-        """Start the stream (the ring's frames play at once); AudioDeviceError if the device
-        refuses, which also ends run() so that the owner reopens it."""
+        """Open (if closed) and start the stream: the ring's frames play at once.
+        AudioDeviceError if the device refuses, which also ends run() so that the owner
+        reopens it."""
         async with self._switching:
-            stream = self._stream
-            if self._active or stream is None:
+            if self._active or not self._running:
                 return
             sd = sounddevice()
             try:
-                await trio.to_thread.run_sync(stream.start)
-            except sd.PortAudioError as e:
-                self._failure = f"cannot start output device {self.device_name!r}: {e}"
+                if self._stream is None:
+                    self._stream = await trio.to_thread.run_sync(self._open, self._died)
+                await trio.to_thread.run_sync(self._stream.start)
+            except (AudioDeviceError, sd.PortAudioError) as e:
+                self._failure = (
+                    str(e)
+                    if isinstance(e, AudioDeviceError)
+                    else (f"cannot start output device {self.device_name!r}: {e}")
+                )
                 self._died.set()
+                self._attention.set()
                 raise AudioDeviceError(self._failure) from e
             self._last_callback = time.monotonic()
             self._active = True
             self._starts += 1
 
-    async def _watch(self, stream: Any) -> None:
+    async def _watch(self) -> None:
         """Return never: stop the stream when idle (see _stop_if_idle); raise
         AudioDeviceError once the stream has died or stalled."""
         while True:
@@ -201,8 +216,9 @@ class Player:
             if self._died.is_set():
                 reason = self._failure or "the device stopped"
                 raise AudioDeviceError(f"audio stream on {self.device_name!r} ended: {reason}")
-            if not self._active or self._switching.locked():
-                continue  # stopped on purpose (idle), or being started or stopped
+            stream = self._stream
+            if not self._active or self._switching.locked() or stream is None:
+                continue  # closed on purpose (idle), or being opened or closed
             silent_for = time.monotonic() - self._last_callback
             if silent_for > _STALL_SECONDS or not stream.active:
                 raise AudioDeviceError(
@@ -210,10 +226,10 @@ class Player:
                     "a callback): the device or sound server is gone"
                 )
             if self.stop_when_idle:
-                await self._stop_if_idle(stream)
+                await self._close_if_idle()
 
-    async def _stop_if_idle(self, stream: Any) -> None:
-        """Stop the stream once nothing has played for IDLE_STOP_SECONDS after the device
+    async def _close_if_idle(self) -> None:
+        """Close the stream once nothing has played for IDLE_STOP_SECONDS after the device
         latency, or at once after cancel() emptied the ring (dropping what the device holds)."""
         urgent, self._stop_now = self._stop_now, False
         if not self._idle():
@@ -221,10 +237,10 @@ class Player:
         if not urgent and time.monotonic() - self._last_sound < self.latency + IDLE_STOP_SECONDS:
             return
         async with self._switching:
-            if self._active and self._idle():
+            if self._active and self._idle() and self._stream is not None:
                 self._active = False  # first: the finished callback is then expected
-                with contextlib.suppress(sounddevice().PortAudioError):
-                    await trio.to_thread.run_sync(stream.abort)
+                stream, self._stream = self._stream, None
+                await trio.to_thread.run_sync(_abort_and_close, stream)
 
     def _idle(self) -> bool:
         ring = self._ring
@@ -472,6 +488,15 @@ class Player:
 
     def _was_dropped(self, position: int) -> bool:
         return any(after < position <= upto for after, upto in self._dropped)
+
+
+def _abort_and_close(stream: Any) -> None:
+    """Worker thread: drop what the device holds and close (errors ignored, as in _close)."""
+    sd = sounddevice()
+    with contextlib.suppress(sd.PortAudioError):
+        stream.abort()
+    with contextlib.suppress(sd.PortAudioError):
+        stream.close()
 
 
 def _close(stream: Any) -> None:
