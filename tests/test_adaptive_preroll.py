@@ -39,5 +39,8 @@ async def test_the_service_pace_is_learned_from_replies_that_start_on_an_idle_de
             assert 1.0 <= curve.rate <= 3.05
             # its chunks (500-4000 bytes at 128 kbit/s: up to 250 ms) arrive in bursts
             assert 0.0 < curve.burst <= 1.0
+            status = await client.command(cmd="status")
+            pace = status["status"]["service_pace"]
+            assert pace == {"rate": round(curve.rate, 2), "burst_ms": round(curve.burst * 1e3, 1)}
     with wave.open(str(tmp_path / "out.wav"), "rb") as wav:
         assert wav.getnframes() > 2 * 3 * RATE  # both utterances were written whole

@@ -221,7 +221,15 @@ class Speaker:
             "in_flight": [j.utterance.id for j in self.jobs],
             "queue": [{"id": u.id, "text": u.text[:80]} for u in self.queue],
             "counters": dict(self.hub.counters),
+            "service_pace": self._service_pace(),
         }
+
+    def _service_pace(self) -> dict[str, float] | None:
+        """The learned arrival curve (audio/arrivals.py): why utterances start when they do."""
+        curve = self.arrivals.curve
+        if curve is None:
+            return None
+        return {"rate": round(curve.rate, 2), "burst_ms": round(curve.burst * 1000, 1)}
 
     # ---- tasks --------------------------------------------------------------------------
 
