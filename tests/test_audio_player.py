@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import builtins
+import contextlib
 import os
 import subprocess
 import sys
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
 import numpy as np
@@ -408,90 +409,80 @@ async def test_run_raises_when_the_callback_fails(sound_card: PulseNullSink) -> 
         await player.play(chirp(0.1))
 
 
-async def test_run_raises_when_the_sound_server_dies(sound_card: PulseNullSink) -> None:
-    doomed = PulseNullSink(sink="doomed")
-    doomed.start()
-    saved = {k: os.environ.get(k) for k in doomed.env}
-    player = Player(samplerate=RATE)
+@contextlib.contextmanager
+def own_sound_server(sink: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[PulseNullSink]:
+    """A second private PulseAudio, for the test to stop or restart, that streams opened
+    meanwhile use (ALSA's pulse plugin reads the environment when a stream opens)."""
+    server = PulseNullSink(sink=sink)
+    server.start()
     try:
-        with (
-            trio.fail_after(10),
-            pytest.RaisesGroup(pytest.RaisesExc(AudioDeviceError, match=r"ended|stalled")),
-        ):
-            async with trio.open_nursery() as nursery:
-                os.environ.update(doomed.env)  # ALSA's pulse plugin connects when opened
-                await nursery.start(player.run)
-                await player.play(chirp(0.5))  # a stream is open and running on it
-                doomed.stop()
-                await trio.sleep_forever()
+        use_sound_server(server, monkeypatch)
+        yield server
     finally:
-        _restore(saved)
-        doomed.stop()
+        server.stop()
+
+
+def use_sound_server(server: PulseNullSink, monkeypatch: pytest.MonkeyPatch) -> None:
+    for key, value in server.env.items():
+        monkeypatch.setenv(key, value)
+
+
+async def test_run_raises_when_the_sound_server_dies(
+    sound_card: PulseNullSink, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    player = Player(samplerate=RATE)
+    with (
+        own_sound_server("doomed", monkeypatch) as doomed,
+        trio.fail_after(10),
+        pytest.RaisesGroup(pytest.RaisesExc(AudioDeviceError, match=r"ended|stalled")),
+    ):
+        async with trio.open_nursery() as nursery:
+            await nursery.start(player.run)
+            await player.play(chirp(0.5))  # a stream is open and running on it
+            doomed.stop()
+            await trio.sleep_forever()
 
 
 async def test_a_sound_server_restarted_while_idle_is_found_again(
-    sound_card: PulseNullSink,
+    sound_card: PulseNullSink, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # No stream is open while nothing plays, so a sound server that went away and came back
     # meanwhile is simply found by the next play(). (A stream kept open across the restart
     # would never start again: PulseAudio's ALSA plugin waits forever.)
-    restarting = PulseNullSink(sink="restarting")
-    restarting.start()
-    saved = {k: os.environ.get(k) for k in restarting.env}
-    try:
-        os.environ.update(restarting.env)  # ALSA's pulse plugin connects when opened
-        with trio.fail_after(15):
-            async with trio.open_nursery() as nursery:
-                player = Player(samplerate=RATE)
-                await nursery.start(player.run)
-                await player.play(chirp(0.2))
+    with own_sound_server("restarting", monkeypatch) as restarting, trio.fail_after(15):
+        async with trio.open_nursery() as nursery:
+            player = Player(samplerate=RATE)
+            await nursery.start(player.run)
+            await player.play(chirp(0.2))
+            await player.drain()
+            await wait_for(lambda: not player.stats["stream_active"])
+            restarting.stop()
+            restarting.start()
+            use_sound_server(restarting, monkeypatch)  # (a private server: a new socket each time)
+            with restarting.recorder() as recorder:
+                await player.play(chirp(0.3))
                 await player.drain()
-                await wait_for(lambda: not player.stats["stream_active"])
-                restarting.stop()
-                restarting.start()
-                os.environ.update(restarting.env)  # (a private server: a new socket each time)
-                with restarting.recorder() as recorder:
-                    await player.play(chirp(0.3))
-                    await player.drain()
-                    recorded = await record_tail(recorder)
-                assert loud_seconds(recorded) >= 0.25
-                assert player.stats["stream_starts"] == 2
-                nursery.cancel_scope.cancel()
-    finally:
-        _restore(saved)
-        restarting.stop()
+                recorded = await record_tail(recorder)
+            assert loud_seconds(recorded) >= 0.25
+            assert player.stats["stream_starts"] == 2
+            nursery.cancel_scope.cancel()
 
 
 async def test_a_sound_server_gone_while_idle_is_a_clear_error_at_the_next_play(
-    sound_card: PulseNullSink,
+    sound_card: PulseNullSink, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    doomed = PulseNullSink(sink="doomed")
-    doomed.start()
-    saved = {k: os.environ.get(k) for k in doomed.env}
     player = Player(samplerate=RATE)
-    try:
-        with (
-            trio.fail_after(10),
-            pytest.RaisesGroup(pytest.RaisesExc(AudioDeviceError, match=r"cannot open")),
-        ):
-            async with trio.open_nursery() as nursery:
-                os.environ.update(doomed.env)
-                await nursery.start(player.run)
-                doomed.stop()
-                with pytest.raises(AudioDeviceError, match="cannot open"):
-                    await player.play(chirp(0.5))
-                await trio.sleep_forever()  # run() ends with the same error
-    finally:
-        _restore(saved)
-        doomed.stop()
-
-
-def _restore(saved: dict[str, str | None]) -> None:
-    for key, value in saved.items():
-        if value is None:
-            os.environ.pop(key, None)
-        else:
-            os.environ[key] = value
+    with (
+        own_sound_server("doomed", monkeypatch) as doomed,
+        trio.fail_after(10),
+        pytest.RaisesGroup(pytest.RaisesExc(AudioDeviceError, match=r"cannot open")),
+    ):
+        async with trio.open_nursery() as nursery:
+            await nursery.start(player.run)
+            doomed.stop()
+            with pytest.raises(AudioDeviceError, match="cannot open"):
+                await player.play(chirp(0.5))
+            await trio.sleep_forever()  # run() ends with the same error
 
 
 def test_no_portaudio_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
