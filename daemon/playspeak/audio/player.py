@@ -90,7 +90,7 @@ class Player:
         self._active = False  # the stream is started (callbacks run); trio-owned
         self._switching = trio.Lock()  # one start/stop at a time
         self._attention = trio.Event()  # wakes _watch: the stream died, or cancel() asks to stop
-        self._stop_now = False  # cancel() emptied the ring: stop without waiting
+        self._stop_now = False  # cancel() emptied the ring: close without waiting
         self._starts = 0
         # written by the callback thread, read by trio
         self._underflows = 0  # output_underflow status flags
@@ -207,7 +207,7 @@ class Player:
             self._starts += 1
 
     async def _watch(self) -> None:
-        """Return never: stop the stream when idle (see _stop_if_idle); raise
+        """Return never: close the stream when idle (see _close_if_idle); raise
         AudioDeviceError once the stream has died or stalled."""
         while True:
             with trio.move_on_after(_WATCH_SECONDS):
@@ -286,8 +286,8 @@ class Player:
             raise sounddevice().CallbackAbort from e
 
     def _finished_callback(self, died: trio.Event) -> None:
-        """PortAudio thread: the stream became inactive (stopped, aborted or failed). Stopped
-        when idle, it is not dead: `_active` was cleared before the stop."""
+        """PortAudio thread: the stream became inactive (stopped, aborted or failed). Closed
+        when idle, it is not dead: `_active` was cleared before the abort."""
         if self._active:
             self._call_trio(died.set)
             self._call_trio(self._attention.set)
@@ -389,7 +389,7 @@ class Player:
         if dropped:
             self._dropped.append((ring.frames_written - dropped, ring.frames_written))
         if self._active:
-            self._stop_now = True  # stop the stream now: that also drops what the device holds
+            self._stop_now = True  # close the stream now: that also drops what the device holds
             self._attention.set()
         self._wake()
         return dropped
