@@ -113,11 +113,12 @@ class Player:
     # --- lifetime ---------------------------------------------------------------------------
 
     async def run(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
-        """Open and start the stream, report started, then play until cancelled.
+        """Open the device (and, with stop_when_idle, close it again until there is something
+        to play; else start it), report started, then play until cancelled.
 
         Opening blocks in a worker thread. Raises AudioDeviceError if the device cannot be
-        opened or the stream dies (callback error, device or server gone); the owner may
-        call run() again to reopen. On cancellation the stream is stopped and closed.
+        opened or started, or the stream dies (callback error, device or server gone); the
+        owner may call run() again to reopen. On cancellation the stream is stopped and closed.
         """
         self._token = trio.lowlevel.current_trio_token()
         self._died = trio.Event()
@@ -193,18 +194,21 @@ class Player:
                 if self._stream is None:
                     self._stream = await trio.to_thread.run_sync(self._open, self._died)
                 await trio.to_thread.run_sync(self._stream.start)
-            except (AudioDeviceError, sd.PortAudioError) as e:
-                self._failure = (
-                    str(e)
-                    if isinstance(e, AudioDeviceError)
-                    else (f"cannot start output device {self.device_name!r}: {e}")
-                )
-                self._died.set()
-                self._attention.set()
+            except AudioDeviceError as e:
+                self._fail(str(e))
+                raise
+            except sd.PortAudioError as e:
+                self._fail(f"cannot start output device {self.device_name!r}: {e}")
                 raise AudioDeviceError(self._failure) from e
             self._last_callback = time.monotonic()
             self._active = True
             self._starts += 1
+
+    def _fail(self, reason: str) -> None:
+        """The stream cannot go on: run() ends with `reason`."""
+        self._failure = reason
+        self._died.set()
+        self._attention.set()
 
     async def _watch(self) -> None:
         """Return never: close the stream when idle (see _close_if_idle); raise
