@@ -373,8 +373,7 @@ class Speaker:
             before, decoded = decoded, decoded + sum(map(len, blocks))
             trace.add(arrived, before / rate, decoded / rate)
             if blocks and start is None:
-                idle = self._starts_idle(job)
-                start = self._utterance_start(job, idle)
+                start, idle = self._utterance_start(job)
             # one write per chunk, not per MP3 frame: fewer trips through trio's loop
             if start is not None:
                 pcm = start.feed(blocks, trio.current_time() - first_arrival)
@@ -382,8 +381,7 @@ class Speaker:
                     await self._play(job, pcm)
         rest = decoder.flush()
         if start is None:
-            idle = self._starts_idle(job)
-            start = self._utterance_start(job, idle)
+            start, idle = self._utterance_start(job)
         if (pcm := start.finish(rest)) is not None:
             await self._play(job, pcm)
         if idle:
@@ -391,24 +389,23 @@ class Speaker:
             # the service's pace: a queued one's chunks may have waited behind the one playing.
             self.arrivals.learn(trace)
 
-    def _starts_idle(self, job: Job) -> bool:
-        """Nothing of this or any other utterance has been played yet."""
-        others = (j for j in self.jobs if j is not job)
-        return job.start_pos is None and all(j.start_pos is None for j in others)
-
-    def _utterance_start(self, job: Job, idle: bool) -> UtteranceStart:
+    def _utterance_start(self, job: Job) -> tuple[UtteranceStart, bool]:
         """Leading silence is trimmed only when the utterance starts on an idle device: with
         another utterance (or its own chime) playing before it, that silence is the natural
         pause. Then audio is held back so that a small first chunk and a late second one do
         not run the device dry (an audible gap) at the start: as long as the service's recent
-        pace requires (audio/arrivals.py), or the pre-roll until that is known."""
-        return UtteranceStart(
+        pace requires (audio/arrivals.py), or the pre-roll until that is known. Also whether
+        the device is idle: nothing of this or any other utterance has been played yet."""
+        others = (j for j in self.jobs if j is not job)
+        idle = job.start_pos is None and all(j.start_pos is None for j in others)
+        start = UtteranceStart(
             self.player.samplerate,
             trim=idle and self.trim_leading_silence,
             preroll_seconds=self.preroll_seconds,
             curve=self.arrivals.curve if self.adaptive_preroll else None,
             margin_seconds=self.player.prefill_seconds + START_MARGIN_SECONDS,
         )
+        return start, idle
 
     async def _play(self, job: Job, pcm: np.ndarray) -> None:
         if len(pcm) == 0:
