@@ -71,6 +71,33 @@ def test_discard_until_keeps_the_later_frames() -> None:
     assert ring.frames_read == ring.frames_written == 13
 
 
+def test_read_block_stops_before_upto() -> None:
+    ring = PcmRing(8, 1)
+    ring.write(ramp(0, 6))
+    out = np.full((4, 1), -1, np.float32)
+    assert ring.read_block(out, upto=3) == (0, 3)
+    np.testing.assert_array_equal(out[:, 0], [0, 1, 2, -1])
+    assert ring.read_block(out, upto=3) == (3, 0)  # at the limit: nothing more
+    assert ring.read_block(out, upto=2) == (3, 0)  # a limit already passed reads nothing
+    assert ring.read_block(out) == (3, 3)
+
+
+def test_peek_copies_without_reading_and_wraps() -> None:
+    ring = PcmRing(8, 1)
+    ring.write(ramp(0, 6))
+    ring.read_into(np.zeros((5, 1), np.float32))
+    ring.write(ramp(6, 6))  # frames 5..11, wrapping around the buffer's end
+    start, frames = ring.peek(0, 100)  # moved up to the read position, clamped to the end
+    assert start == 5
+    np.testing.assert_array_equal(frames[:, 0], np.arange(5, 12))
+    start, frames = ring.peek(9, 2)
+    assert start == 9
+    np.testing.assert_array_equal(frames[:, 0], [9, 10])
+    frames[:] = -1  # a copy: the ring is unchanged
+    assert ring.used == 7
+    assert ring.peek(20, 4)[1].shape == (0, 1)
+
+
 def test_mono_ring_accepts_1d_and_rejects_wrong_shapes() -> None:
     ring = PcmRing(4, 1)
     assert ring.write(np.ones(3, np.float32)) == 3

@@ -72,17 +72,29 @@ class PcmRing:
         """
         return self.read_block(out)[1]
 
-    def read_block(self, out: np.ndarray) -> tuple[int, int]:
-        """Like read_into, but also returns the absolute position of the first frame read."""
+    def read_block(self, out: np.ndarray, upto: int | None = None) -> tuple[int, int]:
+        """Like read_into, but also returns the absolute position of the first frame read;
+        with `upto`, reads nothing at or beyond that absolute position."""
         with self._lock:
             position = self._read
-            count = min(len(out), self._written - position)
+            end = self._written if upto is None else min(self._written, upto)
+            count = max(0, min(len(out), end - position))
             start = position % self.capacity
             first = min(count, self.capacity - start)
             out[:first] = self._buf[start : start + first]
             out[first:count] = self._buf[: count - first]
             self._read += count
         return position, count
+
+    def peek(self, position: int, count: int) -> tuple[int, np.ndarray]:
+        """A copy of up to `count` buffered frames from absolute `position` (moved into what
+        is buffered) and where they start; the read position does not move."""
+        with self._lock:
+            start = min(max(position, self._read), self._written)
+            count = max(0, min(count, self._written - start))
+            first = start % self.capacity
+            indices = (first + np.arange(count)) % self.capacity
+            return start, self._buf[indices]
 
     def clear(self) -> int:
         """Drop everything buffered; returns how many frames were dropped."""
