@@ -252,6 +252,81 @@ def zero_runs(samples: np.ndarray, longer_than: int) -> list[tuple[int, int]]:
     return [(int(a), int(b)) for a, b in pairs if b - a > longer_than]
 
 
+def speech_with_a_pause(pause: float = 0.3) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Two different sweeps with `pause` seconds of silence between them, and the sweeps."""
+    first, second = chirp(0.7), chirp(0.8, f0=2500.0, f1=400.0)
+    gap = np.zeros((round(RATE * pause), 1), np.float32)
+    return np.concatenate([first, gap, second]), first, second
+
+
+async def test_a_long_stretch_moves_to_the_steady_stream_inside_its_pause(
+    start_player: StartPlayer, recorder: Recorder
+) -> None:
+    # Starts on the quick 40 ms stream, continues on the deeper one from the pause on: every
+    # sample arrives, the sweeps unchanged, and the pause longer only by the switch's moment.
+    player = await start_player(latency=0.04, steady_latency=0.1)
+    signal, first, second = speech_with_a_pause(0.3)
+    await player.play(signal)
+    await player.drain()
+    recorded = await record_tail(recorder)
+    stats = player.stats
+    assert stats["steady_switches"] == 1
+    assert stats["stream_starts"] == 1  # one stretch
+    assert stats["underruns"] == 0
+    assert stats["frames_played"] == len(signal)
+    sound = loud(recorded)
+    before = np.argmax(np.diff(sound))  # the last loud sample before the pause
+    pause = (sound[before + 1] - sound[before]) / RATE
+    split = (sound[before + 1] + sound[before]) // 2
+    for part, played in ((recorded[:split], first), (recorded[split:], second)):
+        lag, corr, _ = align(part, played)
+        exact = np.abs(part[lag : lag + len(played)] - played[:, 0] * 32768).max()
+        assert corr >= 0.99
+        assert exact <= 2  # the same samples, but for rounding
+    expected = 0.3 + (len(first) - 1 - loud(first[:, 0] * 32768)[-1]) / RATE
+    expected += loud(second[:, 0] * 32768)[0] / RATE
+    print(f"pause heard {pause * 1000:.1f} ms, played {expected * 1000:.1f} ms")
+    assert expected - 0.005 <= pause <= expected + 0.030
+
+
+async def test_no_switch_without_a_pause_or_without_a_steady_latency(
+    start_player: StartPlayer, recorder: Recorder
+) -> None:
+    player = await start_player(latency=0.04, steady_latency=0.1)
+    await player.play(chirp(1.0))  # no pause inside
+    await player.drain()
+    assert player.stats["steady_switches"] == 0
+    signal = speech_with_a_pause()[0]
+    fixed = await start_player(latency=0.04)  # steady_latency 0: stays on its first stream
+    same = await start_player(latency=0.1, steady_latency=0.1)  # no deeper: no switch
+    for stays in (fixed, same):
+        await stays.play(signal)
+        await stays.drain()
+        assert stays.stats["steady_switches"] == 0
+        assert stays.stats["frames_played"] == len(signal)
+
+
+async def test_cancel_before_the_planned_switch_stops_at_once_and_the_next_plays(
+    start_player: StartPlayer, recorder: Recorder
+) -> None:
+    player = await start_player(latency=0.04, steady_latency=0.1)
+    signal, _, _ = speech_with_a_pause(0.5)
+    await player.play(signal)
+    assert await recorder.wait_sound_async(RATE // 10, 5, start=recorder.mark)
+    cancelled = time.monotonic()
+    player.cancel()  # the switch was planned for the pause, which is gone now
+    await player.drain()
+    recorded = await record_tail(recorder, 0.2)
+    silent_after = recorder.time_of(recorder.mark + loud(recorded)[-1]) - cancelled
+    assert silent_after <= 0.015
+    assert player.stats["steady_switches"] == 0
+    mark = recorder.count
+    await player.play(chirp(0.3))
+    await player.drain()
+    assert recorder.first_loud(mark) is not None
+    assert player.stats["underruns"] == 0
+
+
 async def test_skip_to_drops_one_utterance_and_the_next_follows_seamlessly(
     start_player: StartPlayer, recorder: Recorder
 ) -> None:
@@ -392,7 +467,7 @@ async def test_run_raises_when_the_device_cannot_open(sound_card: PulseNullSink)
 async def test_run_raises_when_the_callback_fails(sound_card: PulseNullSink) -> None:
     player = Player(samplerate=RATE)
 
-    def broken(out: np.ndarray) -> tuple[int, int]:
+    def broken(out: np.ndarray, upto: int | None = None) -> tuple[int, int]:
         raise RuntimeError("ring exploded")
 
     with (

@@ -105,6 +105,7 @@ class AudioConfig:
     latency: str = "0.04"  # seconds, or PortAudio's "low"/"high"
     buffer_seconds: float = 2.0
     stop_when_idle: bool = True  # a stream per stretch of speech: new speech plays at once
+    steady_latency: float = 0.1  # a long stretch moves to this deeper buffer at a pause (0: no)
     preroll_ms: float = 250.0  # audio held back before an utterance starts playing ...
     adaptive_preroll: bool = True  # ... until the service's pace is learned from its replies
     trim_leading_silence: bool = True  # on an idle device, speech starts at its first sound
@@ -338,6 +339,10 @@ def _validate(config: Config, text: str = "") -> None:
         (config.audio.channels in (1, 2), "audio.channels must be 1 or 2"),
         (config.audio.buffer_seconds > 0, "audio.buffer_seconds must be > 0"),
         (config.audio.preroll_ms >= 0, "audio.preroll_ms must be >= 0"),
+        (
+            0 <= config.audio.steady_latency < 2,
+            "audio.steady_latency must be seconds in [0, 2) (0: no switch)",
+        ),
         (
             _is_latency(config.audio.latency),
             'audio.latency must be "low", "high" or seconds (a number >= 0)',

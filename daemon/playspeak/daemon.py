@@ -66,6 +66,7 @@ def make_player(config: Config) -> Any:
         latency=audio.latency,
         buffer_seconds=audio.buffer_seconds,
         stop_when_idle=audio.stop_when_idle,
+        steady_latency=audio.steady_latency,
     )
     return AudioOutput(player)
 

@@ -13,6 +13,14 @@ away never starts again: PulseAudio's ALSA plugin waits forever). ``stop_when_id
 keeps one stream running instead (for devices that are slow to wake, e.g. HDMI or Bluetooth,
 which may clip the first syllable).
 
+A stretch starts on a stream with a shallow device buffer (``latency``): a stream takes a full
+buffer from the ring at once, so a deep one would hold speech back until that much had arrived.
+But on PulseAudio the shallow buffer costs wake-ups: a silent stream takes ~13 ms of CPU per
+second at latency 0.04 against ~7 at 0.1 with 20 ms blocks (``bench.stream_cpu``). So with ``steady_latency`` the
+stretch moves to a stream with that deeper buffer at its first pause: the shallow stream plays
+up to a point inside the pause, and once that has been heard the deep one starts from there.
+Only the pause grows, by the few milliseconds the switch takes.
+
 Threads: the PortAudio callback runs on PortAudio's thread. It only reads the ring (a short
 lock), applies the gain, pads with silence and updates a few counters; it never blocks and
 never calls into trio except ``TrioToken.run_sync_soon`` to wake a waiting trio task. Every
@@ -46,6 +54,15 @@ _REFILL_DIVISOR = 4  # a full ring is topped up once a quarter of it is free aga
 # Silence after the last frame was heard before the stream stops: utterances queued back to
 # back (pipelined) keep it running; a restart costs about 1 ms, so this can stay short.
 IDLE_STOP_SECONDS = 0.2
+# The switch to the steady stream happens inside a pause: at least _PAUSE_SECONDS of samples
+# below _PAUSE_LEVEL (-54 dBFS), _PAUSE_INSET_SECONDS into it, and only with at least
+# _STEADY_AHEAD_SECONDS buffered after it (the steady stream takes its deeper buffer at once).
+_PAUSE_SECONDS = 0.06
+_PAUSE_LEVEL = 0.002
+_PAUSE_INSET_SECONDS = 0.02
+_STEADY_AHEAD_SECONDS = 0.4
+_STEADY_BLOCKS = 2  # the steady stream's callback block, in quick-stream blocks
+_DEEPER = 1.5  # steady_latency must be this many times the quick stream's for a switch
 
 
 class Player:
@@ -67,6 +84,7 @@ class Player:
         latency: str | float = "low",
         buffer_seconds: float = 2.0,
         stop_when_idle: bool = True,
+        steady_latency: float = 0.0,
     ) -> None:
         self._device_spec = device
         self.samplerate = samplerate or 0
@@ -78,8 +96,10 @@ class Player:
         self._latency_setting = latency
         self._buffer_seconds = buffer_seconds
         self.stop_when_idle = stop_when_idle
+        self.steady_latency = steady_latency  # 0: a stretch stays on its first stream
         self.device_name = ""
-        self.latency = 0.0  # the stream's reported output latency, seconds
+        self.latency = 0.0  # the quick (first) stream's reported output latency, seconds
+        self._stream_latency = 0.0  # the running stream's
         self._ring: PcmRing | None = None
         self._token: trio.lowlevel.TrioToken | None = None
         self._running = False
@@ -92,6 +112,13 @@ class Player:
         self._attention = trio.Event()  # wakes _watch: the stream died, or cancel() asks to stop
         self._stop_now = False  # cancel() emptied the ring: close without waiting
         self._starts = 0
+        self._steady = False  # the running stream is the steady (deep-buffered) one
+        self._switches = 0
+        self._opened = 0  # streams opened: each one's callback knows its number
+        self._feeding = 0  # the stream whose callback reads the ring (others play silence)
+        self._switch_at: int | None = None  # the quick stream reads up to here (in a pause)
+        self._switch_due: float | None = None  # monotonic time that point has been heard
+        self._scanned_to = 0  # trio-private: ring position searched for a pause so far
         # written by the callback thread, read by trio
         self._underflows = 0  # output_underflow status flags
         self._starved = 0  # times the ring ran dry while more audio was expected
@@ -100,6 +127,8 @@ class Player:
         self._last_callback = 0.0
         self._last_sound = 0.0  # monotonic time of the last block that played frames
         self._last_block: tuple[int, int, float, float] | None = None  # start, end, t, latency
+        self._quick_latency = 0.0  # the last DAC latency a quick stream reported
+        self._switch_signalled = False
         # written by trio, read by the callback thread
         self._want_wake = False
         self._wake_at = 0  # wake trio once the read position reaches this (lowest waiter's)
@@ -125,7 +154,7 @@ class Player:
         self._failure = ""
         self.cancel()  # audio left from an earlier run is stale
         stream = await trio.to_thread.run_sync(self._open, self._died)  # the device works
-        self._stream, self._active = stream, False
+        self._stream, self._active, self._feeding = stream, False, self._opened
         try:
             self._running = True
             if self.stop_when_idle:
@@ -138,15 +167,17 @@ class Player:
         finally:
             self._running = False
             self._active = False
+            self._end_stretch()
             stream, self._stream = self._stream, None
             self._wake()  # waiters see the player closed
             if stream is not None:
                 with trio.CancelScope(shield=True):
                     await trio.to_thread.run_sync(_close, stream)
 
-    def _open(self, died: trio.Event) -> Any:
+    def _open(self, died: trio.Event, steady: bool = False) -> Any:
         """Worker thread: resolve the device, build the ring (kept if it fits: it may hold
-        frames to play), open a stream (not started)."""
+        frames to play), open a stream (not started): the quick one, or the steady one with
+        the deeper buffer. Its callback reads the ring once `_feeding` is its number."""
         sd = sounddevice()
         index = resolve_device(self._device_spec)
         try:
@@ -157,6 +188,9 @@ class Player:
         self.device_name = info["name"]
         rate = self.samplerate or int(info["default_samplerate"])
         blocksize = self.blocksize or round(rate * BLOCK_SECONDS)
+        latency = self.steady_latency if steady else self._latency_setting
+        self._opened += 1
+        number = self._opened
         capacity = max(1, round(rate * self._buffer_seconds))
         ring = self._ring
         if ring is None or (ring.capacity, ring.channels) != (capacity, self.channels):
@@ -168,18 +202,23 @@ class Player:
                 samplerate=rate,
                 channels=self.channels,
                 dtype="float32",
-                blocksize=blocksize,
-                latency=self._latency_setting,
-                callback=self._callback,
+                blocksize=blocksize * _STEADY_BLOCKS if steady else blocksize,
+                latency=latency,
+                callback=lambda outdata, frames, time_info, status: self._callback_of(
+                    number, outdata, frames, time_info, status
+                ),
                 # bound to this run's event: a stream closed earlier must not end a later run
-                finished_callback=lambda: self._finished_callback(died),
+                finished_callback=lambda: self._finished_callback(died, number),
             )
         except (sd.PortAudioError, ValueError) as e:
             raise AudioDeviceError(
                 f"cannot open output device {info['name']!r} at {rate} Hz, {self.channels} "
                 f"channel(s): {e}; `playspeak devices` lists what is available"
             ) from e
-        self.samplerate, self.blocksize, self.latency = rate, blocksize, float(stream.latency)
+        self.samplerate, self.blocksize = rate, blocksize
+        self._stream_latency = float(stream.latency)
+        if not steady:
+            self.latency = self._stream_latency
         return stream
 
     async def _start_stream(self) -> None:
@@ -193,6 +232,7 @@ class Player:
             try:
                 if self._stream is None:
                     self._stream = await trio.to_thread.run_sync(self._open, self._died)
+                    self._feeding = self._opened
                 await trio.to_thread.run_sync(self._stream.start)
             except AudioDeviceError as e:
                 self._fail(str(e))
@@ -214,7 +254,9 @@ class Player:
         """Return never: close the stream when idle (see _close_if_idle); raise
         AudioDeviceError once the stream has died or stalled."""
         while True:
-            with trio.move_on_after(_WATCH_SECONDS):
+            due = self._switch_due
+            wait = _WATCH_SECONDS if due is None else max(0.0, due - time.monotonic())
+            with trio.move_on_after(min(wait, _WATCH_SECONDS)):
                 await self._attention.wait()
             self._attention = trio.Event()
             if self._died.is_set():
@@ -231,6 +273,10 @@ class Player:
                 )
             if self.stop_when_idle:
                 await self._close_if_idle()
+                # only worth a switch when the steady buffer is clearly deeper
+                deeper = self.steady_latency >= _DEEPER * self.latency
+                if self.steady_latency and deeper and self._active and not self._steady:
+                    await self._toward_steady()
 
     async def _close_if_idle(self) -> None:
         """Close the stream once nothing has played for IDLE_STOP_SECONDS after the device
@@ -238,19 +284,118 @@ class Player:
         urgent, self._stop_now = self._stop_now, False
         if not self._idle():
             return
-        if not urgent and time.monotonic() - self._last_sound < self.latency + IDLE_STOP_SECONDS:
+        quiet_for = time.monotonic() - self._last_sound
+        if not urgent and quiet_for < self._stream_latency + IDLE_STOP_SECONDS:
             return
         async with self._switching:
             if self._active and self._idle() and self._stream is not None:
                 self._active = False  # first: the finished callback is then expected
+                self._end_stretch()
                 stream, self._stream = self._stream, None
                 await trio.to_thread.run_sync(_abort_and_close, stream)
+
+    def _end_stretch(self) -> None:
+        """The next stretch starts on a quick stream again; a planned switch is void."""
+        self._steady = False
+        self._forget_switch()
+
+    def _forget_switch(self) -> None:
+        self._switch_at = self._switch_due = None
+        self._scanned_to = 0
+
+    async def _toward_steady(self) -> None:
+        """Plan the switch to the steady stream at the next pause, or make it once the
+        quick stream has played up to that point and it has been heard."""
+        ring = self._ring
+        if ring is None:
+            return
+        if self._switch_at is None:
+            self._switch_at = self._find_pause(ring)
+            self._switch_signalled = False
+            return
+        if ring.frames_read < self._switch_at:
+            return  # the callback wakes us when it gets there
+        if self._switch_due is None:
+            self._switch_due = self._heard_at(self._switch_at)
+        if time.monotonic() < self._switch_due:
+            return  # _watch wakes at the due time
+        async with self._switching:
+            if self._switch_at is None or not self._active or self._steady:
+                return  # cancelled, closed or failed meanwhile
+            await self._switch_to_steady()
+
+    def _find_pause(self, ring: PcmRing) -> int | None:
+        """The position inside the first pause in the ring that the quick stream cannot have
+        reached yet and that has enough audio after it; None if there is none (yet)."""
+        rate = self.samplerate
+        run = round(rate * _PAUSE_SECONDS)
+        # beyond what the quick stream takes before the limit is seen: its buffer and a block
+        earliest = ring.frames_read + round(rate * self.prefill_seconds) + self.blocksize
+        start, frames = ring.peek(max(earliest, self._scanned_to - run), ring.capacity)
+        end = start + len(frames)
+        if end - start < run:
+            return None
+        self._scanned_to = end
+        quiet = np.abs(frames).max(axis=1) < _PAUSE_LEVEL
+        counts = np.concatenate(([0], np.cumsum(quiet)))
+        pauses = np.flatnonzero(counts[run:] - counts[:-run] == run)
+        if not len(pauses):
+            return None
+        position = start + int(pauses[0]) + round(rate * _PAUSE_INSET_SECONDS)
+        if ring.frames_written - position < rate * _STEADY_AHEAD_SECONDS:
+            self._scanned_to = position - round(rate * _PAUSE_INSET_SECONDS)  # look again
+            return None
+        return position
+
+    def _heard_at(self, position: int) -> float:
+        """Monotonic time frame `position` leaves the device (after the last block read)."""
+        block = self._last_block
+        if block is None:
+            return time.monotonic()
+        start, _, consumed_at, latency = block
+        return consumed_at + latency + max(0, position - start) / self.samplerate
+
+    async def _switch_to_steady(self) -> None:
+        """Under _switching: open and start the steady stream where the quick one stopped;
+        the quick one plays silence from then on and is closed."""
+        sd = sounddevice()
+        quick = self._stream
+        try:
+            steady = await trio.to_thread.run_sync(self._open, self._died, True)
+        except AudioDeviceError as e:
+            self._fail(str(e))
+            raise
+        # from here the quick stream's callback plays silence; _steady before the first
+        # steady callback, which must not pass for a quick stream's latency
+        self._feeding, self._steady = self._opened, True
+        self._forget_switch()
+        try:
+            await trio.to_thread.run_sync(steady.start)
+        except sd.PortAudioError as e:
+            await trio.to_thread.run_sync(_abort_and_close, steady)
+            self._fail(f"cannot start output device {self.device_name!r}: {e}")
+            raise AudioDeviceError(self._failure) from e
+        self._stream = steady
+        self._switches += 1
+        self._last_callback = time.monotonic()
+        if quick is not None:
+            await trio.to_thread.run_sync(_abort_and_close, quick)
 
     def _idle(self) -> bool:
         ring = self._ring
         return ring is not None and ring.used == 0 and not self._expecting
 
     # --- the PortAudio thread -----------------------------------------------------------
+
+    def _callback_of(
+        self, number: int, outdata: np.ndarray, frames: int, time_info: Any, status: Any
+    ) -> None:
+        """PortAudio thread: stream `number`'s callback. One that is being replaced plays
+        silence until it is closed."""
+        if number == self._feeding:
+            self._callback(outdata, frames, time_info, status)
+        else:
+            outdata.fill(0)
 
     def _callback(self, outdata: np.ndarray, frames: int, time_info: Any, status: Any) -> None:
         """PortAudio thread: fill one block from the ring; never blocks, never calls trio."""
@@ -263,8 +408,14 @@ class Player:
             if self._paused or ring is None:
                 outdata.fill(0)
                 return
-            start, count = ring.read_block(outdata)
-            if count < frames:
+            switch_at = self._switch_at
+            start, count = ring.read_block(outdata, switch_at)
+            if switch_at is not None and start + count >= switch_at:
+                outdata[count:].fill(0)  # inside the pause: silence until the steady stream
+                if not self._switch_signalled:
+                    self._switch_signalled = True
+                    self._call_trio(self._look)
+            elif count < frames:
                 outdata[count:].fill(0)
                 if self._expecting and not self._starving:
                     self._starved += 1
@@ -277,7 +428,9 @@ class Player:
                 outdata[:count] *= self._volume
             latency = time_info.outputBufferDacTime - time_info.currentTime
             if not 0.0 <= latency < _MAX_SANE_LATENCY or not time_info.currentTime:
-                latency = self.latency
+                latency = self._stream_latency
+            if not self._steady:
+                self._quick_latency = latency
             self._last_block = (start, start + count, now, latency)
             self._last_sound = now
             self._frames_played += count
@@ -289,13 +442,18 @@ class Player:
             self._failure = f"callback failed: {e!r}"
             raise sounddevice().CallbackAbort from e
 
-    def _finished_callback(self, died: trio.Event) -> None:
-        """PortAudio thread: the stream became inactive (stopped, aborted or failed). Closed
-        when idle, it is not dead: `_active` was cleared before the abort."""
-        if self._active:
+    def _finished_callback(self, died: trio.Event, number: int) -> None:
+        """PortAudio thread: stream `number` became inactive (stopped, aborted or failed).
+        Closed when idle, or replaced by the steady one, it is not dead: `_active` was cleared,
+        or `_feeding` moved on, before the abort."""
+        if self._active and number == self._feeding:
             self._call_trio(died.set)
             self._call_trio(self._attention.set)
         self._call_trio(self._wake)
+
+    def _look(self) -> None:
+        """Trio thread: wake _watch (the quick stream reached the switch point)."""
+        self._attention.set()
 
     def _call_trio(self, fn: Callable[[], object]) -> None:
         token = self._token
@@ -307,14 +465,14 @@ class Player:
 
     @property
     def prefill_seconds(self) -> float:
-        """Audio the stream takes from the ring at once when it starts: its device buffer (as
-        last reported: PulseAudio keeps 60-70 ms at a requested 40) and a block. An utterance
-        must have that much beyond what covers the wait for its next chunk, or the callback
-        pads the device buffer with silence (a gap) although the chunk came in time."""
+        """Audio a stretch's (quick) stream takes from the ring at once when it starts: its
+        device buffer (as last reported: PulseAudio keeps 60-70 ms at a requested 40) and a
+        block. An utterance must have that much beyond what covers the wait for its next
+        chunk, or the callback pads the device buffer with silence (a gap) although the chunk
+        came in time."""
         if not self.samplerate:
             return 0.0
-        reported = self._last_block[3] if self._last_block else 0.0
-        return max(self.latency, reported) + self.blocksize / self.samplerate
+        return max(self.latency, self._quick_latency) + self.blocksize / self.samplerate
 
     @property
     def frames_written(self) -> int:
@@ -386,6 +544,7 @@ class Player:
         Waiters for the dropped frames return at once.
         """
         self._expecting = False
+        self._forget_switch()  # the pause it was planned in is gone
         ring = self._ring
         if ring is None:
             return 0
@@ -407,6 +566,7 @@ class Player:
             return 0
         dropped = ring.discard_until(position)
         if dropped:
+            self._forget_switch()
             upto = min(position, ring.frames_written)  # where the read position now is
             self._dropped.append((upto - dropped, upto))
             if upto == ring.frames_written:
@@ -456,6 +616,8 @@ class Player:
             "wakeups": self._wakeups,
             "stream_starts": self._starts,
             "stream_active": self._active,
+            "steady": self._steady,
+            "steady_switches": self._switches,
             "buffered": self._ring.used if self._ring else 0,
             "paused": self._paused,
             "volume": self._volume,
