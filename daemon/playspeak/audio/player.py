@@ -16,10 +16,10 @@ which may clip the first syllable).
 A stretch starts on a stream with a shallow device buffer (``latency``): a stream takes a full
 buffer from the ring at once, so a deep one would hold speech back until that much had arrived.
 But on PulseAudio the shallow buffer costs wake-ups: a silent stream takes ~13 ms of CPU per
-second at latency 0.04 against ~7 at 0.1 with 20 ms blocks (``bench.stream_cpu``). So with ``steady_latency`` the
-stretch moves to a stream with that deeper buffer at its first pause: the shallow stream plays
-up to a point inside the pause, and once that has been heard the deep one starts from there.
-Only the pause grows, by the few milliseconds the switch takes.
+second at latency 0.04 against ~7 at 0.1 with 20 ms blocks (``bench.stream_cpu``). So with
+``steady_latency`` the stretch moves to a stream with that deeper buffer at its first pause:
+the shallow stream plays up to a point inside the pause, and once that has been heard the deep
+one starts from there. Only the pause grows, by the ~10 ms the switch takes.
 
 Threads: the PortAudio callback runs on PortAudio's thread. It only reads the ring (a short
 lock), applies the gain, pads with silence and updates a few counters; it never blocks and
