@@ -93,8 +93,8 @@ class PcmRing:
             start = min(max(position, self._read), self._written)
             count = max(0, min(count, self._written - start))
             first = start % self.capacity
-            indices = (first + np.arange(count)) % self.capacity
-            return start, self._buf[indices]
+            head = self._buf[first : first + count]
+            return start, np.concatenate((head, self._buf[: count - len(head)]))
 
     def clear(self) -> int:
         """Drop everything buffered; returns how many frames were dropped."""
