@@ -259,6 +259,26 @@ def speech_with_a_pause(pause: float = 0.3) -> tuple[np.ndarray, np.ndarray, np.
     return np.concatenate([first, gap, second]), first, second
 
 
+def pause_between_whole_sweeps(
+    recorded: np.ndarray, first: np.ndarray, second: np.ndarray, pause: float
+) -> tuple[float, float]:
+    """Check that both sweeps were recorded sample for sample; return the silence heard
+    between their loud samples and the silence played there, in seconds."""
+    sound = loud(recorded)
+    before = np.argmax(np.diff(sound))  # the last loud sample before the pause
+    heard = (sound[before + 1] - sound[before]) / RATE
+    split = (sound[before + 1] + sound[before]) // 2
+    for part, played in ((recorded[:split], first), (recorded[split:], second)):
+        lag, corr, _ = align(part, played)
+        exact = np.abs(part[lag : lag + len(played)] - played[:, 0] * 32768).max()
+        assert corr >= 0.99
+        assert exact <= 2  # the same samples, but for rounding
+    expected = pause + (len(first) - 1 - loud(first[:, 0] * 32768)[-1]) / RATE
+    expected += loud(second[:, 0] * 32768)[0] / RATE
+    print(f"pause heard {heard * 1000:.1f} ms, played {expected * 1000:.1f} ms")
+    return heard, expected
+
+
 async def test_a_long_stretch_moves_to_the_steady_stream_inside_its_pause(
     start_player: StartPlayer, recorder: Recorder
 ) -> None:
@@ -274,19 +294,8 @@ async def test_a_long_stretch_moves_to_the_steady_stream_inside_its_pause(
     assert stats["stream_starts"] == 1  # one stretch
     assert stats["underruns"] == 0
     assert stats["frames_played"] == len(signal)
-    sound = loud(recorded)
-    before = np.argmax(np.diff(sound))  # the last loud sample before the pause
-    pause = (sound[before + 1] - sound[before]) / RATE
-    split = (sound[before + 1] + sound[before]) // 2
-    for part, played in ((recorded[:split], first), (recorded[split:], second)):
-        lag, corr, _ = align(part, played)
-        exact = np.abs(part[lag : lag + len(played)] - played[:, 0] * 32768).max()
-        assert corr >= 0.99
-        assert exact <= 2  # the same samples, but for rounding
-    expected = 0.3 + (len(first) - 1 - loud(first[:, 0] * 32768)[-1]) / RATE
-    expected += loud(second[:, 0] * 32768)[0] / RATE
-    print(f"pause heard {pause * 1000:.1f} ms, played {expected * 1000:.1f} ms")
-    assert expected - 0.005 <= pause <= expected + 0.030
+    pause, expected = pause_between_whole_sweeps(recorded, first, second, 0.3)
+    assert expected - 0.015 <= pause <= expected + 0.030
 
 
 async def test_no_switch_without_a_pause_or_without_a_steady_latency(
@@ -304,6 +313,33 @@ async def test_no_switch_without_a_pause_or_without_a_steady_latency(
         await stays.drain()
         assert stays.stats["steady_switches"] == 0
         assert stays.stats["frames_played"] == len(signal)
+
+
+async def test_a_device_that_refuses_a_second_stream_keeps_the_first(
+    start_player: StartPlayer, recorder: Recorder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # An ALSA hw device without dmix is busy while the first stream is open; PulseAudio here
+    # takes any number of streams, so that refusal is simulated (the only stand-in).
+    real_open = Player._open
+
+    def busy_when_steady(self: Player, died: trio.Event, steady: bool = False) -> Any:
+        if steady:
+            raise AudioDeviceError("Device unavailable [PaErrorCode -9985]")
+        return real_open(self, died, steady)
+
+    monkeypatch.setattr(Player, "_open", busy_when_steady)
+    player = await start_player(latency=0.04, steady_latency=0.1)
+    signal, first, second = speech_with_a_pause(0.3)
+    await player.play(signal)
+    await player.drain()
+    recorded = await record_tail(recorder)
+    stats = player.stats
+    assert (stats["steady_switches"], stats["stream_starts"]) == (0, 1)
+    assert "Device unavailable" in stats["steady_refused"]
+    assert stats["frames_played"] == len(signal) and stats["underruns"] == 0
+    # the first stream padded the pause with silence until the switch was given up
+    pause, expected = pause_between_whole_sweeps(recorded, first, second, 0.3)
+    assert expected - 0.015 <= pause <= expected + 0.150
 
 
 async def test_cancel_before_the_planned_switch_stops_at_once_and_the_next_plays(

@@ -31,6 +31,7 @@ thread, one at a time.
 from __future__ import annotations
 
 import contextlib
+import logging
 import time
 from collections import deque
 from collections.abc import Callable
@@ -45,6 +46,8 @@ from .devices import NO_DEVICES_HINT, list_devices, resolve_device, sounddevice
 from .ring import PcmRing
 
 __all__ = ["Player", "list_devices", "resolve_device"]
+
+log = logging.getLogger(__name__)
 
 BLOCK_SECONDS = 0.010  # callback period: small enough for prompt cancel, large enough for Python
 _STALL_SECONDS = 2.0  # no callback for this long while open: the device or server is gone
@@ -63,6 +66,10 @@ _PAUSE_INSET_SECONDS = 0.02
 _STEADY_AHEAD_SECONDS = 0.4
 _STEADY_BLOCKS = 2  # the steady stream's callback block, in quick-stream blocks
 _DEEPER = 1.5  # steady_latency must be this many times the quick stream's for a switch
+# The steady stream is started this long before the switch point is heard: about what opening
+# and starting it take, so that the pause keeps its length (both streams play silence there).
+_SWITCH_LEAD_SECONDS = 0.008
+_PAUSE_SCAN_SECONDS = 0.5  # ring searched per look (4 looks a second)
 
 
 class Player:
@@ -117,7 +124,7 @@ class Player:
         self._opened = 0  # streams opened: each one's callback knows its number
         self._feeding = 0  # the stream whose callback reads the ring (others play silence)
         self._switch_at: int | None = None  # the quick stream reads up to here (in a pause)
-        self._switch_due: float | None = None  # monotonic time that point has been heard
+        self._switch_due: float | None = None  # when to start the steady stream (monotonic)
         self._scanned_to = 0  # trio-private: ring position searched for a pause so far
         # written by the callback thread, read by trio
         self._underflows = 0  # output_underflow status flags
@@ -129,6 +136,7 @@ class Player:
         self._last_block: tuple[int, int, float, float] | None = None  # start, end, t, latency
         self._quick_latency = 0.0  # the last DAC latency a quick stream reported
         self._switch_signalled = False
+        self.steady_refused = ""  # why the device would not take the steady stream (this run)
         # written by trio, read by the callback thread
         self._want_wake = False
         self._wake_at = 0  # wake trio once the read position reaches this (lowest waiter's)
@@ -153,6 +161,7 @@ class Player:
         self._died = trio.Event()
         self._failure = ""
         self.cancel()  # audio left from an earlier run is stale
+        self.steady_refused = ""
         stream = await trio.to_thread.run_sync(self._open, self._died)  # the device works
         self._stream, self._active, self._feeding = stream, False, self._opened
         try:
@@ -275,7 +284,8 @@ class Player:
                 await self._close_if_idle()
                 # only worth a switch when the steady buffer is clearly deeper
                 deeper = self.steady_latency >= _DEEPER * self.latency
-                if self.steady_latency and deeper and self._active and not self._steady:
+                refused = self.steady_refused
+                if self.steady_latency and deeper and not refused and self._active:
                     await self._toward_steady()
 
     async def _close_if_idle(self) -> None:
@@ -307,7 +317,7 @@ class Player:
         """Plan the switch to the steady stream at the next pause, or make it once the
         quick stream has played up to that point and it has been heard."""
         ring = self._ring
-        if ring is None:
+        if ring is None or self._steady:
             return
         if self._switch_at is None:
             self._switch_at = self._find_pause(ring)
@@ -316,7 +326,7 @@ class Player:
         if ring.frames_read < self._switch_at:
             return  # the callback wakes us when it gets there
         if self._switch_due is None:
-            self._switch_due = self._heard_at(self._switch_at)
+            self._switch_due = self._heard_at(self._switch_at) - _SWITCH_LEAD_SECONDS
         if time.monotonic() < self._switch_due:
             return  # _watch wakes at the due time
         async with self._switching:
@@ -331,7 +341,8 @@ class Player:
         run = round(rate * _PAUSE_SECONDS)
         # beyond what the quick stream takes before the limit is seen: its buffer and a block
         earliest = ring.frames_read + round(rate * self.prefill_seconds) + self.blocksize
-        start, frames = ring.peek(max(earliest, self._scanned_to - run), ring.capacity)
+        scan = round(rate * _PAUSE_SCAN_SECONDS)
+        start, frames = ring.peek(max(earliest, self._scanned_to - run), scan)
         end = start + len(frames)
         if end - start < run:
             return None
@@ -357,14 +368,16 @@ class Player:
 
     async def _switch_to_steady(self) -> None:
         """Under _switching: open and start the steady stream where the quick one stopped;
-        the quick one plays silence from then on and is closed."""
+        the quick one plays silence from then on and is closed. A device that refuses a
+        second stream (an ALSA hw device without dmix is busy) keeps the quick one: it goes
+        on from the switch point, and no switch is tried again until run() restarts."""
         sd = sounddevice()
-        quick = self._stream
+        quick, quick_number = self._stream, self._feeding
         try:
             steady = await trio.to_thread.run_sync(self._open, self._died, True)
         except AudioDeviceError as e:
-            self._fail(str(e))
-            raise
+            self._keep_quick(f"cannot open a second stream: {e}")
+            return
         # from here the quick stream's callback plays silence; _steady before the first
         # steady callback, which must not pass for a quick stream's latency
         self._feeding, self._steady = self._opened, True
@@ -372,14 +385,22 @@ class Player:
         try:
             await trio.to_thread.run_sync(steady.start)
         except sd.PortAudioError as e:
+            self._feeding, self._steady = quick_number, False
+            self._keep_quick(f"cannot start a second stream: {e}")
             await trio.to_thread.run_sync(_abort_and_close, steady)
-            self._fail(f"cannot start output device {self.device_name!r}: {e}")
-            raise AudioDeviceError(self._failure) from e
+            return
         self._stream = steady
         self._switches += 1
         self._last_callback = time.monotonic()
         if quick is not None:
             await trio.to_thread.run_sync(_abort_and_close, quick)
+
+    def _keep_quick(self, reason: str) -> None:
+        """The steady stream is not to be had: the quick one plays on from the switch point."""
+        self._forget_switch()
+        self._stream_latency = self.latency
+        self.steady_refused = reason
+        log.info("audio: staying on the first stream (%s)", reason)
 
     def _idle(self) -> bool:
         ring = self._ring
@@ -618,6 +639,7 @@ class Player:
             "stream_active": self._active,
             "steady": self._steady,
             "steady_switches": self._switches,
+            "steady_refused": self.steady_refused,
             "buffered": self._ring.used if self._ring else 0,
             "paused": self._paused,
             "volume": self._volume,
