@@ -12,7 +12,10 @@ ffmpeg with apt-get when missing, and measures for each contender (bench.players
   (stamped inside the server), which removes the service's own delay. Short clip and paragraph.
 - added gap: three announcements back to back; each clip is located in the recording by
   cross-correlation, and the gap is the next clip's start minus this clip's end (the silence
-  inside the clips is part of them, so it is not counted).
+  inside the clips is part of them, so it is not counted). Clips are located stretch by stretch
+  between their pauses (material.locate_pieces): playspeak moves to its steady output stream
+  inside a pause, which may come out a few ms longer or shorter; every stretch must still
+  correlate >= 0.9 where it belongs, and the change counts as silence inserted in the clip.
 - CPU seconds per second of audio over the first-sound runs (playspeak and the buffering client
   are long-lived: /proc/<pid>/stat around each utterance; mpv/ffplay run per utterance: wait4's
   rusage, start-up included), and peak RSS (VmHWM, or wait4's ru_maxrss).
@@ -110,7 +113,7 @@ async def first_sound_run(c: Contender, clip: Clip, b: Bench, m: Measures) -> fl
     await trio.sleep(SETTLE)
     t0 = played.t0[0]
     recording = rec.samples(start)
-    _, corr = material.locate(recording, clip)
+    _, _, corr = material.locate_pieces(recording, clip)
     index = rec.first_loud(start)
     m.worst_corr = min(m.worst_corr, corr)
     if index is None or corr < 0.9:
@@ -136,13 +139,13 @@ async def gap_run(c: Contender, b: Bench, m: Measures) -> None:
     recording = rec.samples(start)
     ends, position = [], 0
     for clip in b.trio_clips:
-        where, corr = material.locate(recording, clip, max(0, position - RATE // 5))
+        where, end, corr = material.locate_pieces(recording, clip, max(0, position - RATE // 5))
         m.worst_corr = min(m.worst_corr, corr)
         if corr < 0.9:
             m.bad_runs += 1
             break
-        ends.append((where, where + len(clip.pcm)))
-        position = where + len(clip.pcm)
+        ends.append((where, end))
+        position = end
     for (_, end), (begin, _) in itertools.pairwise(ends):
         m.gaps.append((begin - end) / RATE * 1000)
     rec.trim(rec.count)

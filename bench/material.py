@@ -8,6 +8,7 @@ can subtract the silence that is part of the audio itself.
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 from typing import Any
 
@@ -90,8 +91,53 @@ async def render(server: Any, name: str, text: str) -> Clip:
 def locate(recording: np.ndarray, clip: Clip, start: int = 0) -> tuple[int, float]:
     """Where `clip` plays in `recording` (int16) at or after `start`: the index of the clip's
     first sample, by FFT cross-correlation, and the correlation coefficient there."""
+    return _locate(recording, clip.pcm, start)
+
+
+# A pause, for locate_pieces: this long below playspeak's pause level (-54 dBFS), which is
+# where its player may move to another output stream (and the pause's length change slightly)
+PAUSE_SAMPLES = RATE * 60 // 1000
+PAUSE_LEVEL = 0.002 * 32768
+
+
+def pieces(pcm: np.ndarray) -> list[tuple[int, int]]:
+    """(begin, end) of the stretches of `pcm` between its pauses, cut in each pause's middle."""
+    quiet = np.concatenate(([False], np.abs(pcm) < PAUSE_LEVEL, [False]))
+    edges = np.flatnonzero(np.diff(quiet.astype(np.int8)))
+    runs = zip(edges[::2], edges[1::2], strict=True)
+    cuts = [(a + b) // 2 for a, b in runs if b - a >= PAUSE_SAMPLES and a > 0 and b < len(pcm)]
+    bounds = [0, *cuts, len(pcm)]
+    return list(itertools.pairwise(bounds))
+
+
+def locate_pieces(
+    recording: np.ndarray, clip: Clip, start: int = 0, slack: int = RATE // 20
+) -> tuple[int, int, float]:
+    """Where `clip` plays in `recording`, allowing each of its pauses to come out up to
+    `slack` samples longer or shorter (playspeak may switch output streams in one; every
+    other sample must be where it belongs): the index of its first sample, the index after
+    its last, and the lowest correlation of its stretches (each located after the previous
+    one). The first stretch is searched for from `start` on, as by locate()."""
+    spans = pieces(clip.pcm)
+    (begin, end), *rest = spans
+    first, worst = _locate(recording, clip.pcm[begin:end], start)
+    if first < 0:
+        return -1, -1, 0.0
+    expected = first + end
+    for begin, end in rest:
+        window = recording[: expected - begin + end + slack]
+        where, corr = _locate(window, clip.pcm[begin:end], max(0, expected - slack))
+        worst = min(worst, corr)
+        if where < 0:
+            return first, -1, 0.0
+        expected = where + int(end - begin)
+    return first, expected, worst
+
+
+def _locate(recording: np.ndarray, ref: np.ndarray, start: int) -> tuple[int, float]:
+    """Where `ref` (float64, int16 scale) is in `recording` at or after `start`, and the
+    correlation coefficient there (-1, 0.0 if the recording is too short)."""
     rec = recording[start:].astype(np.float64)
-    ref = clip.pcm
     if len(rec) < len(ref):
         return -1, 0.0
     size = 1 << int(np.ceil(np.log2(len(rec) + len(ref))))
