@@ -3,6 +3,7 @@ websocket, PyAV decoding, and PortAudio playing into the PulseAudio null sink we
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import json
 from collections.abc import AsyncIterator
@@ -55,6 +56,47 @@ async def test_a_plain_line_is_heard_as_the_servers_speech(
     assert abs(heard - loud_span(expected[:, 0] * 32768)) <= 50 * MS
     # `finished` came after the last sample was recorded, not before.
     assert len(recorded) >= lag + len(expected)
+
+
+async def test_a_long_utterance_moves_to_the_steady_stream_and_is_heard_whole(
+    tmp_path: Path, sound_card: PulseNullSink, recorder: Recorder
+) -> None:
+    # The shipped latencies (a 40 ms stream first, then the 0.1 s steady one) rather than the
+    # deeper 0.1 the other tests start with, so that the player switches at the first pause.
+    config = sound_card_config(tmp_path)
+    audio = dataclasses.replace(config.audio, latency="0.04", steady_latency=0.1)
+    text = "Good evening. The washing machine has finished, and the laundry is ready."
+    async with open_daemon(dataclasses.replace(config, audio=audio)) as daemon:
+        client = await LineClient.open(daemon.socket_path)
+        uid = (await client.command(cmd="speak", text=text))["id"]
+        events = await client.events_until_end({uid})
+        assert events[-1]["event"] == "finished"
+        device = (await client.command(cmd="status"))["status"]["device"]
+        expected = await expected_audio(daemon, text)
+    assert device["steady_switches"] == 1 and device["underruns"] == 0
+    # The pause the switch happened in may come out a few ms longer or shorter: each stretch
+    # of speech between pauses must be there, sample for sample, in order.
+    recorded = recorder.samples(recorder.mark)
+    lags = []
+    for begin, end in stretches_between_pauses(expected[:, 0]):
+        lag, corr, _ = align(recorded, expected[begin:end])
+        assert corr >= 0.99, f"stretch at {begin / MS:.0f} ms: correlation {corr:.4f}"
+        lags.append(lag - begin)
+    shifts = [round((b - a) / MS, 2) for a, b in itertools.pairwise(lags)]
+    print(f"{len(lags)} stretches; pauses changed by {shifts} ms")
+    assert len(lags) >= 2
+    assert sum(abs(s) > 1 for s in shifts) <= 1  # only the switch's pause
+    assert all(-15 <= s <= 30 for s in shifts)
+
+
+def stretches_between_pauses(pcm: np.ndarray) -> list[tuple[int, int]]:
+    """(begin, end) of the parts of `pcm` between its pauses (>= 60 ms below -54 dBFS, where
+    the player may switch streams), cut in each pause's middle."""
+    quiet = np.concatenate(([False], np.abs(pcm) < 0.002, [False]))
+    edges = np.flatnonzero(np.diff(quiet.astype(np.int8)))
+    runs = zip(edges[::2], edges[1::2], strict=True)
+    cuts = [(a + b) // 2 for a, b in runs if b - a >= 60 * MS and a > 0 and b < len(pcm)]
+    return list(itertools.pairwise([0, *cuts, len(pcm)]))
 
 
 async def test_three_at_once_play_in_order_without_gaps(daemon: Daemon, recorder: Recorder) -> None:

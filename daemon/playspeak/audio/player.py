@@ -264,7 +264,8 @@ class Player:
         AudioDeviceError once the stream has died or stalled."""
         while True:
             due = self._switch_due
-            wait = _WATCH_SECONDS if due is None else max(0.0, due - time.monotonic())
+            # (at least 2 ms: a switch that is due waits for a start under way, not in a spin)
+            wait = _WATCH_SECONDS if due is None else max(0.002, due - time.monotonic())
             with trio.move_on_after(min(wait, _WATCH_SECONDS)):
                 await self._attention.wait()
             self._attention = trio.Event()
