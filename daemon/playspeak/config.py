@@ -105,7 +105,7 @@ class AudioConfig:
     latency: str = "0.04"  # seconds, or PortAudio's "low"/"high"
     buffer_seconds: float = 2.0
     stop_when_idle: bool = True  # a stream per stretch of speech: new speech plays at once
-    steady_latency: float = 0.1  # a long stretch moves to this deeper buffer at a pause (0: no)
+    steady_latency: float = 0.15  # a long stretch moves to this deeper buffer at a pause (0: no)
     preroll_ms: float = 250.0  # audio held back before an utterance starts playing ...
     adaptive_preroll: bool = True  # ... until the service's pace is learned from its replies
     trim_leading_silence: bool = True  # on an idle device, speech starts at its first sound
