@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from playspeak.audio.decoder import make_decoder
+from playspeak.audio.pauses import PAUSE_LEVEL, pauses
 from playspeak.config import DEFAULT_VOICE
 
 from .soundcard import RATE, THRESHOLD
@@ -94,20 +95,14 @@ def locate(recording: np.ndarray, clip: Clip, start: int = 0) -> tuple[int, floa
     return _locate(recording, clip.pcm, start)
 
 
-# A pause, for locate_pieces: this long below playspeak's pause level (-54 dBFS), which is
-# where its player may move to another output stream (and the pause's length change slightly)
-PAUSE_SAMPLES = RATE * 60 // 1000
-PAUSE_LEVEL = 0.002 * 32768
-
-
 def pieces(pcm: np.ndarray) -> list[tuple[int, int]]:
-    """(begin, end) of the stretches of `pcm` between its pauses, cut in each pause's middle."""
-    quiet = np.concatenate(([False], np.abs(pcm) < PAUSE_LEVEL, [False]))
-    edges = np.flatnonzero(np.diff(quiet.astype(np.int8)))
-    runs = zip(edges[::2], edges[1::2], strict=True)
-    cuts = [(a + b) // 2 for a, b in runs if b - a >= PAUSE_SAMPLES and a > 0 and b < len(pcm)]
-    bounds = [0, *cuts, len(pcm)]
-    return list(itertools.pairwise(bounds))
+    """(begin, end) of the stretches of `pcm` (int16 scale) between its pauses, as playspeak's
+    player finds them (audio.pauses), cut in each pause's middle."""
+    inside = [
+        (a, b) for a, b in pauses(pcm, RATE, level=PAUSE_LEVEL * 32768) if a > 0 and b < len(pcm)
+    ]
+    cuts = [(a + b) // 2 for a, b in inside]
+    return list(itertools.pairwise([0, *cuts, len(pcm)]))
 
 
 def locate_pieces(

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import trio
 
+from playspeak.audio.pauses import pauses
 from playspeak.config import (
     DEFAULT_VOICE,
 )
@@ -90,13 +91,10 @@ async def test_a_long_utterance_moves_to_the_steady_stream_and_is_heard_whole(
 
 
 def stretches_between_pauses(pcm: np.ndarray) -> list[tuple[int, int]]:
-    """(begin, end) of the parts of `pcm` between its pauses (>= 60 ms below -54 dBFS, where
-    the player may switch streams), cut in each pause's middle."""
-    quiet = np.concatenate(([False], np.abs(pcm) < 0.002, [False]))
-    edges = np.flatnonzero(np.diff(quiet.astype(np.int8)))
-    runs = zip(edges[::2], edges[1::2], strict=True)
-    cuts = [(a + b) // 2 for a, b in runs if b - a >= 60 * MS and a > 0 and b < len(pcm)]
-    return list(itertools.pairwise([0, *cuts, len(pcm)]))
+    """(begin, end) of the parts of `pcm` between its pauses (where the player may switch
+    streams), cut in each pause's middle."""
+    inside = [(a, b) for a, b in pauses(pcm, RATE) if a > 0 and b < len(pcm)]
+    return list(itertools.pairwise([0, *((a + b) // 2 for a, b in inside), len(pcm)]))
 
 
 async def test_three_at_once_play_in_order_without_gaps(daemon: Daemon, recorder: Recorder) -> None:

@@ -43,6 +43,7 @@ import trio
 from playspeak.errors import AudioDeviceError
 
 from .devices import NO_DEVICES_HINT, list_devices, resolve_device, sounddevice
+from .pauses import PAUSE_SECONDS, pauses
 from .ring import PcmRing
 
 __all__ = ["Player", "list_devices", "resolve_device"]
@@ -57,11 +58,9 @@ _REFILL_DIVISOR = 4  # a full ring is topped up once a quarter of it is free aga
 # Silence after the last frame was heard before the stream stops: utterances queued back to
 # back (pipelined) keep it running; a restart costs about 1 ms, so this can stay short.
 IDLE_STOP_SECONDS = 0.2
-# The switch to the steady stream happens inside a pause: at least _PAUSE_SECONDS of samples
-# below _PAUSE_LEVEL (-54 dBFS), _PAUSE_INSET_SECONDS into it, and only with at least
-# _STEADY_AHEAD_SECONDS buffered after it (the steady stream takes its deeper buffer at once).
-_PAUSE_SECONDS = 0.06
-_PAUSE_LEVEL = 0.002
+# The switch to the steady stream happens inside a pause (audio.pauses: 60 ms below -54 dBFS),
+# _PAUSE_INSET_SECONDS into it, and only with at least _STEADY_AHEAD_SECONDS buffered after it
+# (the steady stream takes its deeper buffer at once).
 _PAUSE_INSET_SECONDS = 0.02
 _STEADY_AHEAD_SECONDS = 0.4
 _STEADY_BLOCKS = 2  # the steady stream's callback block, in quick-stream blocks
@@ -339,7 +338,7 @@ class Player:
         """The position inside the first pause in the ring that the quick stream cannot have
         reached yet and that has enough audio after it; None if there is none (yet)."""
         rate = self.samplerate
-        run = round(rate * _PAUSE_SECONDS)
+        run = round(rate * PAUSE_SECONDS)
         # beyond what the quick stream takes before the limit is seen: its buffer and a block
         earliest = ring.frames_read + round(rate * self.prefill_seconds) + self.blocksize
         scan = round(rate * _PAUSE_SCAN_SECONDS)
@@ -348,12 +347,10 @@ class Player:
         if end - start < run:
             return None
         self._scanned_to = end
-        quiet = np.abs(frames).max(axis=1) < _PAUSE_LEVEL
-        counts = np.concatenate(([0], np.cumsum(quiet)))
-        pauses = np.flatnonzero(counts[run:] - counts[:-run] == run)
-        if not len(pauses):
+        found = pauses(frames, rate)
+        if not found:
             return None
-        position = start + int(pauses[0]) + round(rate * _PAUSE_INSET_SECONDS)
+        position = start + found[0][0] + round(rate * _PAUSE_INSET_SECONDS)
         if ring.frames_written - position < rate * _STEADY_AHEAD_SECONDS:
             self._scanned_to = position - round(rate * _PAUSE_INSET_SECONDS)  # look again
             return None
