@@ -21,11 +21,14 @@ second at latency 0.04 against ~7 at 0.1 with 20 ms blocks (``bench.stream_cpu``
 the shallow stream plays up to a point inside the pause, and once that has been heard the deep
 one starts from there. Only the pause grows, by the ~10 ms the switch takes.
 
-Threads: the PortAudio callback runs on PortAudio's thread. It only reads the ring (a short
-lock), applies the gain, pads with silence and updates a few counters; it never blocks and
-never calls into trio except ``TrioToken.run_sync_soon`` to wake a waiting trio task. Every
-other method runs on the trio thread; stream start/stop calls block, so they run in a worker
-thread, one at a time.
+Threads and ownership: every PortAudio call (open, start, abort, close, device queries) is made
+by one owner, the task that runs ``run()``, each in a worker thread under a cancel shield, one
+at a time: a cancellation can delay a close but never skip it (a running stream that Python
+frees takes its callback with it while PortAudio still calls it: a native crash). The other
+verbs only ask the owner (``play()`` asks for a start and waits for its outcome; ``cancel()``
+asks for a close) through ``_attention``. The PortAudio callback runs on PortAudio's thread: it
+only reads the ring (a short lock), applies the gain, pads with silence and updates a few
+counters; it never blocks and never calls into trio except ``TrioToken.run_sync_soon``.
 """
 
 from __future__ import annotations
@@ -103,89 +106,106 @@ class Player:
         self._buffer_seconds = buffer_seconds
         self.stop_when_idle = stop_when_idle
         self.steady_latency = steady_latency  # 0: a stretch stays on its first stream
+        # Owned by the trio thread (written only there, mostly by the owner task):
         self.device_name = ""
         self.latency = 0.0  # the quick (first) stream's reported output latency, seconds
-        self._stream_latency = 0.0  # the running stream's
-        self._ring: PcmRing | None = None
+        self._ring: PcmRing | None = None  # replaced only while no stream is open
         self._token: trio.lowlevel.TrioToken | None = None
         self._running = False
         self._died = trio.Event()
-        self._failure = ""
+        self._failure = ""  # also written by the callback just before it aborts
         self._changed = trio.Event()  # set (and replaced) whenever waiters should look again
-        self._stream: Any = None
-        self._active = False  # the stream is started (callbacks run); trio-owned
-        self._switching = trio.Lock()  # one start/stop at a time
-        self._attention = trio.Event()  # wakes _watch: the stream died, or cancel() asks to stop
+        self._attention = trio.Event()  # wakes the owner: a start wanted, a close, a death
+        self._start_wanted = False  # play() asks the owner for a stream
         self._stop_now = False  # cancel() emptied the ring: close without waiting
         self._starts = 0
-        self._steady = False  # the running stream is the steady (deep-buffered) one
         self._switches = 0
         self._opened = 0  # streams opened: each one's callback knows its number
-        self._feeding = 0  # the stream whose callback reads the ring (others play silence)
         self._switch_at: int | None = None  # the quick stream reads up to here (in a pause)
         self._switch_due: float | None = None  # when to start the steady stream (monotonic)
-        self._scanned_to = 0  # trio-private: ring position searched for a pause so far
-        # written by the callback thread, read by trio
+        self._scanned_to = 0  # ring position searched for a pause so far
+        self._switch_signalled = False  # reset by trio before the callback can set it again
+        self.steady_refused = ""  # why the device would not take the steady stream (this run)
+        # Owned by the owner task; read by the PortAudio thread (single loads, no lock: a
+        # stale value costs one block at most, and the order of writes below is what matters):
+        self._stream: Any = None  # the open stream; only the owner opens and closes streams
+        self._stream_latency = 0.0  # the open stream's reported latency
+        self._active = False  # the stream is started; cleared *before* a deliberate abort
+        self._steady = False  # the open stream is the steady (deep-buffered) one
+        self._feeding = 0  # the stream whose callback reads the ring (others play silence)
+        # Written by the PortAudio thread, read by trio (counters and stamps: a torn or stale
+        # read is harmless; trio reacts to them only after a wake-up through the token):
         self._underflows = 0  # output_underflow status flags
         self._starved = 0  # times the ring ran dry while more audio was expected
         self._frames_played = 0
         self._wakeups = 0  # times the callback woke the trio side
-        self._last_callback = 0.0
+        self._last_callback = 0.0  # also reset by the owner when a stream starts
         self._last_sound = 0.0  # monotonic time of the last block that played frames
         self._last_block: tuple[int, int, float, float] | None = None  # start, end, t, latency
         self._quick_latency = 0.0  # the last DAC latency a quick stream reported
-        self._switch_signalled = False
-        self.steady_refused = ""  # why the device would not take the steady stream (this run)
-        # written by trio, read by the callback thread
+        # Written by trio, read by the PortAudio thread:
         self._want_wake = False
         self._wake_at = 0  # wake trio once the read position reaches this (lowest waiter's)
-        self._thresholds: list[int] = []  # trio-private: every waiter's wake position
         self._paused = False
         self._volume = 1.0
         self._expecting = False  # an utterance is being fed: running dry is an underrun
-        self._starving = False  # callback-private: inside one dry spell
-        self._dropped: deque[tuple[int, int]] = deque(maxlen=32)  # (after, upto] by cancel()
+        # Private to one side:
+        self._thresholds: list[int] = []  # trio: every waiter's wake position
+        self._starving = False  # callback: inside one dry spell
+        self._dropped: deque[tuple[int, int]] = deque(maxlen=32)  # trio: (after, upto] dropped
 
-    # --- lifetime ---------------------------------------------------------------------------
+    # --- lifetime: the owner task ---------------------------------------------------------
 
     async def run(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
         """Open the device (and, with stop_when_idle, close it again until there is something
-        to play; else start it), report started, then play until cancelled.
+        to play; else start it), report started, then own every stream until cancelled.
 
-        Opening blocks in a worker thread. Raises AudioDeviceError if the device cannot be
-        opened or started, or the stream dies (callback error, device or server gone); the
-        owner may call run() again to reopen. On cancellation the stream is stopped and closed.
+        Raises AudioDeviceError if the device cannot be opened or started, or the stream dies
+        (callback error, device or server gone); the owner may call run() again to reopen.
+        On cancellation the stream is closed first (shielded: never skipped).
         """
         self._token = trio.lowlevel.current_trio_token()
         self._died = trio.Event()
         self._failure = ""
         self.cancel()  # audio left from an earlier run is stale
         self.steady_refused = ""
-        stream = await trio.to_thread.run_sync(self._open, self._died)  # the device works
-        self._stream, self._active, self._feeding = stream, False, self._opened
+        self._start_wanted = False
         try:
+            await self._open_stream()  # the device works
             self._running = True
             if self.stop_when_idle:
-                self._stream = None  # opened again for each stretch of speech
-                await trio.to_thread.run_sync(_abort_and_close, stream)
+                await self._close_stream()  # opened again for each stretch of speech
             else:
-                await self._start_stream()
+                await self._start()
             task_status.started()
             await self._watch()
         finally:
             self._running = False
-            self._active = False
-            self._end_stretch()
-            stream, self._stream = self._stream, None
+            self._start_wanted = False
             self._wake()  # waiters see the player closed
-            if stream is not None:
-                with trio.CancelScope(shield=True):
-                    await trio.to_thread.run_sync(_close, stream)
+            await self._close_stream(abort=False)
+
+    async def _portaudio(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """The owner task only: one PortAudio call in a worker thread, shielded, so that a
+        cancellation can neither skip it nor lose its result (to_thread.run_sync checkpoints
+        before it starts the worker)."""
+        with trio.CancelScope(shield=True):
+            return await trio.to_thread.run_sync(fn, *args)
+
+    async def _open_stream(self, steady: bool = False) -> Any:
+        """Owner: open a stream (not started) and make it the one that reads the ring. Any
+        stream open before is the caller's to close (the steady switch keeps the quick one
+        playing silence until the steady one runs)."""
+        opened = await self._portaudio(self._open, self._died, steady)
+        # from here on the stream is ours to close: nothing may checkpoint before it is kept
+        self._stream, self._feeding, self._stream_latency = opened, self._opened, opened.latency
+        return opened
 
     def _open(self, died: trio.Event, steady: bool = False) -> Any:
-        """Worker thread: resolve the device, build the ring (kept if it fits: it may hold
-        frames to play), open a stream (not started): the quick one, or the steady one with
-        the deeper buffer. Its callback reads the ring once `_feeding` is its number."""
+        """Worker thread (called by the owner only): resolve the device, build the ring (kept
+        if it fits: it may hold frames to play; no stream reads it meanwhile), open a stream
+        (not started): the quick one, or the steady one with the deeper buffer. Its callback
+        reads the ring once `_feeding` is its number."""
         sd = sounddevice()
         index = resolve_device(self._device_spec)
         try:
@@ -224,33 +244,40 @@ class Player:
                 f"channel(s): {e}; `playspeak devices` lists what is available"
             ) from e
         self.samplerate, self.blocksize = rate, blocksize
-        self._stream_latency = float(stream.latency)
         if not steady:
-            self.latency = self._stream_latency
+            self.latency = float(stream.latency)
         return stream
 
-    async def _start_stream(self) -> None:
-        """Open (if closed) and start the stream: the ring's frames play at once.
-        AudioDeviceError if the device refuses, which also ends run() so that the owner
-        reopens it."""
-        async with self._switching:
-            if self._active or not self._running:
-                return
-            sd = sounddevice()
-            try:
-                if self._stream is None:
-                    self._stream = await trio.to_thread.run_sync(self._open, self._died)
-                    self._feeding = self._opened
-                await trio.to_thread.run_sync(self._stream.start)
-            except AudioDeviceError as e:
-                self._fail(str(e))
-                raise
-            except sd.PortAudioError as e:
-                self._fail(f"cannot start output device {self.device_name!r}: {e}")
-                raise AudioDeviceError(self._failure) from e
-            self._last_callback = time.monotonic()
-            self._active = True
-            self._starts += 1
+    async def _start(self) -> None:
+        """Owner: open (if closed) and start the stream: the ring's frames play at once.
+        Raises AudioDeviceError if the device refuses (run() then ends with it)."""
+        sd = sounddevice()
+        try:
+            if self._stream is None:
+                await self._open_stream()
+            await self._portaudio(self._stream.start)
+        except AudioDeviceError as e:
+            self._fail(str(e))
+            raise
+        except sd.PortAudioError as e:
+            self._fail(f"cannot start output device {self.device_name!r}: {e}")
+            raise AudioDeviceError(self._failure) from e
+        self._last_callback = time.monotonic()
+        self._active = True
+        self._starts += 1
+        self._wake()  # play() waits for the outcome
+
+    async def _close_stream(self, *, abort: bool = True) -> None:
+        """Owner: close the stream, if one is open: aborted (what the device holds is dropped)
+        or stopped (played out). `_active` is cleared first, so that its finished callback is
+        not taken for a death. Shielded, and the field is cleared only with the close done."""
+        stream = self._stream
+        if stream is None:
+            return
+        self._active = False
+        self._end_stretch()
+        await self._portaudio(_abort_and_close if abort else _close, stream)
+        self._stream = None
 
     def _fail(self, reason: str) -> None:
         """The stream cannot go on: run() ends with `reason`."""
@@ -259,21 +286,29 @@ class Player:
         self._attention.set()
 
     async def _watch(self) -> None:
-        """Return never: close the stream when idle (see _close_if_idle); raise
-        AudioDeviceError once the stream has died or stalled."""
+        """The owner's loop; returns never: start a stream when play() asks, close it when
+        idle (see _close_if_idle), switch to the steady one at a pause; raise AudioDeviceError
+        once the stream has died or stalled."""
         while True:
-            due = self._switch_due
-            # (at least 2 ms: a switch that is due waits for a start under way, not in a spin)
-            wait = _WATCH_SECONDS if due is None else max(0.002, due - time.monotonic())
-            with trio.move_on_after(min(wait, _WATCH_SECONDS)):
-                await self._attention.wait()
+            if not self._start_wanted:
+                due = self._switch_due
+                # (at least 2 ms: a due switch waits for the callback's progress, not a spin)
+                wait = _WATCH_SECONDS if due is None else max(0.002, due - time.monotonic())
+                with trio.move_on_after(min(wait, _WATCH_SECONDS)):
+                    await self._attention.wait()
             self._attention = trio.Event()
             if self._died.is_set():
                 reason = self._failure or "the device stopped"
                 raise AudioDeviceError(f"audio stream on {self.device_name!r} ended: {reason}")
+            if self._start_wanted:
+                self._start_wanted = False
+                if not self._active and self._ring is not None and self._ring.used:
+                    await self._start()
+                self._wake()
+                continue
             stream = self._stream
-            if not self._active or self._switching.locked() or stream is None:
-                continue  # closed on purpose (idle), or being opened or closed
+            if not self._active or stream is None:
+                continue  # closed on purpose (idle)
             silent_for = time.monotonic() - self._last_callback
             if silent_for > _STALL_SECONDS or not stream.active:
                 raise AudioDeviceError(
@@ -289,20 +324,16 @@ class Player:
                     await self._toward_steady()
 
     async def _close_if_idle(self) -> None:
-        """Close the stream once nothing has played for IDLE_STOP_SECONDS after the device
-        latency, or at once after cancel() emptied the ring (dropping what the device holds)."""
+        """Owner: close the stream once nothing has played for IDLE_STOP_SECONDS after the
+        device latency, or at once after cancel() emptied the ring (dropping what the device
+        holds)."""
         urgent, self._stop_now = self._stop_now, False
         if not self._idle():
             return
         quiet_for = time.monotonic() - self._last_sound
         if not urgent and quiet_for < self._stream_latency + IDLE_STOP_SECONDS:
             return
-        async with self._switching:
-            if self._active and self._idle() and self._stream is not None:
-                self._active = False  # first: the finished callback is then expected
-                self._end_stretch()
-                stream, self._stream = self._stream, None
-                await trio.to_thread.run_sync(_abort_and_close, stream)
+        await self._close_stream()
 
     def _end_stretch(self) -> None:
         """The next stretch starts on a quick stream again; a planned switch is void."""
@@ -314,7 +345,7 @@ class Player:
         self._scanned_to = 0
 
     async def _toward_steady(self) -> None:
-        """Plan the switch to the steady stream at the next pause, or make it once the
+        """Owner: plan the switch to the steady stream at the next pause, or make it once the
         quick stream has played up to that point and it has been heard."""
         ring = self._ring
         if ring is None or self._steady:
@@ -329,10 +360,7 @@ class Player:
             self._switch_due = self._heard_at(self._switch_at) - _SWITCH_LEAD_SECONDS
         if time.monotonic() < self._switch_due:
             return  # _watch wakes at the due time
-        async with self._switching:
-            if self._switch_at is None or not self._active or self._steady:
-                return  # cancelled, closed or failed meanwhile
-            await self._switch_to_steady()
+        await self._switch_to_steady()
 
     def _find_pause(self, ring: PcmRing) -> int | None:
         """The position inside the first pause in the ring that the quick stream cannot have
@@ -365,38 +393,35 @@ class Player:
         return consumed_at + latency + max(0, position - start) / self.samplerate
 
     async def _switch_to_steady(self) -> None:
-        """Under _switching: open and start the steady stream where the quick one stopped;
-        the quick one plays silence from then on and is closed. A device that refuses a
-        second stream (an ALSA hw device without dmix is busy) keeps the quick one: it goes
-        on from the switch point, and no switch is tried again until run() restarts."""
+        """Owner: open and start the steady stream where the quick one stopped; the quick one
+        plays silence from then on and is closed. A device that refuses a second stream (an
+        ALSA hw device without dmix is busy) keeps the quick one: it goes on from the switch
+        point, and no switch is tried again until run() restarts."""
         sd = sounddevice()
-        quick, quick_number = self._stream, self._feeding
-        try:
-            steady = await trio.to_thread.run_sync(self._open, self._died, True)
-        except AudioDeviceError as e:
-            self._keep_quick(f"cannot open a second stream: {e}")
-            return
-        # from here the quick stream's callback plays silence; _steady before the first
-        # steady callback, which must not pass for a quick stream's latency
-        self._feeding, self._steady = self._opened, True
+        quick = (self._stream, self._feeding, self._stream_latency)
         self._forget_switch()
         try:
-            await trio.to_thread.run_sync(steady.start)
-        except sd.PortAudioError as e:
-            self._feeding, self._steady = quick_number, False
-            self._keep_quick(f"cannot start a second stream: {e}")
-            await trio.to_thread.run_sync(_abort_and_close, steady)
+            # from here the quick stream's callback plays silence (`_feeding` moved on)
+            steady = await self._open_stream(steady=True)
+        except AudioDeviceError as e:
+            self._keep_quick(quick, f"cannot open a second stream: {e}")
             return
-        self._stream = steady
+        self._steady = True  # before its first callback: its latency is not a quick one's
+        try:
+            await self._portaudio(steady.start)
+        except sd.PortAudioError as e:
+            self._keep_quick(quick, f"cannot start a second stream: {e}")
+            await self._portaudio(_abort_and_close, steady)
+            return
         self._switches += 1
         self._last_callback = time.monotonic()
-        if quick is not None:
-            await trio.to_thread.run_sync(_abort_and_close, quick)
+        await self._portaudio(_abort_and_close, quick[0])
 
-    def _keep_quick(self, reason: str) -> None:
-        """The steady stream is not to be had: the quick one plays on from the switch point."""
-        self._forget_switch()
-        self._stream_latency = self.latency
+    def _keep_quick(self, quick: tuple[Any, int, float], reason: str) -> None:
+        """The steady stream is not to be had: the quick one (stream, number, latency) plays
+        on from the switch point."""
+        self._stream, self._feeding, self._stream_latency = quick
+        self._steady = False
         self.steady_refused = reason
         log.info("audio: staying on the first stream (%s)", reason)
 
@@ -498,11 +523,18 @@ class Player:
         """Absolute position after the last frame handed to play()."""
         return self._ring.frames_written if self._ring else 0
 
+    @property
+    def frames_read(self) -> int:
+        """Absolute position after the last frame the callback took (heard, or about to be)."""
+        return self._ring.frames_read if self._ring else 0
+
     async def play(self, pcm: np.ndarray) -> int:
         """Queue `pcm` (frames, channels) float32, waiting for space as the device plays.
 
         Returns the absolute position after its last frame (for wait_played). Cancellable:
-        frames already queued stay queued (cancel() drops them). One task should feed.
+        frames already queued stay queued (cancel() drops them), and nothing more is written
+        once the caller is cancelled. One task should feed. Raises AudioDeviceError if the
+        stream cannot be started or the player stops.
         """
         ring = self._live_ring()
         await trio.lowlevel.checkpoint()
@@ -514,11 +546,14 @@ class Player:
         refill = max(1, ring.capacity // _REFILL_DIVISOR)
         offset = 0
         while True:
+            # A wait below may have ended together with a cancel (cancel(), truncate()):
+            # nothing more of a cancelled caller's audio may follow what was dropped.
+            await trio.lowlevel.checkpoint_if_cancelled()
             offset += ring.write(samples[offset:])
             if offset:
                 self._expecting = True
             if not self._active and ring.used:
-                await self._start_stream()
+                await self._started(ring)
             if offset >= len(samples):
                 return ring.frames_written
             # Wake once a good share of the ring is free rather than after every block (or
@@ -527,23 +562,34 @@ class Player:
             wake_at = ring.frames_written - ring.capacity + refill
             await self._wait_until(lambda: ring.free >= refill, wake_at)
 
+    async def _started(self, ring: PcmRing) -> None:
+        """Ask the owner for a running stream and wait for the outcome (a few ms)."""
+        while not self._active and ring.used:
+            self._start_wanted = True
+            self._attention.set()
+            event = self._changed
+            await event.wait()
+            self._live_ring()  # the owner failed to start it: run() is ending
+
     async def wait_played(self, position: int) -> None:
         """Return once frame `position` has left the device, i.e. was consumed by the callback
-        and the device latency has passed; at once for frames dropped by cancel().
+        and the device latency has passed; at once for frames dropped by cancel() or skip_to().
+        A position not written yet is waited for too (an utterance's first frame, asked for
+        before it is written).
 
-        Waiting for the last frame written ends the utterance: the ring running dry after it
-        is not counted as an underrun. Cancellable; raises AudioDeviceError if the stream
-        dies meanwhile. Accuracy: within a block, later if the trio loop was busy.
+        Waiting for exactly the last frame written ends the utterance: the ring running dry
+        after it is not counted as an underrun. Cancellable; raises AudioDeviceError if the
+        stream dies meanwhile. Accuracy: within a block, later if the trio loop was busy.
         """
         ring = self._live_ring()
         await trio.lowlevel.checkpoint()
-        if position > ring.frames_written:
-            raise ValueError(f"position {position} was never written ({ring.frames_written})")
-        if position >= ring.frames_written:
+        if position == ring.frames_written:
             self._expecting = False
         if position <= 0 or self._was_dropped(position):
             return
-        await self._wait_until(lambda: ring.frames_read >= position, position)
+        await self._wait_until(
+            lambda: ring.frames_read >= position or self._was_dropped(position), position
+        )
         block = self._last_block
         if self._was_dropped(position) or block is None:
             return
@@ -559,8 +605,8 @@ class Player:
     def cancel(self) -> int:
         """Drop everything buffered; returns the number of frames dropped.
 
-        Audio stops within one callback block (plus what the device already holds).
-        Waiters for the dropped frames return at once.
+        Audio stops within one callback block: the owner closes the stream at once, which
+        drops what the device holds too. Waiters for the dropped frames return at once.
         """
         self._expecting = False
         self._forget_switch()  # the pause it was planned in is gone
@@ -594,6 +640,27 @@ class Player:
                     self._stop_now = True
                     self._attention.set()
             self._wake()
+        return dropped
+
+    def truncate(self, position: int) -> int:
+        """Drop the buffered frames from absolute `position` on (an utterance queued behind
+        the one playing is cancelled); earlier frames play on untouched and the next write
+        goes at `position` (or at the read position, if the device has got past it). Returns
+        the number of frames dropped. The frames dropped end what was being fed: a feeder
+        must not write more of it (its caller is cancelled first)."""
+        ring = self._ring
+        if ring is None:
+            return 0
+        dropped = ring.truncate(position)
+        end = ring.frames_written
+        # positions from `end` on will be written again: they are no longer "dropped"
+        kept = [(after, min(upto, end)) for after, upto in self._dropped if after < end]
+        self._dropped.clear()
+        self._dropped.extend(kept)
+        self._expecting = False
+        if self._switch_at is not None and self._switch_at >= end:
+            self._forget_switch()
+        self._wake()
         return dropped
 
     def pause(self) -> None:
