@@ -21,10 +21,12 @@ import trio
 from playspeak.audio.arrivals import ArrivalModel, ReplyTrace
 from playspeak.audio.decoder import make_decoder
 from playspeak.audio.silence import UtteranceStart
+from playspeak.chime import builtin_chime
 from playspeak.errors import AudioDeviceError, DecodeError, LinkError
 from playspeak.playai.link import LinkPool, Reply
 from playspeak.priorities import admit
 from playspeak.speech import EventHub, SpeechQueue, Utterance
+from playspeak.timeline import Span, plan_cancel
 
 log = logging.getLogger(__name__)
 
@@ -43,11 +45,14 @@ class AudioSink(Protocol):
     def prefill_seconds(self) -> float: ...  # taken from the buffer at once on starting
     @property
     def frames_written(self) -> int: ...
+    @property
+    def frames_read(self) -> int: ...  # taken by the device (heard, or about to be)
     async def play(self, pcm: np.ndarray) -> int: ...
     async def wait_played(self, position: int) -> bool: ...
     async def wait_ready(self) -> None: ...
     def cancel(self) -> int: ...
     def skip_to(self, position: int) -> int: ...
+    def truncate(self, position: int) -> int: ...
     def pause(self) -> None: ...
     def resume(self) -> None: ...
 
@@ -65,7 +70,11 @@ class Job:
     end_pos: int | None = None  # ... after its last sample, once all is fed
     dropped: bool = False  # its audio was thrown away (cancelled or to be spoken again)
     device_generation: int = 0  # the audio output's loss count when its first audio went out
+    # its `started`/`finished` announcers' scopes: cancelled with the job (its frame positions
+    # may be written again by others after a cut)
+    announcers: list[trio.CancelScope] = field(default_factory=list)
     start_announced: trio.Event = field(default_factory=trio.Event)  # `started` sent or skipped
+    settled: trio.Event = field(default_factory=trio.Event)  # ended, or dropped: off the list
 
 
 class Speaker:
@@ -156,8 +165,9 @@ class Speaker:
         return self.cancel_jobs(jobs, reason) + [u.id for u in waiting]
 
     def cancel_jobs(self, selected: list[Job], reason: str = "cancelled") -> list[str]:
-        """Cancel jobs in flight. Audio of theirs in the player is dropped at once; audio of
-        later jobs that had to go with it is spoken again from the start."""
+        """Cancel jobs in flight. Their buffered audio is dropped at once; every other job's
+        audio plays on intact, or, if it lay behind a cancelled one and so was never heard, is
+        asked for again (timeline.plan_cancel)."""
         if not selected:
             return []
         if self.interrupt_reconnect and any(
@@ -166,22 +176,20 @@ class Speaker:
             # The websocket is still busy streaming a reply nobody wants: a fresh connection
             # gets the next request answered sooner than waiting for the rest (bench/).
             self.links.restart_busy()
-        buffered = [j for j in self.jobs if j.start_pos is not None]
-        hit = [j for j in buffered if j in selected]
-        if hit and hit == buffered[: len(hit)]:
-            # The oldest ones: skip exactly past their audio, later audio plays on seamlessly.
-            last = hit[-1]
-            if last.end_pos is None:
-                last.scope.cancel()  # stop feeding it first
-                self.player.cancel()
-            else:
-                self.player.skip_to(last.end_pos)
-        elif hit:
-            self.player.cancel()
-            for job in reversed([j for j in buffered if j not in selected]):
-                self._respeak(job)
+        spans = [Span(j, j.start_pos, j.end_pos) for j in self.jobs]
+        plan = plan_cancel(spans, set(selected), self.player.frames_read)
         for job in selected:
-            self._drop(job)
+            self._drop(job)  # first: a feeder writing its audio is cancelled before the cut
+        if plan.drop_all:
+            self.player.cancel()
+        elif plan.skip_to is not None:
+            self.player.skip_to(plan.skip_to)
+        if plan.truncate_at is not None:
+            self.player.truncate(plan.truncate_at)
+        for job in plan.respeak:
+            assert isinstance(job, Job)
+            self._respeak(job)
+        for job in selected:
             self.hub.emit(job.utterance, "cancelled", reason=reason)
         return [j.utterance.id for j in selected]
 
@@ -286,8 +294,8 @@ class Speaker:
                         self.hub.emit(job.utterance, "failed", reason=f"internal error: {e}")
                 self.feeding = None
                 job.received.set()
-                if job.end_pos is None and job in self.jobs:  # never reached the player
-                    self.jobs.remove(job)
+                if job.end_pos is None:  # never reached the player, or failed on the way
+                    self._forget(job)
 
     async def _feed(self, job: Job) -> None:
         u = job.utterance
@@ -307,9 +315,9 @@ class Speaker:
 
     async def _feed_audio(self, job: Job) -> None:
         u = job.utterance
-        if self._wants_chime(u):
+        if (chime := self._chime_for(u)) is not None:
             # The chime plays while the service synthesises the speech (already requested).
-            await self._play(job, self.chime)
+            await self._play(job, chime)
         while not u.ended:
             if job.reply is None:
                 self.hub.emit(u, "failed", reason=job.error or "request failed")
@@ -337,10 +345,18 @@ class Speaker:
         assert self._nursery is not None
         self._nursery.start_soon(self._announce_finished, job)
 
-    def _wants_chime(self, u: Utterance) -> bool:
-        if self.chime is None or u.ended:
-            return False
-        return u.chime if u.chime is not None else u.priority in self.chime_priorities
+    def _chime_for(self, u: Utterance) -> np.ndarray | None:
+        """The chime to play before `u`: the configured one for its priority, or for an
+        explicit request (`say --chime`) that one, else the built-in."""
+        if u.ended or u.chime is False:
+            return None
+        if u.chime:
+            return self.chime if self.chime is not None else self._builtin_chime()
+        return self.chime if u.priority in self.chime_priorities else None
+
+    def _builtin_chime(self) -> np.ndarray:
+        mono = builtin_chime(self.player.samplerate)
+        return np.repeat(mono.reshape(-1, 1), self.player.channels, axis=1)
 
     async def _play_reply(self, job: Job, reply: Reply) -> None:
         u = job.utterance
@@ -412,47 +428,70 @@ class Speaker:
             return
         if job.utterance.gain != 1.0:
             pcm = pcm * np.float32(job.utterance.gain)
-        first = job.start_pos is None
         losses = getattr(self.player, "losses", 0)  # device generations (audio/output.py)
-        if first:
+        if job.start_pos is None:
+            await self.player.wait_ready()
             job.start_pos, job.device_generation = self.player.frames_written, losses
+            # Announced by the sound card's clock from the start, not after this write: a
+            # first write larger than the free space returns only once most of it played.
+            before = [j for j in self.jobs if j is not job and j.start_pos is not None]
+            assert self._nursery is not None
+            self._nursery.start_soon(self._announce_started, job, before[-1] if before else None)
         elif losses != job.device_generation:
             # Its beginning was played on a device that is gone: the rest would be a fragment.
             raise AudioDeviceError("the audio device was lost while it was playing")
-        end = await self.player.play(pcm)
-        if first:
-            job.start_pos = end - len(pcm)  # where it really went (a device may have reopened)
-            assert self._nursery is not None
-            self._nursery.start_soon(self._announce_started, job)
+        await self.player.play(pcm)
 
-    async def _announce_started(self, job: Job) -> None:
-        assert job.start_pos is not None
-        try:
-            heard = await self.player.wait_played(job.start_pos + 1)
-            if heard is not False and not job.dropped:
-                self.hub.emit(job.utterance, "started")
-        finally:
-            job.start_announced.set()
+    async def _announce_started(self, job: Job, previous: Job | None) -> None:
+        """`started` once the job's first frame leaves the device, and never before the
+        previous utterance's ending (their frames touch: both are due in the same block)."""
+        with self._announcer(job):
+            try:
+                heard: bool | None = False
+                while job.start_pos is not None:
+                    position = job.start_pos
+                    heard = await self.player.wait_played(position + 1)
+                    if job.start_pos == position:  # (moved: the device reopened first)
+                        break
+                if previous is not None:
+                    await previous.settled.wait()
+                if heard is not False and not job.dropped:
+                    self.hub.emit(job.utterance, "started")
+            finally:
+                job.start_announced.set()
 
     async def _announce_finished(self, job: Job) -> None:
         assert job.end_pos is not None
-        heard = await self.player.wait_played(job.end_pos)
-        # A short utterance can be fed whole before its `started` task ran (trio runs new
-        # tasks in any order): `started` must still come first.
-        await job.start_announced.wait()
-        if job.dropped:
-            return
-        self._forget(job)
-        if heard is False:
-            self.hub.emit(job.utterance, "failed", reason="audio device lost before it was heard")
-        else:
-            self.hub.emit(job.utterance, "finished")
+        with self._announcer(job):
+            heard = await self.player.wait_played(job.end_pos)
+            # A short utterance can be fed whole before its `started` task ran (trio runs new
+            # tasks in any order): `started` must still come first.
+            await job.start_announced.wait()
+            if job.dropped:
+                return
+            if heard is False:
+                reason = "audio device lost before it was heard"
+                self.hub.emit(job.utterance, "failed", reason=reason)
+            else:
+                self.hub.emit(job.utterance, "finished")
+            self._forget(job)
 
     # ---- helpers ------------------------------------------------------------------------
 
+    @staticmethod
+    def _announcer(job: Job) -> trio.CancelScope:
+        """A scope for one of the job's announcers, cancelled when the job is dropped."""
+        scope = trio.CancelScope()
+        job.announcers.append(scope)
+        if job.dropped:
+            scope.cancel()
+        return scope
+
     def _forget(self, job: Job) -> None:
+        """Take the job off the list: it ended or was dropped (the next one may start)."""
         if job in self.jobs:
             self.jobs.remove(job)
+        job.settled.set()
 
     def _drop(self, job: Job) -> None:
         """Throw a job's audio and request away (its utterance's fate is the caller's)."""
@@ -460,6 +499,8 @@ class Speaker:
         if job.reply is not None:
             job.reply.discard()
         job.scope.cancel()
+        for scope in job.announcers:
+            scope.cancel()
         job.received.set()
         self._forget(job)
 

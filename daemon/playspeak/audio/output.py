@@ -80,6 +80,10 @@ class AudioOutput:
     def frames_written(self) -> int:
         return self._base + self.player.frames_written
 
+    @property
+    def frames_read(self) -> int:
+        return self._base + self.player.frames_read
+
     async def wait_ready(self) -> None:
         """Wait while the device is lost."""
         await self._ready.wait()
@@ -116,6 +120,11 @@ class AudioOutput:
         if self.state != "open" or position <= self._base:
             return 0
         return self.player.skip_to(position - self._base)
+
+    def truncate(self, position: int) -> int:
+        if self.state != "open":
+            return 0
+        return self.player.truncate(max(0, position - self._base))
 
     def pause(self) -> None:
         self.player.pause()

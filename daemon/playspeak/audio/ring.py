@@ -11,8 +11,9 @@ class PcmRing:
     """Fixed-capacity FIFO of (frames, channels) float32 PCM; one writer, one reader thread.
 
     Every method takes the lock only for a bounded copy (at most `capacity` frames), so the
-    PortAudio callback never waits long. Positions are absolute: ``frames_written`` and
-    ``frames_read`` only grow, and ``clear()`` moves the read position up to the write one.
+    PortAudio callback never waits long. Positions are absolute: ``frames_read`` only grows,
+    ``clear()`` moves it up to the write position, and only ``truncate()`` moves
+    ``frames_written`` back (never below what was read).
     """
 
     def __init__(self, capacity: int, channels: int) -> None:
@@ -113,6 +114,16 @@ class PcmRing:
             target = min(max(position, self._read), self._written)
             dropped = target - self._read
             self._read = target
+        return dropped
+
+    def truncate(self, position: int) -> int:
+        """Drop the buffered frames from absolute `position` on (earlier ones stay queued); the
+        next write goes there, or at the read position if that is further. Returns how many
+        were dropped."""
+        with self._lock:
+            target = min(max(position, self._read), self._written)
+            dropped = self._written - target
+            self._written = target
         return dropped
 
     def _copy_in(self, pcm: np.ndarray, start: int) -> None:
