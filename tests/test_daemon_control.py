@@ -88,7 +88,7 @@ async def test_important_interrupts_and_is_heard_whole(daemon: Daemon, recorder:
     assert outcome(lines, alarm) == "finished"
     reason = next(e["reason"] for e in lines if e["event"] == "cancelled")
     assert reason == f"interrupted by {alarm}"
-    recorded = recorder.samples(recorder.mark)
+    recorded = await recorder.heard()
     assert await heard(daemon, recorded, "Smoke alarm!") >= 0.99
     assert await heard(daemon, recorded, LONG) < 0.9  # only its beginning was said
     beginning = (await audio(daemon, LONG))[: RATE // 2]
@@ -102,7 +102,7 @@ async def test_text_interrupts_itself_only_the_newest_is_said(
     ids = [await speak(client, f"Menu item {n}.", priority="text") for n in (1, 2, 3)]
     lines = await client.events_until_end(set(ids))
     assert [outcome(lines, i) for i in ids] == ["cancelled", "cancelled", "finished"]
-    recorded = recorder.samples(recorder.mark)
+    recorded = await recorder.heard()
     assert await heard(daemon, recorded, "Menu item 3.") >= 0.99
     assert await heard(daemon, recorded, "Menu item 1.") < 0.9
 
@@ -131,7 +131,7 @@ async def test_progress_the_last_of_a_series_is_always_said(
         "cancelled",
         "finished",
     ]
-    recorded = recorder.samples(recorder.mark)
+    recorded = await recorder.heard()
     assert await heard(daemon, recorded, "40 percent.") >= 0.99
 
 
@@ -177,7 +177,7 @@ async def test_pause_resume_continues_with_the_same_samples(
     # align() needs the whole clip, trailing silence too, inside the recording: the monitor's
     # copy of the last samples can come in a little after `finished`
     assert await recorder.wait_samples_async(recorder.count + RATE // 10, timeout=5)
-    recorded = recorder.samples(recorder.mark)
+    recorded = await recorder.heard()
     begin, end = max(quiet_runs(recorded), key=lambda r: r[1] - r[0])
     assert end - begin >= RATE // 3, "the pause is a stretch of silence"
     # The pause may begin or end next to the speech's own quiet samples (a gap between words,
@@ -199,7 +199,7 @@ async def test_volume_scales_the_samples(daemon: Daemon, recorder: Recorder) -> 
     uid = await speak(client, "Half as loud.", volume=50)
     await client.events_until_end({uid})
     expected = await audio(daemon, "Half as loud.")
-    _, corr, gain = align(recorder.samples(recorder.mark), expected)
+    _, corr, gain = align(await recorder.heard(), expected)
     assert corr >= 0.99 and gain == pytest.approx(0.5, abs=0.02)
 
     assert (await client.command(cmd="volume", level=25))["level"] == 25
@@ -207,7 +207,7 @@ async def test_volume_scales_the_samples(daemon: Daemon, recorder: Recorder) -> 
     uid = await speak(client, "Quieter still.")
     await client.events_until_end({uid})
     expected = await audio(daemon, "Quieter still.")
-    _, corr, gain = align(recorder.samples(mark), expected)
+    _, corr, gain = align(await recorder.heard(mark), expected)
     assert corr >= 0.99 and gain == pytest.approx(0.25, abs=0.02)
 
 
@@ -219,7 +219,7 @@ async def test_chime_then_speech_with_no_gap(
         alarm = await speak(client, "Front door.", priority="important")
         plain = await speak(client, "No chime for me.", chime=False, priority="important")
         await client.events_until_end({alarm, plain})
-        recorded = recorder.samples(recorder.mark)
+        recorded = await recorder.heard()
         chime = builtin_chime(RATE).reshape(-1, 1)
         chime_lag, chime_corr, _ = align(recorded, chime)
         speech = await audio(daemon, "Front door.")

@@ -49,7 +49,7 @@ async def test_a_plain_line_is_heard_as_the_servers_speech(
     assert [e["event"] for e in events] == ["queued", "started", "finished"]
 
     expected = await expected_audio(daemon, text)
-    recorded = recorder.samples(recorder.mark)
+    recorded = await recorder.heard()
     lag, corr, gain = align(recorded, expected)
     assert corr >= 0.99, f"correlation {corr:.4f}"
     assert gain == pytest.approx(1.0, abs=0.02)
@@ -77,7 +77,7 @@ async def test_a_long_utterance_moves_to_the_steady_stream_and_is_heard_whole(
     assert device["steady_switches"] == 1 and device["underruns"] == 0
     # The pause the switch happened in may come out a few ms longer or shorter: each stretch
     # of speech between pauses must be there, sample for sample, in order.
-    recorded = recorder.samples(recorder.mark)
+    recorded = await recorder.heard()
     lags = []
     for begin, end in stretches_between_pauses(expected[:, 0]):
         lag, corr, _ = align(recorded, expected[begin:end])
@@ -109,12 +109,13 @@ async def test_three_at_once_play_in_order_without_gaps(daemon: Daemon, recorder
     finished = [e["id"] for e in lines if e["event"] == "finished"]
     assert finished == ids
 
-    recorded = recorder.samples(recorder.mark)
+    recorded = await recorder.heard()
     lags = []
     for text in texts:
         expected = await expected_audio(daemon, text)
         lag, corr, _ = align(recorded, expected)
-        assert corr >= 0.99, f"{text!r}: correlation {corr:.4f}"
+        stats = daemon.player.stats  # underruns: the daemon dropped audio, not the recorder
+        assert corr >= 0.99, f"{text!r}: correlation {corr:.4f}; {stats}"
         lags.append((lag, len(expected)))
     for (lag, length), (next_lag, _) in itertools.pairwise(lags):
         gap = next_lag - (lag + length)

@@ -169,7 +169,7 @@ async def test_a_lost_sound_server_is_reported_and_speech_resumes_when_it_return
                 expected = reference_pcm(
                     await server.render(text="After the outage.", voice=DEFAULT_VOICE)
                 )
-                assert align(recorder.samples(recorder.mark), expected)[1] >= 0.99
+                assert align(await recorder.heard(), expected)[1] >= 0.99
         finally:
             back.stop()
 

@@ -186,7 +186,7 @@ async def heard(
     also drop a few ms, hence "share")."""
     rendered = reference_pcm(await daemon.local_server.render(text=text, voice=voice, speed=speed))
     reference = rendered[:, 0].astype(np.float64) * 32768
-    recorded = recorder.samples(recorder.mark).astype(np.float64)
+    recorded = (await recorder.heard()).astype(np.float64)
     covered = np.zeros(len(reference), dtype=bool)
     gains = []
     for start, end in islands(recorded):

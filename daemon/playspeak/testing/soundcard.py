@@ -322,6 +322,24 @@ class Recorder:
 
         return self._wait(loud_enough, timeout)
 
+    def wait_past(self, when: float, timeout: float) -> bool:
+        """Block until a chunk read after monotonic time `when` came in: what the sink played
+        up to then (less the capture's own latency) has been recorded."""
+        return self._wait(lambda: bool(self._stamps) and self._stamps[-1][1] >= when, timeout)
+
+    async def heard(self, start: int | None = None, *, margin: float = 0.1) -> np.ndarray:
+        """The samples from `start` (default: the mark) up to what the sink has played by now.
+        The capture lags behind playback (parec's 10 ms, more on a loaded machine), so this
+        first waits for chunks read `margin` seconds later; reading at once could miss the
+        end of what was just heard."""
+        when = time.monotonic() + margin
+        caught_up = await trio.to_thread.run_sync(
+            self.wait_past, when, 10.0, abandon_on_cancel=True
+        )
+        if not caught_up:
+            raise SoundCardError(f"the recorder of {self.source} stopped delivering audio")
+        return self.samples(self.mark if start is None else start)
+
     async def wait_samples_async(self, count: int, timeout: float) -> bool:
         """wait_samples from trio, in a worker thread (abandoned if the caller is cancelled)."""
         return await trio.to_thread.run_sync(
