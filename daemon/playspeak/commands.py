@@ -88,7 +88,7 @@ class CommandHandler:
         utterance.chime = c.chime
         if c.volume is not None:
             utterance.gain = c.volume / 100
-        session.utterances.add(utterance)
+        session.utterances = {u for u in session.utterances if not u.ended} | {utterance}
         return {"id": utterance.id, "_utterance": utterance}
 
     def _subscribe(self, session: ClientSession, c: p.Subscribe) -> dict[str, Any]:

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 
 from playspeak.commands import DEFAULT_TEXT_LIMIT, TEXT_LIMITS
 from playspeak.config import Config
+from playspeak.door.peers import Peer
 from playspeak.speaker import Speaker
 from playspeak.speech import QueueFull, Utterance
 from playspeak.ssip import settings as s
@@ -97,9 +98,13 @@ class Block:
 class SsipSession:
     """One connection. `handle` answers one parsed item; `send` writes a line (never blocks)."""
 
-    def __init__(self, shared: Shared, send: Callable[[bytes], None]) -> None:
+    def __init__(
+        self, shared: Shared, send: Callable[[bytes], None], peer: Peer | None = None
+    ) -> None:
         self.shared = shared
         self.client_id = next(shared.client_ids)
+        self.peer = peer or Peer()
+        self.pending: set[Utterance] = set()  # its messages not yet ended
         self.settings = s.Settings(priority=shared.config().speech.default_priority)
         self.block: Block | None = None
         self.closed = False
@@ -125,8 +130,14 @@ class SsipSession:
         self._allowed_in_block = {"SET", "CHAR", "KEY", "SOUND_ICON", "BLOCK", "QUIT", "BYE"}
 
     def __str__(self) -> str:
-        name = f" {self.settings.client_name}" if self.settings.client_name else ""
-        return f"SSIP client {self.client_id}{name}"
+        # Who it is comes from SO_PEERCRED; its CLIENT_NAME is whatever it chose to say.
+        return f"SSIP client {self.client_id} ({self.peer})"
+
+    def busy(self) -> bool:
+        """Waiting on something (notifications switched on, messages not yet ended, an open
+        block): not idle."""
+        self.pending = {u for u in self.pending if not u.ended}
+        return bool(self.settings.notifications or self.pending or self.block is not None)
 
     # ---- in and out -------------------------------------------------------------------------
 
@@ -223,6 +234,8 @@ class SsipSession:
             self.shared.speaker.submit(utterance)
         except QueueFull as e:
             raise SsipError(300, f"ERR QUEUE FULL ({e})") from None
+        if not utterance.ended:
+            self.pending = {u for u in self.pending if not u.ended} | {utterance}
         log.info("%s: %s %s %r", self, utterance.id, utterance.priority, utterance.text[:80])
 
     # ---- commands ---------------------------------------------------------------------------
