@@ -202,8 +202,9 @@ class ControlServer:
             except _PEER_GONE:
                 return
             if not data:
-                if buffer and not discarding:  # a last line without its newline
-                    self._line(session, bytes(buffer), number + 1)
+                if buffer.strip() and not discarding:
+                    # A line cut short (or trickled in and abandoned) is not acted on.
+                    self._error(session, "the last line has no newline: not acted on", number + 1)
                 visitor.received(False, 0)
                 return
             buffer += data
