@@ -553,3 +553,40 @@ async def test_out_of_file_descriptors_one_warning_and_back_off(tmp_path: Path) 
         assert (await late.command(cmd="ping"))["event"] == "ok"
     assert len([line for line in daemon.log if "cannot accept" in line]) == 1 <= attempts
     assert not [line for line in daemon.log if "Traceback" in line or "trio.serve" in line]
+
+
+# ---- utterance ids and what cancel answers, SSIP text ---------------------------------------
+
+
+async def test_ids_are_unique_and_cancel_says_what_it_did_not_find(tmp_path: Path) -> None:
+    async with open_daemon(config_in(tmp_path)) as daemon:
+        stream = await trio.open_unix_socket(str(daemon.socket_path))
+        # One write: every line is read before the first utterance can end.
+        lines = [
+            {"cmd": "speak", "text": "First.", "id": "door"},
+            {"cmd": "speak", "text": "Again.", "id": "door"},
+            {"cmd": "speak", "text": "Mine.", "id": "u1"},
+            {"cmd": "speak", "text": "Mine.", "id": "ssip-7"},
+            {"cmd": "cancel", "id": "nope"},
+            {"cmd": "cancel", "id": "door"},
+            {"cmd": "speak", "text": "Free again.", "id": "door"},
+        ]
+        await stream.send_all(b"".join(json.dumps(line).encode() + b"\n" for line in lines))
+        await stream.send_eof()
+        answers = [
+            e for e in json_lines(await read_to_end(stream)) if e["event"] in ("ok", "error")
+        ]
+    own = "has the form of the daemon's own ids (u<number>, ssip-<number>): choose another"
+    assert answers == [
+        {"event": "ok", "cmd": "speak", "line": 1, "id": "door"},
+        {
+            "event": "error",
+            "error": "id 'door' is taken: an utterance with it is queued or speaking",
+            "line": 2,
+        },
+        {"event": "error", "error": f"id 'u1' {own}", "line": 3},
+        {"event": "error", "error": f"id 'ssip-7' {own}", "line": 4},
+        {"event": "error", "error": "no utterance with id 'nope' is queued or speaking", "line": 5},
+        {"event": "ok", "cmd": "cancel", "line": 6, "cancelled": ["door"]},
+        {"event": "ok", "cmd": "speak", "line": 7, "id": "door"},
+    ]

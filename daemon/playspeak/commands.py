@@ -10,7 +10,7 @@ from playspeak.control import protocol as p
 from playspeak.control.session import ClientSession
 from playspeak.errors import ProtocolError
 from playspeak.speaker import Speaker
-from playspeak.speech import EventHub, QueueFull, Utterance
+from playspeak.speech import AUTO_ID, EventHub, QueueFull, Utterance
 
 TEXT_LIMITS = {"Play3.0-mini": 20_000}  # other models: 50,000 characters
 DEFAULT_TEXT_LIMIT = 50_000
@@ -81,6 +81,8 @@ class CommandHandler:
         temperature = c.temperature if c.temperature is not None else self.api.temperature
         if temperature is not None:
             params["temperature"] = temperature
+        if c.id is not None:
+            self._check_id(c.id)
         utterance = Utterance(text=c.text, params=params, owner=session, model=c.model)
         if c.id is not None:
             utterance.id = c.id
@@ -90,6 +92,17 @@ class CommandHandler:
             utterance.gain = c.volume / 100
         session.utterances = {u for u in session.utterances if not u.ended} | {utterance}
         return {"id": utterance.id, "_utterance": utterance}
+
+    def _check_id(self, ident: str) -> None:
+        """A client's id must be free, and not of the form the daemon gives its own."""
+        shown = p.echo(ident)
+        if AUTO_ID.fullmatch(ident):
+            raise ProtocolError(
+                f"id {shown} has the form of the daemon's own ids (u<number>, ssip-<number>): "
+                "choose another"
+            )
+        if ident in self.hub.live:
+            raise ProtocolError(f"id {shown} is taken: an utterance with it is queued or speaking")
 
     def _subscribe(self, session: ClientSession, c: p.Subscribe) -> dict[str, Any]:
         session.subscribed = True
@@ -102,7 +115,10 @@ class CommandHandler:
             "self": lambda u: u.owner is session,
             "id": lambda u: u.id == c.id,
         }
-        return {"cancelled": self.speaker.cancel(selectors[c.scope])}
+        cancelled = self.speaker.cancel(selectors[c.scope])
+        if c.scope == "id" and not cancelled:
+            raise ProtocolError(f"no utterance with id {p.echo(c.id)} is queued or speaking")
+        return {"cancelled": cancelled}
 
     def _pause(self, session: ClientSession, c: p.Pause) -> dict[str, Any]:
         self.speaker.pause()

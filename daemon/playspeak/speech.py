@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import re
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
@@ -31,6 +32,9 @@ class Outbox(Protocol):
 
 _ids = itertools.count(1)
 _arrivals = itertools.count(1)
+# The ids the daemon gives: u<n> (control), ssip-<n> (SSIP). Clients may not choose these, so a
+# given id never collides with one the daemon makes.
+AUTO_ID = re.compile(r"(?:u|ssip-)[0-9]+")
 
 
 @dataclass(eq=False)
@@ -65,6 +69,7 @@ class EventHub:
     def __init__(self) -> None:
         self.subscribers: set[Outbox] = set()
         self.counters: dict[str, int] = {"queued": 0, "finished": 0, "cancelled": 0, "failed": 0}
+        self.live: dict[str, Utterance] = {}  # by id: those queued or speaking
 
     def emit(self, utterance: Utterance, event: str, **fields: Any) -> None:
         if event in TERMINAL:
@@ -72,10 +77,13 @@ class EventHub:
                 return  # exactly one ending per utterance
             utterance.state = event
             utterance.done.set()
+            if self.live.get(utterance.id) is utterance:
+                del self.live[utterance.id]
         elif event == "started":
             utterance.state = "speaking"
         elif event == "queued":
             utterance.state = "queued"
+            self.live[utterance.id] = utterance
         if event in self.counters:
             self.counters[event] += 1
         utterance_event(utterance, event, fields)  # one log line per utterance at info
