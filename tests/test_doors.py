@@ -590,3 +590,17 @@ async def test_ids_are_unique_and_cancel_says_what_it_did_not_find(tmp_path: Pat
         {"event": "ok", "cmd": "cancel", "line": 6, "cancelled": ["door"]},
         {"event": "ok", "cmd": "speak", "line": 7, "id": "door"},
     ]
+
+
+async def test_ssip_refuses_control_characters_as_the_control_socket_does(
+    tmp_path: Path,
+) -> None:
+    async with open_daemon(config_in(tmp_path)) as daemon:
+        client = await SsipClient.open(tmp_path / "speechd.sock")
+        replies = await client.ask(b"SPEAK\r\nbell\x07 and nul\x00\r\n.\r\nCHAR \x1b\r\n", 3)
+        assert replies == [
+            b"230 OK RECEIVING DATA",
+            b"501 ERR INVALID ENCODING (TEXT HOLDS THE CONTROL CHARACTER U+0007 AT CHARACTER 5)",
+            b"501 ERR INVALID ENCODING (TEXT HOLDS THE CONTROL CHARACTER U+001B AT CHARACTER 1)",
+        ]
+        assert daemon.speaker.hub.counters["queued"] == 0

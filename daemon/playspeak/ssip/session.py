@@ -15,7 +15,9 @@ from dataclasses import dataclass, field
 
 from playspeak.commands import DEFAULT_TEXT_LIMIT, TEXT_LIMITS
 from playspeak.config import Config
+from playspeak.control.protocol import check_controls
 from playspeak.door.peers import Peer
+from playspeak.errors import ProtocolError
 from playspeak.speaker import Speaker
 from playspeak.speech import QueueFull, Utterance
 from playspeak.ssip import settings as s
@@ -193,6 +195,10 @@ class SsipSession:
     def _message(self, text: str) -> Reply:
         if not text.strip():
             return Reply(227, "OK MESSAGE CANCELED")  # what Speech Dispatcher says to nothing
+        try:
+            check_controls(text)  # NULs and escape sequences are refused, as on the control socket
+        except ProtocolError as e:
+            raise SsipError(501, f"ERR INVALID ENCODING ({str(e).upper()})") from None
         if self.block is not None:
             block = self.block
             if block.msg_id is None:
