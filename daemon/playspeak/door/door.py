@@ -186,7 +186,8 @@ class Door:
             if refusal:
                 await self._send(stream, refusal)
                 return
-            room = make_room(self.visitors, peer.uid, self.limits)
+            staying = [v for v in self.visitors if not v.ended]  # not those already leaving
+            room = make_room(staying, peer.uid, self.limits)
             if isinstance(room, str):
                 self._log_full(peer)
                 await self._send(stream, room)
