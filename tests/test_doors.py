@@ -137,16 +137,28 @@ class Conn:
 
 def test_a_full_door_takes_a_newcomer_from_the_uid_beyond_its_share() -> None:
     limits = Limits(max_clients=4, uid_share=2)
-    assert make_room([Conn(1, 0)], 1, limits) is None, "room: everyone comes in"
+    assert make_room([Conn(1, 0)], 1, limits, 5) is None, "room: everyone comes in"
     old, older, oldest = Conn(1, 3), Conn(1, 2), Conn(1, 1, waiting=True)
     door = [old, older, oldest, Conn(0, 0)]
-    assert make_room(door, 2, limits) is older, "idle before busy, then least recently active"
-    assert make_room(door, 0, limits) is older, "uid 0 holds 1 of its 2"
-    assert make_room(door, 1, limits) == "too many clients (limit 4)", "the hog itself"
+    assert make_room(door, 2, limits, 5) is older, "idle before busy, then least recently active"
+    assert make_room(door, 0, limits, 5) is older, "uid 0 holds 1 of its 2"
+    assert make_room(door, 1, limits, 5) == "too many clients (limit 4)", "the hog itself"
     fair = [Conn(1, 0), Conn(1, 0), Conn(2, 0), Conn(2, 0)]
-    assert make_room(fair, 3, limits) == "too many clients (limit 4)", "nobody beyond its share"
+    assert make_room(fair, 3, limits, 5) == "too many clients (limit 4)", "nobody beyond its share"
     unknown = [Conn(None, 0) for _ in range(4)]  # no SO_PEERCRED: one uid among others
-    assert make_room(unknown, 5, limits) is unknown[0]
+    assert make_room(unknown, 5, limits, 5) is unknown[0]
+
+
+def test_a_full_door_takes_a_newcomer_from_a_connection_idle_ten_seconds() -> None:
+    limits = Limits(max_clients=4, uid_share=2)
+    stale, fresh = Conn(1, 0), Conn(1, 5)
+    fair = [fresh, stale, Conn(2, 1, waiting=True), Conn(2, 2)]
+    assert make_room(fair, 1, limits, 9.9) == "too many clients (limit 4)"
+    assert make_room(fair, 1, limits, 10) is stale, "its own idle one, when at its share"
+    assert make_room(fair, 3, limits, 12) is stale, "anyone's, when below"
+    mine = [Conn(2, 0), Conn(2, 0), Conn(1, 1), Conn(1, 9)]
+    assert make_room(mine, 1, limits, 12) is mine[2], "never another uid's when at its share"
+    assert make_room(mine, 1, limits, 10.5) == "too many clients (limit 4)"
 
 
 def test_timeouts_idle_and_unfinished_lines() -> None:
@@ -373,6 +385,31 @@ async def test_a_line_trickled_slower_than_line_timeout_is_dropped_unsaid(
             {"event": "error", "error": "a line unfinished after 15 s: disconnected"}
         ]
         assert heard == []
+
+
+async def test_a_flood_of_ones_own_idle_connections_gives_way_after_ten_seconds(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    async with control_door(tmp_path) as (path, _):
+        flood = [await trio.open_unix_socket(str(path)) for _ in range(16)]  # the cap: 16
+        refused = await trio.open_unix_socket(str(path))
+        assert json_lines(await read_to_end(refused)) == [
+            {"event": "error", "error": "too many clients (limit 16)"}
+        ]
+        await trio.sleep(10)
+        client = await LineClient.open(path)
+        assert (await client.command(cmd="ping"))["event"] == "ok"
+        farewells: list[dict] = []
+
+        async def farewell(stream: trio.SocketStream) -> None:
+            farewells.extend(json_lines(await read_to_end(stream)))
+
+        async with trio.open_nursery() as nursery:  # the rest go when their idle time is up
+            for stream in flood:
+                nursery.start_soon(farewell, stream)
+        assert sorted(line["error"] for line in farewells) == [
+            "idle for 300 s: disconnected"
+        ] * 15 + ["idle, and the door is full: disconnected"]
 
 
 async def test_an_ssip_text_that_never_ends_is_dropped(

@@ -187,22 +187,13 @@ class Door:
                 await self._send(stream, refusal)
                 return
             staying = [v for v in self.visitors if not v.ended]  # not those already leaving
-            room = make_room(staying, peer.uid, self.limits)
+            room = make_room(staying, peer.uid, self.limits, trio.current_time())
             if isinstance(room, str):
                 self._log_full(peer)
                 await self._send(stream, room)
                 return
             if room is not None:
-                self._warn(
-                    "share",
-                    "%s: uid %s holds more than its share (%d): %s makes room for uid %s",
-                    self.name,
-                    room.uid,
-                    self.limits.uid_share,
-                    room,
-                    peer.uid,
-                )
-                room.end(f"uid {room.uid} holds more than its share of clients: disconnected")
+                self._make_room(room, peer)
             visitor = Visitor(self, stream, peer)
             self.visitors.add(visitor)  # before any checkpoint: the limit counts it at once
             try:
@@ -216,6 +207,14 @@ class Door:
                 if self._flooded and quiet and not self.budget.total:
                     self._flooded = False
                     give_back_memory()
+
+    def _make_room(self, leaving: Visitor, newcomer: Peer) -> None:
+        if len([v for v in self.visitors if v.uid == leaving.uid]) > self.limits.uid_share:
+            why = f"uid {leaving.uid} holds more than its share of clients"
+        else:
+            why = "idle, and the door is full"
+        self._warn("room", "%s makes room for uid %s (%s)", leaving, newcomer.uid, why)
+        leaving.end(f"{why}: disconnected")
 
     async def _visit(self, stream: trio.SocketStream, visitor: Visitor) -> None:
         with visitor.scope:

@@ -48,24 +48,37 @@ def too_many(limits: Limits) -> str:
 
 
 T = TypeVar("T", bound=Occupant)
+STALE_AFTER = 10.0  # seconds idle after which a connection gives way to a newcomer at a full door
 K = TypeVar("K")
 
 
-def make_room(occupants: Iterable[T], uid: int | None, limits: Limits) -> T | str | None:
-    """For a newcomer of `uid` at a door with `occupants`: None when there is room; else the
-    connection that gives way (the least recently active, idle ones first, of the uid holding
-    the most connections beyond its share), or why the newcomer is refused. A uid at or beyond
-    its share is refused once the door is full; so is everyone when no uid is beyond it."""
+def make_room(
+    occupants: Iterable[T], uid: int | None, limits: Limits, now: float
+) -> T | str | None:
+    """For a newcomer of `uid` at a door with `occupants`, at `now`: None when there is room;
+    else the connection that gives way, or why the newcomer is refused.
+
+    A full door takes a newcomer of a uid below its share from the uid holding the most beyond
+    its share (its least recently active connection, idle ones first). Failing that, a
+    connection idle for STALE_AFTER seconds (nothing pending, no line in or out) gives way: the
+    newcomer's own uid's when it is at its share (a uid cannot take others' places), anyone's
+    otherwise. Failing that, the newcomer is refused."""
     present = list(occupants)
     if len(present) < limits.max_clients:
         return None
     counts = Counter(o.uid for o in present)
-    if counts[uid] >= limits.uid_share:
-        return too_many(limits)
+    at_share = counts[uid] >= limits.uid_share
     hog, held = max(counts.items(), key=lambda item: item[1])
-    if held <= limits.uid_share:
-        return too_many(limits)
-    return min((o for o in present if o.uid == hog), key=lambda o: (o.busy(), o.last_active))
+    if not at_share and held > limits.uid_share:
+        return min((o for o in present if o.uid == hog), key=lambda o: (o.busy(), o.last_active))
+    stale = [
+        o
+        for o in present
+        if (o.uid == uid or not at_share) and now - o.last_active >= STALE_AFTER and not o.busy()
+    ]
+    if stale:
+        return min(stale, key=lambda o: o.last_active)
+    return too_many(limits)
 
 
 @dataclass(frozen=True)
