@@ -42,9 +42,10 @@ from playspeak.control.protocol import encode
 from playspeak.control.server import ControlServer, bind_unix_socket
 from playspeak.daemon import open_daemon
 from playspeak.door.policy import Budget, Limits, expiry, make_room
+from playspeak.speech import EventHub, Utterance, next_auto_id
 from playspeak.ssip.server import SsipServer, bind_ssip_socket
 
-from daemon_helpers import LineClient
+from daemon_helpers import ENDINGS, LineClient
 
 NOBODY = 65534
 UID = os.getuid()
@@ -598,35 +599,47 @@ async def test_out_of_file_descriptors_one_warning_and_back_off(tmp_path: Path) 
 async def test_ids_are_unique_and_cancel_says_what_it_did_not_find(tmp_path: Path) -> None:
     async with open_daemon(config_in(tmp_path)) as daemon:
         stream = await trio.open_unix_socket(str(daemon.socket_path))
+        # The id the daemon would give next: a client takes it first.
+        upcoming = f"u{int(next_auto_id()[1:]) + 1}"
         # One write: every line is read before the first utterance can end.
         lines = [
             {"cmd": "speak", "text": "First.", "id": "door"},
             {"cmd": "speak", "text": "Again.", "id": "door"},
-            {"cmd": "speak", "text": "Mine.", "id": "u1"},
-            {"cmd": "speak", "text": "Mine.", "id": "ssip-7"},
+            {"cmd": "speak", "text": "Mine.", "id": upcoming},
+            {"cmd": "speak", "text": "No id of mine."},
+            {"cmd": "speak", "text": "Mine again.", "id": upcoming},
             {"cmd": "cancel", "id": "nope"},
             {"cmd": "cancel", "id": "door"},
             {"cmd": "speak", "text": "Free again.", "id": "door"},
         ]
         await stream.send_all(b"".join(json.dumps(line).encode() + b"\n" for line in lines))
         await stream.send_eof()
-        answers = [
-            e for e in json_lines(await read_to_end(stream)) if e["event"] in ("ok", "error")
-        ]
-    own = "has the form of the daemon's own ids (u<number>, ssip-<number>): choose another"
+        lines_back = json_lines(await read_to_end(stream))
+    answers = [e for e in lines_back if e["event"] in ("ok", "error")]
+    auto = answers[3].pop("id")
+    assert auto not in (upcoming, "door") and auto.startswith("u"), "the auto id skips taken ones"
+    taken = "is taken: an utterance with it is queued or speaking"
     assert answers == [
         {"event": "ok", "cmd": "speak", "line": 1, "id": "door"},
-        {
-            "event": "error",
-            "error": "id 'door' is taken: an utterance with it is queued or speaking",
-            "line": 2,
-        },
-        {"event": "error", "error": f"id 'u1' {own}", "line": 3},
-        {"event": "error", "error": f"id 'ssip-7' {own}", "line": 4},
-        {"event": "error", "error": "no utterance with id 'nope' is queued or speaking", "line": 5},
-        {"event": "ok", "cmd": "cancel", "line": 6, "cancelled": ["door"]},
-        {"event": "ok", "cmd": "speak", "line": 7, "id": "door"},
+        {"event": "error", "error": f"id 'door' {taken}", "line": 2},
+        {"event": "ok", "cmd": "speak", "line": 3, "id": upcoming},
+        {"event": "ok", "cmd": "speak", "line": 4},
+        {"event": "error", "error": f"id '{upcoming}' {taken}", "line": 5},
+        {"event": "error", "error": "no utterance with id 'nope' is queued or speaking", "line": 6},
+        {"event": "ok", "cmd": "cancel", "line": 7, "cancelled": ["door"]},
+        {"event": "ok", "cmd": "speak", "line": 8, "id": "door"},
     ]
+    ends = {e["id"]: e["event"] for e in lines_back if e["event"] in ENDINGS}
+    assert ends == {"door": "finished", upcoming: "finished", auto: "finished"}, lines_back
+
+
+def test_ssip_message_ids_skip_ids_taken_by_control_clients() -> None:
+    hub = EventHub()
+    hub.live["ssip-1"] = Utterance("taken", {}, id="ssip-1")
+    ids = iter(range(1, 5))
+    assert hub.fresh_id(lambda: f"ssip-{next(ids)}") == "ssip-2"
+    hub.reserved.add("ssip-3")  # an SSIP block's, until it ends
+    assert hub.taken("ssip-3") and hub.fresh_id(lambda: f"ssip-{next(ids)}") == "ssip-4"
 
 
 async def test_ssip_refuses_control_characters_as_the_control_socket_does(

@@ -10,7 +10,7 @@ from playspeak.control import protocol as p
 from playspeak.control.session import ClientSession
 from playspeak.errors import ProtocolError
 from playspeak.speaker import Speaker
-from playspeak.speech import AUTO_ID, EventHub, QueueFull, Utterance
+from playspeak.speech import EventHub, QueueFull, Utterance
 
 TEXT_LIMITS = {"Play3.0-mini": 20_000}  # other models: 50,000 characters
 DEFAULT_TEXT_LIMIT = 50_000
@@ -83,9 +83,13 @@ class CommandHandler:
             params["temperature"] = temperature
         if c.id is not None:
             self._check_id(c.id)
-        utterance = Utterance(text=c.text, params=params, owner=session, model=c.model)
-        if c.id is not None:
-            utterance.id = c.id
+        utterance = Utterance(
+            text=c.text,
+            params=params,
+            owner=session,
+            model=c.model,
+            id=c.id if c.id is not None else self.hub.fresh_id(),
+        )
         utterance.priority = c.priority or self.default_priority
         utterance.chime = c.chime
         if c.volume is not None:
@@ -94,15 +98,11 @@ class CommandHandler:
         return {"id": utterance.id, "_utterance": utterance}
 
     def _check_id(self, ident: str) -> None:
-        """A client's id must be free, and not of the form the daemon gives its own."""
-        shown = p.echo(ident)
-        if AUTO_ID.fullmatch(ident):
+        """A client's id must not be one that is queued or speaking."""
+        if self.hub.taken(ident):
             raise ProtocolError(
-                f"id {shown} has the form of the daemon's own ids (u<number>, ssip-<number>): "
-                "choose another"
+                f"id {p.echo(ident)} is taken: an utterance with it is queued or speaking"
             )
-        if ident in self.hub.live:
-            raise ProtocolError(f"id {shown} is taken: an utterance with it is queued or speaking")
 
     def _subscribe(self, session: ClientSession, c: p.Subscribe) -> dict[str, Any]:
         session.subscribed = True

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import itertools
-import re
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
@@ -32,16 +31,18 @@ class Outbox(Protocol):
 
 _ids = itertools.count(1)
 _arrivals = itertools.count(1)
-# The ids the daemon gives: u<n> (control), ssip-<n> (SSIP). Clients may not choose these, so a
-# given id never collides with one the daemon makes.
-AUTO_ID = re.compile(r"(?:u|ssip-)[0-9]+")
+
+
+def next_auto_id() -> str:
+    """The next id of the form the daemon gives an utterance without one: u<n>."""
+    return f"u{next(_ids)}"
 
 
 @dataclass(eq=False)
 class Utterance:
     text: str
     params: dict[str, Any]  # the snake_case command sent to the service, less request_id
-    id: str = field(default_factory=lambda: f"u{next(_ids)}")
+    id: str = field(default_factory=next_auto_id)
     owner: Outbox | None = None
     model: str | None = None  # None: the configured model
     priority: str = "message"
@@ -70,6 +71,18 @@ class EventHub:
         self.subscribers: set[Outbox] = set()
         self.counters: dict[str, int] = {"queued": 0, "finished": 0, "cancelled": 0, "failed": 0}
         self.live: dict[str, Utterance] = {}  # by id: those queued or speaking
+        self.reserved: set[str] = set()  # ids given out but not yet queued (an SSIP block's)
+
+    def taken(self, ident: str) -> bool:
+        """True when an utterance queued or speaking (or one promised) has this id."""
+        return ident in self.live or ident in self.reserved
+
+    def fresh_id(self, make: Callable[[], str] = next_auto_id) -> str:
+        """The next id from `make` that is not taken: ids the daemon gives never collide with
+        the ids clients chose."""
+        while self.taken(ident := make()):
+            pass
+        return ident
 
     def emit(self, utterance: Utterance, event: str, **fields: Any) -> None:
         if event in TERMINAL:

@@ -19,7 +19,7 @@ from playspeak.control.protocol import check_controls
 from playspeak.door.peers import Peer
 from playspeak.errors import ProtocolError
 from playspeak.speaker import Speaker
-from playspeak.speech import QueueFull, Utterance
+from playspeak.speech import EventHub, QueueFull, Utterance
 from playspeak.ssip import settings as s
 from playspeak.ssip.protocol import (
     BYE,
@@ -202,13 +202,25 @@ class SsipSession:
         if self.block is not None:
             block = self.block
             if block.msg_id is None:
-                block.msg_id = next(self.shared.message_ids)
+                block.msg_id = self._new_msg_id()
+                self._hub.reserved.add(f"ssip-{block.msg_id}")  # kept until the block ends
                 block.settings = self._snapshot()
             block.parts.append(text)
             return message_queued(block.msg_id)
-        msg_id = next(self.shared.message_ids)
+        msg_id = self._new_msg_id()
         self._submit(self._utterance(text, self._snapshot(), msg_id))
         return message_queued(msg_id)
+
+    @property
+    def _hub(self) -> EventHub:
+        return self.shared.speaker.hub
+
+    def _new_msg_id(self) -> int:
+        """The next message id whose utterance id (ssip-<n>) no live utterance has taken."""
+        msg_id = next(self.shared.message_ids)
+        while self._hub.taken(f"ssip-{msg_id}"):
+            msg_id = next(self.shared.message_ids)
+        return msg_id
 
     def _snapshot(self) -> s.Settings:
         # Notifications count as they were when the message was sent (ssip.texi).
@@ -334,6 +346,7 @@ class SsipSession:
         block, self.block = self.block, None
         if block is None or block.msg_id is None or block.settings is None:
             return
+        self._hub.reserved.discard(f"ssip-{block.msg_id}")
         try:
             self._submit(self._utterance("\n".join(block.parts), block.settings, block.msg_id))
         except SsipError as e:
