@@ -178,7 +178,7 @@ class SsipReader:
             return []  # the same line again: refused once
         self._discarding = True
         if self._body is not None:
-            self._body_overflow = True  # said after the closing dot, as ssip.texi asks
+            self._too_long()  # said after the closing dot, as ssip.texi asks
             return []
         return [LINE_TOO_LONG]
 
@@ -208,10 +208,14 @@ class SsipReader:
             raw = raw[1:]
         self._body_size += len(raw) + 1
         if self._body_size > self.max_text_bytes:
-            self._body_overflow = True
+            self._too_long()
         elif not self._body_overflow:
             self._body += raw + b"\n"
         return []
+
+    def _too_long(self) -> None:
+        """The text is over its limit: what came of it is dropped, the rest will be."""
+        self._body_overflow, self._body = True, bytearray()
 
     def _finish_text(self) -> Item:
         body, overflow = self._body or bytearray(), self._body_overflow
