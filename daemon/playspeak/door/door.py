@@ -26,6 +26,7 @@ log = logging.getLogger(__name__)
 # accept(2) errors that mean "out of descriptors or memory": wait for some to be freed.
 _CAPACITY_ERRNOS = {errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM}
 BACKOFF_MIN, BACKOFF_MAX = 0.05, 1.0  # seconds between accept attempts while out of fds
+REFUSED_WAITING = 16  # refused clients that may wait for their first command at once
 REFUSAL_LOG_EVERY = 60.0  # seconds: a warning of a kind given again sooner goes to debug
 _PEER_GONE = (trio.BrokenResourceError, trio.ClosedResourceError)
 _numbers = itertools.count(1)
@@ -114,7 +115,9 @@ class Door:
     """Serves one bound, listening socket with `handler` until cancelled.
 
     `name` prefixes its log lines ("control", "SSIP"); `farewell` encodes a message for a client
-    that is refused or closed (in that front end's protocol).
+    that is refused or closed (in that front end's protocol). With `refuse_as_reply`, a refused
+    client's message waits (a second at most) for its first command and answers it: a client
+    that writes before it reads (SSIP's) then reads the refusal instead of dying of SIGPIPE.
     """
 
     def __init__(
@@ -126,6 +129,7 @@ class Door:
         access: AccessPolicy,
         limits: Limits,
         farewell: Callable[[str], bytes],
+        refuse_as_reply: bool = False,
     ) -> None:
         self.name = name
         self.sock = sock
@@ -133,6 +137,8 @@ class Door:
         self.access = access
         self.limits = limits
         self.farewell = farewell
+        self.refuse_as_reply = refuse_as_reply
+        self._answering = 0  # refused clients whose first command is awaited
         self.visitors: set[Visitor] = set()
         self.budget: Budget[Visitor] = Budget(limits.max_pending_bytes)
         self._checking = 0  # connections waiting for a group look-up
@@ -184,13 +190,13 @@ class Door:
         async with stream:
             refusal = await self._check(peer)
             if refusal:
-                await self._send(stream, refusal)
+                await self._refuse(stream, refusal)
                 return
             staying = [v for v in self.visitors if not v.ended]  # not those already leaving
             room = make_room(staying, peer.uid, self.limits, trio.current_time())
             if isinstance(room, str):
                 self._log_full(peer)
-                await self._send(stream, room)
+                await self._refuse(stream, room)
                 return
             if room is not None:
                 self._make_room(room, peer)
@@ -260,6 +266,18 @@ class Door:
 
     def __len__(self) -> int:
         return len(self.visitors)
+
+    async def _refuse(self, stream: trio.SocketStream, message: str) -> None:
+        """Tell a refused client why; as the reply to its first command when so configured
+        (while few wait for one: a flood of refused clients must not hold descriptors)."""
+        if self.refuse_as_reply and self._answering < REFUSED_WAITING:
+            self._answering += 1
+            try:
+                with trio.move_on_after(1), contextlib.suppress(*_PEER_GONE):
+                    await stream.receive_some(4096)
+            finally:
+                self._answering -= 1
+        await self._send(stream, message)
 
     async def _send(self, stream: trio.SocketStream, message: str) -> None:
         """Tell a client why it is not (or no longer) served, if it takes it within a second."""

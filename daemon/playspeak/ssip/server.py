@@ -81,6 +81,7 @@ class SsipServer:
             access=access,
             limits=limits or Limits(),
             farewell=lambda message: Reply(300, f"ERR {message}").encode(),
+            refuse_as_reply=True,  # Speech Dispatcher's clients send CLIENT_NAME first
         )
 
     @classmethod
