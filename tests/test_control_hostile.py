@@ -323,12 +323,16 @@ async def test_clients_that_disconnect_mid_line(
     await leaver.aclose()
     orphan = [e["event"] for e in await watcher.events_until_end({"orphan"})]
     assert orphan == ["queued", "started", "finished"]
-    # Half-closed after a line without its newline (`printf 'text' | nc -N`): still served.
-    polite = await trio.open_unix_socket(str(daemon.socket_path))
-    await polite.send_all(b"No newline at the end")
-    await polite.send_eof()
-    lines = await read_to_end(polite)
-    assert [line["event"] for line in lines] == ["ok", "queued", "started", "finished"]
+    # Half-closed after a line without its newline (`printf 'text' | nc -N`, or a slowloris
+    # that gives up): a line cut short is not acted on, and the client is told so.
+    cut = await trio.open_unix_socket(str(daemon.socket_path))
+    await cut.send_all(b'{"cmd":"ping"}\nNo newline at the end')
+    await cut.send_eof()
+    assert await read_to_end(cut) == [
+        {"event": "ok", "cmd": "ping", "line": 1},
+        {"event": "error", "error": "the last line has no newline: not acted on", "line": 2},
+    ]
+    assert daemon.speaker.hub.counters["queued"] == 1  # the orphan alone
     no_tracebacks(caplog.records)
 
 

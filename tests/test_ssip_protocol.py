@@ -99,6 +99,20 @@ def test_an_overlong_text_is_read_to_its_dot_then_refused() -> None:
     assert reader.feed(b"SPEAK\r\nshort\r\n.\r\n") == [RECEIVING_DATA, Speak("short")]
 
 
+def test_unfinished_input_is_counted_and_an_overlong_text_is_not_kept() -> None:
+    reader = SsipReader(max_line_bytes=16, max_text_bytes=32)
+    assert (reader.unfinished, reader.buffered) == (False, 0)
+    reader.feed(b"SET SELF")
+    assert (reader.unfinished, reader.buffered) == (True, 8)
+    reader.feed(b" RATE 1\r\nSPEAK\r\nhello\r\n")
+    assert (reader.unfinished, reader.buffered) == (True, 6), "the text so far, until its dot"
+    reader.feed(b"a line of twenty chars\r\n" * 3)
+    assert (reader.unfinished, reader.buffered) == (True, 0), "over its limit: dropped"
+    (reply,) = reader.feed(b".\r\n")
+    assert isinstance(reply, Reply) and reply.code == 300
+    assert (reader.unfinished, reader.buffered) == (False, 0)
+
+
 # ---- settings --------------------------------------------------------------------------------
 
 

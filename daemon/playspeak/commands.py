@@ -81,15 +81,28 @@ class CommandHandler:
         temperature = c.temperature if c.temperature is not None else self.api.temperature
         if temperature is not None:
             params["temperature"] = temperature
-        utterance = Utterance(text=c.text, params=params, owner=session, model=c.model)
         if c.id is not None:
-            utterance.id = c.id
+            self._check_id(c.id)
+        utterance = Utterance(
+            text=c.text,
+            params=params,
+            owner=session,
+            model=c.model,
+            id=c.id if c.id is not None else self.hub.fresh_id(),
+        )
         utterance.priority = c.priority or self.default_priority
         utterance.chime = c.chime
         if c.volume is not None:
             utterance.gain = c.volume / 100
-        session.utterances.add(utterance)
+        session.utterances = {u for u in session.utterances if not u.ended} | {utterance}
         return {"id": utterance.id, "_utterance": utterance}
+
+    def _check_id(self, ident: str) -> None:
+        """A client's id must not be one that is queued or speaking."""
+        if self.hub.taken(ident):
+            raise ProtocolError(
+                f"id {p.echo(ident)} is taken: an utterance with it is queued or speaking"
+            )
 
     def _subscribe(self, session: ClientSession, c: p.Subscribe) -> dict[str, Any]:
         session.subscribed = True
@@ -102,7 +115,10 @@ class CommandHandler:
             "self": lambda u: u.owner is session,
             "id": lambda u: u.id == c.id,
         }
-        return {"cancelled": self.speaker.cancel(selectors[c.scope])}
+        cancelled = self.speaker.cancel(selectors[c.scope])
+        if c.scope == "id" and not cancelled:
+            raise ProtocolError(f"no utterance with id {p.echo(c.id)} is queued or speaking")
+        return {"cancelled": cancelled}
 
     def _pause(self, session: ClientSession, c: p.Pause) -> dict[str, Any]:
         self.speaker.pause()

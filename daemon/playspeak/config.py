@@ -90,6 +90,12 @@ class ControlConfig:
     allow_groups: tuple[str, ...] = ()  # group names (a peer's primary or supplementary group)
     rate_limit: float = 50.0  # lines per second per client (0: no limit) ...
     rate_burst: int = 200  # ... after a burst of this many
+    # The limits below (and max_clients, allow_uids, allow_groups) apply at every door: this
+    # socket and the SSIP listener, each counting its own clients.
+    uid_share: int = 64  # a full door takes newcomers of other uids from a uid holding more
+    idle_timeout: float = 300.0  # seconds without a line in or out (0: none) ...
+    line_timeout: float = 15.0  # ... and from a line's first byte to its end (0: none)
+    max_pending_bytes: int = 2097152  # unfinished lines of all clients of a door together
 
     @property
     def socket_path(self) -> Path:
@@ -353,6 +359,13 @@ def _validate(config: Config, text: str = "") -> None:
         (config.control.max_clients >= 1, "control.max_clients must be >= 1"),
         (config.control.rate_burst >= 1, "control.rate_burst must be >= 1"),
         (config.control.client_buffer >= 1, "control.client_buffer must be >= 1"),
+        (config.control.uid_share >= 1, "control.uid_share must be >= 1"),
+        (config.control.idle_timeout >= 0, "control.idle_timeout must be >= 0 (0: none)"),
+        (config.control.line_timeout >= 0, "control.line_timeout must be >= 0 (0: none)"),
+        (
+            config.control.max_pending_bytes >= config.control.max_line_bytes,
+            "control.max_pending_bytes must be >= control.max_line_bytes",
+        ),
         (config.log.level in LOG_LEVELS, f"log.level must be one of {', '.join(LOG_LEVELS)}"),
         (config.speech.max_queue >= 1, "speech.max_queue must be >= 1"),
         (config.speech.max_age > 0, "speech.max_age must be > 0"),

@@ -21,6 +21,7 @@ from playspeak.chime import load_chime
 from playspeak.commands import CommandHandler
 from playspeak.config import Config
 from playspeak.control.server import ControlServer, bind_unix_socket
+from playspeak.door.policy import Limits
 from playspeak.errors import ConfigError
 from playspeak.log import register_secret, setup_logging
 from playspeak.playai.link import LinkPool, LinkSettings
@@ -229,6 +230,7 @@ async def open_daemon(config: Config) -> AsyncIterator[Daemon]:
                 rate_burst=config.control.rate_burst,
                 allow_uids=config.control.allow_uids,
                 allow_groups=config.control.allow_groups,
+                limits=Limits.from_config(config.control),
             )
             daemon = Daemon(config, shown_path, speaker, player, links, control, local_server)
             daemon.handler = handler

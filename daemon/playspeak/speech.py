@@ -33,11 +33,16 @@ _ids = itertools.count(1)
 _arrivals = itertools.count(1)
 
 
+def next_auto_id() -> str:
+    """The next id of the form the daemon gives an utterance without one: u<n>."""
+    return f"u{next(_ids)}"
+
+
 @dataclass(eq=False)
 class Utterance:
     text: str
     params: dict[str, Any]  # the snake_case command sent to the service, less request_id
-    id: str = field(default_factory=lambda: f"u{next(_ids)}")
+    id: str = field(default_factory=next_auto_id)
     owner: Outbox | None = None
     model: str | None = None  # None: the configured model
     priority: str = "message"
@@ -65,6 +70,19 @@ class EventHub:
     def __init__(self) -> None:
         self.subscribers: set[Outbox] = set()
         self.counters: dict[str, int] = {"queued": 0, "finished": 0, "cancelled": 0, "failed": 0}
+        self.live: dict[str, Utterance] = {}  # by id: those queued or speaking
+        self.reserved: set[str] = set()  # ids given out but not yet queued (an SSIP block's)
+
+    def taken(self, ident: str) -> bool:
+        """True when an utterance queued or speaking (or one promised) has this id."""
+        return ident in self.live or ident in self.reserved
+
+    def fresh_id(self, make: Callable[[], str] = next_auto_id) -> str:
+        """The next id from `make` that is not taken: ids the daemon gives never collide with
+        the ids clients chose."""
+        while self.taken(ident := make()):
+            pass
+        return ident
 
     def emit(self, utterance: Utterance, event: str, **fields: Any) -> None:
         if event in TERMINAL:
@@ -72,10 +90,13 @@ class EventHub:
                 return  # exactly one ending per utterance
             utterance.state = event
             utterance.done.set()
+            if self.live.get(utterance.id) is utterance:
+                del self.live[utterance.id]
         elif event == "started":
             utterance.state = "speaking"
         elif event == "queued":
             utterance.state = "queued"
+            self.live[utterance.id] = utterance
         if event in self.counters:
             self.counters[event] += 1
         utterance_event(utterance, event, fields)  # one log line per utterance at info

@@ -88,7 +88,7 @@ class Volume:
 Command = Speak | Ping | Status | Subscribe | Stop | Skip | Cancel | Pause | Resume | Volume
 
 
-def _echo(value: Any) -> str:
+def echo(value: Any) -> str:
     """`value` as an error message or a log line shows it: its repr, cut to ECHO_MAX_LEN, so
     that neither repeats (or stores) a client's whole line."""
     if isinstance(value, str) and len(value) > ECHO_MAX_LEN:
@@ -122,7 +122,7 @@ def _number_in(obj: dict[str, Any], key: str, low: float, high: float) -> float 
         finite = False
     if not (finite and low <= value <= high):
         raise ProtocolError(
-            f"field {key!r} must be between {low:g} and {high:g}, not {_echo(value)}"
+            f"field {key!r} must be between {low:g} and {high:g}, not {echo(value)}"
         )
     return float(value)
 
@@ -130,16 +130,14 @@ def _number_in(obj: dict[str, Any], key: str, low: float, high: float) -> float 
 def _flag(obj: dict[str, Any], key: str) -> bool | None:
     value = obj.get(key)
     if value is not None and not isinstance(value, bool):
-        raise ProtocolError(f"field {key!r} must be true or false, not {_echo(value)}")
+        raise ProtocolError(f"field {key!r} must be true or false, not {echo(value)}")
     return value
 
 
 def _choice(obj: dict[str, Any], key: str, choices: tuple[str, ...]) -> str | None:
     value = _optional(obj, key, str)
     if value is not None and value not in choices:
-        raise ProtocolError(
-            f"field {key!r} must be one of {', '.join(choices)}, not {_echo(value)}"
-        )
+        raise ProtocolError(f"field {key!r} must be one of {', '.join(choices)}, not {echo(value)}")
     return value
 
 
@@ -159,11 +157,11 @@ def _text(value: Any) -> str:
     text = value.strip()
     if not text:
         raise ProtocolError("field 'text' is empty")
-    _check_controls(text)
+    check_controls(text)
     return text
 
 
-def _check_controls(text: str) -> None:
+def check_controls(text: str) -> None:
     """Binary junk that happens to be valid UTF-8 (NULs, escape sequences) is refused rather
     than read aloud; tabs and line breaks inside JSON text are fine."""
     found = _CONTROL.search(text)
@@ -254,7 +252,7 @@ def parse_line(line: str) -> Command:
         raise ProtocolError("field 'cmd' must be a string")
     parser = _PARSERS.get(name)
     if parser is None:
-        raise ProtocolError(f"unknown command {_echo(name)} (known: {', '.join(COMMAND_NAMES)})")
+        raise ProtocolError(f"unknown command {echo(name)} (known: {', '.join(COMMAND_NAMES)})")
     return parser(obj)
 
 
@@ -268,11 +266,11 @@ def describe(command: Command, reply: Mapping[str, Any] | None = None) -> str:
     parts = [command_name(command)]
     ident = (reply or {}).get("id")
     if ident is not None:
-        parts.append(f"id={_echo(str(ident))}")
+        parts.append(f"id={echo(str(ident))}")
     for f in dataclasses.fields(command):
         value = getattr(command, f.name)
         if value is not None and not (f.name == "id" and ident is not None):
-            parts.append(f"{f.name}={_echo(value)}")
+            parts.append(f"{f.name}={echo(value)}")
     return " ".join(parts)
 
 

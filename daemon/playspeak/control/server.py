@@ -1,9 +1,9 @@
 """The control socket: a Unix stream listener, line framing with limits, one task pair per client.
 
 Lines are handed to a non-blocking command handler; bad lines get a JSON error naming the fault
-and the line number, and never disturb other clients. Each client is checked against the
-allow-lists when it connects and rate-limited per line; each command is logged with the
-client's credentials.
+and the line number, and never disturb other clients. The door (door/) checks each client
+against the allow-lists and the shared limits; here each is rate-limited per line, and each
+command is logged with the client's credentials.
 """
 
 from __future__ import annotations
@@ -20,10 +20,12 @@ from typing import Any
 
 import trio
 
-from playspeak.control.peers import AccessPolicy, give_to_group, peer_of, resolve_group
 from playspeak.control.protocol import Command, describe, encode, parse_line
 from playspeak.control.ratelimit import TokenBucket
 from playspeak.control.session import ClientSession
+from playspeak.door.door import Door, Visitor
+from playspeak.door.peers import AccessPolicy, give_to_group, resolve_group
+from playspeak.door.policy import Limits
 from playspeak.errors import PlayspeakError
 
 # The errors of a peer that went away mid-write.
@@ -94,7 +96,8 @@ def _remove_stale(path: Path) -> None:
 
 
 class ControlServer:
-    """Serves clients on a bound listening socket until cancelled.
+    """Serves clients on a bound listening socket until cancelled, behind a door (door/) that
+    applies the allow-lists and the limits every front end shares.
 
     Raises ConfigError at construction for an allowed group that does not exist (and then
     removes the socket file at `path`, which it owns). The socket's group is set when it is
@@ -115,92 +118,68 @@ class ControlServer:
         rate_burst: int = 1,
         allow_uids: Iterable[int] = (),
         allow_groups: Iterable[str] = (),
+        limits: Limits | None = None,
     ) -> None:
         self.on_close = on_close
         self.sock = sock
         self.handler = handler
         self.max_line_bytes = max_line_bytes
-        self.max_clients = max_clients
+        self.limits = limits or Limits(max_clients=max_clients, uid_share=max_clients)
         self.client_buffer = client_buffer
         self.rate_limit = rate_limit
         self.rate_burst = rate_burst
         self.path = path
         self.clients: set[ClientSession] = set()
-        self._full_logged = False  # "too many clients" is logged once per time the limit is hit
         try:
             self.access = AccessPolicy.from_config(allow_uids, allow_groups)
         except PlayspeakError:
             if path is not None:  # run() will not start to remove it
                 path.unlink(missing_ok=True)
             raise
+        self.door = Door(
+            "control",
+            sock,
+            self._serve_client,
+            access=self.access,
+            limits=self.limits,
+            farewell=lambda message: encode("error", error=message),
+        )
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        listener = trio.SocketListener(trio.socket.from_stdlib_socket(self.sock))
         try:
-            async with trio.open_nursery() as nursery:
-                await nursery.start(trio.serve_listeners, self._serve_client, [listener])
-                task_status.started()
+            await self.door.run(task_status=task_status)
         finally:
             if self.path is not None:
                 self.path.unlink(missing_ok=True)
 
     # ---- one client ---------------------------------------------------------------------
 
-    async def _serve_client(self, stream: trio.SocketStream) -> None:
-        peer = peer_of(stream.socket)
-        async with stream:
-            if len(self.clients) >= self.max_clients:
-                self._log_full(peer)
-                await self._refuse(stream, f"too many clients (limit {self.max_clients})")
-                return
-            session = ClientSession(stream, self.client_buffer, peer, self._bucket())
-            self.clients.add(session)  # before any checkpoint: the limit must count it at once
-            try:
-                if not await self._allowed(session):
-                    await self._refuse(stream, self.access.refusal(peer))
-                    return
-                log.debug("%s connected", session)
-                await self._serve(session)
-            finally:
-                self.clients.discard(session)
-                if len(self.clients) < self.max_clients:
-                    self._full_logged = False
-                if self.on_close is not None:
-                    self.on_close(session)
-                gone = f" ({session.dropped_reason})" if session.dropped_reason else ""
-                log.debug("%s gone%s", session, gone)
+    async def _serve_client(self, stream: trio.SocketStream, visitor: Visitor) -> None:
+        """Serve one client the door let in, until it is done and its utterances have ended."""
+        session = ClientSession(stream, self.client_buffer, visitor.peer, self._bucket())
+        session.wrote = visitor.touch
+        visitor.busy = session.busy
+        self.clients.add(session)
+        try:
+            log.debug("%s connected", session)
+            await self._serve(session, visitor)
+        finally:
+            self.clients.discard(session)
+            if self.on_close is not None:
+                self.on_close(session)
+            gone = f" ({session.dropped_reason or visitor.ended})"
+            log.debug("%s gone%s", session, gone if gone != " ()" else "")
 
     def _bucket(self) -> TokenBucket | None:
         if self.rate_limit <= 0:
             return None
         return TokenBucket(self.rate_limit, self.rate_burst, trio.current_time())
 
-    def _log_full(self, peer: object) -> None:
-        # A flood of connections must not become a flood of log lines: once per episode.
-        level = logging.DEBUG if self._full_logged else logging.WARNING
-        self._full_logged = True
-        log.log(level, "refusing client %s: %d clients connected", peer, len(self.clients))
-
-    async def _allowed(self, session: ClientSession) -> bool:
-        if not self.access.active:
-            return True
-        # The group database may be remote (LDAP, sssd): look it up off the trio thread.
-        if await trio.to_thread.run_sync(self.access.allows, session.peer):
-            return True
-        log.warning("refusing %s: not in control.allow_uids/allow_groups", session)
-        return False
-
-    @staticmethod
-    async def _refuse(stream: trio.SocketStream, message: str) -> None:
-        """Tell a client why it is not served (if it takes the line within a second)."""
-        with trio.move_on_after(1), contextlib.suppress(*_PEER_GONE):
-            await stream.send_all(encode("error", error=message))
-
-    async def _serve(self, session: ClientSession) -> None:
+    async def _serve(self, session: ClientSession, visitor: Visitor) -> None:
         with session.scope:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(self._write, session, nursery.cancel_scope)
-                await self._read_lines(session)
+                await self._read_lines(session, visitor)
                 await session.wait_utterances()
                 session.close_outbox()
 
@@ -213,7 +192,7 @@ class ControlServer:
 
     # ---- lines --------------------------------------------------------------------------
 
-    async def _read_lines(self, session: ClientSession) -> None:
+    async def _read_lines(self, session: ClientSession, visitor: Visitor) -> None:
         buffer = bytearray()
         number = 0
         discarding = False  # inside a line that was too long, until its newline
@@ -223,24 +202,30 @@ class ControlServer:
             except _PEER_GONE:
                 return
             if not data:
-                if buffer and not discarding:  # a last line without its newline
-                    self._line(session, bytes(buffer), number + 1)
+                if buffer.strip() and not discarding:
+                    # A line cut short (or trickled in and abandoned) is not acted on.
+                    self._error(session, "the last line has no newline: not acted on", number + 1)
+                visitor.received(False, 0)
                 return
             buffer += data
-            while (end := buffer.find(b"\n")) >= 0:
-                raw = bytes(buffer[:end])
-                del buffer[: end + 1]
+            start = 0
+            while (end := buffer.find(b"\n", start)) >= 0:
+                raw = bytes(buffer[start:end])
+                start = end + 1
                 if discarding:
                     discarding = False
                     continue
                 number += 1
                 self._line(session, raw, number)
+            if start:  # a fresh buffer for the rest: a bytearray keeps the size it once had
+                buffer = bytearray(buffer[start:])
             if len(buffer) > self.max_line_bytes:
                 if not discarding:
                     number += 1
                     self._error(session, self._too_long, number)
                 discarding = True
-                buffer.clear()
+                buffer = bytearray()
+            visitor.received(bool(buffer) or discarding, len(buffer))
 
     @property
     def _too_long(self) -> str:

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import itertools
 import logging
+from collections.abc import Callable
 
 import trio
 
-from playspeak.control.peers import Peer
 from playspeak.control.ratelimit import TokenBucket
+from playspeak.door.peers import Peer
 from playspeak.speech import Utterance
 
 log = logging.getLogger(__name__)
@@ -37,6 +38,11 @@ class ClientSession:
         self.scope = trio.CancelScope()
         self.drained = trio.Event()  # set once the outbox was closed and all of it written
         self.dropped_reason = ""
+        self.wrote: Callable[[], None] = lambda: None  # called after each line written
+
+    def busy(self) -> bool:
+        """Waiting on something (events it subscribed to, its speech): not idle."""
+        return self.subscribed or any(not u.ended for u in self.utterances)
 
     def __str__(self) -> str:
         return f"client {self.id} ({self.peer})"
@@ -67,6 +73,7 @@ class ClientSession:
         async with self._recv:
             async for line in self._recv:
                 await self.stream.send_all(line)
+                self.wrote()
         self.drained.set()
 
     async def wait_utterances(self) -> None:

@@ -131,7 +131,7 @@ class SsipReader:
         self.max_text_bytes = max_text_bytes
         self._buffer = bytearray()
         self._discarding = False  # inside an overlong line, until its end
-        self._body: list[bytes] | None = None  # the SPEAK text being received
+        self._body: bytearray | None = None  # the SPEAK text being received, lines + LF
         self._body_size = 0
         self._body_overflow = False
 
@@ -139,17 +139,31 @@ class SsipReader:
     def receiving_data(self) -> bool:
         return self._body is not None
 
+    @property
+    def unfinished(self) -> bool:
+        """Inside a command line or a SPEAK text (its dot line not yet come)."""
+        return bool(self._buffer) or self._discarding or self._body is not None
+
+    @property
+    def buffered(self) -> int:
+        """Bytes held for input not yet complete (a partial line, a SPEAK text's lines)."""
+        return len(self._buffer) + len(self._body or b"")
+
     def feed(self, data: bytes) -> list[Item]:
         """Everything complete in the bytes received so far, in order."""
         self._buffer += data
         items: list[Item] = []
-        while (end := self._buffer.find(b"\n")) >= 0:
-            raw = bytes(self._buffer[:end])
-            del self._buffer[: end + 1]
+        start = 0
+        while (end := self._buffer.find(b"\n", start)) >= 0:
+            raw = bytes(self._buffer[start:end])
+            start = end + 1
             if self._discarding:
                 self._discarding = False
                 continue
             items += self._line(raw[:-1] if raw.endswith(b"\r") else raw)
+        if start:
+            # A fresh buffer for the rest: a bytearray keeps the size it once had.
+            self._buffer = bytearray(self._buffer[start:])
         if len(self._buffer) > self._limit:
             items += self._overflow()
         return items
@@ -159,12 +173,12 @@ class SsipReader:
         return self.max_text_bytes if self._body is not None else self.max_line_bytes
 
     def _overflow(self) -> list[Item]:
-        self._buffer.clear()
+        self._buffer = bytearray()
         if self._discarding:
             return []  # the same line again: refused once
         self._discarding = True
         if self._body is not None:
-            self._body_overflow = True  # said after the closing dot, as ssip.texi asks
+            self._too_long()  # said after the closing dot, as ssip.texi asks
             return []
         return [LINE_TOO_LONG]
 
@@ -182,7 +196,7 @@ class SsipReader:
             return [INVALID_COMMAND]
         command = Command(name.upper(), args.strip())
         if command.name == "SPEAK":
-            self._body, self._body_size, self._body_overflow = [], 0, False
+            self._body, self._body_size, self._body_overflow = bytearray(), 0, False
             return [RECEIVING_DATA]
         return [command]
 
@@ -194,17 +208,21 @@ class SsipReader:
             raw = raw[1:]
         self._body_size += len(raw) + 1
         if self._body_size > self.max_text_bytes:
-            self._body_overflow = True
+            self._too_long()
         elif not self._body_overflow:
-            self._body.append(raw)
+            self._body += raw + b"\n"
         return []
 
+    def _too_long(self) -> None:
+        """The text is over its limit: what came of it is dropped, the rest will be."""
+        self._body_overflow, self._body = True, bytearray()
+
     def _finish_text(self) -> Item:
-        body, overflow = self._body or [], self._body_overflow
+        body, overflow = self._body or bytearray(), self._body_overflow
         self._body = None
         if overflow:
             return Reply(300, f"ERR MESSAGE TOO LONG (limit {self.max_text_bytes} bytes)")
         try:
-            return Speak(b"\n".join(body).decode("utf-8"))
+            return Speak(body[:-1].decode("utf-8"))
         except UnicodeDecodeError:
             return INVALID_ENCODING

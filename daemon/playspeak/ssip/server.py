@@ -7,21 +7,25 @@ import contextlib
 import logging
 import os
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import trio
 
 from playspeak.config import Config
 from playspeak.control.server import SocketInUse, bind_unix_socket
+from playspeak.door.door import Door, Visitor
+from playspeak.door.peers import AccessPolicy
+from playspeak.door.policy import Limits
 from playspeak.errors import PlayspeakError
 from playspeak.speaker import Speaker
-from playspeak.ssip.protocol import SsipReader
+from playspeak.ssip.protocol import Reply, SsipReader
 from playspeak.ssip.session import Shared, SsipSession
 
 log = logging.getLogger(__name__)
 
 _PEER_GONE = (trio.BrokenResourceError, trio.ClosedResourceError)
+RECEIVE_BYTES = 16384  # per read: small reads keep many clients' buffers small
 
 
 def ssip_socket_path(config: Config) -> Path | None:
@@ -43,7 +47,8 @@ def bind_ssip_socket(path: Path, mode: int) -> socket.socket:
 
 
 class SsipServer:
-    """Serves SSIP on a bound listening socket until cancelled; removes `path` when it ends."""
+    """Serves SSIP on a bound listening socket until cancelled, behind a door (door/) with the
+    same allow-lists and limits as the control socket; removes `path` when it ends."""
 
     def __init__(
         self,
@@ -54,12 +59,30 @@ class SsipServer:
         path: Path | None = None,
         max_line_bytes: int = 65536,
         client_buffer: int = 1024,
+        allow_uids: Iterable[int] = (),
+        allow_groups: Iterable[str] = (),
+        limits: Limits | None = None,
     ) -> None:
         self.sock = sock
         self.path = path
         self.shared = Shared(speaker, config)
         self.max_line_bytes = max_line_bytes
         self.client_buffer = client_buffer
+        try:
+            access = AccessPolicy.from_config(allow_uids, allow_groups)
+        except PlayspeakError:
+            if path is not None:  # run() will not start to remove it
+                path.unlink(missing_ok=True)
+            raise
+        self.door = Door(
+            "SSIP",
+            sock,
+            self._serve_client,
+            access=access,
+            limits=limits or Limits(),
+            farewell=lambda message: Reply(300, f"ERR {message}").encode(),
+            refuse_as_reply=True,  # Speech Dispatcher's clients send CLIENT_NAME first
+        )
 
     @classmethod
     def open(
@@ -70,27 +93,30 @@ class SsipServer:
         path = ssip_socket_path(config)
         if path is None:
             raise PlayspeakError("ssip.socket is not set")
+        control = config.control
         return cls(
             bind_ssip_socket(path, config.ssip.socket_mode),
             speaker,
             current or (lambda: config),
             path=path,
-            max_line_bytes=config.control.max_line_bytes,
-            client_buffer=config.control.client_buffer,
+            max_line_bytes=control.max_line_bytes,
+            client_buffer=control.client_buffer,
+            allow_uids=control.allow_uids,
+            allow_groups=control.allow_groups,
+            limits=Limits.from_config(control),
         )
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        listener = trio.SocketListener(trio.socket.from_stdlib_socket(self.sock))
         try:
             async with trio.open_nursery() as nursery:
-                await nursery.start(trio.serve_listeners, self._serve_client, [listener])
+                await nursery.start(self.door.run)
                 log.info("Speech Dispatcher (SSIP) clients served on %s", self.path or "a socket")
                 task_status.started()
         finally:
             if self.path is not None:
                 self.path.unlink(missing_ok=True)
 
-    async def _serve_client(self, stream: trio.SocketStream) -> None:
+    async def _serve_client(self, stream: trio.SocketStream, visitor: Visitor) -> None:
         send, recv = trio.open_memory_channel[bytes](max(self.client_buffer, 1))
         scope = trio.CancelScope()
 
@@ -103,43 +129,49 @@ class SsipServer:
             except _PEER_GONE:
                 pass
 
-        session = SsipSession(self.shared, write)
+        session = SsipSession(self.shared, write, visitor.peer)
+        visitor.busy = session.busy
         self.shared.sessions[session.client_id] = session
         log.debug("%s connected", session)
-        async with stream:
-            with scope:
-                try:
-                    async with trio.open_nursery() as nursery:
-                        nursery.start_soon(self._write, stream, recv, nursery.cancel_scope)
-                        await self._read(stream, session)
-                        send.close()  # the writer sends what is queued (QUIT's 231), then ends
-                finally:
-                    session.close()
+        with scope:
+            try:
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(self._write, stream, recv, visitor, nursery.cancel_scope)
+                    await self._read(stream, session, visitor)
+                    send.close()  # the writer sends what is queued (QUIT's 231), then ends
+            finally:
+                session.close()
         log.debug("%s gone", session)
 
-    async def _read(self, stream: trio.SocketStream, session: SsipSession) -> None:
+    async def _read(
+        self, stream: trio.SocketStream, session: SsipSession, visitor: Visitor
+    ) -> None:
         """Feed what arrives to the session until EOF, QUIT or a broken connection."""
         reader = SsipReader(self.max_line_bytes)
         while True:
             try:
-                data = await stream.receive_some(65536)
+                data = await stream.receive_some(RECEIVE_BYTES)
             except _PEER_GONE:
                 return
             if not data:
+                visitor.received(False, 0)
                 return
             for item in reader.feed(data):
                 if not session.handle(item):
                     return
+            visitor.received(reader.unfinished, reader.buffered)
 
     @staticmethod
     async def _write(
         stream: trio.SocketStream,
         recv: trio.MemoryReceiveChannel[bytes],
+        visitor: Visitor,
         scope: trio.CancelScope,
     ) -> None:
         async with recv:
             with contextlib.suppress(*_PEER_GONE):
                 async for line in recv:
                     await stream.send_all(line)
+                    visitor.touch()
                 return
         scope.cancel()  # the peer went away: stop reading from it too

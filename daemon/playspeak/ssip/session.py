@@ -15,8 +15,11 @@ from dataclasses import dataclass, field
 
 from playspeak.commands import DEFAULT_TEXT_LIMIT, TEXT_LIMITS
 from playspeak.config import Config
+from playspeak.control.protocol import check_controls
+from playspeak.door.peers import Peer
+from playspeak.errors import ProtocolError
 from playspeak.speaker import Speaker
-from playspeak.speech import QueueFull, Utterance
+from playspeak.speech import EventHub, QueueFull, Utterance
 from playspeak.ssip import settings as s
 from playspeak.ssip.protocol import (
     BYE,
@@ -97,9 +100,13 @@ class Block:
 class SsipSession:
     """One connection. `handle` answers one parsed item; `send` writes a line (never blocks)."""
 
-    def __init__(self, shared: Shared, send: Callable[[bytes], None]) -> None:
+    def __init__(
+        self, shared: Shared, send: Callable[[bytes], None], peer: Peer | None = None
+    ) -> None:
         self.shared = shared
         self.client_id = next(shared.client_ids)
+        self.peer = peer or Peer()
+        self.pending: set[Utterance] = set()  # its messages not yet ended
         self.settings = s.Settings(priority=shared.config().speech.default_priority)
         self.block: Block | None = None
         self.closed = False
@@ -125,8 +132,14 @@ class SsipSession:
         self._allowed_in_block = {"SET", "CHAR", "KEY", "SOUND_ICON", "BLOCK", "QUIT", "BYE"}
 
     def __str__(self) -> str:
-        name = f" {self.settings.client_name}" if self.settings.client_name else ""
-        return f"SSIP client {self.client_id}{name}"
+        # Who it is comes from SO_PEERCRED; its CLIENT_NAME is whatever it chose to say.
+        return f"SSIP client {self.client_id} ({self.peer})"
+
+    def busy(self) -> bool:
+        """Waiting on something (notifications switched on, messages not yet ended, an open
+        block): not idle."""
+        self.pending = {u for u in self.pending if not u.ended}
+        return bool(self.settings.notifications or self.pending or self.block is not None)
 
     # ---- in and out -------------------------------------------------------------------------
 
@@ -182,16 +195,32 @@ class SsipSession:
     def _message(self, text: str) -> Reply:
         if not text.strip():
             return Reply(227, "OK MESSAGE CANCELED")  # what Speech Dispatcher says to nothing
+        try:
+            check_controls(text)  # NULs and escape sequences are refused, as on the control socket
+        except ProtocolError as e:
+            raise SsipError(501, f"ERR INVALID ENCODING ({str(e).upper()})") from None
         if self.block is not None:
             block = self.block
             if block.msg_id is None:
-                block.msg_id = next(self.shared.message_ids)
+                block.msg_id = self._new_msg_id()
+                self._hub.reserved.add(f"ssip-{block.msg_id}")  # kept until the block ends
                 block.settings = self._snapshot()
             block.parts.append(text)
             return message_queued(block.msg_id)
-        msg_id = next(self.shared.message_ids)
+        msg_id = self._new_msg_id()
         self._submit(self._utterance(text, self._snapshot(), msg_id))
         return message_queued(msg_id)
+
+    @property
+    def _hub(self) -> EventHub:
+        return self.shared.speaker.hub
+
+    def _new_msg_id(self) -> int:
+        """The next message id whose utterance id (ssip-<n>) no live utterance has taken."""
+        msg_id = next(self.shared.message_ids)
+        while self._hub.taken(f"ssip-{msg_id}"):
+            msg_id = next(self.shared.message_ids)
+        return msg_id
 
     def _snapshot(self) -> s.Settings:
         # Notifications count as they were when the message was sent (ssip.texi).
@@ -223,6 +252,8 @@ class SsipSession:
             self.shared.speaker.submit(utterance)
         except QueueFull as e:
             raise SsipError(300, f"ERR QUEUE FULL ({e})") from None
+        if not utterance.ended:
+            self.pending = {u for u in self.pending if not u.ended} | {utterance}
         log.info("%s: %s %s %r", self, utterance.id, utterance.priority, utterance.text[:80])
 
     # ---- commands ---------------------------------------------------------------------------
@@ -315,6 +346,7 @@ class SsipSession:
         block, self.block = self.block, None
         if block is None or block.msg_id is None or block.settings is None:
             return
+        self._hub.reserved.discard(f"ssip-{block.msg_id}")
         try:
             self._submit(self._utterance("\n".join(block.parts), block.settings, block.msg_id))
         except SsipError as e:
