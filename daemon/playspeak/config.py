@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from playspeak.errors import ConfigError
+from playspeak.sockdir import default_socket_path as default_socket_path  # (re-exported)
 
 DEFAULT_API_URL = "https://api.play.ai"
 DEFAULT_VOICE = (
@@ -30,14 +31,6 @@ ENV_CONFIG = "PLAYSPEAK_CONFIG"
 ENV_SOCKET = "PLAYSPEAK_SOCKET"
 ENV_DEVICE = "PLAYSPEAK_DEVICE"
 ENV_SSIP_SOCKET = "PLAYSPEAK_SSIP_SOCKET"
-
-
-def default_socket_path() -> Path:
-    """`$XDG_RUNTIME_DIR/playspeak.sock`, or a per-user path in /tmp when that is unset."""
-    runtime = os.environ.get("XDG_RUNTIME_DIR")
-    if runtime:
-        return Path(runtime) / "playspeak.sock"
-    return Path(f"/tmp/playspeak-{os.getuid()}") / "playspeak.sock"
 
 
 def socket_path_from_env() -> Path:
