@@ -145,3 +145,24 @@ async def test_a_socket_directory_that_cannot_be_made_is_a_clear_error(tmp_path:
     assert f"cannot create the socket directory {tmp_path}/a-file/run: Not a directory" in err
     assert "Traceback" not in err
 
+
+async def test_a_failed_start_leaves_no_socket_file_and_check_config_agrees(
+    tmp_path: Path,
+) -> None:
+    """A chime file that cannot be decoded: `run` stops after binding its socket (exit 2) and
+    removes it; `check-config` refuses the same configuration with the same message."""
+    (tmp_path / "chime.wav").write_bytes(b"RIFF....WAVEnot really")
+    (tmp_path / "playspeak.toml").write_text(f'[chime]\nsound = "{tmp_path}/chime.wav"\n')
+    socket_path = tmp_path / "playspeak.sock"
+    env = {
+        "PLAYSPEAK_CONFIG": str(tmp_path / "playspeak.toml"),
+        "PLAYSPEAK_SOCKET": str(socket_path),
+        "PLAYSPEAK_DEVICE": f"wav:{tmp_path}/out.wav",
+    }
+    expected = f"chime.sound {tmp_path}/chime.wav: cannot decode it"
+    code, _out, err = await playspeak("run", env=env)
+    assert code == 2 and expected in err and "Traceback" not in err, err
+    assert not socket_path.exists() and not socket_path.is_symlink()
+    code, out, err = await playspeak("check-config", env=env)
+    assert code == 2 and expected in err and "Traceback" not in err, err
+    assert out == ""

@@ -246,6 +246,8 @@ async def open_daemon(config: Config) -> AsyncIterator[Daemon]:
             nursery.cancel_scope.cancel()
     finally:
         sock.close()
+        if path is not None:  # ours: a start that failed half-way leaves no socket file behind
+            path.unlink(missing_ok=True)
 
 
 async def _start_service(config: Config, nursery: trio.Nursery) -> tuple[Any, str, str, str]:
