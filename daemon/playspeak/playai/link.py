@@ -413,7 +413,7 @@ class Link:
         """Close `conn` at once, without the polite close handshake a dead or stalled peer would
         not answer; its pending replies fail (retriable) with `reason`."""
         conn.reason, conn.stalled = reason, stalled
-        conn.failure = LinkError(f"{reason}; asking again on a new connection")
+        conn.failure = LinkError(reason)
         await trio.aclose_forcefully(conn.ws)
         conn.scope.cancel()
 
