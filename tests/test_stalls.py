@@ -187,3 +187,23 @@ async def test_a_sigstopped_server_that_continues_gets_the_utterance_replayed(
         assert lines[-1]["event"] == "finished", lines
         link = (await client.command(cmd="status"))["status"]["links"][0]
         assert (link["state"], link["stalls"], link["connections"]) == ("connected", 1, 2)
+
+
+async def test_an_idle_link_to_a_sigstopped_server_is_found_dead_by_its_pings(
+    tmp_path: Path,
+) -> None:
+    env = stall_config(tmp_path, "")
+    Path(env["PLAYSPEAK_CONFIG"]).write_text("[api]\nping_interval = 1.0\nconnect_timeout = 2.0\n")
+    async with server_process() as (process, url):
+        env["PLAYSPEAK_API_URL"] = url
+        async with daemon_process(tmp_path, env) as daemon:
+            client = await LineClient.open(daemon.socket_path)
+            assert (await say(daemon.socket_path, "Connected."))["event"] == "finished"
+            process.send_signal(signal.SIGSTOP)  # idle: no reply is pending
+            # Without pings the idle link would stay "connected" to the frozen server forever.
+            while "the TTS service" not in await daemon.next_notification():
+                pass  # STATUS=connecting to / reconnecting to the TTS service
+            link = (await client.command(cmd="status"))["status"]["links"][0]
+            assert link["state"] in ("connecting", "reconnecting") and link["stalls"] == 0
+            process.send_signal(signal.SIGCONT)
+            assert (await say(daemon.socket_path, "Back."))["event"] == "finished"
