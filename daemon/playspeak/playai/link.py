@@ -447,7 +447,8 @@ class Link:
             if self._deadline(conn)[0] > trio.current_time():
                 continue
             self.stalls += 1
-            self.state, self.last_error = "stalled", why
+            if conn is self._conn:  # not one being retired: its successor is already up
+                self.state, self.last_error = "stalled", why
             log.warning("model %s: %s: reconnecting", self.settings.model, why)
             await self._give_up(conn, why, stalled=True)
             return
