@@ -6,11 +6,13 @@ import json
 from collections.abc import AsyncIterator
 
 import pytest
+import trio
+import trio.testing
 import trio_websocket
 
 from playspeak.localserver import LocalServer, open_local_server
 
-from localserver_helpers import speak, ws_url
+from localserver_helpers import read_reply, speak, ws_url
 
 INJECTED = "synthesis failed (injected)"
 TEXT = "Fault injection, for a robust client."
@@ -116,3 +118,33 @@ async def test_garbage_frames_come_before_each_start(server: LocalServer) -> Non
         server.faults.garbage_frames = False
         reply = await speak(ws, output_format="raw")
         assert json.loads(str(reply.frames[0]))["type"] == "start"
+
+
+@pytest.fixture
+def clock() -> trio.testing.MockClock:
+    return trio.testing.MockClock(autojump_threshold=0.3)  # after 0.3 s of real idleness
+
+
+@pytest.mark.parametrize("offset", [0, 700])
+async def test_stall_after_bytes_holds_one_reply_until_resumed(
+    server: LocalServer, offset: int, clock: trio.testing.MockClock
+) -> None:
+    """The connection stays open and silent (0: right after the start frame) until
+    resume_stalls(); then the reply goes on where it stopped, and the next one is not held."""
+    clean = await server.render(text=TEXT, voice="Angelo")
+    server.faults.stall_after_bytes = offset
+    async with trio_websocket.open_websocket_url(await ws_url(server)) as ws:
+        await ws.send_message(json.dumps({"text": TEXT, "voice": "Angelo", "request_id": "s"}))
+        frames = [await ws.get_message()]
+        while sum(len(f) for f in frames if isinstance(f, bytes)) < offset:
+            frames.append(await ws.get_message())
+        assert json.loads(frames[0]) == {"type": "start", "request_id": "s"}
+        with trio.move_on_after(30) as silent:  # virtual time: nothing more comes
+            frames.append(await ws.get_message())
+        assert silent.cancelled_caught
+        assert server.stats.stalls == 1 and server.faults.stall_after_bytes is None
+        server.faults.resume_stalls()
+        rest = await read_reply(ws)
+        audio = b"".join(f for f in frames + rest.frames if isinstance(f, bytes))
+        assert audio == clean and rest.last == {"type": "end", "request_id": "s"}
+        assert (await speak(ws, text=TEXT)).audio == clean  # not held again

@@ -167,3 +167,103 @@ async def test_an_unwanted_reply_is_skipped_by_a_fresh_connection() -> None:
             short = await link.request(command("now"))
             assert await collect(short) == await server.render(text="now", voice=VOICE)
         assert link.connections == 2
+
+
+# ---- liveness: a stalled service fails over; our own slowness does not ---------------------------
+
+FIRST_AUDIO, STALL = 5.0, 4.0
+LONG = "a sentence long enough to be more than three thousand bytes of audio, and then some more"
+
+
+@pytest.fixture
+def clock() -> trio.testing.MockClock:
+    """Virtual time that jumps ahead once the test has waited for nothing but timers for 0.3 s
+    of real time: real localhost I/O is never overtaken by a jump."""
+    return trio.testing.MockClock(autojump_threshold=0.3)
+
+
+def stalling_server() -> dict[str, Any]:
+    return dict(api_key=KEY, user_id=USER, first_byte_delay=0, realtime_factor=0, synth="generated")
+
+
+def liveness(**more: Any) -> dict[str, Any]:
+    return dict(first_audio_timeout=FIRST_AUDIO, stall_timeout=STALL, **more)
+
+
+async def test_a_reply_with_no_audio_fails_over_after_first_audio_timeout(
+    clock: trio.testing.MockClock,
+) -> None:
+    async with served_link(stalling_server(), **liveness()) as (server, link):
+        expected = await server.render(text="hello", voice=VOICE)
+        server.faults.stall_after_bytes = 0  # start frame, then nothing
+        asked = trio.current_time()
+        reply = await link.request(command("hello"))
+        with pytest.raises(LinkError, match="no audio from the TTS service within 5 s"):
+            await collect(reply)
+        waited = trio.current_time() - asked
+        assert reply.retriable and server.stats.stalls == 1
+        assert FIRST_AUDIO <= waited < FIRST_AUDIO + 0.5
+        assert link.status()["state"] == "stalled" and link.stalls == 1
+        # Asked again on a fresh connection: whole, at once.
+        assert await collect(await link.request(command("hello"))) == expected
+        assert trio.current_time() - asked < FIRST_AUDIO + 0.5
+        assert link.state == "connected" and link.connections == 2
+
+
+async def test_a_reply_that_stops_mid_stream_fails_over_after_stall_timeout(
+    clock: trio.testing.MockClock,
+) -> None:
+    async with served_link(stalling_server(), **liveness()) as (server, link):
+        expected = await server.render(text=LONG, voice=VOICE)
+        server.faults.stall_after_bytes = 3000
+        reply = await link.request(command(LONG))
+        received, last = 0, trio.current_time()
+        with pytest.raises(LinkError, match=r"stopped sending mid-reply \(nothing for 4 s\)"):
+            while (chunk := await reply.receive()) is not None:
+                received, last = received + len(chunk), trio.current_time()
+        assert received == 3000 and reply.retriable
+        assert STALL <= trio.current_time() - last < STALL + 0.5
+        server.faults.resume_stalls()  # the old reply goes on into a closed connection: harmless
+        assert await collect(await link.request(command(LONG))) == expected
+        assert link.stalls == 1 and link.connections == 2
+
+
+async def test_a_consumer_that_stops_reading_is_not_a_stall(
+    clock: trio.testing.MockClock,
+) -> None:
+    """The reply's channel fills, the reader waits for us (back-pressure), the service waits for
+    the reader: nothing is overdue, however long that lasts."""
+    server = dict(stalling_server(), chunk_min=100, chunk_max=200)  # many more chunks than fit
+    async with served_link(server, **liveness()) as (local, link):
+        expected = await local.render(text=LONG * 3, voice=VOICE)
+        reply = await link.request(command(LONG * 3))
+        first = await reply.receive()
+        assert first is not None
+        await trio.sleep(10 * (FIRST_AUDIO + STALL))  # a paused speaker
+        assert first + await collect(reply) == expected
+        assert link.stalls == 0 and link.connections == 1 and link.state == "connected"
+
+
+async def test_a_stalled_service_that_is_gone_fails_the_request_with_the_reason(
+    clock: trio.testing.MockClock,
+) -> None:
+    """Not request_patience (60 s here) but the first failed attempt to reach it again ends the
+    wait: the cost is first_audio_timeout and one reconnect."""
+    async with (
+        httpx.AsyncClient() as http,
+        trio.open_nursery() as nursery,
+    ):
+        async with open_local_server(**stalling_server()) as server:
+            settings = LinkSettings(server.base_url, KEY, USER, request_patience=60.0, **liveness())
+            link = Link(settings, http)
+            await nursery.start(link.run)
+            server.faults.stall_after_bytes = 0
+            asked = trio.current_time()
+            reply = await link.request(command("hello"))
+            with pytest.raises(LinkError, match="no audio"):
+                await collect(reply)
+        # The server is gone now (its port closed): the link's next attempt fails at once.
+        with pytest.raises(LinkError, match="stalled and did not answer again: cannot reach"):
+            await link.request(command("hello"))
+        assert trio.current_time() - asked < FIRST_AUDIO + 1.0
+        nursery.cancel_scope.cancel()

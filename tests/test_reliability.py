@@ -252,3 +252,26 @@ async def test_sigterm_with_on_shutdown_finish_says_what_is_pending_first(
         lines = await client.events_until_end(set(ids))
         assert [e["event"] for e in lines if e["event"] in ENDINGS] == ["finished", "finished"]
         assert await daemon.process.wait() == 0
+
+
+async def test_a_second_sigterm_while_finishing_stops_at_once_and_cleanly(
+    tmp_path: Path, sound_card: PulseNullSink
+) -> None:
+    """SIGTERM in finish mode waits for what is pending; a second SIGTERM means "now": the rest
+    is cancelled with a reason and the exit is still clean (0, not death by the signal: 143)."""
+    config = tmp_path / "playspeak.toml"
+    config.write_text('[speech]\non_shutdown = "finish"\nshutdown_timeout = 600.0\n')
+    async with daemon_process(tmp_path, {"PLAYSPEAK_CONFIG": str(config)}) as daemon:
+        client = await LineClient.open(daemon.socket_path)
+        long = "A long goodbye that would take minutes to say in full. " * 20
+        ids = [(await client.command(cmd="speak", text=t))["id"] for t in (long, "And more.")]
+        await until_event(client, "started")
+        daemon.process.send_signal(signal.SIGTERM)
+        while "STOPPING=1" not in await daemon.next_notification():
+            pass  # the first one is being handled: finishing
+        daemon.process.send_signal(signal.SIGTERM)
+        lines = await client.events_until_end(set(ids))
+        ends = {e["id"]: e for e in lines if e["event"] in ENDINGS}
+        assert [ends[i]["event"] for i in ids] == ["cancelled", "cancelled"]
+        assert {ends[i]["reason"] for i in ids} == {"daemon stopping"}
+        assert await daemon.process.wait() == 0

@@ -163,6 +163,13 @@ def state(**changes: Any) -> dict[str, Any]:
             "reconnecting: the TTS service refused the credentials: 401 from /auth",
         ),
         (state(links=[{"state": "connecting", "last_error": ""}]), "connecting to the TTS service"),
+        (
+            state(
+                speaking={"id": "u7", "text": "hi"},
+                links=[{"state": "stalled", "last_error": "no audio from the TTS service"}],
+            ),
+            "stalled: no audio from the TTS service",
+        ),
         (state(device={"device": "pulse", "running": False}), "no audio device"),
         (
             state(device={"state": "lost", "error": "stream stalled"}, queue=[{"id": "u8"}]),
@@ -375,3 +382,24 @@ async def test_a_status_that_fails_does_not_stop_ready_or_the_watchdog(
         await trio.sleep(2.5)
         nursery.cancel_scope.cancel()
     assert [m for _, m in sent.messages] == ["READY=1", "WATCHDOG=1", "WATCHDOG=1", "WATCHDOG=1"]
+
+
+async def test_the_watchdog_is_not_fed_while_a_reply_is_overdue(
+    under_systemd: None, monkeypatch: pytest.MonkeyPatch, autojump_clock: trio.testing.MockClock
+) -> None:
+    """Speaking and idle are progress; a stalled link is not: systemd's watchdog then fires
+    unless the link fails over first."""
+    monkeypatch.setenv("WATCHDOG_USEC", "10000000")  # WatchdogSec=10: fed every 5 s
+    daemon, sent = FakeDaemon(), Sent()
+    connected = [{"state": "connected", "last_error": ""}]
+    async with trio.open_nursery() as nursery:
+        await nursery.start(Notifier(daemon, send=sent).run)
+        daemon.state = state(speaking={"id": "u1", "text": "hi"}, links=connected)
+        await trio.sleep(6)
+        daemon.state = state(links=[{"state": "stalled", "last_error": "no audio within 5 s"}])
+        await trio.sleep(12)
+        daemon.state = state(links=[{"state": "reconnecting", "last_error": "refused"}])
+        await trio.sleep(6)
+        nursery.cancel_scope.cancel()
+    assert [t for t, _ in sent.lines("WATCHDOG=1")] == [0.0, 5.0, 20.0]
+    assert "STATUS=stalled: no audio within 5 s" in [line for _, line in sent.lines("STATUS=")]

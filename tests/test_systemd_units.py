@@ -97,11 +97,34 @@ def test_the_unmodified_service_only_misses_its_executable() -> None:
     assert not problems, result.stdout + result.stderr
 
 
-def test_the_system_service_exposure_meets_the_target() -> None:
-    result = analyze("security", "--offline=true", "--no-pager", str(UNITS / "playspeak.service"))
+@pytest.mark.parametrize("service", [SYSTEM[0], USER[0]])
+def test_each_service_exposure_meets_the_target(service: str) -> None:
+    """`systemd-analyze security --offline=true` on the shipped file (it rates a user unit as if
+    the system manager ran it: as root, so the sandbox has to make up for that)."""
+    result = analyze("security", "--offline=true", "--no-pager", str(UNITS / service))
     found = re.search(r"Overall exposure level for playspeak\.service: (\d+\.\d+)", result.stdout)
     assert found, result.stdout + result.stderr
     assert float(found.group(1)) <= EXPOSURE_TARGET, result.stdout
+
+
+@pytest.mark.parametrize("service", [SYSTEM[0], USER[0]])
+def test_each_service_limits_its_open_files(service: str) -> None:
+    limit = int(one(service, "Service", "LimitNOFILE"))
+    assert 1024 <= limit <= 65536  # room above the client limits, and a bound below the kernel's
+
+
+def test_the_user_service_sandbox_goes_through_a_private_user_namespace() -> None:
+    """In a user manager, mount and kernel protections need PrivateUsers=yes; no capabilities."""
+    unit = settings(USER[0])
+    for key, value in {
+        "PrivateUsers": "yes",
+        "CapabilityBoundingSet": "",
+        "ProtectSystem": "strict",
+        "ProtectHome": "read-only",  # the configuration in ~/.config stays readable
+        "PrivateTmp": "yes",
+        "NoNewPrivileges": "yes",
+    }.items():
+        assert unit[("Service", key)] == [value], key
 
 
 @pytest.mark.parametrize(("service", "socket"), [(SYSTEM[0], SYSTEM[1]), (USER[0], USER[1])])

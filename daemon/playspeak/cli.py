@@ -75,11 +75,13 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_check_config(args: argparse.Namespace) -> int:
     """Validate; print the effective configuration (file + environment + options) as JSON with
     secrets redacted. A ConfigError (exit 2) names the key, the file and, where known, the line."""
+    from playspeak.chime import load_chime
     from playspeak.log import redact, register_secret
 
     config = _load(args)
     register_secret(config.api.api_key)
     register_secret(config.api.user_id)
+    load_chime(config.chime.sound, 48000, config.audio.channels)  # what `run` would refuse
     effective = config.redacted()
     effective["control"]["socket"] = str(config.control.socket_path)
     effective["control"]["socket_mode"] = f"{config.control.socket_mode:04o}"

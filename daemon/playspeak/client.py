@@ -14,6 +14,7 @@ import trio
 
 from playspeak.config import socket_path_from_env
 from playspeak.errors import PlayspeakError
+from playspeak.sockdir import check_client_socket
 
 ENDINGS = ("finished", "cancelled", "failed")
 
@@ -45,6 +46,7 @@ class BlockingClient:
 
     def __init__(self, path: str | Path | None = None, timeout: float | None = None) -> None:
         self.path = Path(path) if path else socket_path_from_env()
+        check_client_socket(self.path)  # ConfigError: the fallback directory is not ours alone
         self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self._sock.settimeout(timeout)
         try:
@@ -99,6 +101,7 @@ class Client:
     @classmethod
     async def connect(cls, path: str | Path | None = None) -> Client:
         path = Path(path) if path else socket_path_from_env()
+        check_client_socket(path)  # ConfigError: the fallback directory is not ours alone
         try:
             stream = await trio.open_unix_socket(str(path))
         except OSError as e:

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from playspeak.errors import ConfigError
+from playspeak.sockdir import default_socket_path as default_socket_path  # (re-exported)
 
 DEFAULT_API_URL = "https://api.play.ai"
 DEFAULT_VOICE = (
@@ -30,14 +31,6 @@ ENV_CONFIG = "PLAYSPEAK_CONFIG"
 ENV_SOCKET = "PLAYSPEAK_SOCKET"
 ENV_DEVICE = "PLAYSPEAK_DEVICE"
 ENV_SSIP_SOCKET = "PLAYSPEAK_SSIP_SOCKET"
-
-
-def default_socket_path() -> Path:
-    """`$XDG_RUNTIME_DIR/playspeak.sock`, or a per-user path in /tmp when that is unset."""
-    runtime = os.environ.get("XDG_RUNTIME_DIR")
-    if runtime:
-        return Path(runtime) / "playspeak.sock"
-    return Path(f"/tmp/playspeak-{os.getuid()}") / "playspeak.sock"
 
 
 def socket_path_from_env() -> Path:
@@ -66,6 +59,9 @@ class ApiConfig:
     temperature: float | None = None
     connect_timeout: float = 10.0
     request_patience: float = 30.0  # an utterance waits this long for a connection, then fails
+    first_audio_timeout: float = 5.0  # a reply with no audio this long: reconnect and ask again
+    stall_timeout: float = 5.0  # a reply whose audio stops this long: reconnect and ask again
+    ping_interval: float = 20.0  # an idle connection is pinged this often (no pong: reconnect)
     connection_max_age: float = 3600.0  # the service's limit; renewed a minute before
 
     @property
@@ -342,6 +338,10 @@ def _validate(config: Config, text: str = "") -> None:
         (8000 <= api.sample_rate <= 48000, "api.sample_rate must be 8000–48000"),
         (0.5 <= api.speed <= 2.0, "api.speed must be 0.5–2"),
         (api.temperature is None or 0 <= api.temperature <= 1, "api.temperature must be 0–1"),
+        (api.connect_timeout > 0, "api.connect_timeout must be > 0"),
+        (api.first_audio_timeout > 0, "api.first_audio_timeout must be > 0"),
+        (api.stall_timeout > 0, "api.stall_timeout must be > 0"),
+        (api.ping_interval > 0, "api.ping_interval must be > 0"),
         (config.audio.channels in (1, 2), "audio.channels must be 1 or 2"),
         (config.audio.buffer_seconds > 0, "audio.buffer_seconds must be > 0"),
         (config.audio.preroll_ms >= 0, "audio.preroll_ms must be >= 0"),

@@ -86,6 +86,9 @@ class Daemon:
     started: float = field(default_factory=trio.current_time)
 
     handler: CommandHandler | None = None
+    # While shutting down in finish mode: cancelled by a second SIGTERM/SIGINT (stop now).
+    finishing: trio.CancelScope | None = None
+    stopping: bool = False  # STOPPING=1 was sent
 
     def apply(self, new: Config) -> None:  # SIGHUP
         """Take the reloadable settings of `new`; name the changed ones that need a restart."""
@@ -131,10 +134,13 @@ class Daemon:
         speech.shutdown_timeout) or not; cancel the rest and give clients a moment to read it."""
         if self.handler is not None:
             self.handler.stopping = True
+        self.stopping = True
+        systemd.notify("STOPPING=1")
         speech = self.config.speech
         if speech.on_shutdown == "finish":
-            with trio.move_on_after(speech.shutdown_timeout):
+            with trio.move_on_after(speech.shutdown_timeout) as self.finishing:
                 await self.speaker.wait_idle()
+            self.finishing = None
         self.speaker.cancel(lambda u: True, reason="daemon stopping")
         clients = list(self.control.clients)
         for client in clients:
@@ -142,6 +148,12 @@ class Daemon:
         with trio.move_on_after(1.0):
             for client in clients:
                 await client.drained.wait()
+
+    def hurry(self) -> None:
+        """Stop waiting for pending speech to finish (a second SIGTERM during shutdown)."""
+        if self.finishing is not None:
+            log.info("not waiting for pending speech any longer")
+            self.finishing.cancel()
 
     def status(self) -> dict[str, Any]:
         stats = getattr(self.player, "stats", {})
@@ -184,6 +196,9 @@ async def open_daemon(config: Config) -> AsyncIterator[Daemon]:
                     model=config.api.model,
                     connect_timeout=config.api.connect_timeout,
                     request_patience=config.api.request_patience,
+                    first_audio_timeout=config.api.first_audio_timeout,
+                    stall_timeout=config.api.stall_timeout,
+                    heartbeat=config.api.ping_interval,
                     max_age=config.api.connection_max_age,
                 ),
                 http,
@@ -244,10 +259,13 @@ async def open_daemon(config: Config) -> AsyncIterator[Daemon]:
             notifier = systemd.Notifier(daemon, ready_when=config.systemd.ready_when)
             await nursery.start(notifier.run)  # READY=1, STATUS, WATCHDOG
             yield daemon
-            systemd.notify("STOPPING=1")
+            if not daemon.stopping:
+                systemd.notify("STOPPING=1")
             nursery.cancel_scope.cancel()
     finally:
         sock.close()
+        if path is not None:  # ours: a start that failed half-way leaves no socket file behind
+            path.unlink(missing_ok=True)
 
 
 async def _start_service(config: Config, nursery: trio.Nursery) -> tuple[Any, str, str, str]:
@@ -278,18 +296,53 @@ async def _start_service(config: Config, nursery: trio.Nursery) -> tuple[Any, st
     return server, base_url, key, user
 
 
+_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+
+
 async def run_until_signal(config: Config, reload: Callable[[], Config] | None = None) -> None:
     """`playspeak run`: serve until SIGTERM or SIGINT, then shut down cleanly (exit 0).
-    SIGHUP reloads the configuration with `reload` (queued utterances are kept)."""
-    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as signals:
-        async with open_daemon(config) as daemon:
-            async for signum in signals:
-                if signum == signal.SIGHUP:
-                    _reload(daemon, reload)
-                    continue
-                log.info("%s: shutting down", signal.Signals(signum).name)
+    SIGHUP reloads the configuration with `reload` (queued utterances are kept). A second
+    SIGTERM or SIGINT while finishing what is pending (speech.on_shutdown = "finish") stops
+    at once, still cleanly; signals that arrive while the daemon closes are ignored."""
+    # trio re-raises the signals still pending when its receiver closes, with the handlers it
+    # found: let those be no-ops, so that a late SIGTERM cannot turn exit 0 into death by it.
+    previous = {signum: signal.signal(signum, _late_signal) for signum in _SIGNALS}
+    try:
+        with trio.open_signal_receiver(*_SIGNALS) as signals:
+            async with open_daemon(config) as daemon, trio.open_nursery() as nursery:
+                stop = trio.Event()
+                nursery.start_soon(_on_signals, signals, daemon, reload, stop)
+                await stop.wait()
                 await daemon.shutdown()
-                break
+                nursery.cancel_scope.cancel()
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+def _late_signal(signum: int, frame: object) -> None:
+    log.debug("%s while closing: ignored", signal.Signals(signum).name)
+
+
+async def _on_signals(
+    signals: AsyncIterator[int],
+    daemon: Daemon,
+    reload: Callable[[], Config] | None,
+    stop: trio.Event,
+) -> None:
+    async for signum in signals:
+        name = signal.Signals(signum).name
+        if signum == signal.SIGHUP:
+            if stop.is_set():
+                log.info("SIGHUP while shutting down: ignored")
+            else:
+                _reload(daemon, reload)
+        elif not stop.is_set():
+            log.info("%s: shutting down", name)
+            stop.set()
+        else:
+            log.info("%s again: stopping now", name)
+            daemon.hurry()
 
 
 def _reload(daemon: Daemon, reload: Callable[[], Config] | None) -> None:

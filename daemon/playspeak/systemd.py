@@ -124,8 +124,8 @@ def watchdog_interval(env: Mapping[str, str] | None = None) -> float | None:
 
 
 def describe(status: Mapping[str, Any]) -> str:
-    """One line for STATUS=, from `Daemon.status()`: no audio device / speaking / reconnecting /
-    connecting / paused / idle, with the queue length. No I/O."""
+    """One line for STATUS=, from `Daemon.status()`: no audio device / stalled / speaking /
+    reconnecting / connecting / paused / idle, with the queue length. No I/O."""
     queued = len(status.get("queue") or ())
     tail = f" ({queued} queued)" if queued else ""
     device = status.get("device")
@@ -134,10 +134,13 @@ def describe(status: Mapping[str, Any]) -> str:
     ):
         error = device.get("error")
         return "no audio device" + tail + (f": {error}" if error else "")
+    links = [link for link in status.get("links") or () if isinstance(link, Mapping)]
+    stalled = [link for link in links if link.get("state") == "stalled"]
+    if stalled:
+        return "stalled" + tail + f": {stalled[0].get('last_error') or 'the TTS service'}"
     speaking = status.get("speaking")
     if speaking:
         return f"speaking {speaking.get('id', '')}".rstrip() + tail
-    links = [link for link in status.get("links") or () if isinstance(link, Mapping)]
     if links and not any(link.get("state") == "connected" for link in links):
         return _link_trouble(links) + tail
     if status.get("paused"):
@@ -162,6 +165,13 @@ def _one_line(text: str) -> str:
     return text if len(text) <= _STATUS_MAX else text[: _STATUS_MAX - 1] + "…"
 
 
+def progressing(status: Mapping[str, Any]) -> bool:
+    """False while a reply from the TTS service is overdue (a link is "stalled"): the watchdog
+    is then not fed. Idle, speaking, or retrying a connection all count as progress. No I/O."""
+    links = status.get("links") or ()
+    return not any(isinstance(link, Mapping) and link.get("state") == "stalled" for link in links)
+
+
 def link_up(status: Mapping[str, Any]) -> bool:
     """True once a websocket to the TTS service is open (for `ready_when = "link"`)."""
     links = status.get("links") or ()
@@ -179,7 +189,8 @@ class Notifier:
     """Tells systemd how the daemon is doing: READY=1, STATUS= on change, WATCHDOG=1.
 
     Runs in the daemon's root nursery, on the trio thread; WATCHDOG=1 therefore stops when the
-    trio loop hangs, and systemd restarts the service.
+    trio loop hangs, and also while a reply from the TTS service is overdue beyond its timeout
+    (a stall the link could not yet fail over): systemd restarts the service if that lasts.
     """
 
     def __init__(
@@ -242,5 +253,16 @@ class Notifier:
 
     async def _watchdog(self, every: float) -> None:
         while True:
-            self.send("WATCHDOG=1")
+            if self._progressing():
+                self.send("WATCHDOG=1")
             await trio.sleep(every)
+
+    def _progressing(self) -> bool:
+        try:
+            status = self.daemon.status()
+        except Exception:  # a bug in the status is not a hung daemon: keep feeding
+            return True
+        if progressing(status):
+            return True
+        log.debug("not feeding the watchdog: a reply from the TTS service is overdue")
+        return False

@@ -26,7 +26,8 @@ from playspeak.control.session import ClientSession
 from playspeak.door.door import Door, Visitor
 from playspeak.door.peers import AccessPolicy, give_to_group, resolve_group
 from playspeak.door.policy import Limits
-from playspeak.errors import PlayspeakError
+from playspeak.errors import ConfigError, PlayspeakError
+from playspeak.sockdir import prepare_socket_dir
 
 # The errors of a peer that went away mid-write.
 _PEER_GONE = (trio.BrokenResourceError, trio.ClosedResourceError)
@@ -43,13 +44,20 @@ class SocketInUse(PlayspeakError):
 
 
 def bind_unix_socket(path: Path, mode: int, group: str = "") -> socket.socket:
-    """Bind and listen on `path` (parent made 0750 if missing). A stale socket file left by a dead
-    daemon is replaced; one a live daemon answers on is not (SocketInUse). With `group` (a name
-    or a gid; ConfigError when there is no such group) the socket, and the directory when we
-    create it, belong to that group before anyone can connect."""
+    """Bind and listen on `path` (parent made 0750 if missing; the /tmp fallback directory 0700,
+    and refused with ConfigError when someone else made it or may enter it). A stale socket file
+    left by a dead daemon is replaced; one a live daemon answers on is not (SocketInUse). With
+    `group` (a name or a gid; ConfigError when there is no such group) the socket, and the
+    directory when we create it, belong to that group before anyone can connect. A directory
+    that cannot be made is a ConfigError naming it."""
     gid = resolve_group(group) if group else None
-    if not path.parent.exists():
-        path.parent.mkdir(mode=0o750, parents=True, exist_ok=True)
+    if not prepare_socket_dir(path.parent) and not path.parent.exists():
+        try:
+            path.parent.mkdir(mode=0o750, parents=True, exist_ok=True)
+        except OSError as e:
+            raise ConfigError(
+                f"cannot create the socket directory {path.parent}: {e.strerror}"
+            ) from None
         if gid is not None:  # members must be able to reach the socket inside it
             give_to_group(path.parent, gid, group)
     _remove_stale(path)

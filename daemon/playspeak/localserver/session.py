@@ -141,7 +141,22 @@ class Session:
             if corrupt_at is not None and end > corrupt_at:
                 keep = max(corrupt_at - start, 0)
                 chunk = chunk[:keep] + self._rng.randbytes(len(chunk) - keep)
+            stall = self._shared.faults.stall_after_bytes
+            if stall is not None and end > stall:
+                head = max(stall - start, 0)
+                if head:
+                    await self._send_audio(chunk[:head])
+                await self._stall(stall)
+                chunk = chunk[head:]
             await self._send_audio(chunk)
+
+    async def _stall(self, offset: int) -> None:
+        faults = self._shared.faults
+        faults.stall_after_bytes = None
+        self._shared.stats.stalls += 1
+        log.info("stalling a reply after byte %d (injected fault)", offset)
+        await faults.wait_resumed()
+        log.info("resuming the reply stalled after byte %d", offset)
 
     def _cuts(self, audio: Encoded) -> list[tuple[int, int]]:
         """Chunk boundaries: the header alone, then random sizes that ignore frame boundaries."""

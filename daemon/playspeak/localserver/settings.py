@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
+import trio
+
 SynthMode = Literal["auto", "espeak", "generated"]
 
 
@@ -41,10 +43,13 @@ class LocalServerSettings:
 class Faults:
     """Faults a test switches on at runtime.
 
-    The counted faults (``drop_after_bytes``, ``drop_after_requests``, ``corrupt_after_bytes``)
-    fire once and then reset themselves to None, so a reconnecting client recovers; set them
-    again to fire again. ``reject_auth``, ``error_on_text`` and ``garbage_frames`` stay in force
-    until cleared.
+    The counted faults (``drop_after_bytes``, ``drop_after_requests``, ``corrupt_after_bytes``,
+    ``stall_after_bytes``) fire once and then reset themselves to None, so a reconnecting client
+    recovers; set them again to fire again. ``reject_auth``, ``error_on_text`` and
+    ``garbage_frames`` stay in force until cleared.
+
+    A stall holds its reply (the connection stays open, nothing more is sent on it) until
+    ``resume_stalls()``; then the reply goes on where it stopped, if its client is still there.
     """
 
     drop_after_bytes: int | None = None  # abort a connection after N audio bytes on it
@@ -53,7 +58,19 @@ class Faults:
     error_on_text: str | None = None  # commands whose text contains this get an error frame
     corrupt_after_bytes: int | None = None  # one reply's audio after this offset is garbage
     garbage_frames: bool = False  # a non-JSON frame and an unknown-type frame before each start
+    stall_after_bytes: int | None = None  # a reply goes silent after N of its audio bytes (0:
+    # right after its start frame, before any audio) until resume_stalls()
     token_epoch: int = field(default=0, init=False, repr=False)
+    _resumed: trio.Event = field(default_factory=trio.Event, init=False, repr=False)
+
+    async def wait_resumed(self) -> None:
+        """Block until the next ``resume_stalls()`` (a stalled reply calls this)."""
+        await self._resumed.wait()
+
+    def resume_stalls(self) -> None:
+        """Let every stalled reply go on."""
+        self._resumed.set()
+        self._resumed = trio.Event()
 
     def expire_tokens(self) -> None:
         """Make every token minted so far invalid from now on (later ones stay valid)."""
@@ -67,3 +84,4 @@ class Stats:
     connections: int = 0
     auth_calls: int = 0
     requests: int = 0
+    stalls: int = 0  # replies held by the stall fault so far

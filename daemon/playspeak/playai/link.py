@@ -4,6 +4,13 @@ A supervisor loop authenticates, connects and reconnects with capped, jittered b
 connection, one reader routes start / audio / end / error frames to the `Reply` of each request,
 strictly in request order. Back-pressure: each reply's audio channel is bounded, so a slow
 consumer stops the reader, and trio-websocket then stops reading the socket.
+
+Liveness: a watcher fails a connection over when the reply at its head brings no audio within
+`first_audio_timeout`, or nothing more within `stall_timeout` once its audio flows (time in which
+the reader waits for a full reply channel does not count: that is our consumer, not the
+service). Its replies then fail with a retriable LinkError (the speaker asks again) and the link
+reconnects at once; until it is connected again its state is "stalled". An idle connection is
+pinged, so that a dead peer is found before a request is sent into it.
 """
 
 from __future__ import annotations
@@ -12,6 +19,7 @@ import contextlib
 import itertools
 import json
 import logging
+import math
 import random
 import time
 from collections import deque
@@ -20,7 +28,14 @@ from typing import Any
 
 import httpx
 import trio
-from trio_websocket import ConnectionClosed, HandshakeError, WebSocketConnection, open_websocket_url
+from trio_websocket import (
+    ConnectionClosed,
+    ConnectionTimeout,
+    DisconnectionTimeout,
+    HandshakeError,
+    WebSocketConnection,
+    open_websocket_url,
+)
 
 from playspeak.errors import AuthError, LinkError
 from playspeak.log import redact, register_secret
@@ -49,6 +64,7 @@ class Reply:
         self.bytes_received = 0
         self.discarded = False
         self._finished = False
+        self.head_since: float | None = None  # when it became the oldest pending on the wire
 
     async def receive(self) -> bytes | None:
         """The next audio chunk; None after the end. Raises LinkError if the request failed."""
@@ -100,6 +116,29 @@ class _Connection:
     closed: trio.Event = field(default_factory=trio.Event)
     reason: str = ""  # why it closed
     retiring: bool = False  # replaced by a newer one: closes once its replies have ended
+    # Liveness (link.py's docstring). Owned by the connection's tasks, read by its watcher.
+    reading_since: float | None = None  # the reader waits for the service since; None: busy
+    progress: trio.Event = field(default_factory=trio.Event)  # set (and replaced) on changes
+    failure: LinkError | None = None  # why we gave up on it, for its pending replies
+    stalled: bool = False
+
+    def poke(self) -> None:
+        """Something the watcher's deadline depends on changed."""
+        self.progress.set()
+        self.progress = trio.Event()
+
+    def add(self, reply: Reply) -> None:
+        self.pending.append(reply)
+        if reply is self.pending[0]:
+            reply.head_since = trio.current_time()
+        self.poke()
+
+    def remove(self, reply: Reply) -> None:
+        if reply in self.pending:
+            self.pending.remove(reply)
+        if self.pending and self.pending[0].head_since is None:
+            self.pending[0].head_since = trio.current_time()
+        self.poke()
 
     def retire_when_idle(self) -> None:
         """Close once no reply is pending (at once if none is)."""
@@ -123,7 +162,9 @@ class LinkSettings:
     request_patience: float = 30.0  # how long a request waits for a connection before failing
     backoff_initial: float = 0.5
     backoff_max: float = 30.0
-    heartbeat: float = 20.0
+    heartbeat: float = 20.0  # ping an idle connection this often; no pong as long: it is dead
+    first_audio_timeout: float = 5.0  # a reply with no audio this long fails over
+    stall_timeout: float = 5.0  # a reply whose audio stops this long fails over
     max_age: float = 3600.0  # the service closes a connection after this long
     renew_margin: float = 60.0  # open the next one this long before (at most a quarter of max_age)
 
@@ -144,6 +185,12 @@ class Link:
         self._expires_at: float | None = None  # of the last auth answer, epoch seconds
         self._restart_now = False
         self.renewals = 0
+        self.stalls = 0
+        # After a stall, the first reconnect attempt that fails ends the wait of the requests
+        # (a stalled service is not waited for the whole request_patience); until the next
+        # connection, new requests fail at once with the reason.
+        self._after_stall = False
+        self._unreachable_after_stall = False
         register_secret(settings.api_key)
         register_secret(settings.user_id)
 
@@ -156,6 +203,10 @@ class Link:
             while True:
                 conn = self._conn
                 if conn is None:
+                    if self._unreachable_after_stall:
+                        raise LinkError(
+                            f"the TTS service stalled and did not answer again: {self.last_error}"
+                        )
                     await self._wait_changed()
                     continue
                 async with self._send_lock:
@@ -163,13 +214,13 @@ class Link:
                         continue
                     request_id = str(command.get("request_id") or f"r{next(self._ids)}")
                     reply = Reply(request_id)
-                    conn.pending.append(reply)  # before sending: the answer may come at once
+                    conn.add(reply)  # before sending: the answer may come at once
                     try:
                         await conn.ws.send_message(
                             json.dumps({**command, "request_id": request_id})
                         )
                     except ConnectionClosed:
-                        conn.pending.remove(reply)
+                        conn.remove(reply)
                         await self._wait_changed()
                         continue
                     return reply
@@ -199,6 +250,7 @@ class Link:
             "connections": self.connections,
             "pending": pending,
             "last_error": self.last_error,
+            "stalls": self.stalls,
         }
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
@@ -209,7 +261,7 @@ class Link:
         delay = self.settings.backoff_initial
         async with trio.open_nursery() as nursery:
             while True:
-                if self._conn is None:
+                if self._conn is None and self.state != "stalled":
                     self.state = "connecting"
                 try:
                     conn = await self._open(nursery)
@@ -218,7 +270,7 @@ class Link:
                 except LinkError as e:  # unreachable, or a bad answer: already says which
                     self._note_failure("reconnecting", str(e))
                 except _CONNECT_ERRORS as e:
-                    self._note_failure("reconnecting", f"{type(e).__name__}: {e}")
+                    self._note_failure("reconnecting", self._describe(e))
                 except Exception as e:  # a supervisor: a bug here must not end the daemon
                     log.exception(
                         "model %s: unexpected error while connecting", self.settings.model
@@ -235,6 +287,9 @@ class Link:
                         continue
                     if self._restart_now:
                         continue  # dropped on purpose (an unwanted reply): reopen at once
+                    if conn.stalled:
+                        self._after_stall = True
+                        continue  # its replies are asked again: reopen at once
                     self._note_failure("reconnecting", f"connection closed ({conn.reason})")
                     if trio.current_time() - conn.opened >= STABLE_CONNECTION:
                         continue  # a connection that lived ends: reopen at once
@@ -265,14 +320,26 @@ class Link:
 
     def _set_conn(self, conn: _Connection | None) -> None:
         self._conn = conn
+        self._wake()
+
+    def _wake(self) -> None:
+        """Requests waiting for a connection look again."""
         self._conn_changed.set()
         self._conn_changed = trio.Event()
+
+    def _describe(self, error: BaseException) -> str:
+        if isinstance(error, (trio.TooSlowError, ConnectionTimeout)):
+            return f"no answer within {self.settings.connect_timeout:g} s (api.connect_timeout)"
+        return f"{type(error).__name__}: {error}"
 
     def _note_failure(self, state: str, message: str) -> None:
         """Log a failure once at warning; its repeats (each retry) only at debug."""
         message = redact(message)
         repeated = message == self.last_error
         self.state, self.last_error = state, message
+        if self._after_stall:  # the service stalled, and the first try to reach it again failed
+            self._after_stall, self._unreachable_after_stall = False, True
+            self._wake()
         log.log(
             logging.DEBUG if repeated else logging.WARNING,
             "model %s: %s",
@@ -303,63 +370,114 @@ class Link:
     ) -> None:
         """Open the websocket, then route its frames until it closes; never raises once
         started (the supervisor learns why from `conn.reason`)."""
-        async with open_websocket_url(
-            url,
-            connect_timeout=self.settings.connect_timeout,
-            disconnect_timeout=2,
-            max_message_size=2**22,
-        ) as ws:
-            conn = _Connection(ws)
-            self.connections += 1
-            self.state = "connected"
-            self.last_error = ""
-            log.info("model %s: connected to %s", self.settings.model, redact(url))
-            task_status.started(conn)
-            conn.reason = "closed by us"
-            try:
-                with conn.scope:
-                    async with trio.open_nursery() as nursery:
-                        nursery.start_soon(self._heartbeat, conn)
-                        conn.reason = await self._read(conn)
-                        nursery.cancel_scope.cancel()
-            except* (OSError, trio.BrokenResourceError) as group:
-                conn.reason = f"{type(group.exceptions[0]).__name__}: {group.exceptions[0]}"
-            finally:
-                if self._conn is conn:
-                    self._set_conn(None)
-                error = LinkError(f"the connection to the TTS service was lost ({conn.reason})")
-                for reply in conn.pending:
-                    reply._fail(error, retriable=True)
-                conn.pending.clear()
-                conn.closed.set()
+        with contextlib.suppress(DisconnectionTimeout):  # a peer that never closes: it is gone
+            async with open_websocket_url(
+                url,
+                connect_timeout=self.settings.connect_timeout,
+                disconnect_timeout=2,
+                max_message_size=2**22,
+            ) as ws:
+                conn = _Connection(ws)
+                self.connections += 1
+                self.state = "connected"
+                self.last_error = ""
+                self._after_stall = self._unreachable_after_stall = False
+                log.info("model %s: connected to %s", self.settings.model, redact(url))
+                task_status.started(conn)
+                await self._serve(conn)
+
+    async def _serve(self, conn: _Connection) -> None:
+        """Read, ping and watch `conn` until it closes; then fail what is still pending."""
+        conn.reason = "closed by us"
+        try:
+            with conn.scope:
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(self._heartbeat, conn)
+                    nursery.start_soon(self._watch, conn)
+                    conn.reason = await self._read(conn)
+                    nursery.cancel_scope.cancel()
+        except* (OSError, trio.BrokenResourceError) as group:
+            conn.reason = f"{type(group.exceptions[0]).__name__}: {group.exceptions[0]}"
+        finally:
+            if self._conn is conn:
+                self._set_conn(None)
+            error = conn.failure or LinkError(
+                f"the connection to the TTS service was lost ({conn.reason})"
+            )
+            for reply in conn.pending:
+                reply._fail(error, retriable=True)
+            conn.pending.clear()
+            conn.closed.set()
+
+    async def _give_up(self, conn: _Connection, reason: str, *, stalled: bool = False) -> None:
+        """Close `conn` at once, without the polite close handshake a dead or stalled peer would
+        not answer; its pending replies fail (retriable) with `reason`."""
+        conn.reason, conn.stalled = reason, stalled
+        conn.failure = LinkError(reason)
+        await trio.aclose_forcefully(conn.ws)
+        conn.scope.cancel()
 
     async def _heartbeat(self, conn: _Connection) -> None:
         """Ping an idle connection to find a dead one before a request does. Never pings while
-        replies are pending: back-pressure may then rightly delay the pong."""
+        replies are pending: back-pressure may then rightly delay the pong (the watcher looks
+        after those)."""
         ws = conn.ws
+        every = self.settings.heartbeat
         while True:
-            await trio.sleep(self.settings.heartbeat)
+            await trio.sleep(every)
             if conn.pending:
                 continue
             with (
-                trio.move_on_after(self.settings.heartbeat) as scope,
+                trio.move_on_after(every) as scope,
                 contextlib.suppress(ConnectionClosed),  # the reader sees it and reports it
             ):
                 await ws.ping()
             if scope.cancelled_caught:
-                log.warning(
-                    "model %s: no pong within %.0f s", self.settings.model, self.settings.heartbeat
-                )
-                await ws.aclose()
+                log.warning("model %s: no pong within %g s", self.settings.model, every)
+                await self._give_up(conn, f"no pong within {every:g} s")
                 return
+
+    async def _watch(self, conn: _Connection) -> None:
+        """Fail `conn` over once the reply at its head is overdue (link.py's docstring)."""
+        while True:
+            deadline, why = self._deadline(conn)
+            with trio.move_on_at(deadline):
+                await conn.progress.wait()
+                continue
+            if self._deadline(conn)[0] > trio.current_time():
+                continue
+            self.stalls += 1
+            if conn is self._conn:  # not one being retired: its successor is already up
+                self.state, self.last_error = "stalled", why
+            log.warning("model %s: %s: reconnecting", self.settings.model, why)
+            await self._give_up(conn, why, stalled=True)
+            return
+
+    def _deadline(self, conn: _Connection) -> tuple[float, str]:
+        """When the head reply is overdue, and why; inf while nothing is awaited from the
+        service (no reply pending, or the reader waits for our consumer). No I/O."""
+        s = self.settings
+        if not conn.pending or conn.reading_since is None:
+            return math.inf, ""
+        head = conn.pending[0]
+        if head.bytes_received == 0:
+            since = head.head_since if head.head_since is not None else conn.reading_since
+            why = f"no audio from the TTS service within {s.first_audio_timeout:g} s"
+            return since + s.first_audio_timeout, why
+        why = f"the TTS service stopped sending mid-reply (nothing for {s.stall_timeout:g} s)"
+        return conn.reading_since + s.stall_timeout, why
 
     async def _read(self, conn: _Connection) -> str:
         """Route frames until the connection closes; returns why it closed."""
         while True:
+            conn.reading_since = trio.current_time()
+            conn.poke()
             try:
                 message = await conn.ws.get_message()
             except ConnectionClosed as e:
                 return f"code {e.reason.code}, {e.reason.reason or 'no reason given'}"
+            finally:
+                conn.reading_since = None
             if isinstance(message, bytes):
                 if conn.current is None:
                     log.warning("audio frame outside any request: dropped (%d bytes)", len(message))
@@ -383,7 +501,7 @@ class Link:
             if reply is None:
                 log.warning("error frame for no known request: %s", redact(str(frame["error"])))
                 return
-            conn.pending.remove(reply)
+            conn.remove(reply)
             if conn.current is reply:
                 conn.current = None
             reply._fail(
@@ -399,7 +517,7 @@ class Link:
         elif kind == "end":
             reply = self._find(conn, request_id) or conn.current
             if reply is not None:
-                conn.pending.remove(reply)
+                conn.remove(reply)
                 reply._end()
             conn.current = None
             self._maybe_retire(conn)

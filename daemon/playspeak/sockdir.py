@@ -1,0 +1,94 @@
+"""Where the sockets live: systemd's runtime directory, the session's, or else a private
+directory in /tmp that we make ourselves and refuse to use when someone else made it.
+
+The same check serves the daemon (before it binds) and the clients (before they send text):
+nobody else's directory may sit between a user and their daemon. No trio; plain system calls.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from collections.abc import Mapping
+from pathlib import Path
+
+from playspeak.errors import ConfigError
+
+SOCKET_NAME = "playspeak.sock"
+PRIVATE_MODE = 0o700
+
+
+def runtime_dir(env: Mapping[str, str] | None = None) -> Path | None:
+    """`$RUNTIME_DIRECTORY` (systemd's `RuntimeDirectory=`, the first when it names several),
+    else `$XDG_RUNTIME_DIR`; None when neither is set."""
+    env = os.environ if env is None else env
+    systemd = env.get("RUNTIME_DIRECTORY", "").split(":")[0]
+    session = env.get("XDG_RUNTIME_DIR", "")
+    chosen = systemd or session
+    return Path(chosen) if chosen else None
+
+
+def fallback_dir(env: Mapping[str, str] | None = None) -> Path:
+    """`/tmp/playspeak-<uid>` (in `$TMPDIR` when that is set): ours only if we made it."""
+    env = os.environ if env is None else env
+    return Path(env.get("TMPDIR") or "/tmp") / f"playspeak-{os.getuid()}"
+
+
+def default_socket_path(env: Mapping[str, str] | None = None) -> Path:
+    """The control socket in the runtime directory, else in the private fallback directory."""
+    return (runtime_dir(env) or fallback_dir(env)) / SOCKET_NAME
+
+
+def _is_fallback(directory: Path) -> bool:
+    return Path(os.path.abspath(directory)) == Path(os.path.abspath(fallback_dir()))
+
+
+def check_private_dir(directory: Path) -> None:
+    """Raise ConfigError unless `directory` is a real directory (not a symlink) that belongs to
+    this user and that nobody else may enter (mode & 0o077 == 0). The message says what to do."""
+    try:
+        st = os.lstat(directory)
+    except OSError as e:
+        raise ConfigError(f"cannot check the socket directory {directory}: {e.strerror}") from None
+    fix = "or set XDG_RUNTIME_DIR or PLAYSPEAK_SOCKET to a directory of your own"
+    if not stat.S_ISDIR(st.st_mode):
+        raise ConfigError(
+            f"{directory} is not a directory (a symlink or a file): refusing to use it for the "
+            f"control socket; remove it, {fix}"
+        )
+    if st.st_uid != os.getuid():
+        raise ConfigError(
+            f"{directory} belongs to uid {st.st_uid}, not to this user (uid {os.getuid()}): "
+            f"someone else may have made it to take over the control socket; refusing to use "
+            f"it. Have it removed, {fix}"
+        )
+    if st.st_mode & 0o077:
+        raise ConfigError(
+            f"{directory} has mode {stat.S_IMODE(st.st_mode):04o}: other users may reach into "
+            f"it; refusing to use it for the control socket. Run chmod 700 {directory}, {fix}"
+        )
+
+
+def prepare_socket_dir(directory: Path) -> bool:
+    """For a daemon about to bind a socket in `directory`: the fallback directory is created
+    0700 or checked (ConfigError when it is not ours and private). Returns whether
+    `directory` is the fallback (the caller then creates nothing itself)."""
+    if not _is_fallback(directory):
+        return False
+    try:
+        os.mkdir(directory, PRIVATE_MODE)
+    except FileExistsError:
+        pass
+    except OSError as e:
+        raise ConfigError(f"cannot create the socket directory {directory}: {e.strerror}") from None
+    check_private_dir(directory)
+    return True
+
+
+def check_client_socket(path: Path) -> None:
+    """For a client about to send text to `path`: when the socket is in the fallback directory,
+    that directory must be ours and private (ConfigError otherwise). A missing directory passes:
+    connecting then fails with the usual "is it running?" message."""
+    directory = path.parent
+    if _is_fallback(directory) and os.path.lexists(directory):
+        check_private_dir(directory)
