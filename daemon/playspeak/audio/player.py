@@ -385,12 +385,14 @@ class Player:
         return position
 
     def _heard_at(self, position: int) -> float:
-        """Monotonic time frame `position` leaves the device (after the last block read)."""
+        """Monotonic time frame `position` leaves the device, reckoned from the last block
+        read: a frame before that block's start left as many frames earlier (a stream that
+        starts takes several blocks at once, and the last of them leaves latest)."""
         block = self._last_block
         if block is None:
             return time.monotonic()
         start, _, consumed_at, latency = block
-        return consumed_at + latency + max(0, position - start) / self.samplerate
+        return consumed_at + latency + (position - start) / self.samplerate
 
     async def _switch_to_steady(self) -> None:
         """Owner: open and start the steady stream where the quick one stopped; the quick one
@@ -590,13 +592,9 @@ class Player:
         await self._wait_until(
             lambda: ring.frames_read >= position or self._was_dropped(position), position
         )
-        block = self._last_block
-        if self._was_dropped(position) or block is None:
+        if self._was_dropped(position) or self._last_block is None:
             return
-        start, _, consumed_at, latency = block
-        # frames before this block's start left the device when this block began to play
-        leaves_at = consumed_at + latency + max(0, position - start) / self.samplerate
-        await trio.sleep(max(0.0, leaves_at - time.monotonic()))
+        await trio.sleep(max(0.0, self._heard_at(position) - time.monotonic()))
 
     async def drain(self) -> None:
         """Wait until everything written so far has been heard (wait_played of the end)."""
