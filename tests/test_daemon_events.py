@@ -5,12 +5,15 @@ playing that leaves it whole, and `say --chime` with nothing configured."""
 from __future__ import annotations
 
 import dataclasses
+import os
+import sys
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import numpy as np
 import pytest
+import trio
 
 from playspeak.chime import builtin_chime
 from playspeak.config import DEFAULT_VOICE
@@ -109,8 +112,10 @@ async def test_say_chime_plays_the_built_in_chime_when_none_is_configured(
 ) -> None:
     assert daemon.config.chime.sound == ""  # nothing configured
     client = await LineClient.open(daemon.socket_path)
-    uid = await speak(client, "Front door.", chime=True)
-    await events_of(client, {uid})
+    env = {**os.environ, "PLAYSPEAK_SOCKET": str(daemon.socket_path)}
+    command = [sys.executable, "-m", "playspeak", "say", "--wait", "--chime", "Front door."]
+    result = await trio.run_process(command, env=env, capture_stderr=True, check=False)
+    assert result.returncode == 0, result.stderr
     recorded = await recorder.heard()
     chime_lag, chime_corr, _ = align(recorded, builtin_chime(RATE).reshape(-1, 1))
     speech_lag, speech_corr, _ = align(recorded, await rendered(daemon, "Front door."))

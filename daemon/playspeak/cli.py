@@ -127,6 +127,7 @@ def cmd_say(args: argparse.Namespace) -> int:
         "model": args.model,
         "id": args.id,
         "volume": args.volume,
+        "chime": args.chime,
     }
     with BlockingClient(args.socket) as client:
         event = client.say(text, wait=args.wait, **fields)
