@@ -90,6 +90,13 @@ class LineClient:
         return events
 
 
+async def speak(client: LineClient, text: str, **fields: object) -> str:
+    """Send a speak command; its id once the daemon accepted it."""
+    reply = await client.command(cmd="speak", text=text, **fields)
+    assert reply["event"] == "ok", reply
+    return reply["id"]
+
+
 class DaemonProcess:
     def __init__(self, process: trio.Process, socket_path: Path, notify: trio.socket.SocketType):
         self.process = process

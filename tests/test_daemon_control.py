@@ -22,7 +22,7 @@ from playspeak.config import (
 from playspeak.daemon import Daemon, open_daemon
 
 from audio_compare import RATE, align, reference_pcm
-from daemon_helpers import ENDINGS, LineClient, sound_card_config
+from daemon_helpers import ENDINGS, LineClient, sound_card_config, speak
 from soundcard import PulseNullSink, Recorder
 
 MS = RATE // 1000
@@ -36,12 +36,6 @@ LONG = (
 async def daemon(tmp_path: Path, sound_card: PulseNullSink) -> AsyncIterator[Daemon]:
     async with open_daemon(sound_card_config(tmp_path)) as d:
         yield d
-
-
-async def speak(client: LineClient, text: str, **fields: object) -> str:
-    reply = await client.command(cmd="speak", text=text, **fields)
-    assert reply["event"] == "ok", reply
-    return reply["id"]
 
 
 async def until(client: LineClient, event: str, uid: str) -> list[dict]:

@@ -20,7 +20,7 @@ from playspeak.config import DEFAULT_VOICE
 from playspeak.daemon import Daemon, open_daemon
 
 from audio_compare import RATE, align, reference_pcm
-from daemon_helpers import LineClient, sound_card_config
+from daemon_helpers import LineClient, sound_card_config, speak
 from soundcard import PulseNullSink, Recorder
 
 MESSAGE = (
@@ -33,12 +33,6 @@ MESSAGE = (
 async def daemon(tmp_path: Path, sound_card: PulseNullSink) -> AsyncIterator[Daemon]:
     async with open_daemon(sound_card_config(tmp_path)) as d:
         yield d
-
-
-async def speak(client: LineClient, text: str, **fields: object) -> str:
-    reply = await client.command(cmd="speak", text=text, **fields)
-    assert reply["event"] == "ok", reply
-    return reply["id"]
 
 
 async def events_of(client: LineClient, ids: set[str]) -> list[dict]:
