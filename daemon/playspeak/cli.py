@@ -10,10 +10,13 @@ import argparse
 import json
 import sys
 from collections.abc import Callable
-from typing import Any
 
 from playspeak.client import BlockingClient, ClientError
 from playspeak.errors import AudioDeviceError, ConfigError
+
+TYPE_CHECKING = False  # not typing's: importing typing alone takes ~4 ms
+if TYPE_CHECKING:
+    from typing import Any
 
 EXIT_FAILED, EXIT_CONFIG = 1, 2
 
