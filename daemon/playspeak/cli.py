@@ -3,35 +3,22 @@ server."""
 
 from __future__ import annotations
 
+# Only what a client needs is imported here: `playspeak say` costs little more than a raw socket
+# write. trio and the configuration machinery come with cli_daemon (run, check-config, demo);
+# tests/test_cli_imports.py guards this.
 import argparse
-import dataclasses
 import json
-import logging
 import sys
-import tempfile
 from collections.abc import Callable
-from pathlib import Path
-from typing import Any
 
-import trio
+from playspeak.client import BlockingClient, ClientError
+from playspeak.errors import AudioDeviceError, ConfigError
 
-from playspeak.client import BlockingClient, Client, ClientError
-from playspeak.config import Config, load_config
-from playspeak.errors import AudioDeviceError, ConfigError, PlayspeakError
-from playspeak.log import setup_logging
+TYPE_CHECKING = False  # not typing's: importing typing alone takes ~4 ms
+if TYPE_CHECKING:
+    from typing import Any
 
-log = logging.getLogger("playspeak")
-
-GREETING = "Hello! This is playspeak, speaking as the words arrive."
 EXIT_FAILED, EXIT_CONFIG = 1, 2
-
-
-def _first_error(error: BaseException) -> BaseException:
-    """Our own error inside trio's exception groups, else the first leaf."""
-    if isinstance(error, BaseExceptionGroup):
-        leaves = [_first_error(e) for e in error.exceptions]
-        return next((e for e in leaves if isinstance(e, PlayspeakError)), leaves[0])
-    return error
 
 
 def _fail(message: str, code: int = EXIT_FAILED) -> int:
@@ -39,61 +26,27 @@ def _fail(message: str, code: int = EXIT_FAILED) -> int:
     return code
 
 
-def _load(args: argparse.Namespace) -> Config:
-    config = load_config(getattr(args, "config", None))
-    overrides: dict[str, dict[str, Any]] = {
-        "control": {"socket": getattr(args, "socket", None)},
-        "audio": {"device": getattr(args, "device", None)},
-        "log": {"level": getattr(args, "log_level", None)},
-    }
-    for section, values in overrides.items():
-        values = {k: v for k, v in values.items() if v is not None}
-        if values:
-            part = dataclasses.replace(getattr(config, section), **values)
-            config = dataclasses.replace(config, **{section: part})
-    return config
-
-
-def _run_daemon(config: Config, reload: Callable[[], Config] | None = None) -> int:
-    from playspeak.daemon import run_until_signal
-
-    setup_logging(config.log.level)
-    try:
-        trio.run(run_until_signal, config, reload)
-    except BaseException as e:
-        error = _first_error(e)
-        if isinstance(error, PlayspeakError):
-            return _fail(str(error), EXIT_CONFIG if isinstance(error, ConfigError) else 1)
-        raise
-    return 0
-
-
 def cmd_run(args: argparse.Namespace) -> int:
-    return _run_daemon(_load(args), lambda: _load(args))
+    from playspeak import cli_daemon
+
+    return cli_daemon.run(args)
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:
-    """Validate; print the effective configuration (file + environment + options) as JSON with
-    secrets redacted. A ConfigError (exit 2) names the key, the file and, where known, the line."""
-    from playspeak.chime import load_chime
-    from playspeak.log import redact, register_secret
+    """Validate; print the effective configuration as JSON, secrets redacted (exit 2: invalid)."""
+    from playspeak import cli_daemon
 
-    config = _load(args)
-    register_secret(config.api.api_key)
-    register_secret(config.api.user_id)
-    load_chime(config.chime.sound, 48000, config.audio.channels)  # what `run` would refuse
-    effective = config.redacted()
-    effective["control"]["socket"] = str(config.control.socket_path)
-    effective["control"]["socket_mode"] = f"{config.control.socket_mode:04o}"
-    effective["source"] = config.source or "(no file: built-in defaults)"
-    print(redact(json.dumps(effective, indent=2)))
-    service = "the embedded local server" if config.api.embedded else config.api.effective_url
-    print(f"playspeak: configuration OK; speech from {redact(service)}", file=sys.stderr)
-    return 0
+    return cli_daemon.check_config(args)
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from playspeak import cli_daemon
+
+    return cli_daemon.demo(args)
 
 
 def cmd_devices(args: argparse.Namespace) -> int:
-    from playspeak.audio.player import list_devices
+    from playspeak.audio.devices import list_devices
 
     devices = list_devices()
     if not devices:
@@ -168,52 +121,6 @@ def cmd_serve_local(args: argparse.Namespace) -> int:
     from playspeak.localserver.cli import main as serve_local_main
 
     return serve_local_main(args.rest)
-
-
-def cmd_demo(args: argparse.Namespace) -> int:
-    """Start the daemon, speak one greeting through its socket, stop. The README's first step."""
-    config = _load(args)
-    setup_logging(config.log.level)
-    with tempfile.TemporaryDirectory(prefix="playspeak-demo-") as tmp:
-        control = dataclasses.replace(config.control, socket=str(Path(tmp) / "playspeak.sock"))
-        config = dataclasses.replace(config, control=control)
-        if not config.audio.device.startswith("wav:") and not _has_sound_card():
-            wav = Path(args.wav).resolve()
-            log.warning(
-                "no sound card here (PortAudio lists no output device): writing the "
-                "speech to %s instead",
-                wav,
-            )
-            config = dataclasses.replace(
-                config, audio=dataclasses.replace(config.audio, device=f"wav:{wav}")
-            )
-        try:
-            event = trio.run(_demo, config, args.text or GREETING)
-        except BaseException as e:
-            error = _first_error(e)
-            if isinstance(error, PlayspeakError):
-                return _fail(str(error))
-            raise
-    print(json.dumps(event))
-    return 0 if event["event"] == "finished" else EXIT_FAILED
-
-
-async def _demo(config: Config, text: str) -> dict[str, Any]:
-    from playspeak.daemon import open_daemon
-
-    async with open_daemon(config) as daemon, await Client.connect(daemon.socket_path) as c:
-        reply = await c.say(text)
-        log.info("said %r as %s", text, reply["id"])
-        return await c.wait_for(reply["id"])
-
-
-def _has_sound_card() -> bool:
-    try:
-        from playspeak.audio.player import list_devices
-
-        return bool(list_devices())
-    except AudioDeviceError:
-        return False
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,6 +1,8 @@
 """Client library for the control socket: `Client` for trio code, `BlockingClient` for scripts.
 
-Both speak the line protocol: send one JSON command, read one reply, then events.
+Both speak the line protocol: send one JSON command, read one reply, then events. Importing
+this module costs no more than the standard library's sockets: trio is imported when a `Client`
+connects, so `BlockingClient` (and the `playspeak` client verbs) never load it.
 """
 
 from __future__ import annotations
@@ -8,13 +10,15 @@ from __future__ import annotations
 import json
 import socket
 from pathlib import Path
-from typing import Any
 
-import trio
-
-from playspeak.config import socket_path_from_env
 from playspeak.errors import PlayspeakError
-from playspeak.sockdir import check_client_socket
+from playspeak.sockdir import check_client_socket, socket_path_from_env
+
+TYPE_CHECKING = False  # not typing's: importing typing alone takes ~4 ms
+if TYPE_CHECKING:
+    from typing import Any
+
+    import trio
 
 ENDINGS = ("finished", "cancelled", "failed")
 
@@ -100,6 +104,8 @@ class Client:
 
     @classmethod
     async def connect(cls, path: str | Path | None = None) -> Client:
+        import trio
+
         path = Path(path) if path else socket_path_from_env()
         check_client_socket(path)  # ConfigError: the fallback directory is not ours alone
         try:

@@ -12,7 +12,12 @@ from pathlib import Path
 from typing import Any
 
 from playspeak.errors import ConfigError
-from playspeak.sockdir import default_socket_path as default_socket_path  # (re-exported)
+
+# The socket path logic lives in sockdir, which the CLI's client verbs use without importing
+# this module; re-exported here.
+from playspeak.sockdir import ENV_SOCKET as ENV_SOCKET
+from playspeak.sockdir import default_socket_path as default_socket_path
+from playspeak.sockdir import socket_path_from_env as socket_path_from_env
 
 DEFAULT_API_URL = "https://api.play.ai"
 DEFAULT_VOICE = (
@@ -28,15 +33,8 @@ ENV_API_KEY = "PLAYAI_API_KEY"
 ENV_USER_ID = "PLAYAI_USER_ID"
 ENV_API_URL = "PLAYSPEAK_API_URL"
 ENV_CONFIG = "PLAYSPEAK_CONFIG"
-ENV_SOCKET = "PLAYSPEAK_SOCKET"
 ENV_DEVICE = "PLAYSPEAK_DEVICE"
 ENV_SSIP_SOCKET = "PLAYSPEAK_SSIP_SOCKET"
-
-
-def socket_path_from_env() -> Path:
-    """The control socket path a client should use: `$PLAYSPEAK_SOCKET` or the default."""
-    value = os.environ.get(ENV_SOCKET)
-    return Path(value) if value else default_socket_path()
 
 
 def default_config_paths() -> list[Path]:

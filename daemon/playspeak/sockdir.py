@@ -16,6 +16,7 @@ from playspeak.errors import ConfigError
 
 SOCKET_NAME = "playspeak.sock"
 PRIVATE_MODE = 0o700
+ENV_SOCKET = "PLAYSPEAK_SOCKET"  # a stable name scripts and units rely on
 
 
 def runtime_dir(env: Mapping[str, str] | None = None) -> Path | None:
@@ -37,6 +38,13 @@ def fallback_dir(env: Mapping[str, str] | None = None) -> Path:
 def default_socket_path(env: Mapping[str, str] | None = None) -> Path:
     """The control socket in the runtime directory, else in the private fallback directory."""
     return (runtime_dir(env) or fallback_dir(env)) / SOCKET_NAME
+
+
+def socket_path_from_env(env: Mapping[str, str] | None = None) -> Path:
+    """The control socket path a client should use: `$PLAYSPEAK_SOCKET` or the default."""
+    env = os.environ if env is None else env
+    value = env.get(ENV_SOCKET)
+    return Path(value) if value else default_socket_path(env)
 
 
 def _is_fallback(directory: Path) -> bool:

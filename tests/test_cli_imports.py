@@ -1,0 +1,152 @@
+"""The client verbs cost next to nothing: `playspeak --help`, `say`, `status` and the other verbs
+that only talk to the socket import neither trio, numpy, PyAV, httpx, sounddevice nor the
+configuration module. What a process imported is read from `python -X importtime`, run on the
+installed `playspeak` command against a fake daemon: one line in, one line out."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+
+PLAYSPEAK = str(Path(sys.executable).with_name("playspeak"))
+HEAVY = {
+    "trio",
+    "trio_websocket",
+    "numpy",
+    "av",
+    "httpx",
+    "sounddevice",
+    "playspeak.config",
+    "playspeak.daemon",
+}
+REPLIES = {
+    "speak": {"event": "queued", "id": "u1"},
+    "status": {"event": "status", "state": "idle", "queued": 0},
+    "volume": {"event": "volume", "level": 50.0},
+}
+
+
+@contextmanager
+def fake_daemon(path: Path) -> Iterator[list[dict]]:
+    """A Unix socket at `path` that answers each command line with one reply line (a subscriber
+    gets one event more, then the connection closes); yields the commands it received."""
+    received: list[dict] = []
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    server.bind(str(path))
+    server.listen()
+
+    def serve() -> None:
+        while True:
+            try:
+                conn, _ = server.accept()
+            except OSError:  # closed: the test is over
+                return
+            with conn, conn.makefile("rb") as lines:
+                for line in lines:
+                    command = json.loads(line)
+                    received.append(command)
+                    reply = REPLIES.get(command["cmd"], {"event": "ok"})
+                    conn.sendall((json.dumps(reply) + "\n").encode())
+                    if command["cmd"] == "subscribe":
+                        conn.sendall(b'{"event": "started", "id": "u1"}\n')
+                        break
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        yield received
+    finally:
+        server.shutdown(socket.SHUT_RDWR)
+        server.close()
+        thread.join(5)
+
+
+def imported_by(*args: str, env: dict[str, str]) -> tuple[set[str], subprocess.CompletedProcess]:
+    """Run `playspeak ARGS` under `-X importtime`: the modules it imported, and the result (its
+    stderr without the import lines)."""
+    result = subprocess.run(
+        [sys.executable, "-X", "importtime", PLAYSPEAK, *args],
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    modules, other = set(), []
+    for line in result.stderr.splitlines():
+        if line.startswith("import time:"):
+            modules.add(line.rsplit("|", 1)[1].strip())
+        else:
+            other.append(line)
+    result.stderr = "\n".join(other)
+    return modules, result
+
+
+def heavy(modules: set[str]) -> list[str]:
+    return sorted(m for m in modules if m in HEAVY or m.split(".")[0] in HEAVY)
+
+
+def test_help_imports_nothing_heavy() -> None:
+    modules, result = imported_by("--help", env={})
+    assert result.returncode == 0 and "say" in result.stdout
+    assert "playspeak.cli" in modules  # the import lines were read
+    assert heavy(modules) == []
+
+
+@pytest.mark.parametrize(
+    ("args", "cmd"),
+    [
+        (["say", "hi"], "speak"),
+        (["status"], "status"),
+        (["stop"], "stop"),
+        (["skip"], "skip"),
+        (["cancel", "--id", "u1"], "cancel"),
+        (["volume", "50"], "volume"),
+        (["pause"], "pause"),
+        (["resume"], "resume"),
+        (["ping"], "ping"),
+    ],
+)
+def test_client_verbs_import_nothing_heavy(tmp_path: Path, args: list[str], cmd: str) -> None:
+    sock = tmp_path / "playspeak.sock"
+    with fake_daemon(sock) as received:
+        modules, result = imported_by(*args, env={"PLAYSPEAK_SOCKET": str(sock)})
+    assert (result.returncode, result.stderr) == (0, "")
+    assert [c["cmd"] for c in received] == [cmd]
+    assert "playspeak.client" in modules
+    assert heavy(modules) == []
+
+
+def test_watch_imports_nothing_heavy(tmp_path: Path) -> None:
+    sock = tmp_path / "playspeak.sock"
+    with fake_daemon(sock):
+        modules, result = imported_by("watch", env={"PLAYSPEAK_SOCKET": str(sock)})
+    assert result.stdout.splitlines() == ['{"event": "ok"}', '{"event": "started", "id": "u1"}']
+    assert result.returncode == 1 and "closed the connection" in result.stderr
+    assert heavy(modules) == []
+
+
+def test_say_prints_the_id_the_daemon_gave(tmp_path: Path) -> None:
+    sock = tmp_path / "playspeak.sock"
+    with fake_daemon(sock) as received:
+        _modules, result = imported_by("say", "hello", "there", env={"PLAYSPEAK_SOCKET": str(sock)})
+    assert result.stdout == "u1\n"
+    assert received == [{"cmd": "speak", "text": "hello there"}]
+
+
+def test_the_check_sees_a_heavy_import(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """check-config needs the configuration module: the same check reports it."""
+    for name in ("PLAYSPEAK_CONFIG", "PLAYSPEAK_API_URL", "PLAYAI_API_KEY", "PLAYAI_USER_ID"):
+        monkeypatch.delenv(name, raising=False)
+    env = {"XDG_CONFIG_HOME": str(tmp_path), "XDG_RUNTIME_DIR": str(tmp_path)}
+    modules, result = imported_by("check-config", env=env)
+    assert result.returncode == 0, result.stderr
+    assert "playspeak.config" in heavy(modules)
