@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import random
 from dataclasses import dataclass
 
@@ -49,18 +50,27 @@ class Session:
         self._aborted = False
         self._received = 0
         self._audio_sent = 0
+        self._unanswered = 0  # commands read and not yet answered
+        # Cancelled when the connection has had nothing to do for settings.idle_timeout.
+        self._idle = trio.CancelScope()
 
     async def run(self) -> None:
         """Serve the connection; returns when it is over (closed or aborted)."""
         settings = self._shared.settings
         send, recv = trio.open_memory_channel[Command | CommandError](QUEUE_SIZE)
-        with trio.move_on_after(settings.connection_lifetime) as lifetime, self._scope:
+        self._set_idle_deadline()
+        with trio.move_on_after(settings.connection_lifetime) as lifetime, self._scope, self._idle:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(self._read, send)
                 nursery.start_soon(self._produce, recv)
         if self._aborted:
             return
-        reason = "connection lifetime exceeded" if lifetime.cancelled_caught else None
+        reason = None
+        if lifetime.cancelled_caught:
+            reason = "connection lifetime exceeded"
+        elif self._idle.cancelled_caught:
+            reason = "idle timeout"
+            self._shared.stats.idle_closes += 1
         if reason:
             log.info("closing websocket connection %d: %s", self._number, reason)
         with trio.move_on_after(CLOSE_TIMEOUT):
@@ -76,6 +86,8 @@ class Session:
                     self._scope.cancel()  # nothing can be sent any more
                     return
                 self._received += 1
+                self._unanswered += 1
+                self._idle.deadline = math.inf
                 stats.requests += 1
                 limit = faults.drop_after_requests
                 if limit is not None and self._received >= limit:
@@ -93,13 +105,19 @@ class Session:
             async with recv:
                 async for item in recv:
                     if isinstance(item, CommandError):
-                        await self._send_json(
-                            {"error": item.message, "request_id": item.request_id}
-                        )
+                        await self._send_error(item.message, item.request_id)
                     else:
                         await self._answer(item)
+                    self._unanswered -= 1
+                    self._set_idle_deadline()
         except ConnectionClosed:
             self._scope.cancel()
+
+    def _set_idle_deadline(self) -> None:
+        """Start the idle clock if nothing is asked of this connection now."""
+        timeout = self._shared.settings.idle_timeout
+        if timeout > 0 and self._unanswered == 0:
+            self._idle.deadline = trio.current_time() + timeout
 
     async def _answer(self, command: Command) -> None:
         settings, faults = self._shared.settings, self._shared.faults
@@ -109,7 +127,7 @@ class Session:
             await self._ws.send_message("this frame is not JSON (injected)")
             await self._send_json({"type": "metrics", "request_id": rid, "injected": True})
         if faults.error_on_text is not None and faults.error_on_text in command.text:
-            await self._send_json({"error": "synthesis failed (injected)", "request_id": rid})
+            await self._send_error("synthesis failed (injected)", rid)
             return
         try:
             audio = await self._shared.audio.render(
@@ -121,7 +139,7 @@ class Session:
             )
         except Exception:  # one failed synthesis is that request's error, not the server's
             log.exception("synthesis failed")
-            await self._send_json({"error": "synthesis failed", "request_id": rid})
+            await self._send_error("synthesis failed", rid)
             return
         await self._send_json({"type": "start", "request_id": rid})
         await trio.sleep_until(started + settings.first_byte_delay)
@@ -197,6 +215,12 @@ class Session:
 
     async def _send_json(self, message: dict[str, object]) -> None:
         await self._ws.send_message(json.dumps(message))
+
+    async def _send_error(self, message: str, request_id: object) -> None:
+        if self._shared.settings.error_frames == "typed":
+            await self._send_json({"type": "error", "request_id": request_id, "message": message})
+        else:
+            await self._send_json({"error": message, "request_id": request_id})
 
     async def _abort(self, why: str) -> None:
         # Closing TCP without a close frame is what a crash or a cut network looks like.
