@@ -112,3 +112,36 @@ def test_latency_in_seconds_as_a_number_or_text(tmp_path: Path, written: str, re
 def test_unreadable_file(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="cannot read"):
         load_config(tmp_path / "missing.toml", env={})
+
+
+def test_local_server_costs_are_off_unless_realistic_and_keys_override_it(tmp_path: Path) -> None:
+    from playspeak.daemon import embedded_server_settings
+    from playspeak.localserver.settings import AuthRate, LocalServerSettings
+
+    plain = embedded_server_settings(load_config(EXAMPLE, env={}).local_server, "k", "u")
+    assert plain == LocalServerSettings(api_key="k", user_id="u")
+    text = '[local_server]\nrealistic = true\nauth_rate = "2/5"\nfirst_byte_delay = 0.2\n'
+    config = load_config(write(tmp_path, text), env={})
+    settings = embedded_server_settings(config.local_server, "k", "u")
+    assert settings == LocalServerSettings.realistic(
+        api_key="k", user_id="u", first_byte_delay=0.2, auth_rate=AuthRate(2, 5.0)
+    )
+    single = load_config(write(tmp_path, '[local_server]\nerror_frames = "typed"\n'), env={})
+    assert embedded_server_settings(single.local_server, "k", "u").error_frames == "typed"
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        'auth_rate = "ten a minute"',
+        'auth_rate = "0/60"',
+        "auth_status = 404",
+        "idle_timeout = -1",
+        'error_frames = "xml"',
+        'realistic = "yes"',
+    ],
+)
+def test_bad_local_server_costs_name_the_key(tmp_path: Path, text: str) -> None:
+    with pytest.raises(ConfigError, match=r"local_server\.") as info:
+        load_config(write(tmp_path, f"[local_server]\n{text}\n"), env={})
+    assert str(tmp_path) in str(info.value)

@@ -147,6 +147,23 @@ class LocalServerConfig:
     first_byte_delay: float = 0.15
     realtime_factor: float = 3.0
     synth: str = "auto"
+    # What a paid service costs (as `serve-local --realistic` and its single flags); all off.
+    # `realistic` turns them all on; a key below set to other than its default overrides it.
+    realistic: bool = False
+    auth_delay: float = 0.0
+    connect_delay: float = 0.0
+    idle_timeout: float = 0.0  # 0: never
+    auth_rate: str = ""  # "N/SECONDS"; "": no limit
+    auth_status: int = 200
+    error_frames: str = "legacy"  # or "typed"
+
+
+def _auth_rate_ok(text: str) -> bool:
+    count, slash, seconds = text.partition("/")
+    try:
+        return bool(slash) and int(count) >= 1 and 0 < float(seconds) < float("inf")
+    except ValueError:
+        return False
 
 
 @dataclass(frozen=True)
@@ -393,6 +410,22 @@ def _validate(config: Config, text: str = "") -> None:
         (
             config.local_server.synth in ("auto", "espeak", "generated"),
             "local_server.synth must be auto, espeak or generated",
+        ),
+        (
+            all(
+                0 <= getattr(config.local_server, k) < float("inf")
+                for k in ("auth_delay", "connect_delay", "idle_timeout")
+            ),
+            "local_server.auth_delay, connect_delay and idle_timeout must be seconds, 0 or more",
+        ),
+        (
+            config.local_server.auth_rate == "" or _auth_rate_ok(config.local_server.auth_rate),
+            'local_server.auth_rate must be "" or "N/SECONDS", as in "10/60"',
+        ),
+        (200 <= config.local_server.auth_status <= 299, "local_server.auth_status must be 2xx"),
+        (
+            config.local_server.error_frames in ("legacy", "typed"),
+            "local_server.error_frames must be legacy or typed",
         ),
     ]
     for ok, message in checks:

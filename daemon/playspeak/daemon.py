@@ -19,7 +19,7 @@ import trio
 from playspeak import systemd
 from playspeak.chime import load_chime
 from playspeak.commands import CommandHandler
-from playspeak.config import Config
+from playspeak.config import Config, LocalServerConfig
 from playspeak.control.server import ControlServer, bind_unix_socket
 from playspeak.door.policy import Limits
 from playspeak.errors import ConfigError
@@ -269,26 +269,36 @@ async def open_daemon(config: Config) -> AsyncIterator[Daemon]:
             path.unlink(missing_ok=True)
 
 
+def embedded_server_settings(ls: LocalServerConfig, key: str, user: str) -> Any:
+    """The embedded server's LocalServerSettings: [local_server], `realistic` expanded."""
+    from playspeak.localserver.settings import REALISTIC, AuthRate, LocalServerSettings
+
+    costs = dict(REALISTIC) if ls.realistic else {}
+    defaults = LocalServerConfig()
+    costs.update({k: getattr(ls, k) for k in REALISTIC if getattr(ls, k) != getattr(defaults, k)})
+    if isinstance(costs.get("auth_rate"), str):
+        costs["auth_rate"] = AuthRate.parse(costs["auth_rate"])
+    return LocalServerSettings(
+        api_key=key,
+        user_id=user,
+        first_byte_delay=ls.first_byte_delay,
+        realtime_factor=ls.realtime_factor,
+        synth=ls.synth,
+        **costs,
+    )
+
+
 async def _start_service(config: Config, nursery: trio.Nursery) -> tuple[Any, str, str, str]:
     """The TTS service to use: the configured one, or the embedded local server."""
     api = config.api
     if not api.embedded:
         return None, api.effective_url, api.api_key, api.user_id
-    from playspeak.localserver import LocalServer, LocalServerSettings
+    from playspeak.localserver import LocalServer
 
     key, user = secrets.token_urlsafe(24), secrets.token_urlsafe(8)
     register_secret(key)
     register_secret(user)
-    ls = config.local_server
-    server = LocalServer(
-        LocalServerSettings(
-            api_key=key,
-            user_id=user,
-            first_byte_delay=ls.first_byte_delay,
-            realtime_factor=ls.realtime_factor,
-            synth=ls.synth,
-        )
-    )
+    server = LocalServer(embedded_server_settings(config.local_server, key, user))
     base_url = await nursery.start(server.run)
     log.info(
         "no API key configured: speaking through the embedded local PlayAI-compatible server at %s",

@@ -1,9 +1,16 @@
-"""Text to encoded audio: synthesis, resampling and encoding, behind a small LRU cache."""
+"""Text to encoded audio: synthesis, resampling and encoding, behind a small LRU cache.
+
+A text of one sentence is synthesized and encoded whole. A longer one streams as a real
+service does: sentence by sentence through one encoder, so its first bytes are ready after
+its first sentence whatever its length; its audio is the sentences' audio back to back."""
 
 from __future__ import annotations
 
 import functools
 from collections import OrderedDict
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
 
 import numpy as np
 import trio
@@ -11,9 +18,23 @@ import trio.testing
 
 from playspeak.errors import ConfigError
 from playspeak.localserver import encode, espeak, generated
+from playspeak.localserver.sentences import split_sentences
 from playspeak.localserver.settings import SynthMode
 
 CacheKey = tuple[str, str, float, int, str, str]
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Piece:
+    """Consecutive bytes of one reply's audio; ``seconds``: audio encoded up to their end."""
+
+    data: bytes
+    seconds: float
+    header: int = 0  # on a reply's first piece: bytes at its start that go out alone (WAV)
+
+
+Emit = Callable[[Piece], Awaitable[None]]
 
 
 def resolve_synth(mode: SynthMode) -> str:
@@ -44,6 +65,14 @@ def _virtual_time() -> bool:
     return isinstance(trio.lowlevel.current_clock(), trio.testing.MockClock)
 
 
+async def _cpu(work: Callable[..., T], *args: Any) -> T:
+    """Run CPU-bound ``work`` in a worker thread (inline under a MockClock)."""
+    if _virtual_time():
+        await trio.lowlevel.checkpoint()
+        return work(*args)
+    return await trio.to_thread.run_sync(work, *args)
+
+
 class AudioEngine:
     """Renders commands to encoded audio; identical requests share one cached encoding."""
 
@@ -58,12 +87,78 @@ class AudioEngine:
     async def render(
         self, text: str, voice: str, speed: float, sample_rate: int, output_format: str
     ) -> encode.Encoded:
-        """The encoded audio; CPU work runs in a worker thread, cancellation waits for it."""
+        """The whole encoded audio, exactly the bytes ``stream`` emits for the same request.
+
+        CPU work runs in a worker thread; cancellation waits for the running step."""
         key = (text, voice, float(speed), sample_rate, output_format, self.synth)
         if (hit := self._cache.get(key)) is not None:
             self._cache.move_to_end(key)
             await trio.lowlevel.checkpoint()
             return hit
+        sentences = split_sentences(text)
+        if len(sentences) > 1:
+            pieces: list[Piece] = []
+
+            async def keep(piece: Piece) -> None:
+                pieces.append(piece)
+
+            return await self._stream_sentences(key, sentences, keep)
+        return await self._render_whole(key)
+
+    async def stream(
+        self,
+        text: str,
+        voice: str,
+        speed: float,
+        sample_rate: int,
+        output_format: str,
+        emit: Emit,
+    ) -> None:
+        """Await ``emit`` with each piece of the encoded audio as it is ready, in order.
+
+        The pieces joined are ``render``'s bytes. A cached or one-sentence text comes as one
+        piece. Blocks while ``emit`` blocks (back-pressure); cancellation drops the rest."""
+        key = (text, voice, float(speed), sample_rate, output_format, self.synth)
+        sentences = split_sentences(text)
+        if key in self._cache or len(sentences) <= 1:
+            audio = await self.render(text, voice, speed, sample_rate, output_format)
+            await emit(Piece(audio.data, audio.duration, audio.header))
+            return
+        await self._stream_sentences(key, sentences, emit)
+
+    async def _stream_sentences(
+        self, key: CacheKey, sentences: list[str], emit: Emit
+    ) -> encode.Encoded:
+        _, voice, speed, sample_rate, output_format, _ = key
+        encoder: encode.StreamEncoder | None = None
+        parts: list[bytes] = []
+        seconds = 0.0
+        for sentence in sentences:
+            pcm, rate = await self._pcm(sentence, voice, speed)
+            if encoder is None:
+                encoder = encode.StreamEncoder(rate, sample_rate, output_format)
+            data = await _cpu(encoder.feed, pcm)
+            seconds += len(pcm) / rate
+            if data:
+                await emit(Piece(data, seconds, 0 if parts else encoder.header))
+                parts.append(data)
+        assert encoder is not None  # split_sentences gave at least two sentences
+        tail = await _cpu(encoder.close)
+        await emit(Piece(tail, seconds, 0 if parts else encoder.header))
+        parts.append(tail)
+        result = encode.Encoded(b"".join(parts), encoder.header, seconds)
+        self._store(key, result)
+        return result
+
+    async def _pcm(self, text: str, voice: str, speed: float) -> tuple[np.ndarray, int]:
+        if self.synth == "espeak":
+            if _virtual_time():
+                return espeak.espeak_pcm_blocking(text, voice, speed)
+            return await espeak.espeak_pcm(text, voice, speed)
+        return await _cpu(generated.generate, text, voice, speed), generated.RATE
+
+    async def _render_whole(self, key: CacheKey) -> encode.Encoded:
+        text, voice, speed, sample_rate, output_format, _ = key
         inline = _virtual_time()
         if self.synth == "espeak":
             if inline:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import math
 import secrets
+from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -11,17 +13,18 @@ from urllib.parse import parse_qs, urlsplit
 import trio
 
 from playspeak.localserver.models import MODELS
-from playspeak.localserver.settings import Faults, LocalServerSettings, Stats
+from playspeak.localserver.settings import AuthRate, Faults, LocalServerSettings, Stats
 
 AUTH_PATHS = frozenset({"/api/v1/tts/websocket-auth", "/api/v1/websocket-auth"})
 
 
 @dataclass(frozen=True)
 class Reply:
-    """An HTTP answer: status code and JSON body."""
+    """An HTTP answer: status code, JSON body and any extra headers."""
 
     status: int
     body: dict[str, object]
+    headers: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -55,6 +58,25 @@ class TokenStore:
 
     def _alive(self, entry: _Token, now: float) -> bool:
         return now < entry.expires and entry.epoch == self._faults.token_epoch
+
+
+class RateLimiter:
+    """A sliding window: at most ``rate.limit`` admissions in any ``rate.window`` seconds."""
+
+    def __init__(self, rate: AuthRate | None) -> None:
+        self._rate = rate
+        self._admitted: deque[float] = deque()  # admission times inside the window, oldest first
+
+    def admit(self, now: float) -> float | None:
+        """None if admitted now (and counted), else the seconds until a slot frees."""
+        if self._rate is None:
+            return None
+        while self._admitted and self._admitted[0] <= now - self._rate.window:
+            self._admitted.popleft()
+        if len(self._admitted) >= self._rate.limit:
+            return self._admitted[0] + self._rate.window - now
+        self._admitted.append(now)
+        return None
 
 
 def token_from_target(target: str) -> str | None:
@@ -91,21 +113,40 @@ def answer_auth(
     settings: LocalServerSettings,
     faults: Faults,
     tokens: TokenStore,
+    limiter: RateLimiter,
     ws_base: str,
     stats: Stats,
 ) -> Reply:
-    """Answer one HTTP request (headers keyed in lower case); ws_base is ``ws://host:port``."""
+    """Answer one HTTP request (headers keyed in lower case); ws_base is ``ws://host:port``.
+
+    Only admitted calls count against the rate limit, whatever their credentials."""
     if urlsplit(path).path not in AUTH_PATHS:
         return Reply(404, {"error": "not found"})
     if method != "POST":
-        return Reply(405, {"error": f"method {method} not allowed, use POST"})
+        return Reply(405, {"error": f"method {method} not allowed, use POST"}, (("Allow", "POST"),))
     stats.auth_calls += 1
-    if faults.reject_auth:
-        return Reply(401, {"error": "unauthorized (injected)"})
-    problem = _credentials_error(headers, settings)
-    if problem is not None:
-        return Reply(401, {"error": problem})
+    reply = _refusal(headers, settings, faults, limiter)
+    if reply is not None:
+        stats.auth_refused += 1
+        stats.auth_rate_limited += reply.status == 429
+        return reply
     token = tokens.mint()
     urls = {m.name: f"{ws_base}/{m.app}/ws?fal_jwt_token={token}" for m in MODELS}
     expires = datetime.now(UTC) + timedelta(seconds=settings.token_lifetime)
-    return Reply(200, {"webSocketUrls": urls, "expiresAt": _iso_utc(expires)})
+    return Reply(settings.auth_status, {"webSocketUrls": urls, "expiresAt": _iso_utc(expires)})
+
+
+def _refusal(
+    headers: Mapping[str, str], settings: LocalServerSettings, faults: Faults, limiter: RateLimiter
+) -> Reply | None:
+    wait = limiter.admit(trio.current_time())
+    if wait is not None:
+        retry_after = str(max(1, math.ceil(wait)))
+        rate = settings.auth_rate
+        assert rate is not None  # a limiter without a rate admits everything
+        message = f"too many auth requests: at most {rate.limit} in {rate.window:g} seconds"
+        return Reply(429, {"error": message}, (("Retry-After", retry_after),))
+    if faults.reject_auth:
+        return Reply(401, {"error": "unauthorized (injected)"})
+    problem = _credentials_error(headers, settings)
+    return None if problem is None else Reply(401, {"error": problem})

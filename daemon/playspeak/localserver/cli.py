@@ -11,7 +11,7 @@ import trio
 
 from playspeak.errors import ConfigError
 from playspeak.localserver.server import LocalServer
-from playspeak.localserver.settings import LocalServerSettings
+from playspeak.localserver.settings import REALISTIC, AuthRate, LocalServerSettings
 
 log = logging.getLogger("playspeak.localserver")
 
@@ -30,7 +30,10 @@ def parse_args(argv: list[str], environ: dict[str, str] | None = None) -> LocalS
     parser.add_argument("--token-lifetime", type=float, default=defaults.token_lifetime)
     parser.add_argument("--connection-lifetime", type=float, default=defaults.connection_lifetime)
     parser.add_argument("--synth", choices=("auto", "espeak", "generated"), default="auto")
+    _add_service_costs(parser)
     args = parser.parse_args(argv)
+    costs = dict(REALISTIC) if args.realistic else {}
+    costs.update({k: getattr(args, k) for k in REALISTIC if getattr(args, k) is not None})
     try:
         return LocalServerSettings(
             host=args.host,
@@ -42,9 +45,66 @@ def parse_args(argv: list[str], environ: dict[str, str] | None = None) -> LocalS
             first_byte_delay=args.first_byte_delay,
             realtime_factor=args.realtime_factor,
             synth=args.synth,
+            **costs,
         )
     except ValueError as e:
         parser.error(str(e))
+
+
+def _auth_rate(text: str) -> AuthRate:
+    try:
+        return AuthRate.parse(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def _add_service_costs(parser: argparse.ArgumentParser) -> None:
+    """The flags that make the server cost what a paid service costs; all off by default."""
+    r = REALISTIC
+    group = parser.add_argument_group(
+        "behave like a paid service (each off by default; --realistic turns them all on)"
+    )
+    group.add_argument(
+        "--realistic",
+        action="store_true",
+        help="all of the below at the values in brackets; single flags still override",
+    )
+    group.add_argument(
+        "--auth-delay",
+        type=float,
+        metavar="S",
+        help=f"answer auth after S seconds [{r['auth_delay']}]",
+    )
+    group.add_argument(
+        "--connect-delay",
+        type=float,
+        metavar="S",
+        help=f"answer a websocket handshake after S seconds [{r['connect_delay']}]",
+    )
+    group.add_argument(
+        "--idle-timeout",
+        type=float,
+        metavar="S",
+        help=f"close a websocket idle for S seconds, 0: never [{r['idle_timeout']:g}]",
+    )
+    group.add_argument(
+        "--auth-rate",
+        type=_auth_rate,
+        metavar="N/SECONDS",
+        help=f"answer 429 with Retry-After past N auth calls in SECONDS [{r['auth_rate']}]",
+    )
+    group.add_argument(
+        "--auth-status",
+        type=int,
+        metavar="CODE",
+        help=f"the 2xx status of a successful auth [{r['auth_status']}]",
+    )
+    group.add_argument(
+        "--error-frames",
+        choices=("legacy", "typed"),
+        help='legacy: {"error": …}; typed: {"type": "error", "message": …} '
+        f"[{r['error_frames']}; default legacy]",
+    )
 
 
 async def _serve(server: LocalServer) -> None:

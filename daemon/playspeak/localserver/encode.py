@@ -121,3 +121,94 @@ def encode(pcm: np.ndarray, rate: int, output_format: str) -> Encoded:
         raise ValueError(f"unknown output format {output_format!r}")
     data = _ENCODERS[output_format](pcm, rate)
     return Encoded(data, WAV_HEADER if output_format == "wav" else 0, len(pcm) / rate)
+
+
+class _Sink:
+    """A write-only file for PyAV: no seek, so muxers never rewrite what was already sent."""
+
+    def __init__(self) -> None:
+        self._parts: list[bytes] = []
+
+    def write(self, data: bytes) -> int:
+        self._parts.append(bytes(data))
+        return len(data)
+
+    def take(self) -> bytes:
+        data, self._parts = b"".join(self._parts), []
+        return data
+
+
+_STREAMED: dict[str, tuple[str, str, str, dict[str, str]]] = {  # container, codec, layout, opts
+    "mp3": ("mp3", _MP3_CODEC, "mono", {"write_xing": "0"}),
+    "mulaw": ("mulaw", "pcm_mulaw", "mono", {}),
+    "flac": ("flac", "flac", "mono", {}),
+    "ogg": ("ogg", "vorbis", "stereo", {}),
+}
+STREAM_WAV_SIZE = 0xFFFFFFFF  # the RIFF and data sizes of a WAV stream of unknown length
+
+
+class StreamEncoder:
+    """One reply's encoder, fed PCM piece by piece: ``feed`` returns the bytes ready so far.
+
+    Not thread-safe; one caller at a time (any thread). Its bytes differ from ``encode`` of the
+    whole PCM where a format records its length up front: a WAV stream's sizes are
+    STREAM_WAV_SIZE, a FLAC stream's STREAMINFO does not know its sample count."""
+
+    def __init__(self, rate: int, sample_rate: int, output_format: str) -> None:
+        if output_format not in _ENCODERS:
+            raise ValueError(f"unknown output format {output_format!r}")
+        self.header = WAV_HEADER if output_format == "wav" else 0
+        self._rate = rate
+        self._format = output_format
+        self._to_rate = av.AudioResampler(format="s16", layout="mono", rate=sample_rate)
+        self._started = False
+        self._sink = _Sink()
+        self._out: av.container.OutputContainer | None = None
+        if output_format in _STREAMED:
+            container, codec, layout, options = _STREAMED[output_format]
+            out_rate = sample_rate
+            if output_format == "mp3":
+                rates = av.Codec(_MP3_CODEC, "w").audio_rates or (sample_rate,)
+                out_rate = min(rates, key=lambda r: (abs(r - sample_rate), r))
+            out = av.open(
+                self._sink, "w", format=container, options={**options, "flush_packets": "1"}
+            )
+            stream = out.add_stream(codec, rate=out_rate, layout=layout)
+            if output_format == "mp3":
+                stream.bit_rate = MP3_BIT_RATE
+            if output_format == "ogg":
+                stream.codec_context.options = {"strict": "experimental"}
+            self._out, self._stream = out, stream
+            self._to_codec = av.AudioResampler(
+                format=stream.codec_context.format.name, layout=layout, rate=out_rate
+            )
+
+    def feed(self, pcm: np.ndarray) -> bytes:
+        """Encode int16 mono samples at the input rate; the bytes completed by them."""
+        frames = [f for frame in _frames(pcm, self._rate) for f in self._to_rate.resample(frame)]
+        return self._encode(frames, last=False)
+
+    def close(self) -> bytes:
+        """Flush every stage; the last bytes of the stream."""
+        return self._encode(self._to_rate.resample(None), last=True)
+
+    def _encode(self, frames: list[av.AudioFrame], *, last: bool) -> bytes:
+        head = b""
+        if not self._started:
+            self._started = True
+            if self._format == "wav":
+                head = struct.pack(
+                    "<4sI4s4sIHHIIHH4sI",
+                    *(b"RIFF", STREAM_WAV_SIZE, b"WAVE", b"fmt ", 16, 1, 1),
+                    *(self._to_rate.rate, self._to_rate.rate * 2, 2, 16),
+                    *(b"data", STREAM_WAV_SIZE),
+                )
+        if self._out is None:  # raw and wav: the samples themselves
+            return head + b"".join(f.to_ndarray()[0].astype("<i2").tobytes() for f in frames)
+        for frame in [*frames, None] if last else frames:
+            for converted in self._to_codec.resample(frame):
+                self._out.mux(self._stream.encode(converted))
+        if last:
+            self._out.mux(self._stream.encode(None))
+            self._out.close()
+        return self._sink.take()

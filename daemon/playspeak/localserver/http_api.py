@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from http import HTTPStatus
 
 import h11
@@ -15,7 +15,7 @@ from playspeak.localserver.auth import Reply
 log = logging.getLogger("playspeak.localserver")
 
 MAX_BODY = 64 * 1024  # auth calls carry no body; anything big is not for us
-Handler = Callable[[str, str, Mapping[str, str]], Reply]
+Handler = Callable[[str, str, Mapping[str, str]], Awaitable[Reply]]
 
 
 async def serve_http(stream: trio.abc.Stream, head: bytes, handler: Handler) -> None:
@@ -28,7 +28,9 @@ async def serve_http(stream: trio.abc.Stream, head: bytes, handler: Handler) -> 
             return
         await _drain_body(conn, stream)
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in request.headers}
-        reply = handler(request.method.decode("ascii"), request.target.decode("latin-1"), headers)
+        reply = await handler(
+            request.method.decode("ascii"), request.target.decode("latin-1"), headers
+        )
     except h11.RemoteProtocolError as e:
         reply = Reply(e.error_status_hint, {"error": f"bad request: {e}"})
     await _send_reply(conn, stream, reply)
@@ -61,9 +63,8 @@ async def _send_reply(conn: h11.Connection, stream: trio.abc.Stream, reply: Repl
         ("Content-Type", "application/json"),
         ("Content-Length", str(len(body))),
         ("Connection", "close"),
+        *reply.headers,
     ]
-    if reply.status == 405:
-        headers.append(("Allow", "POST"))
     try:
         reason = HTTPStatus(reply.status).phrase.encode()
         response = h11.Response(status_code=reply.status, headers=headers, reason=reason)

@@ -27,6 +27,7 @@ _DISCONNECTS = (
     trio_websocket.ConnectionClosed,
     ConnectionError,
 )
+STATS_PATH = "/_local/stats"
 _REFUSALS = {401: "unknown token", 403: "token expired", 404: "no such websocket path"}
 
 
@@ -49,6 +50,7 @@ class LocalServer:
         self.stats = Stats()
         self._audio = AudioEngine(self.settings.synth)
         self._tokens = auth.TokenStore(self.settings.token_lifetime, self.faults)
+        self._limiter = auth.RateLimiter(self.settings.auth_rate)
         self._shared = Shared(self.settings, self.faults, self.stats, self._audio)
         self._port: int | None = None
 
@@ -104,7 +106,16 @@ class LocalServer:
     async def _on_http(self, stream: trio.abc.Stream, head: bytes) -> None:
         await serve_http(stream, head, self._answer_http)
 
-    def _answer_http(self, method: str, target: str, headers: Mapping[str, str]) -> auth.Reply:
+    async def _answer_http(
+        self, method: str, target: str, headers: Mapping[str, str]
+    ) -> auth.Reply:
+        path = urlsplit(target).path
+        if path == STATS_PATH:
+            if method != "GET":
+                return auth.Reply(405, {"error": "use GET"}, (("Allow", "GET"),))
+            return auth.Reply(200, dict(self.stats.snapshot()))
+        if path in auth.AUTH_PATHS and method == "POST" and self.settings.auth_delay:
+            await trio.sleep(self.settings.auth_delay)
         # URLs name the host the client reached us by, as a server behind any address would.
         host = headers.get("host") or f"{_url_host(self.settings.host)}:{self.port}"
         reply = auth.answer_auth(
@@ -114,15 +125,18 @@ class LocalServer:
             settings=self.settings,
             faults=self.faults,
             tokens=self._tokens,
+            limiter=self._limiter,
             ws_base=f"ws://{host}",
             stats=self.stats,
         )
-        log.info("%s %s -> %d", method, urlsplit(target).path, reply.status)
+        log.info("%s %s -> %d", method, path, reply.status)
         return reply
 
     async def _on_websocket(
         self, request: trio_websocket.WebSocketRequest, transport: trio.abc.Stream
     ) -> None:
+        if self.settings.connect_delay:
+            await trio.sleep(self.settings.connect_delay)
         model = model_for_path(urlsplit(request.path).path)
         status = 404 if model is None else self._tokens.check(auth.token_from_target(request.path))
         if status is not None:
@@ -140,4 +154,8 @@ class LocalServer:
             self.stats.connections,
             model.app,
         )
-        await Session(ws, transport, model, self._shared).run()
+        self.stats.ws_open += 1
+        try:
+            await Session(ws, transport, model, self._shared).run()
+        finally:
+            self.stats.ws_open -= 1

@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+import math
 import random
 from dataclasses import dataclass
 
 import trio
 from trio_websocket import ConnectionClosed, WebSocketConnection
 
-from playspeak.localserver.audio import AudioEngine
+from playspeak.localserver.audio import AudioEngine, Piece
+from playspeak.localserver.chunker import Chunker, Cut
 from playspeak.localserver.commands import Command, CommandError, parse_command
-from playspeak.localserver.encode import Encoded
 from playspeak.localserver.models import Model
 from playspeak.localserver.settings import Faults, LocalServerSettings, Stats
 
@@ -49,18 +51,27 @@ class Session:
         self._aborted = False
         self._received = 0
         self._audio_sent = 0
+        self._unanswered = 0  # commands read and not yet answered
+        # Cancelled when the connection has had nothing to do for settings.idle_timeout.
+        self._idle = trio.CancelScope()
 
     async def run(self) -> None:
         """Serve the connection; returns when it is over (closed or aborted)."""
         settings = self._shared.settings
         send, recv = trio.open_memory_channel[Command | CommandError](QUEUE_SIZE)
-        with trio.move_on_after(settings.connection_lifetime) as lifetime, self._scope:
+        self._set_idle_deadline()
+        with trio.move_on_after(settings.connection_lifetime) as lifetime, self._scope, self._idle:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(self._read, send)
                 nursery.start_soon(self._produce, recv)
         if self._aborted:
             return
-        reason = "connection lifetime exceeded" if lifetime.cancelled_caught else None
+        reason = None
+        if lifetime.cancelled_caught:
+            reason = "connection lifetime exceeded"
+        elif self._idle.cancelled_caught:
+            reason = "idle timeout"
+            self._shared.stats.idle_closes += 1
         if reason:
             log.info("closing websocket connection %d: %s", self._number, reason)
         with trio.move_on_after(CLOSE_TIMEOUT):
@@ -76,6 +87,8 @@ class Session:
                     self._scope.cancel()  # nothing can be sent any more
                     return
                 self._received += 1
+                self._unanswered += 1
+                self._idle.deadline = math.inf
                 stats.requests += 1
                 limit = faults.drop_after_requests
                 if limit is not None and self._received >= limit:
@@ -93,13 +106,19 @@ class Session:
             async with recv:
                 async for item in recv:
                     if isinstance(item, CommandError):
-                        await self._send_json(
-                            {"error": item.message, "request_id": item.request_id}
-                        )
+                        await self._send_error(item.message, item.request_id)
                     else:
                         await self._answer(item)
+                    self._unanswered -= 1
+                    self._set_idle_deadline()
         except ConnectionClosed:
             self._scope.cancel()
+
+    def _set_idle_deadline(self) -> None:
+        """Start the idle clock if nothing is asked of this connection now."""
+        timeout = self._shared.settings.idle_timeout
+        if timeout > 0 and self._unanswered == 0:
+            self._idle.deadline = trio.current_time() + timeout
 
     async def _answer(self, command: Command) -> None:
         settings, faults = self._shared.settings, self._shared.faults
@@ -109,39 +128,65 @@ class Session:
             await self._ws.send_message("this frame is not JSON (injected)")
             await self._send_json({"type": "metrics", "request_id": rid, "injected": True})
         if faults.error_on_text is not None and faults.error_on_text in command.text:
-            await self._send_json({"error": "synthesis failed (injected)", "request_id": rid})
+            await self._send_error("synthesis failed (injected)", rid)
             return
-        try:
-            audio = await self._shared.audio.render(
-                command.text,
-                command.voice,
-                command.speed,
-                command.sample_rate,
-                command.output_format,
-            )
-        except Exception:  # one failed synthesis is that request's error, not the server's
-            log.exception("synthesis failed")
-            await self._send_json({"error": "synthesis failed", "request_id": rid})
-            return
-        await self._send_json({"type": "start", "request_id": rid})
-        await trio.sleep_until(started + settings.first_byte_delay)
-        await self._stream_audio(audio)
-        await self._send_json({"type": "end", "request_id": rid})
+        send, recv = trio.open_memory_channel[Piece | None](1)
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._synthesize, command, send)
+            async with recv:
+                first = await recv.receive()
+                if first is None:
+                    await self._send_error("synthesis failed", rid)
+                    return
+                await self._send_json({"type": "start", "request_id": rid})
+                await trio.sleep_until(started + settings.first_byte_delay)
+                complete = await self._stream_audio(first, recv)
+        if complete:
+            await self._send_json({"type": "end", "request_id": rid})
+        else:
+            await self._send_error("synthesis failed", rid)
 
-    async def _stream_audio(self, audio: Encoded) -> None:
-        settings = self._shared.settings
+    async def _synthesize(
+        self, command: Command, send: trio.MemorySendChannel[Piece | None]
+    ) -> None:
+        """Send the reply's audio pieces as synthesis makes them; None if synthesis fails."""
+        async with send:
+            try:
+                await self._shared.audio.stream(
+                    command.text,
+                    command.voice,
+                    command.speed,
+                    command.sample_rate,
+                    command.output_format,
+                    send.send,
+                )
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                return  # the reply is over (its client left): nobody wants the rest
+            except Exception:  # one failed synthesis is that request's error, not the server's
+                log.exception("synthesis failed")
+                with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
+                    await send.send(None)
+
+    async def _stream_audio(
+        self, first: Piece, recv: trio.MemoryReceiveChannel[Piece | None]
+    ) -> bool:
+        """Send the audio in random chunks, paced; False if synthesis failed part way."""
+        settings, faults = self._shared.settings, self._shared.faults
         first_byte = trio.current_time()
-        corrupt_at = self._take_corruption(len(audio.data))
-        size = max(len(audio.data), 1)
-        for start, end in self._cuts(audio):
+        chunker = Chunker(self._rng, settings.chunk_min, settings.chunk_max)
+        chunker.add(first)
+        corrupt_at: int | None = None
+        while (cut := await self._next_cut(chunker, recv)) is not None:
+            start, end, chunk = cut.start, cut.end, cut.data
             if settings.realtime_factor > 0 and start > 0:
-                position = end / size * audio.duration
+                position = chunker.seconds_at(end)
                 await trio.sleep_until(first_byte + position / settings.realtime_factor)
-            chunk = audio.data[start:end]
+            if corrupt_at is None:
+                corrupt_at = self._take_corruption(end)
             if corrupt_at is not None and end > corrupt_at:
                 keep = max(corrupt_at - start, 0)
                 chunk = chunk[:keep] + self._rng.randbytes(len(chunk) - keep)
-            stall = self._shared.faults.stall_after_bytes
+            stall = faults.stall_after_bytes
             if stall is not None and end > stall:
                 head = max(stall - start, 0)
                 if head:
@@ -149,6 +194,25 @@ class Session:
                 await self._stall(stall)
                 chunk = chunk[head:]
             await self._send_audio(chunk)
+        return not chunker.failed
+
+    @staticmethod
+    async def _next_cut(
+        chunker: Chunker, recv: trio.MemoryReceiveChannel[Piece | None]
+    ) -> Cut | None:
+        """The next chunk, waiting for synthesis as needed; None when all is sent (if synthesis
+        failed part way, what it made still goes out first)."""
+        while (cut := chunker.next_cut()) is None and not chunker.finished:
+            try:
+                piece = await recv.receive()
+            except trio.EndOfChannel:
+                chunker.finish()
+                continue
+            if piece is None:
+                chunker.finish(failed=True)
+            else:
+                chunker.add(piece)
+        return cut
 
     async def _stall(self, offset: int) -> None:
         faults = self._shared.faults
@@ -158,24 +222,11 @@ class Session:
         await faults.wait_resumed()
         log.info("resuming the reply stalled after byte %d", offset)
 
-    def _cuts(self, audio: Encoded) -> list[tuple[int, int]]:
-        """Chunk boundaries: the header alone, then random sizes that ignore frame boundaries."""
-        settings = self._shared.settings
-        cuts = [(0, audio.header)] if audio.header else []
-        position = audio.header
-        while position < len(audio.data):
-            end = min(
-                position + self._rng.randint(settings.chunk_min, settings.chunk_max),
-                len(audio.data),
-            )
-            cuts.append((position, end))
-            position = end
-        return cuts
-
-    def _take_corruption(self, size: int) -> int | None:
+    def _take_corruption(self, sent: int) -> int | None:
+        """The corruption offset, taken by the first reply whose audio reaches past it."""
         faults = self._shared.faults
         offset = faults.corrupt_after_bytes
-        if offset is None or offset >= size:
+        if offset is None or offset >= sent:
             return None
         faults.corrupt_after_bytes = None
         log.info("corrupting a reply after byte %d (injected fault)", offset)
@@ -197,6 +248,12 @@ class Session:
 
     async def _send_json(self, message: dict[str, object]) -> None:
         await self._ws.send_message(json.dumps(message))
+
+    async def _send_error(self, message: str, request_id: object) -> None:
+        if self._shared.settings.error_frames == "typed":
+            await self._send_json({"type": "error", "request_id": request_id, "message": message})
+        else:
+            await self._send_json({"error": message, "request_id": request_id})
 
     async def _abort(self, why: str) -> None:
         # Closing TCP without a close frame is what a crash or a cut network looks like.

@@ -2,12 +2,42 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 import trio
 
 SynthMode = Literal["auto", "espeak", "generated"]
+ErrorFrames = Literal["legacy", "typed"]  # {"error": …} or {"type": "error", "message": …}
+
+
+@dataclass(frozen=True)
+class AuthRate:
+    """At most ``limit`` auth requests in any ``window`` seconds; written ``N/SECONDS``."""
+
+    limit: int
+    window: float
+
+    def __post_init__(self) -> None:
+        if self.limit < 1 or not (math.isfinite(self.window) and self.window > 0):
+            raise ValueError("an auth rate needs N >= 1 and SECONDS > 0, as in 10/60")
+
+    @classmethod
+    def parse(cls, text: str) -> AuthRate:
+        """``"10/60"`` → AuthRate(10, 60.0); ValueError naming the expected shape."""
+        count, slash, seconds = text.partition("/")
+        try:
+            if not slash:
+                raise ValueError
+            return cls(int(count), float(seconds))
+        except ValueError:
+            raise ValueError(
+                f"auth rate must look like N/SECONDS (e.g. 10/60), not {text!r}"
+            ) from None
+
+    def __str__(self) -> str:
+        return f"{self.limit}/{self.window:g}"
 
 
 @dataclass(frozen=True)
@@ -26,6 +56,18 @@ class LocalServerSettings:
     chunk_max: int = 4000
     seed: int = 0
     synth: SynthMode = "auto"
+    # What a paid service does; every one of these is off by default (see REALISTIC).
+    auth_delay: float = 0.0  # each auth answer comes this late
+    connect_delay: float = 0.0  # each websocket handshake is answered this late
+    idle_timeout: float = 0.0  # close a websocket with nothing asked of it this long; 0: never
+    auth_rate: AuthRate | None = None  # past it, auth answers 429 with Retry-After
+    auth_status: int = 200  # the status of a successful auth answer (any 2xx)
+    error_frames: ErrorFrames = "legacy"
+
+    @classmethod
+    def realistic(cls, **overrides: Any) -> LocalServerSettings:
+        """The settings of ``serve-local --realistic``: REALISTIC, then ``overrides``."""
+        return cls(**{**REALISTIC, **overrides})
 
     def __post_init__(self) -> None:
         if not 1 <= self.chunk_min <= self.chunk_max:
@@ -37,6 +79,27 @@ class LocalServerSettings:
                 raise ValueError(f"{name} must be positive")
         if self.first_byte_delay < 0 or self.realtime_factor < 0:
             raise ValueError("first_byte_delay and realtime_factor must not be negative")
+        for name in ("auth_delay", "connect_delay", "idle_timeout"):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value >= 0):
+                raise ValueError(f"{name} must be a number of seconds, 0 or more")
+        if not 200 <= self.auth_status <= 299:
+            raise ValueError(f"auth_status must be a 2xx code, not {self.auth_status}")
+        if self.error_frames not in ("legacy", "typed"):
+            raise ValueError(f"error_frames must be legacy or typed, not {self.error_frames!r}")
+
+
+# ``--realistic``: roughly what a paid streaming TTS service costs a client. A cold auth call
+# and a TLS websocket handshake take a few hundred milliseconds; idle sockets are closed after
+# half a minute; auth is rate-limited per key (10 a minute) and created tokens answer 201.
+REALISTIC: dict[str, Any] = {
+    "auth_delay": 0.25,
+    "connect_delay": 0.15,
+    "idle_timeout": 30.0,
+    "auth_rate": AuthRate(10, 60.0),
+    "auth_status": 201,
+    "error_frames": "typed",
+}
 
 
 @dataclass
@@ -81,7 +144,24 @@ class Faults:
 class Stats:
     """Counters a test reads: accepted websockets, auth calls, commands received."""
 
-    connections: int = 0
-    auth_calls: int = 0
-    requests: int = 0
+    connections: int = 0  # websockets accepted so far
+    auth_calls: int = 0  # POSTs to an auth path, answered or refused
+    requests: int = 0  # command frames received, valid or not
     stalls: int = 0  # replies held by the stall fault so far
+    auth_refused: int = 0  # auth calls answered 401 or 429
+    auth_rate_limited: int = 0  # of those, the 429s
+    ws_open: int = 0  # websockets open now
+    idle_closes: int = 0  # websockets closed by the idle timeout
+
+    def snapshot(self) -> dict[str, int]:
+        """What ``GET /_local/stats`` answers; checks outside the project rely on these names."""
+        return {
+            "auth_requests": self.auth_calls,
+            "auth_refused": self.auth_refused,
+            "auth_rate_limited": self.auth_rate_limited,
+            "ws_connections": self.connections,
+            "ws_open": self.ws_open,
+            "ws_idle_closed": self.idle_closes,
+            "tts_requests": self.requests,
+            "stalls": self.stalls,
+        }
