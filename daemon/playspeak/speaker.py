@@ -277,6 +277,8 @@ class Speaker:
         try:
             link = await self.links.get(u.model)
             job.reply = await link.request(dict(u.params))
+            if job.dropped:  # cancelled while it was being asked for: nobody will read it,
+                job.reply.discard()  # and an unread reply would hold up the link's reader
         except LinkError as e:
             job.reply, job.error = None, str(e)
 
