@@ -132,21 +132,22 @@ def test_auth_answer_variants() -> None:
 
 
 async def test_renewal_before_the_connection_lifetime_drops_no_reply() -> None:
-    """The server closes every connection after 1 s; the link opens the next one before that
-    and lets the old one finish its replies, so a steady stream of requests never fails."""
+    """The server closes every connection after 1.5 s; the link opens the next one before that
+    and lets the old one finish its replies, so a steady stream of requests never fails. (The
+    margin is half the lifetime: on a loaded machine a 0.25 s one was sometimes overrun.)"""
     async with served_link(
         dict(
             api_key=KEY,
             user_id=USER,
             first_byte_delay=0.02,
             realtime_factor=3.0,
-            connection_lifetime=1.0,
+            connection_lifetime=1.5,
         ),
-        max_age=1.0,
-        renew_margin=0.25,
+        max_age=1.5,
+        renew_margin=0.75,
     ) as (server, link):
         expected = await server.render(text="tick", voice=VOICE)
-        deadline = trio.current_time() + 3.0
+        deadline = trio.current_time() + 3.5
         replies = 0
         while trio.current_time() < deadline:
             assert await collect(await link.request(command("tick"))) == expected
