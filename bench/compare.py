@@ -87,9 +87,9 @@ async def stamped_first_bytes() -> AsyncIterator[list[float]]:
     stamps: list[float] = []
     original = server_session.Session._stream_audio
 
-    async def stream_audio(self: Any, audio: Any) -> None:
+    async def stream_audio(self: Any, *args: Any) -> Any:
         stamps.append(time.monotonic())
-        await original(self, audio)
+        return await original(self, *args)
 
     server_session.Session._stream_audio = stream_audio  # type: ignore[method-assign]
     try:
