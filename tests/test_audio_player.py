@@ -687,18 +687,3 @@ def test_portaudio_start_up_skips_the_a52_encoder_probe_unless_asked(
     assert probed == ("a52" if full_probe else "no-a52")
     assert environment == "env-restored"
     assert "pulse" in names and "default" in names  # what speech plays on is still there
-
-
-async def test_the_callback_thread_gets_real_time_scheduling_when_allowed(
-    start_player: StartPlayer,
-) -> None:
-    # Root (as here and in CI) may ask for SCHED_RR; elsewhere the player settles for less.
-    player = await start_player(realtime_priority=10)
-    await player.play(chirp(0.05))
-    await player.drain()
-    expected = "SCHED_RR 10" if os.geteuid() == 0 else player.stats["scheduling"]
-    assert player.stats["scheduling"] == expected != ""
-    plain = await start_player(realtime_priority=0)
-    await plain.play(chirp(0.05))
-    await plain.drain()
-    assert plain.stats["scheduling"] == "normal"
