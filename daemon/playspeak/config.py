@@ -106,7 +106,6 @@ class AudioConfig:
     buffer_seconds: float = 2.0
     stop_when_idle: bool = True  # a stream per stretch of speech: new speech plays at once
     steady_latency: float = 0.15  # a long stretch moves to this deeper buffer at a pause (0: no)
-    realtime_priority: int = 10  # SCHED_RR priority of the audio callback thread (0: none)
     preroll_ms: float = 250.0  # audio held back before an utterance starts playing ...
     adaptive_preroll: bool = True  # ... until the service's pace is learned from its replies
     trim_leading_silence: bool = True  # on an idle device, speech starts at its first sound
@@ -361,10 +360,6 @@ def _validate(config: Config, text: str = "") -> None:
         (config.audio.channels in (1, 2), "audio.channels must be 1 or 2"),
         (config.audio.buffer_seconds > 0, "audio.buffer_seconds must be > 0"),
         (config.audio.preroll_ms >= 0, "audio.preroll_ms must be >= 0"),
-        (
-            0 <= config.audio.realtime_priority <= 99,
-            "audio.realtime_priority must be 0–99 (0: normal scheduling)",
-        ),
         (
             0 <= config.audio.steady_latency < 2,
             "audio.steady_latency must be seconds in [0, 2) (0: no switch)",

@@ -68,7 +68,6 @@ def make_player(config: Config) -> Any:
         buffer_seconds=audio.buffer_seconds,
         stop_when_idle=audio.stop_when_idle,
         steady_latency=audio.steady_latency,
-        realtime_priority=audio.realtime_priority,
     )
     return AudioOutput(player)
 

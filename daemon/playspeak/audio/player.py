@@ -35,8 +35,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
-import threading
 import time
 from collections import deque
 from collections.abc import Callable
@@ -96,7 +94,6 @@ class Player:
         buffer_seconds: float = 2.0,
         stop_when_idle: bool = True,
         steady_latency: float = 0.0,
-        realtime_priority: int = 0,
     ) -> None:
         self._device_spec = device
         self.samplerate = samplerate or 0
@@ -109,7 +106,6 @@ class Player:
         self._buffer_seconds = buffer_seconds
         self.stop_when_idle = stop_when_idle
         self.steady_latency = steady_latency  # 0: a stretch stays on its first stream
-        self.realtime_priority = realtime_priority  # 0: the callback thread is left as it is
         # Owned by the trio thread (written only there, mostly by the owner task):
         self.device_name = ""
         self.latency = 0.0  # the quick (first) stream's reported output latency, seconds
@@ -147,8 +143,6 @@ class Player:
         self._last_sound = 0.0  # monotonic time of the last block that played frames
         self._last_block: tuple[int, int, float, float] | None = None  # start, end, t, latency
         self._quick_latency = 0.0  # the last DAC latency a quick stream reported
-        self._scheduled = 0  # the last stream whose callback thread asked for its priority
-        self.scheduling = ""  # what that thread got: "SCHED_RR 10", "nice -10" or "normal"
         # Written by trio, read by the PortAudio thread:
         self._want_wake = False
         self._wake_at = 0  # wake trio once the read position reaches this (lowest waiter's)
@@ -444,9 +438,6 @@ class Player:
     ) -> None:
         """PortAudio thread: stream `number`'s callback. One that is being replaced plays
         silence until it is closed."""
-        if number != self._scheduled:
-            self._scheduled = number  # each stream calls back on a thread of its own
-            self.scheduling = _raise_thread_priority(self.realtime_priority)
         if number == self._feeding:
             self._callback(outdata, frames, time_info, status)
         else:
@@ -712,7 +703,6 @@ class Player:
             "steady": self._steady,
             "steady_switches": self._switches,
             "steady_refused": self.steady_refused,
-            "scheduling": self.scheduling,
             "buffered": self._ring.used if self._ring else 0,
             "paused": self._paused,
             "volume": self._volume,
@@ -749,22 +739,6 @@ class Player:
 
     def _was_dropped(self, position: int) -> bool:
         return any(after < position <= upto for after, upto in self._dropped)
-
-
-def _raise_thread_priority(priority: int) -> str:
-    """PortAudio thread: ask for real-time scheduling for the calling thread (what PulseAudio
-    and MPD do for theirs), else a better nice level; says what it got. A busy machine then
-    cannot starve the callback into an underrun (an audible gap: seen with two CPU burners and
-    a 40 ms buffer)."""
-    if priority <= 0:
-        return "normal"
-    with contextlib.suppress(OSError):
-        os.sched_setscheduler(0, os.SCHED_RR, os.sched_param(priority))  # 0: this thread
-        return f"SCHED_RR {priority}"
-    with contextlib.suppress(OSError):
-        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), -10)  # this thread only
-        return "nice -10"
-    return "normal"
 
 
 def _abort_and_close(stream: Any) -> None:
