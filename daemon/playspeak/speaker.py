@@ -21,7 +21,7 @@ import trio
 from playspeak.audio.arrivals import ArrivalModel, ReplyTrace
 from playspeak.audio.decoder import make_decoder
 from playspeak.audio.silence import UtteranceStart
-from playspeak.chime import builtin_chime
+from playspeak.chime import load_chime
 from playspeak.errors import AudioDeviceError, DecodeError, LinkError
 from playspeak.playai.link import LinkPool, Reply
 from playspeak.priorities import admit
@@ -353,12 +353,10 @@ class Speaker:
         if u.ended or u.chime is False:
             return None
         if u.chime:
-            return self.chime if self.chime is not None else self._builtin_chime()
+            if self.chime is not None:
+                return self.chime
+            return load_chime("builtin", self.player.samplerate, self.player.channels)
         return self.chime if u.priority in self.chime_priorities else None
-
-    def _builtin_chime(self) -> np.ndarray:
-        mono = builtin_chime(self.player.samplerate)
-        return np.repeat(mono.reshape(-1, 1), self.player.channels, axis=1)
 
     async def _play_reply(self, job: Job, reply: Reply) -> None:
         u = job.utterance

@@ -203,7 +203,8 @@ class Player:
 
     def _open(self, died: trio.Event, steady: bool = False) -> Any:
         """Worker thread (called by the owner only): resolve the device, build the ring (kept
-        if it fits: it may hold frames to play; no stream reads it meanwhile), open a stream
+        if it fits: it may hold frames to play; replaced only when its size changes, which a
+        switch to the steady stream at the same rate never does), open a stream
         (not started): the quick one, or the steady one with the deeper buffer. Its callback
         reads the ring once `_feeding` is its number."""
         sd = sounddevice()
