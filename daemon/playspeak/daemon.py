@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import httpx
 import trio
@@ -270,7 +270,7 @@ async def open_daemon(config: Config) -> AsyncIterator[Daemon]:
 
 def embedded_server_settings(ls: LocalServerConfig, key: str, user: str) -> Any:
     """The embedded server's LocalServerSettings: [local_server], `realistic` expanded."""
-    from playspeak.localserver.settings import REALISTIC, AuthRate, LocalServerSettings
+    from playspeak.localserver.settings import REALISTIC, AuthRate, LocalServerSettings, SynthMode
 
     costs = dict(REALISTIC) if ls.realistic else {}
     defaults = LocalServerConfig()
@@ -282,7 +282,7 @@ def embedded_server_settings(ls: LocalServerConfig, key: str, user: str) -> Any:
         user_id=user,
         first_byte_delay=ls.first_byte_delay,
         realtime_factor=ls.realtime_factor,
-        synth=ls.synth,
+        synth=cast(SynthMode, ls.synth),  # validated by config.validate
         **costs,
     )
 

@@ -40,6 +40,7 @@ class AudioSink(Protocol):
 
     samplerate: int
     channels: int
+    volume: float  # the software gain, 0..1
 
     @property
     def prefill_seconds(self) -> float: ...  # taken from the buffer at once on starting
@@ -186,9 +187,9 @@ class Speaker:
             self.player.skip_to(plan.skip_to)
         if plan.truncate_at is not None:
             self.player.truncate(plan.truncate_at)
-        for job in plan.respeak:
-            assert isinstance(job, Job)
-            self._respeak(job)
+        for planned in plan.respeak:
+            assert isinstance(planned, Job)
+            self._respeak(planned)
         for job in selected:
             self.hub.emit(job.utterance, "cancelled", reason=reason)
         return [j.utterance.id for j in selected]

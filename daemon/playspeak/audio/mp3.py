@@ -30,13 +30,14 @@ What this decoder does, and why:
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import av
 import numpy as np
 
 from playspeak.errors import DecodeError
 
-from .resample import PcmResampler
+from .resample import PcmResampler, audio_decoder
 
 GIVE_UP_BYTES = 16 * 1024  # about one second of 128 kbps MP3
 MIN_FLUSH_BYTES = 1024  # more than any single MP3 frame at the rates PlayAI uses
@@ -148,7 +149,7 @@ class Mp3Decoder:
     """MP3 bytes in, float32 PCM out; feed chunks of any size, then flush once."""
 
     def __init__(self, *, out_rate: int, out_channels: int) -> None:
-        self._codec = av.CodecContext.create("mp3float", "r")
+        self._codec = audio_decoder("mp3float")
         self._id3 = Id3Stripper()
         self._pcm = PcmResampler(out_rate, out_channels)
         self._first_packet = True
@@ -196,9 +197,9 @@ class Mp3Decoder:
                 continue
             for frame in frames:
                 self._decoded = True
-                frame = self._trim(frame)
-                if frame is not None:
-                    out.extend(self._pcm.push(frame))
+                trimmed = self._trim(frame)
+                if trimmed is not None:
+                    out.extend(self._pcm.push(trimmed))
         return out
 
     def _take_info_frame(self, frame: bytes) -> bool:
@@ -229,8 +230,9 @@ class Mp3Decoder:
         if stop <= start:
             return None
         planes = frame.to_ndarray()[:, start:stop]
+        samples: Any = np.ascontiguousarray(planes)  # PyAV's stubs list the dtypes one by one
         trimmed = av.AudioFrame.from_ndarray(
-            np.ascontiguousarray(planes), format=frame.format.name, layout=frame.layout.name
+            samples, format=frame.format.name, layout=frame.layout.name
         )
         trimmed.sample_rate = frame.sample_rate
         return trimmed

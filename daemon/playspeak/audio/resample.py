@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import av
 import numpy as np
+from av.audio.codeccontext import AudioCodecContext
 
 _LAYOUTS = {1: "mono", 2: "stereo"}
 
@@ -67,7 +70,7 @@ class PcmResampler:
         self._input = None
         return self._to_arrays(frames)
 
-    def _to_arrays(self, frames: list[av.AudioFrame | None]) -> list[np.ndarray]:
+    def _to_arrays(self, frames: Sequence[av.AudioFrame | None]) -> list[np.ndarray]:
         # A pass-through resampler hands back its input, and [None] when flushed.
         arrays = []
         for frame in frames:
@@ -76,3 +79,10 @@ class PcmResampler:
             array = frame.to_ndarray().reshape(-1, self.out_channels)
             arrays.append(array.astype(np.float32, copy=False))
         return arrays
+
+
+def audio_decoder(codec: str) -> AudioCodecContext:
+    """A decoding context for an audio codec (PyAV types create() as any kind of context)."""
+    context = av.CodecContext.create(codec, "r")
+    assert isinstance(context, AudioCodecContext)
+    return context

@@ -27,7 +27,7 @@ import numpy as np
 
 from playspeak.errors import DecodeError
 
-from .resample import PcmResampler
+from .resample import PcmResampler, audio_decoder
 
 _MAX_FLAC_FRAME = 1 << 20  # beyond this, give up on a frame whose CRC never checks
 
@@ -85,7 +85,7 @@ class _PacketDecoder:
     """Decode whole codec packets to float32 blocks, counting the ones the codec rejects."""
 
     def __init__(self, codec: str, extradata: bytes, out_rate: int, out_channels: int) -> None:
-        self._codec = av.CodecContext.create(codec, "r")
+        self._codec = audio_decoder(codec)
         self._codec.extradata = extradata
         self._pcm = PcmResampler(out_rate, out_channels)
         self.errors = 0

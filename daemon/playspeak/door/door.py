@@ -186,7 +186,7 @@ class Door:
     # ---- one connection -----------------------------------------------------------------
 
     async def _serve(self, stream: trio.SocketStream) -> None:
-        peer = peer_of(stream.socket)
+        peer = peer_of(stream.socket)  # type: ignore[arg-type]  # trio's SocketType wraps a socket.socket
         async with stream:
             refusal = await self._check(peer)
             if refusal:

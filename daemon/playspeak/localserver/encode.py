@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 import av
 import numpy as np
+from av.audio.stream import AudioStream
 
 BLOCK = 65536  # samples fed to PyAV at a time, to keep its frames small
 MP3_BIT_RATE = 128_000
@@ -71,7 +72,7 @@ def _mux(
     """Encode with ``codec`` into ``container``, in memory."""
     buf = io.BytesIO()
     with av.open(buf, "w", format=container, options=options or {}) as out:
-        stream = out.add_stream(codec, rate=rate, layout=layout)
+        stream = _audio_stream(out, codec, rate, layout)
         if bit_rate is not None:
             stream.bit_rate = bit_rate
         if codec_options:
@@ -173,7 +174,7 @@ class StreamEncoder:
             out = av.open(
                 self._sink, "w", format=container, options={**options, "flush_packets": "1"}
             )
-            stream = out.add_stream(codec, rate=out_rate, layout=layout)
+            stream = _audio_stream(out, codec, out_rate, layout)
             if output_format == "mp3":
                 stream.bit_rate = MP3_BIT_RATE
             if output_format == "ogg":
@@ -212,3 +213,12 @@ class StreamEncoder:
             self._out.mux(self._stream.encode(None))
             self._out.close()
         return self._sink.take()
+
+
+def _audio_stream(
+    out: av.container.OutputContainer, codec: str, rate: int, layout: str
+) -> AudioStream:
+    """An audio stream added to ``out`` (PyAV types add_stream as any kind of stream)."""
+    stream = out.add_stream(codec, rate=rate, layout=layout)
+    assert isinstance(stream, AudioStream)
+    return stream

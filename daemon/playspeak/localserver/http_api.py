@@ -41,7 +41,7 @@ async def _next_event(conn: h11.Connection, stream: trio.abc.Stream) -> object:
         event = conn.next_event()
         if event is not h11.NEED_DATA:
             return event
-        conn.receive_data(await stream.receive_some(16384))
+        conn.receive_data(bytes(await stream.receive_some(16384)))
 
 
 async def _drain_body(conn: h11.Connection, stream: trio.abc.Stream) -> None:

@@ -475,6 +475,8 @@ class Link:
             try:
                 message = await conn.ws.get_message()
             except ConnectionClosed as e:
+                if e.reason is None:
+                    return "closed with no reason given"
                 return f"code {e.reason.code}, {e.reason.reason or 'no reason given'}"
             finally:
                 conn.reading_since = None

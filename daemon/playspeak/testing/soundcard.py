@@ -9,6 +9,7 @@ with time.monotonic(); its sample indices are absolute, also after trim().
 from __future__ import annotations
 
 import contextlib
+import io
 import os
 import shutil
 import signal
@@ -235,6 +236,7 @@ class Recorder:
     def _read(self) -> None:
         assert self._process is not None and self._process.stdout is not None
         stream = self._process.stdout
+        assert isinstance(stream, io.BufferedReader)  # Popen's default buffering: read1 exists
         while chunk := stream.read1(4096):
             now = time.monotonic()
             with self._cond:
