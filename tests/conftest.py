@@ -19,6 +19,8 @@ _saved_env: dict[str, str | None] = {}
 
 def pytest_configure(config: pytest.Config) -> None:
     global _card, _card_error
+    if getattr(config.option, "numprocesses", None) and "PYTEST_XDIST_WORKER" not in os.environ:
+        return  # pytest-xdist's controller runs no test: each worker starts its own sink
     if os.environ.get("PLAYSPEAK_TEST_PULSE") == "external":
         _card = PulseNullSink.external(os.environ.get("PLAYSPEAK_TEST_SINK", "testsink"))
         return

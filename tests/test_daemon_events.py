@@ -76,10 +76,11 @@ async def test_started_comes_when_the_first_sample_is_heard_and_after_the_previo
     # so play() returns only once most of it was heard (`started` used to wait for that).
     config = sound_card_config(tmp_path)
     fast = dataclasses.replace(config.local_server, realtime_factor=50.0)
-    config = dataclasses.replace(config, local_server=fast)
+    small = dataclasses.replace(config.audio, buffer_seconds=0.5)  # the text lasts ~2.5 s
+    config = dataclasses.replace(config, local_server=fast, audio=small)
     async with open_daemon(config) as daemon:
         client = await LineClient.open(daemon.socket_path)
-        first = await speak(client, MESSAGE + " " + MESSAGE)
+        first = await speak(client, "The first one, twice as long as the buffer.")
         second = await speak(client, "And the second one.")
         events = await events_of(client, {first, second})
         clock = time.time() - time.monotonic()  # event stamps are wall-clock times
