@@ -35,6 +35,7 @@ ENV_API_URL = "PLAYSPEAK_API_URL"
 ENV_CONFIG = "PLAYSPEAK_CONFIG"
 ENV_DEVICE = "PLAYSPEAK_DEVICE"
 ENV_SSIP_SOCKET = "PLAYSPEAK_SSIP_SOCKET"
+ENV_MQTT_BROKER = "PLAYSPEAK_MQTT_BROKER"
 
 
 def default_config_paths() -> list[Path]:
@@ -166,6 +167,20 @@ def _auth_rate_ok(text: str) -> bool:
 
 
 @dataclass(frozen=True)
+class MqttConfig:
+    broker: str = ""  # "": off. mqtt://host:1883 or mqtts://host:8883 (PLAYSPEAK_MQTT_BROKER)
+    username: str = ""
+    password_file: str = ""  # readable by its owner only
+    node: str = ""  # "": the host name. Topics: <topic_prefix>/<node>/say, .../cmd, ...
+    groups: tuple[str, ...] = ()  # also take <topic_prefix>/group/<group>/say
+    topic_prefix: str = "playspeak"
+    discovery: bool = True  # Home Assistant MQTT discovery (false: remove its configs)
+    discovery_prefix: str = "homeassistant"
+    max_age: float = 300.0  # a message stamped with "t" older than this is not spoken
+    keepalive: float = 30.0
+
+
+@dataclass(frozen=True)
 class LogConfig:
     level: str = "info"
 
@@ -180,6 +195,7 @@ class Config:
     ssip: SsipConfig = SsipConfig()
     systemd: SystemdConfig = SystemdConfig()
     local_server: LocalServerConfig = LocalServerConfig()
+    mqtt: MqttConfig = MqttConfig()
     log: LogConfig = LogConfig()
     source: str = ""  # the file it was read from, for messages
 
@@ -201,6 +217,7 @@ _SECTIONS: dict[str, type] = {
     "ssip": SsipConfig,
     "systemd": SystemdConfig,
     "local_server": LocalServerConfig,
+    "mqtt": MqttConfig,
     "log": LogConfig,
 }
 
@@ -331,7 +348,12 @@ def _apply_environment(config: Config, env: dict[str, str]) -> Config:
     ssip = config.ssip
     if env.get(ENV_SSIP_SOCKET):
         ssip = dataclasses.replace(ssip, socket=env[ENV_SSIP_SOCKET])
-    return dataclasses.replace(config, api=api, control=control, audio=audio, ssip=ssip)
+    mqtt = config.mqtt
+    if env.get(ENV_MQTT_BROKER):
+        mqtt = dataclasses.replace(mqtt, broker=env[ENV_MQTT_BROKER])
+    return dataclasses.replace(
+        config, api=api, control=control, audio=audio, ssip=ssip, mqtt=mqtt
+    )
 
 
 def _is_latency(value: str) -> bool:
@@ -423,11 +445,21 @@ def _validate(config: Config, text: str = "") -> None:
             "local_server.error_frames must be legacy or typed",
         ),
     ]
+    checks += [
+        (config.mqtt.max_age >= 0, "mqtt.max_age must be >= 0 (0: no limit)"),
+        (config.mqtt.keepalive >= 5, "mqtt.keepalive must be >= 5 seconds"),
+    ]
     for ok, message in checks:
         if not ok:
             section, _, key = message.split()[0].partition(".")
             line = _line_of(text, section, key)
             raise ConfigError(f"{where}{f', line {line}' if line else ''}: {message}")
+    from playspeak.mqtt.topics import check_config as check_mqtt  # light: no paho
+
+    try:
+        check_mqtt(config.mqtt)
+    except ConfigError as e:
+        raise ConfigError(f"{where}: {e}") from None
     if api.url and not api.api_key:
         raise ConfigError(
             f"{where}: api.url ({ENV_API_URL}) is set but no API key: set {ENV_API_KEY}, "

@@ -16,7 +16,7 @@ from typing import Any, cast
 import httpx
 import trio
 
-from playspeak import systemd
+from playspeak import __version__, systemd
 from playspeak.chime import load_chime
 from playspeak.commands import CommandHandler
 from playspeak.config import Config, LocalServerConfig
@@ -256,6 +256,13 @@ async def open_daemon(config: Config) -> AsyncIterator[Daemon]:
                 from playspeak.ssip.server import SsipServer  # lazy: ~1 MiB, off by default
 
                 await nursery.start(SsipServer.open(config, speaker, lambda: daemon.config).run)
+            if config.mqtt.broker:  # many rooms: lazy, so that paho loads only when configured
+                from playspeak.mqtt.bridge import MqttBridge
+
+                bridge = MqttBridge(
+                    config.mqtt, handler, daemon.status, config.control.client_buffer, __version__
+                )
+                await nursery.start(bridge.run)
             notifier = systemd.Notifier(daemon, ready_when=config.systemd.ready_when)
             await nursery.start(notifier.run)  # READY=1, STATUS, WATCHDOG
             yield daemon

@@ -1,0 +1,287 @@
+"""The MQTT bridge: a node of many rooms. Say and cmd topics in, events and state out.
+
+paho-mqtt does the protocol. It runs in its own network thread (``loop_start``), not driven
+from trio's loop: that thread already owns reconnection with backoff, keepalive, QoS 1
+retransmission and TLS, which an external-loop integration would make us re-implement (more
+of our code, for the saving of one mostly idle thread). The hand-over is one-way and narrow:
+
+- paho's thread → trio: ``on_message`` only copies (topic, packet id, dup, payload) into a
+  bounded trio channel through ``TrioToken.run_sync_soon``; it never touches daemon state.
+- trio → paho: ``publish``/``subscribe`` (thread-safe in paho: they lock the client) from
+  the trio thread; ``on_connect`` (paho's thread) subscribes and publishes the retained
+  status and discovery configs, whose payloads are built before the thread starts.
+
+Every message becomes a line of the control protocol and goes through the same
+CommandHandler as the socket's clients, on a session of its own that is subscribed to every
+utterance's events: those lines are published to ``<prefix>/<node>/event`` (QoS 1).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import time
+from collections.abc import Callable
+from typing import Any
+
+import trio
+
+from playspeak.commands import CommandHandler
+from playspeak.config import MqttConfig
+from playspeak.control import protocol as p
+from playspeak.control.session import ClientSession
+from playspeak.errors import ConfigError, PlayspeakError
+from playspeak.log import register_secret
+from playspeak.mqtt.topics import (
+    OFFLINE,
+    ONLINE,
+    Broker,
+    Deduper,
+    Topics,
+    node_name,
+    retained_configs,
+    state_of,
+    to_line,
+    too_old,
+)
+
+log = logging.getLogger(__name__)
+
+INBOX = 256  # messages waiting for the trio side; beyond, the broker's QoS 1 holds them
+STATE_EVERY = 2.0  # seconds between looks at the retained state (published only on change)
+SESSION_EXPIRY = 3600  # seconds the broker keeps our subscriptions and QoS 1 backlog
+
+
+class _EventPublisher(trio.abc.Stream):
+    """The bridge session's "socket": each line written to it is published, not sent."""
+
+    def __init__(self, publish: Callable[[bytes], None]) -> None:
+        self._publish = publish
+
+    async def send_all(self, data: bytes | bytearray | memoryview) -> None:
+        for line in bytes(data).splitlines():
+            self._publish(line)
+        await trio.lowlevel.checkpoint()
+
+    async def wait_send_all_might_not_block(self) -> None:
+        await trio.lowlevel.checkpoint()
+
+    async def receive_some(self, max_bytes: int | None = None) -> bytes:
+        await trio.sleep_forever()
+        raise AssertionError  # unreachable
+
+    async def aclose(self) -> None:
+        await trio.lowlevel.checkpoint()
+
+
+class MqttBridge:
+    def __init__(
+        self,
+        config: MqttConfig,
+        handler: CommandHandler,
+        status: Callable[[], dict[str, Any]],
+        client_buffer: int,
+        version: str = "",
+    ) -> None:
+        self.config = config
+        self.broker = Broker.parse(config.broker)
+        self.topics = Topics(config.topic_prefix, node_name(config), tuple(config.groups))
+        self.handler = handler
+        self._status = status
+        self._version = version
+        self._password = _read_password(config.password_file) if config.password_file else ""
+        register_secret(self._password)
+        self.session = ClientSession(_EventPublisher(self._publish_line), client_buffer)
+        self.dedupe = Deduper()
+        self.connected = False  # written by paho's thread (a bool: read whole by trio)
+        self._last_state: bytes | None = None
+        self._poke = trio.Event()  # an event went out: the state may have changed
+        self._lines = 0
+        self._client: Any = None
+
+    # ---- the trio side ------------------------------------------------------------------
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Connect in the background and serve until cancelled; then say ``offline``."""
+        import paho.mqtt.client as mqtt  # lazy: only a configured bridge pays for it
+
+        send, recv = trio.open_memory_channel[tuple[str, int, bool, bytes]](INBOX)
+        token = trio.lowlevel.current_trio_token()
+        self._client = client = self._make_client(mqtt, send, token)
+        self.handler(self.session, p.Subscribe(), 0)  # every utterance's events
+        client.connect_async(
+            self.broker.host,
+            self.broker.port,
+            keepalive=max(5, round(self.config.keepalive)),
+            clean_start=False,  # a persistent session: QoS 1 messages wait for us
+            properties=_connect_properties(),
+        )
+        client.loop_start()
+        log.info(
+            "MQTT: node %s, broker %s:%d%s, groups %s",
+            self.topics.node,
+            self.broker.host,
+            self.broker.port,
+            " (TLS)" if self.broker.tls else "",
+            ", ".join(self.topics.groups) or "none",
+        )
+        try:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self.session.write_lines)
+                nursery.start_soon(self._publish_state_changes)
+                task_status.started()
+                async for topic, mid, dup, payload in recv:
+                    self.handle(topic, mid, dup, payload)
+        finally:
+            with trio.CancelScope(shield=True):
+                await trio.to_thread.run_sync(self._close)
+
+    def handle(self, topic: str, mid: int, dup: bool, payload: bytes) -> None:
+        """One message from the broker: deduped, aged, parsed and acted on; never raises."""
+        self._lines += 1
+        key = Deduper.key(topic, mid, payload)
+        first = self.dedupe.first_time(key)
+        if not first and (dup or key.startswith("id:")):
+            log.info("MQTT %s: a message delivered again (%s): ignored", topic, key.split(":")[0])
+            return
+        age = too_old(payload, time.time(), self.config.max_age)
+        if age is not None:
+            self._refuse(topic, f"message is {age:.0f} s old, past its max age: not spoken")
+            return
+        try:
+            line = to_line(self.topics.kind_of(topic), payload)
+            command = p.parse_line(line)
+            reply = self.handler(self.session, command, self._lines)
+        except PlayspeakError as e:  # ProtocolError, QueueFull, ...
+            self._refuse(topic, str(e))
+            return
+        except Exception:  # a bug must cost this message, not the bridge
+            log.exception("MQTT %s: internal error", topic)
+            self._refuse(topic, "internal error (see the daemon's log)")
+            return
+        log.info("MQTT %s: %s", topic, p.describe(command, reply))
+
+    def _refuse(self, topic: str, why: str) -> None:
+        log.info("MQTT %s: refused: %s", topic, why)
+        self.session.send(p.encode("error", error=why, topic=topic))
+
+    async def _publish_state_changes(self) -> None:
+        """Publish the retained state whenever it changed: looked at after every event, and
+        every STATE_EVERY seconds for what comes without one (volume set on the socket)."""
+        while True:
+            state = json.dumps(state_of(self._status()), sort_keys=True).encode()
+            if state != self._last_state and self.connected:
+                self._client.publish(self.topics.state, state, qos=1, retain=True)
+                self._last_state = state
+            with trio.move_on_after(STATE_EVERY):
+                await self._poke.wait()
+            self._poke = trio.Event()
+
+    def _publish_line(self, line: bytes) -> None:
+        """A line of the bridge session: events and errors go out; "ok" replies do not."""
+        if line.startswith(b'{"event": "ok"'):
+            return
+        self._client.publish(self.topics.event, line, qos=1)
+        self._poke.set()
+
+    # ---- paho's thread ------------------------------------------------------------------
+
+    def _make_client(self, mqtt: Any, send: trio.MemorySendChannel[Any], token: Any) -> Any:
+        from paho.mqtt.enums import CallbackAPIVersion
+        from paho.mqtt.subscribeoptions import SubscribeOptions
+
+        client = mqtt.Client(
+            CallbackAPIVersion.VERSION2,
+            client_id=f"playspeak-{self.topics.node}",
+            protocol=mqtt.MQTTv5,
+        )
+        if self.config.username:
+            client.username_pw_set(self.config.username, self._password or None)
+        if self.broker.tls:
+            client.tls_set()
+        client.will_set(self.topics.status, OFFLINE, qos=1, retain=True)
+        client.reconnect_delay_set(min_delay=1, max_delay=60)  # doubling: paho's backoff
+        retained = retained_configs(
+            self.topics, self.config.discovery_prefix, self._version, self.config.discovery
+        )
+        subscriptions = [(t, SubscribeOptions(qos=1)) for t in self.topics.subscriptions()]
+
+        def on_connect(client: Any, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
+            if reason.is_failure:
+                log.warning("MQTT: the broker refused us: %s", reason)
+                return
+            self.connected = True
+            log.info("MQTT: connected%s", " (session resumed)" if flags.session_present else "")
+            client.subscribe(subscriptions)
+            client.publish(self.topics.status, ONLINE, qos=1, retain=True)
+            for topic, payload in retained.items():
+                client.publish(topic, payload, qos=1, retain=True)
+            token.run_sync_soon(self._forget_state)
+
+        def on_disconnect(client: Any, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
+            if self.connected:
+                log.warning("MQTT: lost the broker (%s); reconnecting with backoff", reason)
+            self.connected = False
+
+        def on_message(client: Any, userdata: Any, message: Any) -> None:
+            item = (message.topic, message.mid, bool(message.dup), bytes(message.payload))
+            with contextlib.suppress(trio.RunFinishedError):  # shutting down
+                token.run_sync_soon(_offer, send, item)
+
+        client.on_connect = on_connect
+        client.on_disconnect = on_disconnect
+        client.on_message = on_message
+        return client
+
+    def _forget_state(self) -> None:
+        """Trio thread: (re)connected; the broker may have lost the retained state."""
+        self._last_state = None
+        self._poke.set()
+
+    def _close(self) -> None:
+        """Worker thread, at the end: ``offline`` (retained), then disconnect and join paho's
+        thread. Bounded: with no broker there is nobody to tell."""
+        client = self._client
+        if client is None:
+            return
+        was_connected, self.connected = self.connected, False  # a goodbye, not a loss
+        if was_connected:
+            info = client.publish(self.topics.status, OFFLINE, qos=1, retain=True)
+            with contextlib.suppress(RuntimeError, ValueError):
+                info.wait_for_publish(timeout=1.0)
+        client.disconnect()
+        client.loop_stop()
+
+
+def _offer(send: trio.MemorySendChannel[Any], item: Any) -> None:
+    """Trio thread: queue a message for the bridge, or drop it (the broker's session keeps
+    nothing we acknowledged, so say so)."""
+    try:
+        send.send_nowait(item)
+    except trio.WouldBlock:
+        log.warning("MQTT %s: %d messages waiting already: dropped", item[0], INBOX)
+    except (trio.ClosedResourceError, trio.BrokenResourceError):
+        pass
+
+
+def _connect_properties() -> Any:
+    from paho.mqtt.packettypes import PacketTypes
+    from paho.mqtt.properties import Properties
+
+    props = Properties(PacketTypes.CONNECT)
+    props.SessionExpiryInterval = SESSION_EXPIRY
+    return props
+
+
+def _read_password(path: str) -> str:
+    """The broker password from a file only its owner may read."""
+    try:
+        st = os.stat(path)
+        if st.st_mode & 0o077:
+            raise ConfigError(f"mqtt.password_file {path} is readable by others: chmod 600 {path}")
+        with open(path, encoding="utf-8") as f:
+            return f.read().strip()
+    except OSError as e:
+        raise ConfigError(f"mqtt.password_file {path}: {e.strerror}") from None

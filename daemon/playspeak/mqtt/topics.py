@@ -1,0 +1,294 @@
+"""The MQTT bridge's core, free of I/O: topic names, payloads to control-protocol lines,
+redelivery dedupe, message age, the retained state and Home Assistant's discovery configs.
+
+Topic names are contracts (checks outside the project use them):
+``<prefix>/<node>/say``, ``<prefix>/group/<group>/say``, ``<prefix>/all/say``,
+``<prefix>/<node>/cmd``, ``<prefix>/<node>/event``, ``<prefix>/<node>/status`` (retained
+``online``/``offline``) and ``<prefix>/<node>/state`` (retained JSON).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import socket
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+from playspeak.errors import ConfigError, ProtocolError
+
+if TYPE_CHECKING:
+    from playspeak.config import MqttConfig
+
+ONLINE, OFFLINE = b"online", b"offline"
+RESERVED_NODES = ("group", "all")  # they name the shared topics
+_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")  # no MQTT wildcards or levels in a name
+SAY_FIELDS_CMD = "speak"
+CMD_VERBS = ("stop", "skip", "cancel", "pause", "resume", "volume", "status", "ping")
+
+
+def check_name(kind: str, name: str) -> str:
+    """`name` if it can be one level of a topic (letters, digits, ``_ . -``); else ConfigError."""
+    if not _NAME.match(name):
+        raise ConfigError(f"mqtt.{kind} {name!r}: use 1-64 letters, digits, '_', '.' or '-'")
+    return name
+
+
+@dataclass(frozen=True)
+class Broker:
+    host: str
+    port: int
+    tls: bool
+
+    @classmethod
+    def parse(cls, url: str) -> Broker:
+        """``mqtt://host[:port]`` or ``mqtts://host[:port]``; ConfigError otherwise."""
+        parts = urlsplit(url)
+        if parts.scheme not in ("mqtt", "mqtts") or not parts.hostname:
+            raise ConfigError(f"mqtt.broker {url!r}: use mqtt://host:1883 or mqtts://host:8883")
+        if parts.username or parts.password:
+            raise ConfigError("mqtt.broker: give the user as mqtt.username, the password in a file")
+        tls = parts.scheme == "mqtts"
+        try:
+            port = parts.port or (8883 if tls else 1883)
+        except ValueError:
+            raise ConfigError(f"mqtt.broker {url!r}: bad port") from None
+        return cls(parts.hostname, port, tls)
+
+
+def node_name(config: MqttConfig) -> str:
+    return config.node or socket.gethostname().split(".")[0]
+
+
+def check_config(config: MqttConfig) -> None:
+    """ConfigError naming the first thing wrong in a configured [mqtt] section."""
+    if config.broker:
+        Broker.parse(config.broker)
+        Topics(config.topic_prefix, node_name(config), tuple(config.groups))
+
+
+@dataclass(frozen=True)
+class Topics:
+    prefix: str
+    node: str
+    groups: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        check_name("node", self.node)
+        if self.node in RESERVED_NODES:
+            raise ConfigError(f"mqtt.node may not be {self.node!r}: it names a shared topic")
+        for group in self.groups:
+            check_name("groups", group)
+        if not self.prefix or any(c in self.prefix for c in "+#") or self.prefix.endswith("/"):
+            raise ConfigError(f"mqtt.topic_prefix {self.prefix!r} is not a topic prefix")
+
+    @property
+    def say(self) -> str:
+        return f"{self.prefix}/{self.node}/say"
+
+    @property
+    def cmd(self) -> str:
+        return f"{self.prefix}/{self.node}/cmd"
+
+    @property
+    def event(self) -> str:
+        return f"{self.prefix}/{self.node}/event"
+
+    @property
+    def status(self) -> str:
+        return f"{self.prefix}/{self.node}/status"
+
+    @property
+    def state(self) -> str:
+        return f"{self.prefix}/{self.node}/state"
+
+    def group_say(self, group: str) -> str:
+        return f"{self.prefix}/group/{group}/say"
+
+    @property
+    def all_say(self) -> str:
+        return f"{self.prefix}/all/say"
+
+    def subscriptions(self) -> list[str]:
+        """Every topic this node takes commands from."""
+        return [self.say, *(self.group_say(g) for g in self.groups), self.all_say, self.cmd]
+
+    def kind_of(self, topic: str) -> str:
+        """``"say"`` or ``"cmd"`` for a topic of ours; ProtocolError for any other."""
+        if topic == self.cmd:
+            return "cmd"
+        if topic in (self.say, self.all_say) or topic in map(self.group_say, self.groups):
+            return "say"
+        raise ProtocolError(f"not a topic of this node: {topic}")
+
+
+def to_line(kind: str, payload: bytes) -> str:
+    """An MQTT message as the control protocol's line: a say topic takes plain text or JSON
+    with the speak fields (``cmd`` may be left out); the cmd topic takes a JSON command.
+    ProtocolError names what is wrong."""
+    try:
+        text = payload.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise ProtocolError(f"invalid UTF-8 at byte {e.start}") from None
+    text = text.strip()
+    if not text:
+        raise ProtocolError("empty message")
+    if not text.startswith("{"):
+        if kind == "cmd":
+            if text in CMD_VERBS:  # a bare verb: what a button in a dashboard sends
+                return json.dumps({"cmd": text})
+            raise ProtocolError(f'the cmd topic takes JSON or one of {", ".join(CMD_VERBS)}')
+        if "\n" in text or "\r" in text:
+            # one message is one utterance, whatever its lines (the socket's protocol is
+            # line-based: send it as JSON so that the breaks stay inside the text)
+            return json.dumps({"cmd": SAY_FIELDS_CMD, "text": text}, ensure_ascii=False)
+        return text
+    try:
+        obj = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise ProtocolError(f"bad JSON: {e.msg} at column {e.colno}") from None
+    if not isinstance(obj, dict):
+        raise ProtocolError("a JSON message must be an object")
+    if kind == "say":
+        cmd = obj.setdefault("cmd", SAY_FIELDS_CMD)
+        if cmd != SAY_FIELDS_CMD:
+            raise ProtocolError(f"a say topic takes speak messages, not {cmd!r}")
+    elif obj.get("cmd") not in CMD_VERBS:
+        raise ProtocolError(f"cmd must be one of {', '.join(CMD_VERBS)}")
+    for key in ("t", "max_age"):  # MQTT's own fields, not the control protocol's
+        obj.pop(key, None)
+    return json.dumps(obj, ensure_ascii=False)
+
+
+def too_old(payload: bytes, now: float, default_max_age: float) -> float | None:
+    """How old a JSON message stamped with ``"t"`` (Unix seconds when it was published) is, if
+    older than its ``"max_age"`` (else `default_max_age`); None when it may be spoken.
+
+    A message without a stamp has no age we could know (MQTT 3 carries none); the publisher
+    can bound it with MQTT 5's message expiry instead, which the broker enforces."""
+    if not payload.lstrip().startswith(b"{"):
+        return None
+    try:
+        obj = json.loads(payload)
+    except (ValueError, UnicodeDecodeError):
+        return None  # to_line reports it
+    if not isinstance(obj, dict):
+        return None
+    sent, limit = obj.get("t"), obj.get("max_age", default_max_age)
+    numbers = (int, float)
+    if not isinstance(sent, numbers) or isinstance(sent, bool) or not isinstance(limit, numbers):
+        return None
+    age = now - float(sent)
+    return age if limit > 0 and age > limit else None
+
+
+class Deduper:
+    """Remembers the last `size` messages, so that a QoS 1 message the broker delivers again
+    after a reconnect is acted on once. The key is the utterance ``id`` when the message gives
+    one, else the topic, the MQTT packet id and a digest of the payload."""
+
+    def __init__(self, size: int = 1024) -> None:
+        self.size = size
+        self._seen: OrderedDict[str, None] = OrderedDict()
+
+    @staticmethod
+    def key(topic: str, mid: int, payload: bytes) -> str:
+        if payload.lstrip().startswith(b"{"):
+            try:
+                ident = json.loads(payload).get("id")
+            except (ValueError, UnicodeDecodeError, AttributeError):
+                ident = None
+            if isinstance(ident, str) and ident:
+                return f"id:{ident}"
+        digest = hashlib.blake2b(payload, digest_size=12).hexdigest()
+        return f"mid:{topic}:{mid}:{digest}"
+
+    def first_time(self, key: str) -> bool:
+        """True the first time `key` is seen (among the last `size`)."""
+        if key in self._seen:
+            self._seen.move_to_end(key)
+            return False
+        self._seen[key] = None
+        if len(self._seen) > self.size:
+            self._seen.popitem(last=False)
+        return True
+
+
+def state_of(status: dict[str, Any]) -> dict[str, Any]:
+    """The retained state, from the daemon's `status` reply: what speaks, how many wait."""
+    speaking = (status.get("speaking") or {}).get("id")
+    waiting = [i for i in status.get("in_flight", []) if i != speaking]
+    waiting += [u.get("id") for u in status.get("queue", [])]
+    links = status.get("links") or [{}]
+    return {
+        "state": "paused" if status.get("paused") else "speaking" if speaking else "idle",
+        "speaking": speaking,
+        "queue": len(waiting),
+        "volume": status.get("volume"),
+        "link": links[0].get("state", "unknown"),
+    }
+
+
+def discovery(topics: Topics, discovery_prefix: str, version: str) -> dict[str, dict[str, Any]]:
+    """Home Assistant MQTT discovery configs (retained) by topic: a device per node with a
+    ``notify`` entity (it publishes to the node's say topic), a state sensor and a volume
+    number (it publishes ``{"cmd": "volume", ...}`` to the cmd topic)."""
+    uid = f"playspeak_{topics.node}"
+    device = {
+        "identifiers": [uid],
+        "name": f"playspeak {topics.node}",
+        "manufacturer": "playspeak",
+        "model": "speech daemon",
+        "sw_version": version,
+    }
+    common = {
+        "device": device,
+        "availability_topic": topics.status,
+        "payload_available": ONLINE.decode(),
+        "payload_not_available": OFFLINE.decode(),
+    }
+    return {
+        f"{discovery_prefix}/notify/{uid}/say/config": {
+            **common,
+            "name": "Say",
+            "unique_id": f"{uid}_say",
+            "command_topic": topics.say,
+        },
+        f"{discovery_prefix}/sensor/{uid}/state/config": {
+            **common,
+            "name": "State",
+            "unique_id": f"{uid}_state",
+            "state_topic": topics.state,
+            "value_template": "{{ value_json.state }}",
+            "json_attributes_topic": topics.state,
+            "icon": "mdi:account-voice",
+        },
+        f"{discovery_prefix}/number/{uid}/volume/config": {
+            **common,
+            "name": "Volume",
+            "unique_id": f"{uid}_volume",
+            "command_topic": topics.cmd,
+            "command_template": '{"cmd": "volume", "level": {{ value }}}',
+            "state_topic": topics.state,
+            "value_template": "{{ value_json.volume }}",
+            "min": 0,
+            "max": 100,
+            "step": 1,
+            "unit_of_measurement": "%",
+            "mode": "slider",
+        },
+    }
+
+
+def retained_configs(
+    topics: Topics, discovery_prefix: str, version: str, enabled: bool
+) -> dict[str, bytes]:
+    """What to publish (retained) under the discovery prefix at each connect: the configs, or
+    with discovery off, empty payloads, which make Home Assistant remove the entities."""
+    configs = discovery(topics, discovery_prefix, version)
+    if not enabled:
+        return dict.fromkeys(configs, b"")
+    return {topic: json.dumps(config).encode() for topic, config in configs.items()}

@@ -1,0 +1,170 @@
+"""A real Mosquitto broker on a free loopback port, and a paho probe client that records what
+the daemons publish (both for tests/test_mqtt.py)."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import shutil
+import socket
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import paho.mqtt.client as mqtt
+import trio
+from paho.mqtt.enums import CallbackAPIVersion
+
+from playspeak.testing.soundcard import terminate
+
+MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Mosquitto:
+    """``mosquitto`` with persistence in `directory`: stop() saves its sessions and retained
+    messages, start() again takes them back, on the same port."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self.port = free_port()
+        self.process: subprocess.Popen[bytes] | None = None
+        self.conf = directory / "mosquitto.conf"
+        self.conf.write_text(
+            f"listener {self.port} 127.0.0.1\n"
+            "allow_anonymous true\n"
+            "persistence true\n"
+            f"persistence_location {directory}/\n"
+            "user root\n"  # the tests' root: do not drop to a user that cannot write here
+            f"log_dest file {directory}/mosquitto.log\n"
+        )
+
+    @property
+    def url(self) -> str:
+        return f"mqtt://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        self.process = subprocess.Popen([MOSQUITTO, "-c", str(self.conf)])
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:  # readiness: the port accepts
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", self.port)):
+                return
+            if self.process.poll() is not None:
+                break
+            time.sleep(0.02)
+        raise RuntimeError(f"mosquitto did not start: {self.log()}")
+
+    def stop(self) -> None:
+        if self.process is not None:
+            terminate(self.process.pid)  # SIGTERM: it saves its database first
+            self.process.wait()
+            self.process = None
+
+    def log(self) -> str:
+        path = self.directory / "mosquitto.log"
+        return path.read_text() if path.exists() else ""
+
+
+@dataclass
+class Message:
+    topic: str
+    payload: bytes
+    retain: bool
+
+    def json(self) -> Any:
+        return json.loads(self.payload)
+
+
+class Probe:
+    """A test client: subscribes to everything under the given filters and records it."""
+
+    def __init__(self, port: int, filters: tuple[str, ...] = ("#",)) -> None:
+        self.messages: list[Message] = []
+        self._cond = threading.Condition()
+        self.client = mqtt.Client(
+            CallbackAPIVersion.VERSION2, client_id=f"probe-{port}-{id(self)}", protocol=mqtt.MQTTv5
+        )
+        subscribed = threading.Event()
+
+        def on_connect(client: Any, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
+            client.subscribe([(f, 1) for f in filters])
+
+        def on_subscribe(client: Any, userdata: Any, mid: Any, reasons: Any, props: Any) -> None:
+            subscribed.set()
+
+        def on_message(client: Any, userdata: Any, message: Any) -> None:
+            with self._cond:
+                self.messages.append(Message(message.topic, message.payload, message.retain))
+                self._cond.notify_all()
+
+        self.client.on_connect = on_connect
+        self.client.on_subscribe = on_subscribe
+        self.client.on_message = on_message
+        self.client.connect("127.0.0.1", port)
+        self.client.loop_start()
+        if not subscribed.wait(10):
+            raise RuntimeError("the probe could not subscribe")
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+    def publish(
+        self, topic: str, payload: str | bytes | dict[str, Any], retain: bool = False
+    ) -> None:
+        if isinstance(payload, dict):
+            payload = json.dumps(payload)
+        self.client.publish(topic, payload, qos=1, retain=retain).wait_for_publish(10)
+
+    def on(self, topic: str) -> list[Message]:
+        with self._cond:
+            return [m for m in self.messages if m.topic == topic]
+
+    def events(self, topic: str) -> list[dict[str, Any]]:
+        return [m.json() for m in self.on(topic) if m.payload]
+
+    async def wait(self, done: Callable[[], Any], timeout: float = 20.0) -> Any:
+        """Wait (in a worker thread) until `done()` is true; its value. AssertionError on
+        timeout, with what was received."""
+
+        def waiting() -> Any:
+            with self._cond:
+                return self._cond.wait_for(done, timeout)
+
+        result = await trio.to_thread.run_sync(waiting, abandon_on_cancel=True)
+        assert result, f"timed out; received: {[(m.topic, m.payload[:80]) for m in self.messages]}"
+        return result
+
+    async def ended(self, topic: str, ident: str, timeout: float = 20.0) -> dict[str, Any]:
+        """The terminal event of utterance `ident` on the event topic `topic`."""
+
+        def ending() -> dict[str, Any] | None:
+            for m in self.messages:
+                if m.topic == topic and m.payload:
+                    event = json.loads(m.payload)
+                    if event.get("id") == ident and event["event"] in ENDINGS:
+                        return event  # type: ignore[no-any-return]
+            return None
+
+        return await self.wait(ending, timeout)  # type: ignore[no-any-return]
+
+
+ENDINGS = ("finished", "cancelled", "failed")
+
+
+@contextlib.contextmanager
+def probe(port: int) -> Iterator[Probe]:
+    p = Probe(port)
+    try:
+        yield p
+    finally:
+        p.close()

@@ -1,0 +1,343 @@
+"""Many rooms over MQTT: the I/O-free core, then real daemons against a real Mosquitto broker,
+each daemon on its own PulseAudio null sink."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import pytest
+
+from mqtt_helpers import ENDINGS, Mosquitto, Probe
+from playspeak.config import MqttConfig, load_config
+from playspeak.errors import ConfigError, ProtocolError
+from playspeak.mqtt.topics import (
+    Broker,
+    Deduper,
+    Topics,
+    discovery,
+    retained_configs,
+    state_of,
+    to_line,
+    too_old,
+)
+
+from daemon_helpers import DaemonProcess, LineClient, daemon_process
+from soundcard import PulseNullSink, Recorder
+
+TOPICS = Topics("playspeak", "kitchen", ("downstairs",))
+
+# ---- the core, free of I/O -------------------------------------------------------------
+
+
+def test_topics_are_the_documented_names() -> None:
+    assert TOPICS.subscriptions() == [
+        "playspeak/kitchen/say",
+        "playspeak/group/downstairs/say",
+        "playspeak/all/say",
+        "playspeak/kitchen/cmd",
+    ]
+    assert (TOPICS.event, TOPICS.status, TOPICS.state) == (
+        "playspeak/kitchen/event",
+        "playspeak/kitchen/status",
+        "playspeak/kitchen/state",
+    )
+    assert TOPICS.kind_of("playspeak/group/downstairs/say") == "say"
+    assert TOPICS.kind_of("playspeak/kitchen/cmd") == "cmd"
+    with pytest.raises(ProtocolError):
+        TOPICS.kind_of("playspeak/group/upstairs/say")
+
+
+@pytest.mark.parametrize(
+    ("node", "groups", "prefix"),
+    [("all", (), "playspeak"), ("a/b", (), "playspeak"), ("x", ("#",), "playspeak"), ("x", (), "")],
+)
+def test_names_that_cannot_be_a_topic_level_are_refused(
+    node: str, groups: tuple[str, ...], prefix: str
+) -> None:
+    with pytest.raises(ConfigError):
+        Topics(prefix, node, groups)
+
+
+def test_payloads_become_control_protocol_lines() -> None:
+    assert to_line("say", b"Front door open") == "Front door open"
+    assert json.loads(to_line("say", b"Two\nlines")) == {"cmd": "speak", "text": "Two\nlines"}
+    said = json.loads(to_line("say", b'{"text": "Hi", "priority": "important", "t": 1}'))
+    assert said == {"text": "Hi", "priority": "important", "cmd": "speak"}
+    assert json.loads(to_line("cmd", b'{"cmd": "volume", "level": 30}'))["level"] == 30
+    assert json.loads(to_line("cmd", b"pause")) == {"cmd": "pause"}
+    for kind, bad, why in [
+        ("say", b"\xff\xfe", "invalid UTF-8"),
+        ("say", b"  ", "empty"),
+        ("say", b'{"cmd": "stop"}', "speak messages"),
+        ("say", b'{"text": ', "bad JSON"),
+        ("cmd", b"dance", "cmd topic takes JSON"),
+        ("cmd", b'{"cmd": "speak", "text": "x"}', "cmd must be one of"),
+    ]:
+        with pytest.raises(ProtocolError, match=why):
+            to_line(kind, bad)
+
+
+def test_a_stamped_message_past_its_max_age_is_too_old() -> None:
+    now = 1_000_000.0
+    assert too_old(b'{"text": "x", "t": 999000}', now, 300) == pytest.approx(1000)
+    assert too_old(b'{"text": "x", "t": 999900}', now, 300) is None
+    assert too_old(b'{"text": "x", "t": 999000, "max_age": 2000}', now, 300) is None
+    assert too_old(b'{"text": "x", "t": 999000}', now, 0) is None  # 0: no limit
+    assert too_old(b"plain text has no stamp", now, 300) is None
+
+
+def test_the_deduper_knows_ids_and_packets_it_has_seen() -> None:
+    dedupe = Deduper(size=2)
+    by_id = Deduper.key("t", 1, b'{"text": "a", "id": "x1"}')
+    assert by_id == "id:x1" and Deduper.key("u", 9, b'{"id": "x1"}') == by_id
+    assert dedupe.first_time(by_id) and not dedupe.first_time(by_id)
+    plain = Deduper.key("t", 7, b"hello")
+    assert plain != Deduper.key("t", 8, b"hello") != Deduper.key("t", 7, b"hullo")
+    assert dedupe.first_time(plain)
+    assert dedupe.first_time("k3") and dedupe.first_time("k4")  # size 2: the first two forgotten
+    assert dedupe.first_time(by_id)
+
+
+def test_state_and_discovery_describe_the_node() -> None:
+    status = {
+        "speaking": {"id": "u3", "text": "hi"},
+        "paused": False,
+        "in_flight": ["u3", "u4"],
+        "queue": [{"id": "u5", "text": "x"}],
+        "volume": 40.0,
+        "links": [{"state": "connected"}],
+    }
+    assert state_of(status) == {
+        "state": "speaking",
+        "speaking": "u3",
+        "queue": 2,
+        "volume": 40.0,
+        "link": "connected",
+    }
+    configs = discovery(TOPICS, "homeassistant", "1.0")
+    notify = configs["homeassistant/notify/playspeak_kitchen/say/config"]
+    assert notify["command_topic"] == "playspeak/kitchen/say"
+    number = configs["homeassistant/number/playspeak_kitchen/volume/config"]
+    assert number["command_topic"] == "playspeak/kitchen/cmd"
+    rendered = number["command_template"].replace("{{ value }}", "55")
+    assert to_line("cmd", rendered.encode()) == '{"cmd": "volume", "level": 55}'
+    sensor = configs["homeassistant/sensor/playspeak_kitchen/state/config"]
+    assert sensor["state_topic"] == "playspeak/kitchen/state"
+    for config in configs.values():
+        assert config["availability_topic"] == "playspeak/kitchen/status"
+        assert config["device"]["identifiers"] == ["playspeak_kitchen"]
+    # published at each connect; with discovery off, empty payloads remove the entities
+    on = retained_configs(TOPICS, "homeassistant", "1.0", enabled=True)
+    assert {t: json.loads(v) for t, v in on.items()} == configs
+    assert retained_configs(TOPICS, "homeassistant", "1.0", enabled=False) == dict.fromkeys(
+        configs, b""
+    )
+
+
+def test_broker_urls_and_the_environment_override(tmp_path: Path) -> None:
+    assert Broker.parse("mqtt://hub.local") == Broker("hub.local", 1883, False)
+    assert Broker.parse("mqtts://hub.local:9000") == Broker("hub.local", 9000, True)
+    for bad in ("http://x", "mqtt://", "mqtt://user:pw@x", "mqtt://x:99999"):
+        with pytest.raises(ConfigError):
+            Broker.parse(bad)
+    config = load_config(env={"PLAYSPEAK_MQTT_BROKER": "mqtt://10.0.0.2:1884"})
+    assert config.mqtt.broker == "mqtt://10.0.0.2:1884"
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[mqtt]\nbroker = "mqtt://x"\nnode = "all"\n')
+    with pytest.raises(ConfigError, match=r"mqtt\.node"):
+        load_config(bad, env={})
+    assert MqttConfig().broker == ""  # off unless configured
+
+
+# ---- real daemons, a real broker --------------------------------------------------------
+
+
+@pytest.fixture
+def broker(tmp_path: Path) -> Iterator[Mosquitto]:
+    directory = tmp_path / "broker"
+    directory.mkdir()
+    mosquitto = Mosquitto(directory)
+    mosquitto.start()
+    try:
+        yield mosquitto
+    finally:
+        mosquitto.stop()
+
+
+@pytest.fixture
+def probe(broker: Mosquitto) -> Iterator[Probe]:
+    p = Probe(broker.port)
+    try:
+        yield p
+    finally:
+        p.close()
+
+
+@asynccontextmanager
+async def node(
+    tmp_path: Path, broker: Mosquitto, name: str, groups: tuple[str, ...] = (), **env: str
+) -> AsyncIterator[DaemonProcess]:
+    """A daemon (subprocess) that is node `name`, connected to `broker`."""
+    home = tmp_path / name
+    home.mkdir(exist_ok=True)
+    config = home / "playspeak.toml"
+    config.write_text(
+        f'[mqtt]\nnode = "{name}"\ngroups = {json.dumps(list(groups))}\nkeepalive = 5\n'
+        '[audio]\nlatency = "0.1"\nsteady_latency = 0.0\n'
+    )
+    env = {"PLAYSPEAK_CONFIG": str(config), "PLAYSPEAK_MQTT_BROKER": broker.url, **env}
+    async with daemon_process(home, env) as daemon:
+        yield daemon
+
+
+async def online(probe: Probe, name: str) -> None:
+    await probe.wait(
+        lambda: any(m.payload == b"online" for m in probe.on(f"playspeak/{name}/status"))
+    )
+
+
+async def heard(recorder: Recorder, seconds: float = 0.3) -> bool:
+    """Whether `seconds` of sound reached the sink since the recorder's mark."""
+    samples = await recorder.heard()
+    from audio_compare import loud
+
+    return len(loud(samples)) >= seconds * recorder.rate
+
+
+async def test_a_node_speaks_what_its_say_topic_gets_and_reports_it(
+    tmp_path: Path, broker: Mosquitto, probe: Probe, sound_card: PulseNullSink, recorder: Recorder
+) -> None:
+    async with node(tmp_path, broker, "kitchen") as daemon:
+        await online(probe, "kitchen")
+        probe.publish("playspeak/kitchen/say", {"text": "The washing is done.", "id": "w1"})
+        end = await probe.ended("playspeak/kitchen/event", "w1")
+        assert end["event"] == "finished", end
+        events = [
+            e["event"] for e in probe.events("playspeak/kitchen/event") if e.get("id") == "w1"
+        ]
+        assert events == ["queued", "started", "finished"]
+        assert await heard(recorder, 0.5)
+        # a command: the volume, reported in the retained state
+        probe.publish("playspeak/kitchen/cmd", {"cmd": "volume", "level": 35})
+        await probe.wait(
+            lambda: any(m.json()["volume"] == 35.0 for m in probe.on("playspeak/kitchen/state"))
+        )
+        client = await LineClient.open(daemon.socket_path)
+        assert (await client.command(cmd="volume"))["level"] == 35.0
+        # bad input gets an error event and harms nothing
+        probe.publish("playspeak/kitchen/say", b"\xff\xfe")
+        await probe.wait(
+            lambda: any(e["event"] == "error" for e in probe.events("playspeak/kitchen/event"))
+        )
+        probe.publish("playspeak/kitchen/say", "Still here.")
+        await probe.wait(
+            lambda: (
+                sum(e["event"] == "finished" for e in probe.events("playspeak/kitchen/event")) == 2
+            )
+        )
+    # a late subscriber finds the retained status and Home Assistant's discovery configs
+    late = Probe(broker.port, ("playspeak/kitchen/status", "homeassistant/#"))
+    try:
+        await late.wait(lambda: len(late.messages) >= 4)
+        retained = {m.topic: m for m in late.messages}
+        assert retained["playspeak/kitchen/status"].payload == b"offline"  # stopped cleanly
+        assert all(m.retain for m in retained.values())
+        notify = retained["homeassistant/notify/playspeak_kitchen/say/config"].json()
+        assert notify["command_topic"] == "playspeak/kitchen/say"
+    finally:
+        late.close()
+
+
+async def test_a_group_is_heard_in_every_room_of_it_a_node_only_in_its_own(
+    tmp_path: Path, broker: Mosquitto, probe: Probe, sound_card: PulseNullSink, recorder: Recorder
+) -> None:
+    with PulseNullSink(sink="hall") as hall_card, hall_card.recorder() as hall:
+        async with (
+            node(tmp_path, broker, "kitchen", ("downstairs",)),
+            node(tmp_path, broker, "hall", ("downstairs",), **hall_card.env),
+        ):
+            await online(probe, "kitchen")
+            await online(probe, "hall")
+            probe.publish(
+                "playspeak/group/downstairs/say", {"text": "Dinner is ready.", "id": "d1"}
+            )
+            for room in ("kitchen", "hall"):
+                end = await probe.ended(f"playspeak/{room}/event", "d1")
+                assert end["event"] == "finished", (room, end)
+            assert await heard(recorder) and await heard(hall)
+            recorder.mark = recorder.count
+            hall.mark = hall.count
+            probe.publish("playspeak/kitchen/say", {"text": "Only the kitchen.", "id": "k1"})
+            assert (await probe.ended("playspeak/kitchen/event", "k1"))["event"] == "finished"
+            assert await heard(recorder)
+            assert not await heard(hall, 0.01)
+            assert not [e for e in probe.events("playspeak/hall/event") if e.get("id") == "k1"]
+
+
+async def test_a_killed_daemon_turns_offline(
+    tmp_path: Path, broker: Mosquitto, probe: Probe, sound_card: PulseNullSink
+) -> None:
+    async with node(tmp_path, broker, "attic") as daemon:
+        await online(probe, "attic")
+        daemon.process.send_signal(signal.SIGKILL)
+        await probe.wait(lambda: probe.on("playspeak/attic/status")[-1].payload == b"offline")
+        await daemon.process.wait()
+
+
+async def test_messages_wait_for_a_node_that_is_away_and_the_stale_ones_are_not_spoken(
+    tmp_path: Path, broker: Mosquitto, probe: Probe, sound_card: PulseNullSink
+) -> None:
+    async with node(tmp_path, broker, "study"):
+        await online(probe, "study")  # the broker now keeps a session for it
+    probe.publish("playspeak/study/say", {"text": "While you were away.", "id": "a1"})
+    probe.publish("playspeak/study/say", {"text": "Long ago.", "id": "a2", "t": time.time() - 900})
+    async with node(tmp_path, broker, "study"):
+        assert (await probe.ended("playspeak/study/event", "a1"))["event"] == "finished"
+        stale = await probe.wait(
+            lambda: [e for e in probe.events("playspeak/study/event") if "max age" in str(e)]
+        )
+        assert "a2" not in {e.get("id") for e in probe.events("playspeak/study/event")}, stale
+
+
+async def test_a_broker_restart_loses_nothing_and_repeats_nothing_and_speech_goes_on(
+    tmp_path: Path, broker: Mosquitto, sound_card: PulseNullSink, recorder: Recorder
+) -> None:
+    async with node(tmp_path, broker, "porch") as daemon:
+        first = Probe(broker.port)
+        await online(first, "porch")
+        first.publish("playspeak/porch/say", {"text": "Before.", "id": "b1"})
+        assert (await first.ended("playspeak/porch/event", "b1"))["event"] == "finished"
+        first.close()
+        broker.stop()
+        # the broker is gone: local speech goes on
+        client = await LineClient.open(daemon.socket_path)
+        ident = (await client.command(cmd="speak", text="No broker."))["id"]
+        ends = [e for e in await client.events_until_end({ident}) if e["event"] in ENDINGS]
+        assert [e["event"] for e in ends] == ["finished"]
+        broker.start()
+        second = Probe(broker.port)
+        try:
+            await online(second, "porch")  # reconnected (paho's backoff)
+            second.publish("playspeak/porch/say", {"text": "After.", "id": "b2"})
+            second.publish("playspeak/porch/say", "And plain text.")
+            # (the events of "No broker." went out after the reconnect too: paho queues them)
+
+            def mqtt_ones(name: str) -> list[dict]:
+                events = second.events("playspeak/porch/event")
+                return [e for e in events if e["event"] == name and e["id"] != ident]
+
+            await second.wait(lambda: len(mqtt_ones("finished")) >= 2)
+            # a redelivered message comes before new ones: any repeat would be among these
+            said = mqtt_ones("started")
+            assert len(said) == 2 and "b1" not in {e["id"] for e in said}, said
+            counters = (await client.command(cmd="status"))["status"]["counters"]
+            assert (counters["queued"], counters["finished"]) == (4, 4), counters
+        finally:
+            second.close()
+    assert os.path.exists(broker.directory / "mosquitto.db")  # its sessions were persisted
