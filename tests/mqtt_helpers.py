@@ -22,6 +22,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from playspeak.testing.soundcard import terminate
 
 MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
+MOSQUITTO_PASSWD = shutil.which("mosquitto_passwd") or "/usr/bin/mosquitto_passwd"
 
 
 def free_port() -> int:
@@ -34,14 +35,14 @@ class Mosquitto:
     """``mosquitto`` with persistence in `directory`: stop() saves its sessions and retained
     messages, start() again takes them back, on the same port."""
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, extra: str = "") -> None:
         self.directory = directory
         self.port = free_port()
         self.process: subprocess.Popen[bytes] | None = None
         self.conf = directory / "mosquitto.conf"
         self.conf.write_text(
             f"listener {self.port} 127.0.0.1\n"
-            "allow_anonymous true\n"
+            f"{extra or 'allow_anonymous true'}\n"
             "persistence true\n"
             f"persistence_location {directory}/\n"
             "user root\n"  # the tests' root: do not drop to a user that cannot write here
@@ -87,7 +88,12 @@ class Message:
 class Probe:
     """A test client: subscribes to everything under the given filters and records it."""
 
-    def __init__(self, port: int, filters: tuple[str, ...] = ("#",)) -> None:
+    def __init__(
+        self,
+        port: int,
+        filters: tuple[str, ...] = ("#",),
+        credentials: tuple[str, str] | None = None,
+    ) -> None:
         self.messages: list[Message] = []
         self._cond = threading.Condition()
         self.client = mqtt.Client(
@@ -109,6 +115,8 @@ class Probe:
         self.client.on_connect = on_connect
         self.client.on_subscribe = on_subscribe
         self.client.on_message = on_message
+        if credentials:
+            self.client.username_pw_set(*credentials)
         self.client.connect("127.0.0.1", port)
         self.client.loop_start()
         if not subscribed.wait(10):

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import subprocess
 import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
@@ -13,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from mqtt_helpers import ENDINGS, Mosquitto, Probe
+from mqtt_helpers import ENDINGS, MOSQUITTO_PASSWD, Mosquitto, Probe
 from playspeak.config import MqttConfig, load_config
 from playspeak.errors import ConfigError, ProtocolError
 from playspeak.mqtt.topics import (
@@ -230,6 +231,8 @@ async def test_a_node_speaks_what_its_say_topic_gets_and_reports_it(
         )
         client = await LineClient.open(daemon.socket_path)
         assert (await client.command(cmd="volume"))["level"] == 35.0
+        status = (await client.command(cmd="status"))["status"]
+        assert status["mqtt"] == {"node": "kitchen", "connected": True, "groups": []}
         # bad input gets an error event and harms nothing
         probe.publish("playspeak/kitchen/say", b"\xff\xfe")
         await probe.wait(
@@ -341,3 +344,38 @@ async def test_a_broker_restart_loses_nothing_and_repeats_nothing_and_speech_goe
         finally:
             second.close()
     assert os.path.exists(broker.directory / "mosquitto.db")  # its sessions were persisted
+
+
+async def test_a_broker_that_wants_a_password_gets_it_from_a_private_file(
+    tmp_path: Path, sound_card: PulseNullSink
+) -> None:
+    directory = tmp_path / "secure"
+    directory.mkdir()
+    accounts = directory / "passwd"
+    accounts.write_text("")
+    for user, password in (("kitchen", "s3cret-Pw-9"), ("probe", "probe-pw")):
+        subprocess.run([MOSQUITTO_PASSWD, "-b", str(accounts), user, password], check=True)
+    broker = Mosquitto(directory, f"password_file {accounts}\nallow_anonymous false")
+    broker.start()
+    secret = tmp_path / "mqtt-password"
+    secret.write_text("s3cret-Pw-9\n")
+    secret.chmod(0o644)
+    config = tmp_path / "playspeak.toml"
+    config.write_text(
+        f'[mqtt]\nbroker = "{broker.url}"\nnode = "kitchen"\nusername = "kitchen"\n'
+        f'password_file = "{secret}"\n'
+    )
+    with pytest.raises(ConfigError, match="readable by other users"):
+        load_config(config, env={})
+    secret.chmod(0o600)
+    watcher = Probe(broker.port, credentials=("probe", "probe-pw"))
+    try:
+        async with daemon_process(tmp_path, {"PLAYSPEAK_CONFIG": str(config)}) as daemon:
+            await online(watcher, "kitchen")
+            client = await LineClient.open(daemon.socket_path)
+            status = (await client.command(cmd="status"))["status"]
+            assert status["mqtt"]["connected"] is True
+            assert "s3cret" not in json.dumps(status)
+    finally:
+        watcher.close()
+        broker.stop()

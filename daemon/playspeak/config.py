@@ -310,18 +310,17 @@ def _from_mapping(data: dict[str, Any], where: str, text: str = "") -> Config:
     return Config(**sections, source=where)
 
 
-def _read_key_file(path: str) -> str:
-    """Read the API key from a file that only its owner may read."""
+def read_secret_file(path: str, key: str = "api.api_key_file") -> str:
+    """A secret (the API key, the MQTT password) from a file that only its owner may read;
+    ConfigError naming `key` otherwise."""
     p = Path(path)
     try:
         st = p.stat()
         if st.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
-            raise ConfigError(
-                f"api.api_key_file {path} is readable by other users: run chmod 600 {path}"
-            )
+            raise ConfigError(f"{key} {path} is readable by other users: run chmod 600 {path}")
         return p.read_text(encoding="utf-8").strip()
     except OSError as e:
-        raise ConfigError(f"api.api_key_file {path}: {e.strerror}") from None
+        raise ConfigError(f"{key} {path}: {e.strerror}") from None
 
 
 def _apply_environment(config: Config, env: dict[str, str]) -> Config:
@@ -329,7 +328,7 @@ def _apply_environment(config: Config, env: dict[str, str]) -> Config:
     api = config.api
     key = env.get(ENV_API_KEY) or api.api_key
     if not key and api.api_key_file:
-        key = _read_key_file(api.api_key_file)
+        key = read_secret_file(api.api_key_file)
     creds_dir = env.get("CREDENTIALS_DIRECTORY")
     if not key and creds_dir and (Path(creds_dir) / "playai-api-key").exists():
         key = (Path(creds_dir) / "playai-api-key").read_text(encoding="utf-8").strip()
@@ -458,6 +457,8 @@ def _validate(config: Config, text: str = "") -> None:
 
     try:
         check_mqtt(config.mqtt)
+        if config.mqtt.broker and config.mqtt.password_file:
+            read_secret_file(config.mqtt.password_file, "mqtt.password_file")
     except ConfigError as e:
         raise ConfigError(f"{where}: {e}") from None
     if api.url and not api.api_key:

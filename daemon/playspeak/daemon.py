@@ -86,6 +86,7 @@ class Daemon:
     started: float = field(default_factory=trio.current_time)
 
     handler: CommandHandler | None = None
+    mqtt: Any = None  # the MqttBridge, when [mqtt] is configured
     # While shutting down in finish mode: cancelled by a second SIGTERM/SIGINT (stop now).
     finishing: trio.CancelScope | None = None
     stopping: bool = False  # STOPPING=1 was sent
@@ -165,6 +166,7 @@ class Daemon:
             "clients": len(self.control.clients),
             "embedded_server": self.local_server is not None,
             "uptime": round(trio.current_time() - self.started, 1),
+            **({"mqtt": self.mqtt.status()} if self.mqtt is not None else {}),
         }
 
 
@@ -263,6 +265,7 @@ async def open_daemon(config: Config) -> AsyncIterator[Daemon]:
                     config.mqtt, handler, daemon.status, config.control.client_buffer, __version__
                 )
                 await nursery.start(bridge.run)
+                daemon.mqtt = bridge
             notifier = systemd.Notifier(daemon, ready_when=config.systemd.ready_when)
             await nursery.start(notifier.run)  # READY=1, STATUS, WATCHDOG
             yield daemon

@@ -21,7 +21,6 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import os
 import time
 from collections.abc import Callable
 from typing import Any
@@ -29,10 +28,10 @@ from typing import Any
 import trio
 
 from playspeak.commands import CommandHandler
-from playspeak.config import MqttConfig
+from playspeak.config import MqttConfig, read_secret_file
 from playspeak.control import protocol as p
 from playspeak.control.session import ClientSession
-from playspeak.errors import ConfigError, PlayspeakError
+from playspeak.errors import PlayspeakError
 from playspeak.log import register_secret
 from playspeak.mqtt.topics import (
     OFFLINE,
@@ -91,7 +90,11 @@ class MqttBridge:
         self.handler = handler
         self._status = status
         self._version = version
-        self._password = _read_password(config.password_file) if config.password_file else ""
+        self._password = (
+            read_secret_file(config.password_file, "mqtt.password_file")
+            if config.password_file
+            else ""
+        )
         register_secret(self._password)
         self.session = ClientSession(_EventPublisher(self._publish_line), client_buffer)
         self.dedupe = Deduper()
@@ -100,6 +103,9 @@ class MqttBridge:
         self._poke = trio.Event()  # an event went out: the state may have changed
         self._lines = 0
         self._client: Any = None
+
+    def status(self) -> dict[str, Any]:
+        return {"node": self.topics.node, "connected": self.connected, "groups": self.topics.groups}
 
     # ---- the trio side ------------------------------------------------------------------
 
@@ -273,15 +279,3 @@ def _connect_properties() -> Any:
     props = Properties(PacketTypes.CONNECT)
     props.SessionExpiryInterval = SESSION_EXPIRY
     return props
-
-
-def _read_password(path: str) -> str:
-    """The broker password from a file only its owner may read."""
-    try:
-        st = os.stat(path)
-        if st.st_mode & 0o077:
-            raise ConfigError(f"mqtt.password_file {path} is readable by others: chmod 600 {path}")
-        with open(path, encoding="utf-8") as f:
-            return f.read().strip()
-    except OSError as e:
-        raise ConfigError(f"mqtt.password_file {path}: {e.strerror}") from None

@@ -140,7 +140,7 @@ def to_line(kind: str, payload: bytes) -> str:
         if kind == "cmd":
             if text in CMD_VERBS:  # a bare verb: what a button in a dashboard sends
                 return json.dumps({"cmd": text})
-            raise ProtocolError(f'the cmd topic takes JSON or one of {", ".join(CMD_VERBS)}')
+            raise ProtocolError(f"the cmd topic takes JSON or one of {', '.join(CMD_VERBS)}")
         if "\n" in text or "\r" in text:
             # one message is one utterance, whatever its lines (the socket's protocol is
             # line-based: send it as JSON so that the breaks stay inside the text)
