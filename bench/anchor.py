@@ -1,0 +1,267 @@
+"""playspeak against what Linux users run today: Speech Dispatcher with espeak-ng (issue 21).
+
+    .venv/bin/python -m bench.anchor              # --trials N (default 15), --first-byte-delay S
+
+On one private PulseAudio null sink, side by side and interleaved trial by trial:
+
+- Speech Dispatcher (its own private instance, espeak-ng module) reached with ``spd-say``;
+- playspeak (``playspeak run``, the embedded local server with ``--first-byte-delay``, default
+  0: local synthesis, as espeak-ng's is) reached three ways: ``spd-say`` to its SSIP socket,
+  ``playspeak say``, and a raw write of one line to its control socket.
+
+For a short sentence and a ~300-character text it measures command → first sound at the sink
+(calibrated with clicks, bench.calibrate), and cancel (``spd-say -C`` to each) → silence, then
+the CPU each server used over the whole run and its peak RSS (Speech Dispatcher: the server
+plus its output module's process). It prints Markdown tables with p50/p95.
+
+Installs speech-dispatcher-espeak-ng with apt-get when it is missing (as root).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from .calibrate import calibration_ms
+from .procs import cpu_seconds, ensure_tools, loadavg, peak_rss_mib
+from .report import fmt, p50, p95, table
+from .soundcard import PulseNullSink, Recorder
+
+SHORT = "The front door is open."
+LONG = (
+    "Good morning. It is seven o'clock and the temperature outside is four degrees. The bus to "
+    "the station leaves in twenty minutes, the washing machine has finished its programme, and "
+    "the back door is still open. Remember to take the blue folder with you; the meeting was "
+    "moved to half past nine."
+)
+SPEECHD_ESPEAK = "speech-dispatcher-espeak-ng"
+QUIET_SECONDS = 0.4  # this long without sound: the utterance is over
+
+
+def wait_quiet(recorder: Recorder, timeout: float = 30.0) -> None:
+    """Block until the sink has been silent for QUIET_SECONDS (bounded)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        time.sleep(0.1)
+        start = max(0, recorder.count - int(QUIET_SECONDS * recorder.rate))
+        if recorder.first_loud(start) is None:
+            return
+    raise RuntimeError("the sink never fell silent")
+
+
+def first_sound_ms(recorder: Recorder, offset_ms: float, act: Callable[[], None]) -> float | None:
+    """Milliseconds from just before `act()` to the first sound at the sink (calibrated)."""
+    wait_quiet(recorder)
+    recorder.trim(recorder.count)
+    mark = recorder.count
+    t0 = time.monotonic()
+    act()
+    index = recorder.wait_loud(mark, timeout=10.0)
+    if index is None:
+        return None
+    return (recorder.time_of(index) - t0) * 1000 + offset_ms
+
+
+def silence_after_cancel_ms(
+    recorder: Recorder, offset_ms: float, speak: Callable[[], None], cancel: Callable[[], None]
+) -> float | None:
+    """Speak `LONG`; 1 s into the sound cancel it; ms from the cancel to the last sound."""
+    wait_quiet(recorder)
+    mark = recorder.count
+    speak()
+    if recorder.wait_loud(mark, timeout=10.0) is None:
+        return None
+    time.sleep(1.0)
+    t0 = time.monotonic()
+    cancel()
+    time.sleep(1.0)  # what plays on after a cancel ends long before this
+    start = recorder.count - int(1.5 * recorder.rate)
+    samples = recorder.samples(start)
+    import numpy as np
+
+    loud = np.flatnonzero(np.abs(samples.astype(np.int32)) > 300)
+    if len(loud) == 0:
+        return None
+    last = recorder.time_of(max(start, 0) + int(loud[-1]))
+    return max(0.0, (last - t0) * 1000 + offset_ms)
+
+
+class Servers:
+    """Speech Dispatcher and playspeak, each private, both playing to the bench's sink."""
+
+    def __init__(self, card: PulseNullSink, tmp: Path, first_byte_delay: float) -> None:
+        self.tmp = tmp
+        env = card.child_env()
+        self.sd_socket = tmp / "speechd.sock"
+        self.speechd = subprocess.Popen(
+            [
+                *("speech-dispatcher", "-s", "-t", "0", "-c", "unix_socket"),
+                *("-S", str(self.sd_socket), "-P", str(tmp / "speechd.pid"), "-L", str(tmp)),
+            ],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        self.ps_socket = tmp / "playspeak.sock"
+        self.ps_ssip = tmp / "playspeak-ssip.sock"
+        config = tmp / "playspeak.toml"
+        config.write_text(f"[local_server]\nfirst_byte_delay = {first_byte_delay}\n")
+        self.ps_env = {
+            **env,
+            "PLAYSPEAK_SOCKET": str(self.ps_socket),
+            "PLAYSPEAK_SSIP_SOCKET": str(self.ps_ssip),
+            "PLAYSPEAK_CONFIG": str(config),
+        }
+        for key in ("PLAYAI_API_KEY", "PLAYAI_USER_ID", "PLAYSPEAK_API_URL"):
+            self.ps_env.pop(key, None)
+        self.playspeak = subprocess.Popen(
+            [sys.executable, "-m", "playspeak", "run"],
+            env=self.ps_env,
+            stdout=subprocess.DEVNULL,
+            stderr=open(tmp / "playspeak.log", "wb"),  # noqa: SIM115 - the child holds it
+        )
+        self.env = env
+        for path in (self.sd_socket, self.ps_socket, self.ps_ssip):
+            deadline = time.monotonic() + 20
+            while not path.exists():
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"{path} never appeared (see {tmp})")
+                time.sleep(0.05)
+
+    def spd_say(self, target: Path, *args: str) -> None:
+        env = {**self.env, "SPEECHD_ADDRESS": f"unix_socket:{target}"}
+        subprocess.run(["spd-say", *args], env=env, check=False, stdout=subprocess.DEVNULL)
+
+    def playspeak_say(self, text: str) -> None:
+        command = [sys.executable, "-m", "playspeak", "say", text]
+        subprocess.run(command, env=self.ps_env, check=False, stdout=subprocess.DEVNULL)
+
+    def raw_write(self, text: str) -> None:
+        with socket.socket(socket.AF_UNIX) as s:
+            s.connect(str(self.ps_socket))
+            s.sendall(text.encode() + b"\n")
+
+    def speechd_pids(self) -> list[int]:
+        """The server and its output modules (its children)."""
+        pids = [self.speechd.pid]
+        for task in Path(f"/proc/{self.speechd.pid}/task").iterdir():
+            children = (task / "children").read_text().split()
+            pids += [int(c) for c in children]
+        return pids
+
+    def stop(self) -> None:
+        for process in (self.speechd, self.playspeak):
+            process.terminate()
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+
+
+def _or_zero(read: Callable[[int], float], pid: int) -> float:
+    """`read(pid)`, or 0 for a child that has just ended (a zombie has no memory or stat)."""
+    try:
+        return read(pid)
+    except (OSError, ProcessLookupError):
+        return 0.0
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--trials", type=int, default=15, help="per way and text (default 15)")
+    parser.add_argument("--first-byte-delay", type=float, default=0.0, help="embedded server's")
+    parser.add_argument("--clicks", type=int, default=30, help="calibration clicks; 0: -8.2 ms")
+    args = parser.parse_args()
+    ensure_tools(["speech-dispatcher", "spd-say"])
+    if not Path("/usr/lib/speech-dispatcher-modules/sd_espeak-ng").exists():
+        subprocess.run(
+            ["apt-get", "install", "-y", "-qq", "--no-install-recommends", SPEECHD_ESPEAK],
+            check=True,
+            env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"},
+        )
+    with (
+        tempfile.TemporaryDirectory(prefix="bench-anchor-") as tmpdir,
+        PulseNullSink() as card,
+        card.recorder() as recorder,
+    ):
+        offset_ms, how = calibration_ms(card, recorder, args.clicks)
+        servers = Servers(card, Path(tmpdir), args.first_byte_delay)
+        try:
+            return run(servers, recorder, offset_ms, how, args)
+        finally:
+            servers.stop()
+
+
+def run(
+    servers: Servers, recorder: Recorder, offset_ms: float, how: str, args: argparse.Namespace
+) -> int:
+    sd, ps = servers.sd_socket, servers.ps_ssip
+    ways: dict[str, Callable[[str], None]] = {
+        "speechd + espeak-ng, `spd-say`": lambda text: servers.spd_say(sd, text),
+        "playspeak, `spd-say` to its SSIP socket": lambda text: servers.spd_say(ps, text),
+        "playspeak, `playspeak say`": servers.playspeak_say,
+        "playspeak, raw socket write": servers.raw_write,
+    }
+    for say in ways.values():  # warm-up: module start, websocket, page cache
+        first_sound_ms(recorder, offset_ms, lambda say=say: say(SHORT))  # type: ignore[misc]
+    cpu0 = {
+        "sd": sum(_or_zero(cpu_seconds, pid) for pid in servers.speechd_pids()),
+        "ps": cpu_seconds(servers.playspeak.pid),
+    }
+    results: dict[tuple[str, str], list[float]] = {}
+    missed = 0
+    for _ in range(args.trials):
+        for text_name, text in (("short sentence", SHORT), ("~300-character text", LONG)):
+            for name, say in ways.items():
+                value = first_sound_ms(recorder, offset_ms, lambda say=say, text=text: say(text))
+                if value is None:
+                    missed += 1
+                else:
+                    results.setdefault((name, text_name), []).append(value)
+    cancels: dict[str, list[float]] = {}
+    for _ in range(args.trials):
+        for name, target in (("speechd + espeak-ng", sd), ("playspeak", ps)):
+            value = silence_after_cancel_ms(
+                recorder,
+                offset_ms,
+                lambda target=target: servers.spd_say(target, LONG),
+                lambda target=target: servers.spd_say(target, "-C"),
+            )
+            if value is not None:
+                cancels.setdefault(name, []).append(value)
+    cpu = {
+        "sd": sum(_or_zero(cpu_seconds, pid) for pid in servers.speechd_pids()) - cpu0["sd"],
+        "ps": cpu_seconds(servers.playspeak.pid) - cpu0["ps"],
+    }
+    rss = {
+        "sd": sum(_or_zero(peak_rss_mib, pid) for pid in servers.speechd_pids()),
+        "ps": peak_rss_mib(servers.playspeak.pid),
+    }
+    print(f"# bench.anchor: {args.trials} trials per way and text, interleaved")
+    print(f"calibration: {how}; load average {loadavg()}; playspeak's embedded server:")
+    print(f"first-byte delay {args.first_byte_delay} s; {missed} trials heard nothing\n")
+    rows = []
+    for (name, text_name), values in results.items():
+        rows.append([name, text_name, fmt(p50(values)), fmt(p95(values)), str(len(values))])
+    print(table(["way", "text", "first sound p50 ms", "p95 ms", "n"], rows))
+    print()
+    rows = [[n, fmt(p50(v)), fmt(p95(v)), str(len(v))] for n, v in cancels.items()]
+    print(table(["cancel (`spd-say -C`) → silence", "p50 ms", "p95 ms", "n"], rows))
+    print()
+    rows = [
+        ["speechd + espeak-ng (server + module)", fmt(cpu["sd"], 2), fmt(rss["sd"])],
+        ["playspeak (with its embedded server)", fmt(cpu["ps"], 2), fmt(rss["ps"])],
+    ]
+    print(table(["server", "CPU s over the run", "peak RSS MiB"], rows))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
