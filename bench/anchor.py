@@ -5,9 +5,10 @@
 On one private PulseAudio null sink, side by side and interleaved trial by trial:
 
 - Speech Dispatcher (its own private instance, espeak-ng module) reached with ``spd-say``;
-- playspeak (``playspeak run``, the embedded local server with ``--first-byte-delay``, default
-  0: local synthesis, as espeak-ng's is) reached three ways: ``spd-say`` to its SSIP socket,
-  ``playspeak say``, and a raw write of one line to its control socket.
+- playspeak (``playspeak run``, the embedded local server with ``--first-byte-delay`` and
+  ``--realtime-factor``, default 0 and 0: a local voice, as espeak-ng is) reached three ways:
+  ``spd-say`` to its SSIP socket, ``playspeak say``, and a raw write of one line to its control
+  socket.
 
 For a short sentence and a ~300-character text it measures command → first sound at the sink
 (calibrated with clicks, bench.calibrate), and cancel (``spd-say -C`` to each) → silence, then
@@ -96,7 +97,9 @@ def silence_after_cancel_ms(
 class Servers:
     """Speech Dispatcher and playspeak, each private, both playing to the bench's sink."""
 
-    def __init__(self, card: PulseNullSink, tmp: Path, first_byte_delay: float) -> None:
+    def __init__(
+        self, card: PulseNullSink, tmp: Path, first_byte_delay: float, realtime_factor: float
+    ) -> None:
         self.tmp = tmp
         env = card.child_env()
         self.sd_socket = tmp / "speechd.sock"
@@ -112,7 +115,10 @@ class Servers:
         self.ps_socket = tmp / "playspeak.sock"
         self.ps_ssip = tmp / "playspeak-ssip.sock"
         config = tmp / "playspeak.toml"
-        config.write_text(f"[local_server]\nfirst_byte_delay = {first_byte_delay}\n")
+        config.write_text(
+            f"[local_server]\nfirst_byte_delay = {first_byte_delay}\n"
+            f"realtime_factor = {realtime_factor}\n"
+        )
         self.ps_env = {
             **env,
             "PLAYSPEAK_SOCKET": str(self.ps_socket),
@@ -177,6 +183,13 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--trials", type=int, default=15, help="per way and text (default 15)")
     parser.add_argument("--first-byte-delay", type=float, default=0.0, help="embedded server's")
+    parser.add_argument(
+        "--realtime-factor",
+        type=float,
+        default=0.0,
+        help="embedded server's pace (x real time); 0 (default): as fast as it synthesizes, a "
+        "local voice as espeak-ng is; 3: the service-like default",
+    )
     parser.add_argument("--clicks", type=int, default=30, help="calibration clicks; 0: -8.2 ms")
     args = parser.parse_args()
     ensure_tools(["speech-dispatcher", "spd-say"])
@@ -192,7 +205,7 @@ def main() -> int:
         card.recorder() as recorder,
     ):
         offset_ms, how = calibration_ms(card, recorder, args.clicks)
-        servers = Servers(card, Path(tmpdir), args.first_byte_delay)
+        servers = Servers(card, Path(tmpdir), args.first_byte_delay, args.realtime_factor)
         try:
             return run(servers, recorder, offset_ms, how, args)
         finally:
@@ -246,7 +259,10 @@ def run(
     }
     print(f"# bench.anchor: {args.trials} trials per way and text, interleaved")
     print(f"calibration: {how}; load average {loadavg()}; playspeak's embedded server:")
-    print(f"first-byte delay {args.first_byte_delay} s; {missed} trials heard nothing\n")
+    print(
+        f"first-byte delay {args.first_byte_delay} s, pace {args.realtime_factor or 'unpaced'}; "
+        f"{missed} trials heard nothing\n"
+    )
     rows = []
     for (name, text_name), values in results.items():
         rows.append([name, text_name, fmt(p50(values)), fmt(p95(values)), str(len(values))])

@@ -175,7 +175,9 @@ async def _run(args: argparse.Namespace, card: PulseNullSink, recorder: Recorder
     else:
         key, user = secrets.token_urlsafe(16), secrets.token_urlsafe(8)
         env = card.child_env(PLAYAI_API_KEY=key, PLAYAI_USER_ID=user)
-        with serve_local(env, first_byte_delay=args.first_byte_delay, realtime_factor=3.0) as url:
+        with serve_local(
+            env, first_byte_delay=args.first_byte_delay, realtime_factor=args.realtime_factor
+        ) as url:
             runs, stats = await _measure(args, clip, recorder, offset, (url, key, user))
     print_report(args, runs, clip, stats, how, offset)
 
@@ -212,7 +214,9 @@ async def _measure(
                 trim_leading_silence=not args.no_trim,
             ),
             local_server=LocalServerConfig(
-                first_byte_delay=args.first_byte_delay, realtime_factor=3.0, synth="espeak"
+                first_byte_delay=args.first_byte_delay,
+                realtime_factor=args.realtime_factor,
+                synth="espeak",
             ),
             log=LogConfig(level="warning"),
         )
@@ -306,6 +310,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--runs", type=int, default=20, help="utterances measured (default 20)")
     parser.add_argument("--first-byte-delay", type=float, default=0.15, help="seconds")
     parser.add_argument("--clicks", type=int, default=30, help="calibration clicks; 0: -8.2 ms")
+    parser.add_argument(
+        "--realtime-factor",
+        type=float,
+        default=3.0,
+        help="the server's pace (x real time); 0: as fast as it synthesizes (a local voice)",
+    )
     parser.add_argument(
         "--preroll-ms",
         type=float,

@@ -216,6 +216,21 @@ async def onset_after_play(player: Player, recorder: Recorder) -> float:
     return recorder.time_of(index) - called
 
 
+async def test_new_audio_for_a_drained_stream_starts_fresh_not_behind_its_silence(
+    start_player: StartPlayer, recorder: Recorder
+) -> None:
+    # Right after an utterance the stream still runs (it stops IDLE_STOP_SECONDS later) with
+    # its 100 ms device buffer full of silence; audio written then must not queue behind it.
+    player = await start_player(latency=0.1)
+    fresh = await onset_after_play(player, recorder)  # drain() returns once it was heard
+    assert player.stats["stream_active"] is True
+    await wait_for(lambda: time.monotonic() - player._last_sound >= player._stream_latency)
+    again = await onset_after_play(player, recorder)
+    print(f"onset: fresh stream {fresh * 1000:.1f} ms, right after one {again * 1000:.1f} ms")
+    assert player.stats["stream_starts"] == 2  # closed and started again, not written into
+    assert again - fresh < player.latency / 2  # relative to a fresh start, not 100 ms behind
+
+
 async def test_the_stream_runs_only_while_something_plays(
     start_player: StartPlayer, recorder: Recorder
 ) -> None:

@@ -335,6 +335,7 @@ class Player:
         if not urgent and quiet_for < self._stream_latency + IDLE_STOP_SECONDS:
             return
         await self._close_stream()
+        self._wake()  # play() may be waiting for a fresh start (_fresh_if_drained)
 
     def _end_stretch(self) -> None:
         """The next stretch starts on a quick stream again; a planned switch is void."""
@@ -547,6 +548,7 @@ class Player:
         if samples.shape[1] != self.channels:
             raise ValueError(f"expected (frames, {self.channels}) samples, got {samples.shape}")
         refill = max(1, ring.capacity // _REFILL_DIVISOR)
+        await self._fresh_if_drained(ring)
         offset = 0
         while True:
             # A wait below may have ended together with a cancel (cancel(), truncate()):
@@ -564,6 +566,20 @@ class Player:
             # long utterance plays, not 100. The ring stays at least 3/4 full meanwhile.
             wake_at = ring.frames_written - ring.capacity + refill
             await self._wait_until(lambda: ring.free >= refill, wake_at)
+
+    async def _fresh_if_drained(self, ring: PcmRing) -> None:
+        """New audio for a stream that has played out everything it had would queue behind
+        the silence now filling the device's buffer (40 ms on the quick stream, 150 ms on the
+        steady one): ask the owner to close it first, so that a fresh stream starts with the
+        audio (about 3 ms). Before the write, so the callback cannot have taken any of it."""
+        while self._active and self.stop_when_idle and self._idle():
+            if time.monotonic() - self._last_sound < self._stream_latency:
+                return  # the last sound is still in the device: follow it seamlessly
+            self._stop_now = True
+            self._attention.set()
+            event = self._changed
+            await event.wait()
+            self._live_ring()
 
     async def _started(self, ring: PcmRing) -> None:
         """Ask the owner for a running stream and wait for the outcome (a few ms)."""
