@@ -67,9 +67,7 @@ async def service() -> AsyncIterator[Service]:
 
 def config_for(tmp_path: Path, service: Service, **fallback: object) -> Config:
     return Config(
-        api=ApiConfig(
-            url=service.server.base_url, api_key=KEY, user_id=USER, request_patience=1.0
-        ),
+        api=ApiConfig(url=service.server.base_url, api_key=KEY, user_id=USER, request_patience=1.0),
         control=ControlConfig(socket=str(tmp_path / "playspeak.sock")),
         audio=AudioConfig(samplerate=48000, latency=CONTENT_LATENCY, preroll_ms=CONTENT_PREROLL_MS),
         cache=CacheConfig(dir=str(tmp_path / "cache")),
