@@ -13,6 +13,7 @@ import httpx
 import pytest
 import trio
 
+from playspeak.cache.store import PhraseStore
 from playspeak.config import (
     DEFAULT_VOICE,
     ApiConfig,
@@ -159,3 +160,39 @@ async def test_a_late_service_reply_is_not_played_after_the_fallback(
     assert events[-1]["source"] == "fallback"
     after = await say(daemon, "And the service again.")
     assert after["finished"]["source"] == "service"
+
+
+async def test_a_truncated_entry_is_fetched_again_not_played(
+    tmp_path: Path, daemon: Daemon, service: Service
+) -> None:
+    text = "The dishwasher is done."
+    assert (await say(daemon, text))["finished"]["source"] == "service"
+    [entry] = (tmp_path / "cache").glob("*.entry")
+    entry.write_bytes(entry.read_bytes()[: entry.stat().st_size // 2])  # as a crash might
+    before = await service.tts_requests()
+    again = await say(daemon, text)
+    assert again["started"]["source"] == again["finished"]["source"] == "service"
+    assert await service.tts_requests() == before + 1
+    assert daemon.status()["cache"]["damaged_dropped"] == 1
+    assert (await say(daemon, text))["finished"]["source"] == "cache"  # stored whole again
+
+
+async def test_a_cache_over_its_cap_shrinks_to_it(
+    tmp_path: Path, service: Service, sound_card: PulseNullSink
+) -> None:
+    full = PhraseStore(tmp_path / "cache")
+    full.open()
+    for i in range(20):
+        full.put(f"{i:064x}", bytes(50_000))
+    assert full.stats()["bytes"] > 20 * 50_000
+    config = config_for(tmp_path, service)
+    config = dataclasses.replace(config, cache=dataclasses.replace(config.cache, max_bytes=300_000))
+    async with open_daemon(config) as daemon:
+        client = await LineClient.open(daemon.socket_path)
+        cache = (await client.command(cmd="cache", action="stats"))["cache"]
+        assert 0 < cache["bytes"] <= 300_000 and cache["entries"] == 5
+        on_disk = sum(p.stat().st_size for p in (tmp_path / "cache").iterdir())
+        assert on_disk == cache["bytes"]
+        assert (await say(daemon, "One more phrase."))["finished"]["source"] == "service"
+        status = (await client.command(cmd="status"))["status"]["cache"]
+        assert status["bytes"] <= 300_000
