@@ -34,7 +34,11 @@ from .report import fmt, p50, p95, span, table
 from .server_proc import serve_local
 from .soundcard import RATE, PulseNullSink, Recorder
 
-SETTLE = 0.3  # seconds after each `finished`, so that its tail is recorded
+# Seconds after each `finished`: its tail is recorded, and the player has closed its stream
+# (IDLE_STOP_SECONDS + the steady stream's latency + a watch period): each phrase starts on an
+# idle device. (With a long stretch's steady 0.15 s stream still open, first sound waits
+# behind that buffer whatever the source: ~200 ms, the player's choice, not the cache's.)
+SETTLE = 0.8
 
 
 async def speak(client: Any, text: str, ident: str, recorder: Recorder) -> tuple[float, int, str]:
@@ -100,6 +104,9 @@ async def _run(args: argparse.Namespace, card: PulseNullSink, recorder: Recorder
     )
     print()
     print(table(["figure (ms)", "p50", "p95", "min–max"], rows))
+    if args.verbose:
+        for source in ("service", "cache"):
+            print(source, " ".join(f"{t:.0f}" for t in times[source]))
     goal = p50(times["cache"]) - lead_in
     print(
         f"\ncached net first sound p50 {fmt(goal)} ms: goal <= 15 ms: "
@@ -160,6 +167,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench.cache", description=__doc__)
     parser.add_argument("--runs", type=int, default=15, help="utterances of each kind")
     parser.add_argument("--first-byte-delay", type=float, default=0.15, help="seconds")
+    parser.add_argument("--verbose", action="store_true", help="print every run's figure")
     parser.add_argument("--clicks", type=int, default=30, help="calibration clicks; 0: -8.2 ms")
     return parser.parse_args(argv)
 
