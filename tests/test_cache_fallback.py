@@ -6,6 +6,9 @@ cached phrase is still heard whole, an important one is heard in the local voice
 from __future__ import annotations
 
 import dataclasses
+import json
+import os
+import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -196,3 +199,34 @@ async def test_a_cache_over_its_cap_shrinks_to_it(
         assert (await say(daemon, "One more phrase."))["finished"]["source"] == "service"
         status = (await client.command(cmd="status"))["status"]["cache"]
         assert status["bytes"] <= 300_000
+
+
+async def test_cache_warm_makes_phrases_work_offline(
+    tmp_path: Path, daemon: Daemon, service: Service
+) -> None:
+    phrases = ["Front door open.", "The washing machine has finished."]
+    (tmp_path / "phrases.txt").write_text("\n".join(phrases) + "\n\n")
+    env = {**os.environ, "PLAYSPEAK_SOCKET": str(daemon.socket_path)}
+    command = [sys.executable, "-m", "playspeak", "cache", "warm", str(tmp_path / "phrases.txt")]
+    before = await service.tts_requests()
+    warm = await trio.run_process(command, env=env, capture_stdout=True, capture_stderr=True)
+    assert warm.returncode == 0, warm.stderr
+    assert warm.stdout.decode().splitlines() == [f"stored\t{p}" for p in phrases]
+    assert await service.tts_requests() == before + 2
+    again = await trio.run_process(command, env=env, capture_stdout=True)
+    assert again.stdout.decode().splitlines() == [f"cached\t{p}" for p in phrases]
+
+    service.kill()
+    for phrase in phrases:
+        events = await say(daemon, phrase, priority="text")
+        assert events["finished"]["source"] == "cache"
+
+    stats = await trio.run_process(
+        [sys.executable, "-m", "playspeak", "cache", "stats"], env=env, capture_stdout=True
+    )
+    assert json.loads(stats.stdout)["cache"]["entries"] == 2
+    cleared = await trio.run_process(
+        [sys.executable, "-m", "playspeak", "cache", "clear"], env=env, capture_stdout=True
+    )
+    assert json.loads(cleared.stdout) == {"cleared": 2}
+    assert daemon.status()["cache"]["entries"] == 0

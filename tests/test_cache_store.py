@@ -4,6 +4,7 @@ entries dropped, the size cap, and the guarded reply's fallback deadline on a mo
 from __future__ import annotations
 
 import errno
+import logging
 import os
 from pathlib import Path
 
@@ -14,6 +15,7 @@ import trio.testing
 from playspeak.cache.replies import BytesReply, GuardedReply
 from playspeak.cache.store import HEADER, TEMP_PREFIX, PhraseStore, cache_key, default_cache_dir
 from playspeak.errors import LinkError
+from playspeak.fallback import FallbackVoice
 from playspeak.playai.link import Reply
 
 PARAMS = {"text": "Front door open.", "voice": "v", "speed": 1.0, "output_format": "mp3"}
@@ -203,3 +205,19 @@ async def test_audio_in_time_keeps_the_service(autojump_clock: trio.testing.Mock
     await trio.sleep(5)  # past the deadline: it no longer matters
     assert await reply.receive_stamped() is None
     assert reply.source == "service" and heard == ["!"]
+
+
+def test_the_log_says_once_when_the_fallback_starts_and_once_when_it_stops(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    voice = FallbackVoice(after=2.0, priorities=("important", "message"))
+    assert voice.covers("important") and not voice.covers("text")
+    caplog.set_level(logging.INFO, logger="playspeak.fallback")
+    for _ in range(3):
+        voice.note_used("no connection")
+    voice.note_service()
+    voice.note_service()
+    voice.note_used("no connection")
+    lines = [r.getMessage() for r in caplog.records if r.name == "playspeak.fallback"]
+    assert len(lines) == 3 and "no connection" in lines[0] and "answers again" in lines[1]
+    assert voice.status() == {"active": True, "used": 4, "priorities": ["important", "message"]}
