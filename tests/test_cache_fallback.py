@@ -140,6 +140,9 @@ async def test_with_the_service_gone(
 
     second = await say(daemon, "Smoke in the kitchen.", priority="message")
     assert second["finished"]["source"] == "fallback"
+    # Still down since the last fallback: the local voice speaks without waiting fallback.after
+    # (1 s here) again; its synthesis takes a fraction of that.
+    assert second["started"]["t"] - second["queued"]["t"] < 1.0
     warnings = [r for r in caplog.records if "local voice until it is back" in r.getMessage()]
     assert len(warnings) == 1, "the log says once that the fallback is in use"
 

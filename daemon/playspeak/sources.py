@@ -68,8 +68,11 @@ class Sources:
         if fallback is not None and not fallback.covers(u.priority):
             fallback = None
         params = dict(u.params)
+        wait = fallback.after if fallback else 0.0
+        if fallback is not None and fallback.active and not self._connected(u.model):
+            wait = 0.0  # still down since the last fallback: no point waiting again
         reply = GuardedReply(
-            deadline=trio.current_time() + (fallback.after if fallback else 0),
+            deadline=trio.current_time() + wait,
             late=f"no audio within {fallback.after:g} s" if fallback else "",
             fallback=(lambda: fallback.render(params)) if fallback else None,
             on_fallback=fallback.note_used if fallback else None,
@@ -85,6 +88,11 @@ class Sources:
             assert self._nursery is not None
             self._nursery.start_soon(self._request, reply, u.model, params)
         return reply
+
+    def _connected(self, model: str | None) -> bool:
+        """Whether the model's link is connected now (a link not yet started counts as up)."""
+        model = model or self.model
+        return all(s["state"] == "connected" for s in self.links.status() if s["model"] == model)
 
     async def _request(self, reply: GuardedReply, model: str | None, params: dict) -> None:
         try:
