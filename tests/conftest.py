@@ -68,3 +68,11 @@ def recorder(sound_card: PulseNullSink) -> Iterator[Recorder]:
     """The sink's monitor, recorded for the test (`recorder.mark`: where the test began)."""
     with sound_card.recorder() as rec:
         yield rec
+
+
+@pytest.fixture(autouse=True)
+def private_cache_dir(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch):
+    """Each test's daemons (in process or children) keep their phrase cache apart: a phrase
+    cached by one test must not spare another its service request."""
+    monkeypatch.delenv("CACHE_DIRECTORY", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path_factory.mktemp("xdg-cache")))

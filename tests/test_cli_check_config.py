@@ -117,6 +117,25 @@ def test_environment_and_options_are_part_of_the_effective_configuration(
     assert (printed["log"]["level"], printed["audio"]["device"]) == ("debug", "wav:/tmp/x.wav")
 
 
+def test_the_cache_directory_is_shown_and_the_fallback_keys_checked(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CACHE_DIRECTORY", str(tmp_path / "systemd-cache"))
+    monkeypatch.setenv("PLAYSPEAK_CONFIG", str(write(tmp_path, "[cache]\nmax_bytes = 1000\n")))
+    code, out, _ = check(capsys)
+    printed = json.loads(out)
+    assert code == 0 and printed["cache"]["dir"] == str(tmp_path / "systemd-cache")
+    assert printed["cache"]["max_bytes"] == 1000
+    assert printed["fallback"] == {
+        "enabled": True,
+        "after": 2.0,
+        "priorities": ["important", "message"],
+    }
+    path = write(tmp_path, '[fallback]\npriorities = ["loud"]\n')
+    code, _, err = check(capsys, "--config", str(path))
+    assert code == 2 and "fallback.priorities may hold only" in err and "line 2" in err
+
+
 # ---- errors: exit status 2 and a message naming key, file, line ----------------------------------
 
 LINE_ERRORS = [

@@ -113,6 +113,8 @@ def test_help_imports_nothing_heavy() -> None:
         (["pause"], "pause"),
         (["resume"], "resume"),
         (["ping"], "ping"),
+        (["cache", "stats"], "cache"),
+        (["cache", "clear"], "cache"),
     ],
 )
 def test_client_verbs_import_nothing_heavy(tmp_path: Path, args: list[str], cmd: str) -> None:

@@ -53,7 +53,10 @@ async def test_say_wait_exit_status_follows_the_outcome(
             assert (code, err) == (0, "")
             code, out, err = await playspeak("say", "--wait", env=env, stdin=b"Piped\ntext.\n")
             assert (code, err) == (0, "")
-            code, out, err = await playspeak("say", "--wait", "This is doomed.", env=env)
+            # `text`: a priority the fallback voice does not cover, so it fails
+            code, out, err = await playspeak(
+                "say", "--wait", "--priority", "text", "This is doomed.", env=env
+            )
             assert code == 1
             assert "failed" in err and "synthesis failed (injected)" in err
             code, out, err = await playspeak("say", "No wait.", env=env)

@@ -57,12 +57,13 @@ async def daemon(
         yield d
 
 
-async def say_all(daemon: Daemon, *texts: str) -> dict[str, dict]:
-    """Speak each text; the ending event of each, by text."""
+async def say_all(daemon: Daemon, *texts: str, **fields: object) -> dict[str, dict]:
+    """Speak each text; the ending event of each, by text. The failures below are of the
+    `text` priority, which the fallback voice does not cover (test_cache_fallback.py)."""
     client = await LineClient.open(daemon.socket_path)
     ids = {}
     for text in texts:
-        ids[(await client.command(cmd="speak", text=text))["id"]] = text
+        ids[(await client.command(cmd="speak", text=text, **fields))["id"]] = text
     lines = await client.events_until_end(set(ids))
     return {ids[e["id"]]: e for e in lines if e["event"] in ENDINGS}
 
@@ -78,7 +79,8 @@ async def test_a_connection_dropped_mid_utterance_is_replayed(
 
 async def test_an_error_frame_fails_only_its_utterance(daemon: Daemon, server: LocalServer):
     server.faults.error_on_text = "poison"
-    ends = await say_all(daemon, "This is poison.", "This is fine.")
+    ends = await say_all(daemon, "This is poison.", priority="text")
+    ends.update(await say_all(daemon, "This is fine."))
     assert ends["This is poison."]["event"] == "failed"
     assert "synthesis failed (injected)" in ends["This is poison."]["reason"]
     assert ends["This is fine."]["event"] == "finished"
@@ -113,7 +115,7 @@ async def test_refused_credentials_fail_waiting_utterances_then_recover(
 ) -> None:
     server.faults.reject_auth = True
     server.faults.drop_after_requests = 1  # the open connection ends; re-auth is refused
-    ends = await say_all(daemon, "Nobody will hear this.")
+    ends = await say_all(daemon, "Nobody will hear this.", priority="text")
     event = ends["Nobody will hear this."]
     assert event["event"] == "failed" and "refused the credentials" in event["reason"]
     refusals = [
@@ -129,7 +131,9 @@ async def test_refused_credentials_fail_waiting_utterances_then_recover(
     # It comes back by itself once its backoff (grown while refused) next tries: until then
     # each attempt fails after the 2 s patience, with the reason.
     with trio.fail_after(60):
-        while (ends := await say_all(daemon, "Back again."))["Back again."]["event"] != "finished":
+        while (ends := await say_all(daemon, "Back again.", priority="text"))["Back again."][
+            "event"
+        ] != "finished":
             assert "refused the credentials" in ends["Back again."]["reason"]
 
 
@@ -251,7 +255,7 @@ async def test_an_unreachable_service_fails_utterances_but_not_the_daemon(
         audio=AudioConfig(samplerate=48000),
     )
     async with open_daemon(config) as daemon:
-        ends = await say_all(daemon, "Is anybody there?")
+        ends = await say_all(daemon, "Is anybody there?", priority="text")
         event = ends["Is anybody there?"]
         assert event["event"] == "failed" and "cannot reach" in event["reason"]
         client = await LineClient.open(daemon.socket_path)

@@ -109,8 +109,8 @@ class Listener:
         return ends[0]["event"]
 
 
-async def say(client: LineClient, text: str, seen: list[dict]) -> str:
-    reply = await client.command(cmd="speak", text=text)
+async def say(client: LineClient, text: str, seen: list[dict], **fields: object) -> str:
+    reply = await client.command(cmd="speak", text=text, **fields)
     seen.append(reply)
     assert reply["event"] == "ok", reply
     return reply["id"]
@@ -143,7 +143,9 @@ async def run_with_faults(daemon: Daemon, server: LocalServer, logs: LogWatch) -
         assert await watcher.ended(await say(client, "Hello.", seen)) == "finished"
 
         faults.error_on_text = "boom"  # an error frame from the service
-        assert await watcher.ended(await say(client, "This goes boom.", seen)) == "failed"
+        # `text`: not covered by the fallback voice, so these fail with their reasons
+        uid = await say(client, "This goes boom.", seen, priority="text")
+        assert await watcher.ended(uid) == "failed"
         faults.error_on_text = None
 
         faults.drop_after_bytes = 3000  # the connection dies mid-reply; the link reconnects
@@ -154,7 +156,7 @@ async def run_with_faults(daemon: Daemon, server: LocalServer, logs: LogWatch) -
         faults.reject_auth = True
         faults.drop_after_bytes = 3000
         mark = len(logs.records)
-        uid = await say(client, LONG, seen)
+        uid = await say(client, LONG, seen, priority="text")
         await logs.wait_for(lambda m: "refused the credentials" in m, after=mark)
         assert await watcher.ended(uid) in ENDINGS
         assert (await status(client, seen))["links"][0]["last_error"]

@@ -48,9 +48,9 @@ def config_for(tmp_path: Path, server: LocalServer, max_attempts: int = 3) -> Co
     )
 
 
-async def say(socket_path: Path, text: str) -> dict:
+async def say(socket_path: Path, text: str, **fields: object) -> dict:
     client = await LineClient.open(socket_path)
-    utterance = (await client.command(cmd="speak", text=text))["id"]
+    utterance = (await client.command(cmd="speak", text=text, **fields))["id"]
     lines = await client.events_until_end({utterance})
     return next(e for e in lines if e["event"] in ENDINGS)
 
@@ -73,7 +73,8 @@ async def test_when_every_attempt_stalls_the_utterance_fails_with_the_reason(
 ) -> None:
     server.faults.stall_after_bytes = 0
     async with open_daemon(config_for(tmp_path, server, max_attempts=1)) as daemon:
-        end = await say(daemon.socket_path, TEXT)
+        # `text`: a priority the fallback voice does not cover (test_cache_fallback.py)
+        end = await say(daemon.socket_path, TEXT, priority="text")
         assert end["event"] == "failed"
         assert end["reason"] == "no audio from the TTS service within 1 s"
         server.faults.resume_stalls()

@@ -81,6 +81,7 @@ def cmd_say(args: argparse.Namespace) -> int:
         "id": args.id,
         "volume": args.volume,
         "chime": args.chime,
+        "cache": args.cache,
     }
     with BlockingClient(args.socket) as client:
         event = client.say(text, wait=args.wait, **fields)
@@ -104,6 +105,33 @@ def _simple(cmd: str, **fields_from_args: Callable[[argparse.Namespace], Any]) -
         return 0
 
     return run
+
+
+def cmd_cache(args: argparse.Namespace) -> int:
+    """stats / clear through the daemon (it owns the cache); warm: each line of FILE fetched
+    into the cache, one at a time, without playing it."""
+    with BlockingClient(args.socket) as client:
+        if args.action != "warm":
+            reply = client.request("cache", action=args.action)
+            reply.pop("event", None)
+            reply.pop("line", None)
+            reply.pop("cmd", None)
+            print(json.dumps(reply, indent=2))
+            return 0
+        if not args.file:
+            return _fail("cache warm needs a FILE (one phrase a line; - for standard input)")
+        with open(args.file, encoding="utf-8") if args.file != "-" else sys.stdin as lines:
+            phrases = [line.strip() for line in lines if line.strip()]
+        failed = 0
+        for phrase in phrases:
+            client.request("cache", action="warm", text=phrase, voice=args.voice)
+            event = client.next_event()
+            while event.get("event") != "warmed":
+                event = client.next_event()
+            failed += event["result"] == "failed"
+            reason = f": {event['reason']}" if event.get("reason") else ""
+            print(f"{event['result']}{reason}\t{phrase}")
+        return EXIT_FAILED if failed else 0
 
 
 def cmd_watch(args: argparse.Namespace) -> int:
@@ -188,6 +216,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="play (or, with --no-chime, skip) the chime before it",
     )
+    say.add_argument(
+        "--cache",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="with --no-cache, neither play it from nor store it in the phrase cache",
+    )
 
     for name, help in (
         ("stop", "stop the utterance speaking now"),
@@ -208,6 +242,14 @@ def build_parser() -> argparse.ArgumentParser:
     volume = add("volume", _simple("volume", level=lambda a: a.level), "get or set the volume")
     volume.add_argument("level", nargs="?", type=float, help="0–100")
     add("watch", cmd_watch, "print every utterance's events")
+    cache = add(
+        "cache",
+        cmd_cache,
+        "the phrase cache: stats, clear, or warm FILE (one phrase a line, fetched ahead)",
+    )
+    cache.add_argument("action", choices=("stats", "clear", "warm"))
+    cache.add_argument("file", nargs="?", help="warm: the phrases, one a line (- for stdin)")
+    cache.add_argument("--voice", help="warm: the voice (default: the configured one)")
     add("devices", cmd_devices, "list output devices", socket=False)
     serve = add(
         "serve-local",

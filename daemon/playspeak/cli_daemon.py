@@ -9,6 +9,7 @@ import argparse
 import dataclasses
 import json
 import logging
+import shutil
 import sys
 import tempfile
 from collections.abc import Callable
@@ -83,8 +84,14 @@ def check_config(args: argparse.Namespace) -> int:
     effective["control"]["socket"] = str(config.control.socket_path)
     effective["control"]["socket_mode"] = f"{config.control.socket_mode:04o}"
     effective["source"] = config.source or "(no file: built-in defaults)"
+    if config.cache.enabled:  # where it will be: [cache] dir, else $CACHE_DIRECTORY or XDG's
+        from playspeak.cache.store import default_cache_dir
+
+        effective["cache"]["dir"] = config.cache.dir or str(default_cache_dir())
     print(redact(json.dumps(effective, indent=2)))
     service = "the embedded local server" if config.api.embedded else config.api.effective_url
+    if config.fallback.enabled and shutil.which("espeak-ng") is None:
+        print("playspeak: note: fallback.enabled, but espeak-ng is not installed", file=sys.stderr)
     print(f"playspeak: configuration OK; speech from {redact(service)}", file=sys.stderr)
     return 0
 

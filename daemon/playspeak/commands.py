@@ -44,6 +44,7 @@ class CommandHandler:
             p.Pause: self._pause,
             p.Resume: self._resume,
             p.Volume: self._volume,
+            p.Cache: self._cache,
         }
 
     def __call__(self, session: ClientSession, command: p.Command, line: int) -> dict[str, Any]:
@@ -71,16 +72,7 @@ class CommandHandler:
             raise ProtocolError(f"text is {len(c.text)} characters; {model} takes at most {limit}")
         if len(self.speaker.queue) >= self.speaker.queue.limit:
             raise QueueFull(f"queue full ({self.speaker.queue.limit} utterances waiting)")
-        params: dict[str, Any] = {
-            "text": c.text,
-            "voice": c.voice or self.api.voice,
-            "output_format": c.output_format or self.api.output_format,
-            "sample_rate": self.api.sample_rate,
-            "speed": c.speed if c.speed is not None else self.api.speed,
-        }
-        temperature = c.temperature if c.temperature is not None else self.api.temperature
-        if temperature is not None:
-            params["temperature"] = temperature
+        params = self._params(c.text, c.voice, c.output_format, c.speed, c.temperature)
         if c.id is not None:
             self._check_id(c.id)
         utterance = Utterance(
@@ -92,10 +84,55 @@ class CommandHandler:
         )
         utterance.priority = c.priority or self.default_priority
         utterance.chime = c.chime
+        utterance.cache = c.cache is not False
         if c.volume is not None:
             utterance.gain = c.volume / 100
         session.utterances = {u for u in session.utterances if not u.ended} | {utterance}
         return {"id": utterance.id, "_utterance": utterance}
+
+    def _params(
+        self,
+        text: str,
+        voice: str | None = None,
+        output_format: str | None = None,
+        speed: float | None = None,
+        temperature: float | None = None,
+    ) -> dict[str, Any]:
+        """The command sent to the service (and the phrase cache's key): the defaults filled in."""
+        params: dict[str, Any] = {
+            "text": text,
+            "voice": voice or self.api.voice,
+            "output_format": output_format or self.api.output_format,
+            "sample_rate": self.api.sample_rate,
+            "speed": speed if speed is not None else self.api.speed,
+        }
+        temperature = temperature if temperature is not None else self.api.temperature
+        if temperature is not None:
+            params["temperature"] = temperature
+        return params
+
+    def _cache(self, session: ClientSession, c: p.Cache) -> dict[str, Any]:
+        sources = self.speaker.sources
+        if sources is None:
+            raise ProtocolError("the phrase cache is not available in this daemon")
+        if c.action == "stats":
+            return sources.status()
+        if c.action == "clear":
+            # a few unlinks in one directory: quick enough to do in place
+            return {"cleared": sources.store.clear() if sources.store is not None else 0}
+        if sources.store is None:
+            raise ProtocolError("the phrase cache is off (cache.enabled = false)")
+        text = c.text
+        assert text is not None
+        params = self._params(text, c.voice, None, c.speed)
+        utterance = Utterance(text=text, params=params, model=c.model, id="warm")
+
+        def done(result: str, reason: str) -> None:
+            fields = {"reason": reason} if reason else {}
+            session.send(p.encode("warmed", text=text[:80], result=result, **fields))
+
+        sources.spawn_warm(utterance, done)
+        return {"warming": text[:80]}
 
     def _check_id(self, ident: str) -> None:
         """A client's id must not be one that is queued or speaking."""

@@ -167,6 +167,20 @@ def _auth_rate_ok(text: str) -> bool:
 
 
 @dataclass(frozen=True)
+class CacheConfig:
+    enabled: bool = True  # complete replies are kept on disk and played from there next time
+    dir: str = ""  # "": $CACHE_DIRECTORY (systemd), else $XDG_CACHE_HOME/playspeak
+    max_bytes: int = 200_000_000  # least recently used entries go beyond this
+
+
+@dataclass(frozen=True)
+class FallbackConfig:
+    enabled: bool = True  # speak with espeak-ng when the service fails or is late
+    after: float = 2.0  # seconds without audio from the service before the local voice speaks
+    priorities: tuple[str, ...] = ("important", "message")  # the others fail as before
+
+
+@dataclass(frozen=True)
 class MqttConfig:
     broker: str = ""  # "": off. mqtt://host:1883 or mqtts://host:8883 (PLAYSPEAK_MQTT_BROKER)
     username: str = ""
@@ -197,6 +211,8 @@ class Config:
     local_server: LocalServerConfig = LocalServerConfig()
     mqtt: MqttConfig = MqttConfig()
     log: LogConfig = LogConfig()
+    cache: CacheConfig = CacheConfig()
+    fallback: FallbackConfig = FallbackConfig()
     source: str = ""  # the file it was read from, for messages
 
     def redacted(self) -> dict[str, Any]:
@@ -219,6 +235,8 @@ _SECTIONS: dict[str, type] = {
     "local_server": LocalServerConfig,
     "mqtt": MqttConfig,
     "log": LogConfig,
+    "cache": CacheConfig,
+    "fallback": FallbackConfig,
 }
 
 
@@ -401,6 +419,15 @@ def _validate(config: Config, text: str = "") -> None:
         (
             config.control.max_pending_bytes >= config.control.max_line_bytes,
             "control.max_pending_bytes must be >= control.max_line_bytes",
+        ),
+        (config.cache.max_bytes >= 0, "cache.max_bytes must be >= 0"),
+        (
+            0 < config.fallback.after < float("inf"),
+            "fallback.after must be seconds, more than 0",
+        ),
+        (
+            all(p in PRIORITIES for p in config.fallback.priorities),
+            f"fallback.priorities may hold only {', '.join(PRIORITIES)}",
         ),
         (config.log.level in LOG_LEVELS, f"log.level must be one of {', '.join(LOG_LEVELS)}"),
         (config.speech.max_queue >= 1, "speech.max_queue must be >= 1"),

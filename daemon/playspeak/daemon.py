@@ -17,14 +17,17 @@ import httpx
 import trio
 
 from playspeak import __version__, systemd
+from playspeak.cache.store import PhraseStore, default_cache_dir
 from playspeak.chime import load_chime
 from playspeak.commands import CommandHandler
 from playspeak.config import Config, LocalServerConfig
 from playspeak.control.server import ControlServer, bind_unix_socket
 from playspeak.door.policy import Limits
 from playspeak.errors import ConfigError
+from playspeak.fallback import FallbackVoice
 from playspeak.log import register_secret, setup_logging
 from playspeak.playai.link import LinkPool, LinkSettings
+from playspeak.sources import Sources
 from playspeak.speaker import AudioSink, Speaker
 from playspeak.speech import EventHub
 
@@ -165,9 +168,23 @@ class Daemon:
             "volume": round(self.player.volume * 100, 1),
             "clients": len(self.control.clients),
             "embedded_server": self.local_server is not None,
+            **(self.speaker.sources.status() if self.speaker.sources else {}),
             "uptime": round(trio.current_time() - self.started, 1),
             **({"mqtt": self.mqtt.status()} if self.mqtt is not None else {}),
         }
+
+
+def make_sources(config: Config, links: LinkPool) -> Sources:
+    """The phrase cache and the fallback voice, as configured ([cache], [fallback])."""
+    cache, fallback = config.cache, config.fallback
+    store = None
+    if cache.enabled:
+        directory = Path(cache.dir) if cache.dir else default_cache_dir()
+        store = PhraseStore(directory, cache.max_bytes)
+    voice = FallbackVoice(after=fallback.after, priorities=fallback.priorities)
+    return Sources(
+        links, model=config.api.model, store=store, fallback=voice if fallback.enabled else None
+    )
 
 
 def _control_socket(config: Config) -> tuple[Any, Path | None]:
@@ -206,6 +223,8 @@ async def open_daemon(config: Config) -> AsyncIterator[Daemon]:
                 http,
             )
             await nursery.start(links.run)
+            sources = make_sources(config, links)
+            await nursery.start(sources.run)
             hub = EventHub()
             speaker = Speaker(
                 links=links,
@@ -221,6 +240,7 @@ async def open_daemon(config: Config) -> AsyncIterator[Daemon]:
                 preroll_seconds=config.audio.preroll_ms / 1000,
                 adaptive_preroll=config.audio.adaptive_preroll,
                 trim_leading_silence=config.audio.trim_leading_silence,
+                sources=sources,
             )
             if hasattr(player, "on_change"):  # device lost / back: tell the subscribers
                 player.on_change = lambda state, error: hub.broadcast(

@@ -21,10 +21,12 @@ import trio
 from playspeak.audio.arrivals import ArrivalModel, ReplyTrace
 from playspeak.audio.decoder import make_decoder
 from playspeak.audio.silence import UtteranceStart
+from playspeak.cache.replies import AnyReply
 from playspeak.chime import load_chime
 from playspeak.errors import AudioDeviceError, DecodeError, LinkError
 from playspeak.playai.link import LinkPool, Reply
 from playspeak.priorities import admit
+from playspeak.sources import Sources
 from playspeak.speech import EventHub, SpeechQueue, Utterance
 from playspeak.timeline import Span, plan_cancel
 
@@ -63,7 +65,7 @@ class Job:
     """One utterance from its request to its last sample leaving the device."""
 
     utterance: Utterance
-    reply: Reply | None = None
+    reply: Reply | AnyReply | None = None
     error: str = ""
     received: trio.Event = field(default_factory=trio.Event)  # final reply complete, or gave up
     scope: trio.CancelScope = field(default_factory=trio.CancelScope)
@@ -98,7 +100,9 @@ class Speaker:
         preroll_seconds: float = 0.0,
         adaptive_preroll: bool = False,
         trim_leading_silence: bool = False,
+        sources: Sources | None = None,
     ) -> None:
+        self.sources = sources  # the phrase cache and the fallback voice (None: the link only)
         self.preroll_seconds = preroll_seconds
         self.adaptive_preroll = adaptive_preroll
         self.arrivals = ArrivalModel()  # the service's pace, learned from its replies
@@ -276,8 +280,12 @@ class Speaker:
         u = job.utterance
         u.attempts += 1
         try:
-            link = await self.links.get(u.model)
-            job.reply = await link.request(dict(u.params))
+            if self.sources is not None:
+                # a retry after audio was heard stays with the service's voice
+                job.reply = await self.sources.open(u, may_fall_back=job.start_pos is None)
+            else:
+                link = await self.links.get(u.model)
+                job.reply = await link.request(dict(u.params))
             if job.dropped:  # cancelled while it was being asked for: nobody will read it,
                 job.reply.discard()  # and an unread reply would hold up the link's reader
         except LinkError as e:
@@ -359,7 +367,7 @@ class Speaker:
             return load_chime("builtin", self.player.samplerate, self.player.channels)
         return self.chime if u.priority in self.chime_priorities else None
 
-    async def _play_reply(self, job: Job, reply: Reply) -> None:
+    async def _play_reply(self, job: Job, reply: Reply | AnyReply) -> None:
         u = job.utterance
         decoder = make_decoder(
             u.output_format,
@@ -401,7 +409,7 @@ class Speaker:
             start, idle = self._utterance_start(job)
         if (pcm := start.finish(rest)) is not None:
             await self._play(job, pcm)
-        if idle:
+        if idle and _source(job) == "service":
             # Only a reply that began on an idle device was read as it arrived and shows
             # the service's pace: a queued one's chunks may have waited behind the one playing.
             self.arrivals.learn(trace)
@@ -457,7 +465,7 @@ class Speaker:
                 if previous is not None:
                     await previous.settled.wait()
                 if heard is not False and not job.dropped:
-                    self.hub.emit(job.utterance, "started")
+                    self.hub.emit(job.utterance, "started", source=_source(job))
             finally:
                 job.start_announced.set()
 
@@ -474,7 +482,7 @@ class Speaker:
                 reason = "audio device lost before it was heard"
                 self.hub.emit(job.utterance, "failed", reason=reason)
             else:
-                self.hub.emit(job.utterance, "finished")
+                self.hub.emit(job.utterance, "finished", source=_source(job))
             self._forget(job)
 
     # ---- helpers ------------------------------------------------------------------------
@@ -510,3 +518,8 @@ class Speaker:
         self._drop(job)
         job.utterance.attempts = 0
         self.queue.put(job.utterance, again=True)
+
+
+def _source(job: Job) -> str:
+    """Where the job's audio came from: "service", "cache" or "fallback" (a contract)."""
+    return getattr(job.reply, "source", "service")

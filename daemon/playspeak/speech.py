@@ -48,6 +48,7 @@ class Utterance:
     priority: str = "message"
     progress: bool = False  # the kept last message of a progress series
     chime: bool | None = None  # None: as configured for its priority
+    cache: bool = True  # False: neither played from nor stored in the phrase cache
     seq: int = field(default_factory=lambda: next(_arrivals))  # arrival order
     gain: float = 1.0  # per-utterance volume, 0–1
     state: str = "new"  # new, queued, speaking, finished, cancelled, failed

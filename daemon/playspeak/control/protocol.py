@@ -35,6 +35,7 @@ class Speak:
     priority: str | None = None
     volume: float | None = None  # 0–100, per utterance
     chime: bool | None = None  # None: as configured for its priority
+    cache: bool | None = None  # False: not from (nor into) the phrase cache
 
 
 @dataclass(frozen=True)
@@ -85,7 +86,18 @@ class Volume:
     level: float | None = None  # None: just report it
 
 
-Command = Speak | Ping | Status | Subscribe | Stop | Skip | Cancel | Pause | Resume | Volume
+@dataclass(frozen=True)
+class Cache:
+    """The phrase cache: `stats`, `clear`, or `warm` one phrase (fetched ahead, not played)."""
+
+    action: str
+    text: str | None = None  # warm: the phrase, with the defaults or the fields below
+    voice: str | None = None
+    speed: float | None = None
+    model: str | None = None
+
+
+Command = Cache | Speak | Ping | Status | Subscribe | Stop | Skip | Cancel | Pause | Resume | Volume
 
 
 def echo(value: Any) -> str:
@@ -186,6 +198,22 @@ def _speak(obj: dict[str, Any]) -> Speak:
         priority=_choice(obj, "priority", PRIORITIES),
         volume=_number_in(obj, "volume", 0, 100),
         chime=_flag(obj, "chime"),
+        cache=_flag(obj, "cache"),
+    )
+
+
+def _cache(obj: dict[str, Any]) -> Cache:
+    action = _choice(obj, "action", ("stats", "clear", "warm"))
+    if action is None:
+        raise ProtocolError("cache needs an 'action' field: stats, clear or warm")
+    if action == "warm" and "text" not in obj:
+        raise ProtocolError("cache warm needs a 'text' field")
+    return Cache(
+        action=action,
+        text=_text(obj["text"]) if action == "warm" else None,
+        voice=_optional(obj, "voice", str),
+        speed=_number_in(obj, "speed", 0.5, 2.0),
+        model=_choice(obj, "model", MODELS),
     )
 
 
@@ -210,6 +238,7 @@ _PARSERS: dict[str, Any] = {
     "pause": lambda obj: Pause(),
     "resume": lambda obj: Resume(),
     "volume": lambda obj: Volume(level=_number_in(obj, "level", 0, 100)),
+    "cache": _cache,
 }
 COMMAND_NAMES = tuple(_PARSERS)
 

@@ -1,0 +1,64 @@
+"""The local fallback voice: espeak-ng, encoded like the service's audio (the local server's
+synthesis and encoding), for announcements that must be heard when the service is not."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import trio
+
+log = logging.getLogger(__name__)
+
+
+class FallbackVoice:
+    """Speaks an utterance's params locally; remembers whether it is in use, so that the log
+    says once when the fallback starts being used and once when the service is back."""
+
+    def __init__(self, *, after: float, priorities: tuple[str, ...]) -> None:
+        self.after = after
+        self.priorities = priorities
+        self.active = False
+        self.used = 0  # utterances spoken by it
+
+    def covers(self, priority: str) -> bool:
+        return priority in self.priorities
+
+    async def render(self, params: dict[str, Any]) -> bytes:
+        """The whole reply, in the params' output format and sample rate. Raises RuntimeError
+        when there is no local voice. Cancellable (espeak-ng is a subprocess; the encoding runs
+        in a worker thread)."""
+        from playspeak.localserver import encode, espeak  # lazy: PyAV's encoders, numpy
+
+        if not espeak.espeak_available():
+            raise RuntimeError("no local voice: espeak-ng is not installed")
+        pcm, rate = await espeak.espeak_pcm(
+            str(params["text"]), str(params.get("voice", "")), float(params.get("speed") or 1.0)
+        )
+        sample_rate = int(params.get("sample_rate") or 24000)
+        fmt = str(params.get("output_format") or "mp3")
+
+        def finish() -> bytes:
+            return encode.encode(encode.resample(pcm, rate, sample_rate), sample_rate, fmt).data
+
+        return await trio.to_thread.run_sync(finish)
+
+    def note_used(self, reason: str) -> None:
+        self.used += 1
+        if not self.active:
+            self.active = True
+            log.warning(
+                "the TTS service is not answering (%s): speaking %s announcements with the "
+                "local voice until it is back",
+                reason,
+                "/".join(self.priorities),
+            )
+
+    def note_service(self) -> None:
+        """A service reply brought audio: the service is back."""
+        if self.active:
+            self.active = False
+            log.info("the TTS service answers again: the local voice is no longer used")
+
+    def status(self) -> dict[str, Any]:
+        return {"active": self.active, "used": self.used, "priorities": list(self.priorities)}

@@ -1,0 +1,166 @@
+"""Where an utterance's audio comes from: the phrase cache, the service, or the local voice.
+
+The speaker asks `Sources.open` for a reply and reads it the same way whatever its source. A
+cache hit never touches the service. A miss goes to the service, guarded (cache/replies.py):
+its complete audio is stored, and for the priorities the fallback covers, the local voice
+stands in when the service fails or is silent past `fallback.after`. Owns a nursery (in the
+daemon's root) for cache writes, background requests and `cache warm`.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import trio
+
+from playspeak.cache.replies import CACHE, AnyReply, BytesReply, GuardedReply
+from playspeak.cache.store import PhraseStore, cache_key
+from playspeak.errors import LinkError
+from playspeak.fallback import FallbackVoice
+from playspeak.playai.link import LinkPool
+from playspeak.speech import Utterance
+
+log = logging.getLogger(__name__)
+
+
+class Sources:
+    def __init__(
+        self,
+        links: LinkPool,
+        *,
+        model: str,
+        store: PhraseStore | None,
+        fallback: FallbackVoice | None,
+    ) -> None:
+        self.links = links
+        self.model = model  # the configured model: part of the key of an utterance without one
+        self.store = store
+        self.fallback = fallback
+        self._nursery: trio.Nursery | None = None
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Open the cache directory (index it, shrink it to its cap); serve until cancelled."""
+        if self.store is not None:
+            try:
+                await trio.to_thread.run_sync(self.store.open)
+            except OSError as e:
+                log.warning("phrase cache off: cannot use %s: %s", self.store.directory, e)
+                self.store = None
+        async with trio.open_nursery() as nursery:
+            self._nursery = nursery
+            task_status.started()
+            await trio.sleep_forever()
+
+    def key(self, params: dict[str, Any], model: str | None) -> str:
+        return cache_key({**params, "model": model or self.model})
+
+    async def open(self, u: Utterance, *, may_fall_back: bool = True) -> AnyReply:
+        """A reply for `u`. Raises LinkError as the link does when the service cannot take
+        the request and no fallback covers it."""
+        store = self.store if u.cache else None
+        key = self.key(u.params, u.model)
+        if store is not None:
+            data = await trio.to_thread.run_sync(store.get, key)
+            if data is not None:
+                return BytesReply(data, CACHE)
+        fallback = self.fallback if may_fall_back else None
+        if fallback is not None and not fallback.covers(u.priority):
+            fallback = None
+        params = dict(u.params)
+        wait = fallback.after if fallback else 0.0
+        if fallback is not None and fallback.active and not self._connected(u.model):
+            wait = 0.0  # still down since the last fallback: no point waiting again
+        reply = GuardedReply(
+            deadline=trio.current_time() + wait,
+            late=f"no audio within {fallback.after:g} s" if fallback else "",
+            fallback=(lambda: fallback.render(params)) if fallback else None,
+            on_fallback=fallback.note_used if fallback else None,
+            on_audio=self.fallback.note_service if self.fallback else None,
+            store=(lambda data: self._save(store, key, data)) if store else None,
+        )
+        if fallback is None:
+            link = await self.links.get(u.model)
+            reply.attach(await link.request(params))
+        else:
+            # In the background: a service that cannot be reached keeps a request waiting
+            # (api.request_patience) far beyond the fallback's deadline.
+            assert self._nursery is not None
+            self._nursery.start_soon(self._request, reply, u.model, params)
+        return reply
+
+    def _connected(self, model: str | None) -> bool:
+        """Whether the model's link is connected now (a link not yet started counts as up)."""
+        model = model or self.model
+        return all(s["state"] == "connected" for s in self.links.status() if s["model"] == model)
+
+    async def _request(self, reply: GuardedReply, model: str | None, params: dict) -> None:
+        try:
+            link = await self.links.get(model)
+            answer = await link.request(params)
+        except LinkError as e:
+            reply.fail(e)
+            return
+        reply.attach(answer)
+
+    def _save(self, store: PhraseStore, key: str, data: bytes) -> None:
+        assert self._nursery is not None
+        self._nursery.start_soon(self._write, store, key, data)
+
+    async def _write(self, store: PhraseStore, key: str, data: bytes) -> None:
+        if not await trio.to_thread.run_sync(store.put, key, data):
+            log.warning("phrase cache: could not store an entry in %s", store.directory)
+
+    # ---- cache warm / clear / stats ---------------------------------------------------------
+
+    async def warm(self, u: Utterance) -> str:
+        """Fetch `u` from the service into the cache unless it is there: "cached" or "stored".
+        Raises LinkError."""
+        if self.store is None:
+            raise LinkError("the phrase cache is off")
+        store, key = self.store, self.key(u.params, u.model)
+        if await trio.to_thread.run_sync(store.get, key) is not None:
+            return "cached"
+        link = await self.links.get(u.model)
+        reply = await link.request(dict(u.params))
+        parts = []
+        try:
+            while (chunk := await reply.receive()) is not None:
+                parts.append(chunk)
+        finally:
+            reply.discard()  # on cancel too: the link's reader must not wait on it
+        if not parts:
+            raise LinkError("the service sent no audio")
+        if not await trio.to_thread.run_sync(store.put, key, b"".join(parts)):
+            raise LinkError(f"could not write to {store.directory}")
+        return "stored"
+
+    def spawn_warm(self, u: Utterance, done: Any) -> None:
+        """Warm in the background; `done(result, reason)` when it ended."""
+        assert self._nursery is not None
+
+        async def task() -> None:
+            try:
+                done(await self.warm(u), "")
+            except LinkError as e:
+                done("failed", str(e))
+
+        self._nursery.start_soon(task)
+
+    async def clear(self) -> int:
+        return 0 if self.store is None else await trio.to_thread.run_sync(self.store.clear)
+
+    def status(self) -> dict[str, Any]:
+        cache = (
+            {"enabled": False} if self.store is None else {"enabled": True, **self.store.stats()}
+        )
+        fallback = (
+            {"enabled": False}
+            if self.fallback is None
+            else {
+                "enabled": True,
+                "after": self.fallback.after,
+                **self.fallback.status(),
+            }
+        )
+        return {"cache": cache, "fallback": fallback}

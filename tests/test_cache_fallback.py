@@ -1,0 +1,235 @@
+"""The phrase cache and the fallback voice through the real daemon, the real local server and
+the test sound card: a phrase said twice costs one service request; with the server gone, a
+cached phrase is still heard whole, an important one is heard in the local voice, and a
+`text` one fails with a reason."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import httpx
+import pytest
+import trio
+
+from playspeak.cache.store import PhraseStore
+from playspeak.config import (
+    DEFAULT_VOICE,
+    ApiConfig,
+    AudioConfig,
+    CacheConfig,
+    Config,
+    ControlConfig,
+    FallbackConfig,
+)
+from playspeak.daemon import Daemon, open_daemon
+from playspeak.localserver import LocalServer
+
+from audio_compare import align, loud_span, reference_pcm
+from daemon_helpers import CONTENT_LATENCY, CONTENT_PREROLL_MS, LineClient
+from soundcard import PulseNullSink, Recorder
+
+KEY, USER = "cache-key-0123456789", "cache-user"
+
+
+class Service:
+    """The local server in a scope of its own, so that a test can kill it."""
+
+    def __init__(self, server: LocalServer, scope: trio.CancelScope) -> None:
+        self.server, self.scope = server, scope
+
+    def kill(self) -> None:
+        self.scope.cancel()
+
+    async def tts_requests(self) -> int:
+        async with httpx.AsyncClient() as client:
+            stats = (await client.get(self.server.base_url + "/_local/stats")).json()
+        return stats["tts_requests"]
+
+
+@pytest.fixture
+async def service() -> AsyncIterator[Service]:
+    server = LocalServer()
+    server.settings = dataclasses.replace(
+        server.settings, api_key=KEY, user_id=USER, first_byte_delay=0.02
+    )
+    async with trio.open_nursery() as nursery:
+        scope = trio.CancelScope()
+
+        async def run(task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+            with scope:
+                await server.run(task_status=task_status)
+
+        await nursery.start(run)
+        yield Service(server, scope)
+        nursery.cancel_scope.cancel()
+
+
+def config_for(tmp_path: Path, service: Service, **fallback: object) -> Config:
+    return Config(
+        api=ApiConfig(url=service.server.base_url, api_key=KEY, user_id=USER, request_patience=1.0),
+        control=ControlConfig(socket=str(tmp_path / "playspeak.sock")),
+        audio=AudioConfig(samplerate=48000, latency=CONTENT_LATENCY, preroll_ms=CONTENT_PREROLL_MS),
+        cache=CacheConfig(dir=str(tmp_path / "cache")),
+        fallback=FallbackConfig(after=1.0, **fallback),  # type: ignore[arg-type]
+    )
+
+
+@pytest.fixture
+async def daemon(tmp_path: Path, service: Service, sound_card: PulseNullSink):
+    async with open_daemon(config_for(tmp_path, service)) as d:
+        yield d
+
+
+async def say(daemon: Daemon, text: str, **fields: object) -> dict[str, dict]:
+    """Speak; its events by name."""
+    client = await LineClient.open(daemon.socket_path)
+    ident = (await client.command(cmd="speak", text=text, **fields))["id"]
+    events = await client.events_until_end({ident})
+    await client.stream.aclose()
+    return {e["event"]: e for e in events if e.get("id") == ident}
+
+
+async def test_a_phrase_said_twice_is_fetched_once(daemon: Daemon, service: Service) -> None:
+    text = "The washing machine has finished."
+    before = await service.tts_requests()
+    first = await say(daemon, text)
+    second = await say(daemon, text)
+    assert await service.tts_requests() == before + 1
+    assert first["started"]["source"] == first["finished"]["source"] == "service"
+    assert second["started"]["source"] == second["finished"]["source"] == "cache"
+    status = daemon.status()
+    assert status["cache"]["entries"] == 1 and status["cache"]["bytes"] > 0
+
+
+async def test_no_cache_opts_out(daemon: Daemon, service: Service) -> None:
+    text = "Not to be kept."
+    before = await service.tts_requests()
+    await say(daemon, text, cache=False)
+    again = await say(daemon, text)
+    assert again["finished"]["source"] == "service"
+    assert await service.tts_requests() == before + 2
+
+
+async def test_with_the_service_gone(
+    daemon: Daemon, service: Service, recorder: Recorder, caplog: pytest.LogCaptureFixture
+) -> None:
+    cached = "Front door open."
+    expected = reference_pcm(await service.server.render(text=cached, voice=DEFAULT_VOICE))
+    assert (await say(daemon, cached))["finished"]["source"] == "service"
+    service.kill()  # its connections close with it; reconnecting is refused from now on
+
+    start = recorder.count
+    again = await say(daemon, cached, priority="text")
+    assert again["finished"]["source"] == "cache"
+    recorded = await recorder.heard(start)
+    _lag, corr, _gain = align(recorded, expected)
+    assert corr >= 0.99, f"the cached phrase was not heard whole: correlation {corr:.4f}"
+
+    start = recorder.count
+    alarm = await say(daemon, "Water leak in the basement.", priority="important")
+    assert alarm["started"]["source"] == alarm["finished"]["source"] == "fallback"
+    assert loud_span(await recorder.heard(start)) > 48000 // 2  # over half a second of speech
+
+    plain = await say(daemon, "Nobody hears this.", priority="text")
+    assert set(plain) == {"queued", "failed"} and plain["failed"]["reason"]
+
+    second = await say(daemon, "Smoke in the kitchen.", priority="message")
+    assert second["finished"]["source"] == "fallback"
+    # Still down since the last fallback: the local voice speaks without waiting fallback.after
+    # (1 s here) again; its synthesis takes a fraction of that.
+    assert second["started"]["t"] - second["queued"]["t"] < 1.0
+    warnings = [r for r in caplog.records if "local voice until it is back" in r.getMessage()]
+    assert len(warnings) == 1, "the log says once that the fallback is in use"
+
+
+async def test_a_late_service_reply_is_not_played_after_the_fallback(
+    daemon: Daemon, service: Service
+) -> None:
+    service.server.faults.stall_after_bytes = 0  # its start frame, then nothing until resumed
+    client = await LineClient.open(daemon.socket_path)
+    ident = (await client.command(cmd="speak", text="Garage door open.", priority="important"))[
+        "id"
+    ]
+    first = await client.event()
+    while first["event"] != "started":
+        first = await client.event()
+    assert first["source"] == "fallback"
+    service.server.faults.resume_stalls()  # the service's audio now comes, too late
+    events = [first, *await client.events_until_end({ident})]
+    names = [e["event"] for e in events if e.get("id") == ident]
+    assert names == ["started", "finished"], names
+    assert events[-1]["source"] == "fallback"
+    after = await say(daemon, "And the service again.")
+    assert after["finished"]["source"] == "service"
+
+
+async def test_a_truncated_entry_is_fetched_again_not_played(
+    tmp_path: Path, daemon: Daemon, service: Service
+) -> None:
+    text = "The dishwasher is done."
+    assert (await say(daemon, text))["finished"]["source"] == "service"
+    [entry] = (tmp_path / "cache").glob("*.entry")
+    entry.write_bytes(entry.read_bytes()[: entry.stat().st_size // 2])  # as a crash might
+    before = await service.tts_requests()
+    again = await say(daemon, text)
+    assert again["started"]["source"] == again["finished"]["source"] == "service"
+    assert await service.tts_requests() == before + 1
+    assert daemon.status()["cache"]["damaged_dropped"] == 1
+    assert (await say(daemon, text))["finished"]["source"] == "cache"  # stored whole again
+
+
+async def test_a_cache_over_its_cap_shrinks_to_it(
+    tmp_path: Path, service: Service, sound_card: PulseNullSink
+) -> None:
+    full = PhraseStore(tmp_path / "cache")
+    full.open()
+    for i in range(20):
+        full.put(f"{i:064x}", bytes(50_000))
+    assert full.stats()["bytes"] > 20 * 50_000
+    config = config_for(tmp_path, service)
+    config = dataclasses.replace(config, cache=dataclasses.replace(config.cache, max_bytes=300_000))
+    async with open_daemon(config) as daemon:
+        client = await LineClient.open(daemon.socket_path)
+        cache = (await client.command(cmd="cache", action="stats"))["cache"]
+        assert 0 < cache["bytes"] <= 300_000 and cache["entries"] == 5
+        on_disk = sum(p.stat().st_size for p in (tmp_path / "cache").iterdir())
+        assert on_disk == cache["bytes"]
+        assert (await say(daemon, "One more phrase."))["finished"]["source"] == "service"
+        status = (await client.command(cmd="status"))["status"]["cache"]
+        assert status["bytes"] <= 300_000
+
+
+async def test_cache_warm_makes_phrases_work_offline(
+    tmp_path: Path, daemon: Daemon, service: Service
+) -> None:
+    phrases = ["Front door open.", "The washing machine has finished."]
+    (tmp_path / "phrases.txt").write_text("\n".join(phrases) + "\n\n")
+    env = {**os.environ, "PLAYSPEAK_SOCKET": str(daemon.socket_path)}
+    command = [sys.executable, "-m", "playspeak", "cache", "warm", str(tmp_path / "phrases.txt")]
+    before = await service.tts_requests()
+    warm = await trio.run_process(command, env=env, capture_stdout=True, capture_stderr=True)
+    assert warm.returncode == 0, warm.stderr
+    assert warm.stdout.decode().splitlines() == [f"stored\t{p}" for p in phrases]
+    assert await service.tts_requests() == before + 2
+    again = await trio.run_process(command, env=env, capture_stdout=True)
+    assert again.stdout.decode().splitlines() == [f"cached\t{p}" for p in phrases]
+
+    service.kill()
+    for phrase in phrases:
+        events = await say(daemon, phrase, priority="text")
+        assert events["finished"]["source"] == "cache"
+
+    stats = await trio.run_process(
+        [sys.executable, "-m", "playspeak", "cache", "stats"], env=env, capture_stdout=True
+    )
+    assert json.loads(stats.stdout)["cache"]["entries"] == 2
+    cleared = await trio.run_process(
+        [sys.executable, "-m", "playspeak", "cache", "clear"], env=env, capture_stdout=True
+    )
+    assert json.loads(cleared.stdout) == {"cleared": 2}
+    assert daemon.status()["cache"]["entries"] == 0
