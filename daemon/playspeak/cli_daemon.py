@@ -21,7 +21,7 @@ import trio
 from playspeak.cli import EXIT_CONFIG, EXIT_FAILED, _fail
 from playspeak.client import Client
 from playspeak.config import Config, load_config
-from playspeak.errors import AudioDeviceError, ConfigError, PlayspeakError
+from playspeak.errors import AudioDeviceError, ConfigError, PlayspeakError, leaves
 from playspeak.log import setup_logging
 
 log = logging.getLogger("playspeak")
@@ -31,10 +31,8 @@ GREETING = "Hello! This is playspeak, speaking as the words arrive."
 
 def _first_error(error: BaseException) -> BaseException:
     """Our own error inside trio's exception groups, else the first leaf."""
-    if isinstance(error, BaseExceptionGroup):
-        leaves = [_first_error(e) for e in error.exceptions]
-        return next((e for e in leaves if isinstance(e, PlayspeakError)), leaves[0])
-    return error
+    found = leaves(error)
+    return next((e for e in found if isinstance(e, PlayspeakError)), found[0])
 
 
 def _load(args: argparse.Namespace) -> Config:

@@ -1,5 +1,7 @@
 """The small tree of playspeak's own errors; library exceptions are translated at the edges."""
 
+from __future__ import annotations
+
 
 class PlayspeakError(Exception):
     """Base of every error playspeak raises on purpose."""
@@ -27,3 +29,11 @@ class AudioDeviceError(PlayspeakError):
 
 class DecodeError(PlayspeakError):
     """Audio bytes from the service could not be decoded."""
+
+
+def leaves(error: BaseException) -> list[BaseException]:
+    """The exceptions inside trio's (nested) exception groups, in order; [error] for a plain
+    one. The one place that looks inside groups: callers pick what they expect from these."""
+    if isinstance(error, BaseExceptionGroup):
+        return [leaf for inner in error.exceptions for leaf in leaves(inner)]
+    return [error]

@@ -16,19 +16,16 @@ import numpy as np
 import trio
 
 from playspeak.audio.player import Player
-from playspeak.errors import AudioDeviceError
+from playspeak.errors import AudioDeviceError, leaves
 
 log = logging.getLogger(__name__)
 
 
 def _device_error(error: BaseException) -> AudioDeviceError | None:
     """The AudioDeviceError inside trio's exception groups, if that is all there is."""
-    if isinstance(error, AudioDeviceError):
-        return error
-    if isinstance(error, BaseExceptionGroup):
-        found = [_device_error(e) for e in error.exceptions]
-        if found and all(found):
-            return found[0]
+    found = leaves(error)
+    if all(isinstance(e, AudioDeviceError) for e in found):
+        return found[0]  # type: ignore[return-value]  # checked just above
     return None
 
 

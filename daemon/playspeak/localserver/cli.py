@@ -9,7 +9,7 @@ import signal
 
 import trio
 
-from playspeak.errors import ConfigError
+from playspeak.errors import ConfigError, leaves
 from playspeak.localserver.server import LocalServer
 from playspeak.localserver.settings import REALISTIC, AuthRate, LocalServerSettings
 
@@ -126,11 +126,7 @@ async def _serve(server: LocalServer) -> None:
 
 
 def _os_error(exc: BaseException) -> OSError | None:
-    if isinstance(exc, OSError):
-        return exc
-    if isinstance(exc, BaseExceptionGroup):
-        return next(filter(None, map(_os_error, exc.exceptions)), None)
-    return None
+    return next((e for e in leaves(exc) if isinstance(e, OSError)), None)
 
 
 def main(argv: list[str]) -> int:

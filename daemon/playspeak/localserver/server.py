@@ -11,6 +11,7 @@ from urllib.parse import urlsplit
 import trio
 import trio_websocket
 
+from playspeak.errors import leaves
 from playspeak.localserver import auth
 from playspeak.localserver.audio import AudioEngine
 from playspeak.localserver.frontdoor import serve_connection
@@ -32,9 +33,7 @@ _REFUSALS = {401: "unknown token", 403: "token expired", 404: "no such websocket
 
 
 def _is_disconnect(exc: BaseException) -> bool:
-    if isinstance(exc, BaseExceptionGroup):
-        return all(_is_disconnect(e) for e in exc.exceptions)
-    return isinstance(exc, _DISCONNECTS)
+    return all(isinstance(e, _DISCONNECTS) for e in leaves(exc))
 
 
 def _url_host(host: str) -> str:
