@@ -138,7 +138,7 @@ FILE_ERRORS = [
     ("[nope]\n", "unknown section [nope]"),
     ("api = 3\n", "api must be a table"),
     ("[api]\nspeed = 9\n", "api.speed must be 0.5–2"),
-    ('[api]\nmodel = "x"\n', "api.model must be one of"),
+    ('[api]\nmodel = "two words"\n', "api.model must be a model name"),
     ('[api]\noutput_format = "aac"\n', "api.output_format must be one of"),
     ("[api]\nsample_rate = 100\n", "api.sample_rate must be 8000–48000"),
     ("[api]\ntemperature = 2\n", "api.temperature must be 0–1"),

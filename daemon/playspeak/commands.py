@@ -81,6 +81,8 @@ class CommandHandler:
         temperature = c.temperature if c.temperature is not None else self.api.temperature
         if temperature is not None:
             params["temperature"] = temperature
+        if c.language is not None:
+            params["language"] = c.language
         if c.id is not None:
             self._check_id(c.id)
         utterance = Utterance(
