@@ -171,9 +171,10 @@ async def test_the_services_idle_close_is_not_an_error(clock: trio.testing.MockC
 
 
 async def test_retry_after_of_a_429_is_honoured(clock: trio.testing.MockClock) -> None:
-    async with served(
-        realistic(auth_rate=AuthRate(1, 60.0)), request_patience=300.0
-    ) as (server, link):
+    async with served(realistic(auth_rate=AuthRate(1, 60.0)), request_patience=300.0) as (
+        server,
+        link,
+    ):
         await collect(await link.request(command("one")))
         server.faults.expire_tokens()
         link.restart()  # the kept URL is refused; the new auth call is one too many
@@ -237,7 +238,7 @@ def test_invalid_url_entries_are_skipped_with_a_log_line(caplog: pytest.LogCaptu
         {"webSocketUrls": {"Play3.0-mini": 5, "PlayDialog": None, "Custom-2": "wss://c/ws"}}
     )
     assert answer.urls == {"Custom-2": "wss://c/ws"}
-    with pytest.raises(AuthError, match="no websocket for model 'Play3.0-mini'"):
+    with pytest.raises(AuthError, match=r"no websocket for model 'Play3\.0-mini'"):
         answer.url_for("Play3.0-mini")
     assert "skipping an invalid websocket URL entry for 'Play3.0-mini'" in caplog.text
     with pytest.raises(AuthError, match="no websocket URLs"):
