@@ -5,9 +5,11 @@ every wait (autojump: virtual time moves only while the test waits for timers al
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -15,11 +17,16 @@ import pytest
 import trio
 import trio.testing
 
+import playspeak.localserver.session as session_module
+from playspeak.config import ApiConfig, AudioConfig, Config, ControlConfig, SsipConfig
+from playspeak.daemon import open_daemon
 from playspeak.errors import AuthError, LinkError
 from playspeak.localserver import LocalServer, LocalServerSettings, open_local_server
 from playspeak.localserver.settings import AuthRate
 from playspeak.playai.auth import RateLimited, authenticate, parse_auth_answer
 from playspeak.playai.link import Link, LinkSettings, Reply
+
+from daemon_helpers import LineClient, speak
 
 KEY, USER = "test-key-economy", "test-user-economy"
 VOICE = "s3://voice-cloning-zero-shot/test/manifest.json"
@@ -313,3 +320,51 @@ async def test_a_null_end_for_an_echoed_reply_is_not_matched(
         with pytest.raises(LinkError, match="stopped sending"):
             await collect(alone)
         assert alone.retriable
+
+
+# ---- language, end to end -----------------------------------------------------------------
+
+
+async def test_language_reaches_the_service_from_speak_and_ssip(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The daemon (WAV output) against the realistic server: the `language` of a JSON speak
+    and of SSIP's `SET self LANGUAGE` arrive in the TTS command on the wire."""
+    frames: list[dict[str, Any]] = []
+    parse = session_module.parse_command
+
+    def recording(frame: str | bytes, model: Any) -> Any:
+        frames.append(json.loads(frame))
+        return parse(frame, model)
+
+    monkeypatch.setattr(session_module, "parse_command", recording)
+    ssip = tmp_path / "ssip.sock"
+    async with open_local_server(realistic()) as server:
+        config = Config(
+            api=ApiConfig(url=server.base_url, api_key=KEY, user_id=USER),
+            control=ControlConfig(socket=str(tmp_path / "playspeak.sock")),
+            audio=AudioConfig(device=f"wav:{tmp_path}/out.wav"),
+            ssip=SsipConfig(socket=str(ssip)),
+        )
+        async with open_daemon(config) as daemon:
+            client = await LineClient.open(daemon.socket_path)
+            status = (await client.command(cmd="status"))["status"]
+            assert status["links"][0]["state"] == "idle"  # lazy: nothing said yet
+            ident = await speak(client, "Bonjour.", language="french")
+            events = await client.events_until_end({ident})
+            assert events[-1]["event"] == "finished", events
+            stream = await trio.open_unix_socket(str(ssip))
+            await stream.send_all(
+                b"SET self CLIENT_NAME test:economy:main\r\nSET self NOTIFICATION all on\r\n"
+                b"SET self LANGUAGE fr\r\nSPEAK\r\n"
+            )
+            await stream.send_all(b"Salut.\r\n.\r\n")
+            received = b""
+            while b"702" not in received and b"703" not in received:  # END (or CANCEL)
+                data = await stream.receive_some(4096)
+                assert data, received
+                received += data
+            assert b"702" in received, received
+            await stream.aclose()
+    assert [f.get("language") for f in frames] == ["french", "fr"]
+    assert server.stats.snapshot()["auth_requests"] == 1
