@@ -205,6 +205,7 @@ class Link:
             margin=settings.renew_margin,
         )
         self._demand = trio.Event()  # a request waits for a connection (lazy connecting)
+        self._waiting = 0  # requests waiting for a connection now
         self._refused = 0  # attempts that found the model not offered (they fail requests)
         self._refusal = ""
         self._conn: _Connection | None = None
@@ -242,7 +243,11 @@ class Link:
                     if self._refused != refused:
                         raise LinkError(self._refusal)
                     self._demand.set()
-                    await self._wait_changed()
+                    self._waiting += 1
+                    try:
+                        await self._wait_changed()
+                    finally:
+                        self._waiting -= 1
                     continue
                 async with self._send_lock:
                     if conn is not self._conn:
@@ -346,8 +351,11 @@ class Link:
                         continue  # dropped on purpose (an unwanted reply): reopen at once
                     if conn.idle or (self._lazy and conn.quiet and not conn.stalled):
                         # Closed with nothing asked (by us, or the service's idle timeout):
-                        # not a failure; the next request opens a new one.
+                        # not a failure; the next request opens a new one (or one waiting
+                        # already: it asked while this one was closing).
                         self._demand = trio.Event()
+                        if self._waiting:
+                            self._demand.set()
                         self.state = "idle"
                         log.info("model %s: connection closed while idle", s.model)
                         continue
