@@ -24,7 +24,7 @@ from playspeak.errors import AuthError, LinkError
 from playspeak.localserver import LocalServer, LocalServerSettings, open_local_server
 from playspeak.localserver.settings import AuthRate
 from playspeak.playai.auth import RateLimited, authenticate, parse_auth_answer
-from playspeak.playai.link import Link, LinkSettings, Reply
+from playspeak.playai.link import MAX_MODELS, Link, LinkPool, LinkSettings, Reply
 
 from daemon_helpers import LineClient, speak
 
@@ -368,3 +368,20 @@ async def test_language_reaches_the_service_from_speak_and_ssip(
             await stream.aclose()
     assert [f.get("language") for f in frames] == ["french", "fr"]
     assert server.stats.snapshot()["auth_requests"] == 1
+
+
+async def test_model_names_do_not_grow_the_pool_without_bound(
+    clock: trio.testing.MockClock,
+) -> None:
+    async with open_local_server(realistic()) as server, httpx.AsyncClient() as http:
+        pool = LinkPool(LinkSettings(server.base_url, KEY, USER, warm_up=False), http)
+        async with trio.open_nursery() as nursery:
+            await nursery.start(pool.run)
+            for n in range(MAX_MODELS - 1):
+                await pool.get(f"Model-{n}")
+            with pytest.raises(LinkError, match="too many different models"):
+                await pool.get("One-More")
+            assert (await pool.get(None)).settings.model == "Play3.0-mini"
+            assert len(pool.status()) == MAX_MODELS
+            assert server.stats.auth_calls == 0  # none asked anything: nothing connected
+            nursery.cancel_scope.cancel()

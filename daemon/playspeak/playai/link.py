@@ -56,6 +56,7 @@ from playspeak.playai.urls import UrlCache
 
 log = logging.getLogger(__name__)
 
+MAX_MODELS = 16  # links (one per model name) a pool starts at most
 REPLY_BUFFER_CHUNKS = 32  # per request; bytes beyond wait in the socket, not in memory
 STABLE_CONNECTION = 5.0  # seconds: a connection that lived this long resets the backoff
 
@@ -771,8 +772,15 @@ class LinkPool:
         return link
 
     async def get(self, model: str | None) -> Link:
+        """The model's link, started on first use. Raises LinkError past MAX_MODELS: any
+        name is accepted (the service's answer decides), so clients must not grow the pool
+        without bound."""
         model = model or self._base.model
-        return self._links.get(model) or await self._start(model)
+        if (link := self._links.get(model)) is not None:
+            return link
+        if len(self._links) >= MAX_MODELS:
+            raise LinkError(f"too many different models asked for (at most {MAX_MODELS})")
+        return await self._start(model)
 
     def status(self) -> list[dict[str, Any]]:
         return [link.status() for link in self._links.values()]
