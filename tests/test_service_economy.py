@@ -385,3 +385,22 @@ async def test_model_names_do_not_grow_the_pool_without_bound(
             assert len(pool.status()) == MAX_MODELS
             assert server.stats.auth_calls == 0  # none asked anything: nothing connected
             nursery.cancel_scope.cancel()
+
+
+@pytest.mark.parametrize("reconnect", [True, False], ids=["reconnect", "drain"])
+async def test_an_interruption_costs_no_auth(
+    clock: trio.testing.MockClock, reconnect: bool
+) -> None:
+    """Both ways to get rid of a reply still streaming (speech.interrupt_reconnect): reopen the
+    websocket with the kept URL, or drain the reply on the same one."""
+    async with served(realistic()) as (server, link):
+        expected = await server.render(text="next", voice=VOICE)
+        unwanted = await link.request(command("A long reply that nobody wants to hear. " * 5))
+        assert await unwanted.receive()  # it streams
+        unwanted.discard()
+        if reconnect:
+            link.restart()
+        assert await collect(await link.request(command("next"))) == expected
+        stats = server.stats.snapshot()
+        assert stats["auth_requests"] == 1
+        assert stats["ws_connections"] == (2 if reconnect else 1)
