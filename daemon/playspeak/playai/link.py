@@ -350,10 +350,11 @@ class Link:
                         delay = s.backoff_initial
                     if self._restart_now:
                         continue  # dropped on purpose (an unwanted reply): reopen at once
-                    if conn.idle or (self._lazy and conn.quiet and not conn.stalled):
-                        # Closed with nothing asked (by us, or the service's idle timeout):
+                    if conn.idle or (self._lazy and conn.quiet and conn.failure is None):
+                        # Closed with nothing asked (by us, or by the service's idle timeout):
                         # not a failure; the next request opens a new one (or one waiting
-                        # already: it asked while this one was closing).
+                        # already: it asked while this one was closing). One we gave up on
+                        # (no pong) is a failure: reconnected, so that status tells.
                         self._demand = trio.Event()
                         if self._waiting:
                             self._demand.set()
