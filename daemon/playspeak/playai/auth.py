@@ -27,6 +27,10 @@ class RateLimited(LinkError):
         self.retry_after = retry_after
 
 
+class ModelNotOffered(AuthError):
+    """The auth answer names no websocket for the model asked for."""
+
+
 @dataclass(frozen=True)
 class AuthResult:
     urls: dict[str, str]  # model name → websocket URL (with its secret token: never log unredacted)
@@ -37,7 +41,7 @@ class AuthResult:
             return self.urls[model]
         if "*" in self.urls:  # api v3: one URL for every model
             return self.urls["*"]
-        raise AuthError(
+        raise ModelNotOffered(
             f"the service offers no websocket for model {model!r} "
             f"(it offers: {', '.join(sorted(self.urls))})"
         )

@@ -51,7 +51,7 @@ from trio_websocket import (
 
 from playspeak.errors import AuthError, LinkError
 from playspeak.log import redact, register_secret
-from playspeak.playai.auth import RateLimited
+from playspeak.playai.auth import ModelNotOffered, RateLimited
 from playspeak.playai.urls import UrlCache
 
 log = logging.getLogger(__name__)
@@ -319,7 +319,7 @@ class Link:
                     self.state = "connecting"
                 try:
                     conn = await self._open(nursery)
-                except _NotOffered as e:
+                except ModelNotOffered as e:
                     self._refuse(str(e))
                     continue
                 except RateLimited as e:
@@ -440,16 +440,11 @@ class Link:
 
     async def _open(self, nursery: trio.Nursery) -> _Connection:
         """Open a websocket served by a task in `nursery`, with the kept URL when there is one
-        (a refused one is forgotten and the auth asked again, once). Raises _NotOffered,
+        (a refused one is forgotten and the auth asked again, once). Raises ModelNotOffered,
         AuthError, LinkError or one of _CONNECT_ERRORS when that fails."""
         for attempt in range(2):
             auths = self.urls.auths
-            try:
-                url = await self.urls.url_for(self.settings.model)
-            except AuthError as e:
-                if "no websocket for model" in str(e):
-                    raise _NotOffered(str(e)) from None
-                raise
+            url = await self.urls.url_for(self.settings.model)
             try:
                 # Our own deadline too: trio-websocket's connect_timeout does not end the wait
                 # for a peer that accepted TCP and never answers the handshake (its reader task
@@ -706,10 +701,6 @@ def _shown(request_id: Any) -> str:
 
 def _jitter(delay: float) -> float:
     return delay * random.uniform(0.75, 1.25)
-
-
-class _NotOffered(AuthError):
-    """The auth answer has no websocket for the link's model."""
 
 
 def _refused_token(error: BaseException) -> bool:
