@@ -157,7 +157,7 @@ FILE_ERRORS = [
     ("[nope]\n", "unknown section [nope]"),
     ("api = 3\n", "api must be a table"),
     ("[api]\nspeed = 9\n", "api.speed must be 0.5–2"),
-    ('[api]\nmodel = "x"\n', "api.model must be one of"),
+    ('[api]\nmodel = "two words"\n', "api.model must be a model name"),
     ('[api]\noutput_format = "aac"\n', "api.output_format must be one of"),
     ("[api]\nsample_rate = 100\n", "api.sample_rate must be 8000–48000"),
     ("[api]\ntemperature = 2\n", "api.temperature must be 0–1"),
@@ -264,3 +264,17 @@ def test_the_installed_command_exits_2(tmp_path: Path) -> None:
     )
     assert (result.returncode, result.stdout) == (2, "")
     assert result.stderr == f"playspeak: {path}, line 2: audio.channels must be 1 or 2\n"
+
+
+def test_the_link_section_is_printed_and_an_idle_close_too_long_is_noted(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, err = check(capsys, "--config", str(EXAMPLE))
+    assert code == 0 and json.loads(out)["link"] == {"idle_close": 20.0, "warm_up": False}
+    assert "note:" not in err
+    path = write(tmp_path, "[local_server]\nrealistic = true\n[link]\nidle_close = 40.0\n")
+    code, out, err = check(capsys, "--config", str(path))
+    assert code == 0
+    assert "link.idle_close (40 s) is not below the embedded server's idle timeout (30 s)" in err
+    code, out, err = check(capsys, "--config", str(write(tmp_path, "[link]\nidle_close = -1\n")))
+    assert code == 2 and "link.idle_close must be seconds >= 0" in err

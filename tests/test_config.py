@@ -81,7 +81,7 @@ def test_secrets_are_redacted_in_the_printed_configuration() -> None:
         ("[api]\nfoo = 1\n", "line 2: unknown key api.foo"),
         ('[api]\nspeed = "fast"\n', "line 2: api.speed must be a number"),
         ("[api]\nspeed = 9\n", "api.speed must be 0.5–2"),
-        ('[api]\nmodel = "x"\n', "api.model must be one of"),
+        ('[api]\nmodel = "two words"\n', "api.model must be a model name"),
         ("[api]\nsample_rate = 100\n", "api.sample_rate"),
         ('[api]\nurl = "http://x"\n', "no API key"),
         ('[api]\napi_key = "k"\n', "no user id"),

@@ -498,7 +498,7 @@ nasty_json = st.sampled_from(
     ["9" * 5000, "1" + "0" * 400, "-1e999", "[" * 5000 + "]" * 5000, '"\\udfff"', "Infinity"]
 )
 FIELDS = ["text", "id", "voice", "speed", "temperature", "model", "output_format", "priority"]
-FIELDS += ["volume", "chime", "scope", "level"]
+FIELDS += ["volume", "chime", "scope", "level", "language"]
 commands = st.fixed_dictionaries(
     {"cmd": st.sampled_from(p.COMMAND_NAMES) | json_values},
     optional={name: json_values for name in FIELDS},

@@ -25,6 +25,7 @@ def test_json_speak_with_every_field() -> None:
             "priority": "important",
             "id": 7,
             "volume": 50,
+            "language": "french",
         }
     )
     assert p.parse_line(line) == p.Speak(
@@ -37,6 +38,7 @@ def test_json_speak_with_every_field() -> None:
         output_format="wav",
         priority="important",
         volume=50.0,
+        language="french",
     )
 
 
@@ -63,7 +65,7 @@ def test_nulls_mean_defaults() -> None:
         ('{"cmd": "speak", "text": "a", "speed": "fast"}', "'speed' must be a number"),
         ('{"cmd": "speak", "text": "a", "speed": true}', "'speed' must be a number"),
         ('{"cmd": "speak", "text": "a", "temperature": -1}', "'temperature' must be between"),
-        ('{"cmd": "speak", "text": "a", "model": "x"}', "'model' must be one of"),
+        ('{"cmd": "speak", "text": "a", "model": "x y"}', "'model' must be a model name"),
         ('{"cmd": "speak", "text": "a", "priority": "urgent"}', "'priority' must be one of"),
         ('{"cmd": "speak", "text": "a", "output_format": "aac"}', "'output_format' must be"),
         ('{"cmd": "speak", "text": "a", "id": ""}', "'id' must be 1–200"),

@@ -113,7 +113,9 @@ async def test_corrupt_audio_resyncs_or_fails_cleanly(
 async def test_refused_credentials_fail_waiting_utterances_then_recover(
     daemon: Daemon, server: LocalServer, caplog: pytest.LogCaptureFixture
 ) -> None:
+    assert (await say_all(daemon, "Connected."))["Connected."]["event"] == "finished"
     server.faults.reject_auth = True
+    server.faults.expire_tokens()  # the kept websocket URL is refused: auth is asked again
     server.faults.drop_after_requests = 1  # the open connection ends; re-auth is refused
     ends = await say_all(daemon, "Nobody will hear this.", priority="text")
     event = ends["Nobody will hear this."]

@@ -429,3 +429,12 @@ def test_any_bytes_get_well_formed_replies_and_nothing_escapes(chunks: list[byte
     for line in replies.split(b"\r\n")[:-1]:
         assert line[:3].isdigit() and line[3:4] in (b"-", b" "), replies
         assert not line.startswith(b"300 ERR INTERNAL"), replies
+
+
+def test_a_language_the_client_set_is_passed_to_the_service(shared: Shared) -> None:
+    client = Client(shared)
+    client.say(b"SPEAK\r\nHello\r\n.\r\n")
+    assert "language" not in shared.speaker.submitted[0].params  # the factory "en" is not sent
+    assert client.say(b"SET SELF LANGUAGE de\r\n") == b"201 OK LANGUAGE SET\r\n"
+    client.say(b"SPEAK\r\nHallo\r\n.\r\n")
+    assert shared.speaker.submitted[1].params["language"] == "de"

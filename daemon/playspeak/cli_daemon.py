@@ -91,7 +91,27 @@ def check_config(args: argparse.Namespace) -> int:
     if config.fallback.enabled and shutil.which("espeak-ng") is None:
         print("playspeak: note: fallback.enabled, but espeak-ng is not installed", file=sys.stderr)
     print(f"playspeak: configuration OK; speech from {redact(service)}", file=sys.stderr)
+    if (note := _idle_close_note(config)) is not None:
+        print(f"playspeak: note: {note}", file=sys.stderr)
     return 0
+
+
+def _idle_close_note(config: Config) -> str | None:
+    """link.idle_close at or above the embedded server's idle timeout: the server, not we,
+    would close the idle websocket (harmless, but not what the setting is for)."""
+    if not config.api.embedded:
+        return None
+    from playspeak.localserver.settings import REALISTIC
+
+    ls = config.local_server
+    timeout = ls.idle_timeout or (REALISTIC["idle_timeout"] if ls.realistic else 0.0)
+    close = config.link.idle_close
+    if timeout > 0 and (close == 0 or close >= timeout):
+        return (
+            f"link.idle_close ({close:g} s) is not below the embedded server's idle timeout "
+            f"({timeout:g} s): the server will close the idle websocket first"
+        )
+    return None
 
 
 def demo(args: argparse.Namespace) -> int:

@@ -72,7 +72,9 @@ class CommandHandler:
             raise ProtocolError(f"text is {len(c.text)} characters; {model} takes at most {limit}")
         if len(self.speaker.queue) >= self.speaker.queue.limit:
             raise QueueFull(f"queue full ({self.speaker.queue.limit} utterances waiting)")
-        params = self._params(c.text, c.voice, c.output_format, c.speed, c.temperature)
+        params = self._params(
+            c.text, c.voice, c.output_format, c.speed, c.temperature, c.language
+        )
         if c.id is not None:
             self._check_id(c.id)
         utterance = Utterance(
@@ -97,6 +99,7 @@ class CommandHandler:
         output_format: str | None = None,
         speed: float | None = None,
         temperature: float | None = None,
+        language: str | None = None,
     ) -> dict[str, Any]:
         """The command sent to the service (and the phrase cache's key): the defaults filled in."""
         params: dict[str, Any] = {
@@ -109,6 +112,8 @@ class CommandHandler:
         temperature = temperature if temperature is not None else self.api.temperature
         if temperature is not None:
             params["temperature"] = temperature
+        if language is not None:
+            params["language"] = language
         return params
 
     def _cache(self, session: ClientSession, c: p.Cache) -> dict[str, Any]:

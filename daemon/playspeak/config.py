@@ -38,6 +38,16 @@ ENV_SSIP_SOCKET = "PLAYSPEAK_SSIP_SOCKET"
 ENV_MQTT_BROKER = "PLAYSPEAK_MQTT_BROKER"
 
 
+def is_model_name(value: object) -> bool:
+    """Any name the service may offer (its auth answer lists them): printable, no spaces."""
+    return (
+        isinstance(value, str)
+        and 0 < len(value) <= 100
+        and value.isprintable()
+        and not any(c.isspace() for c in value)
+    )
+
+
 def default_config_paths() -> list[Path]:
     """Where `playspeak run` looks for a configuration file, first match wins."""
     xdg = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
@@ -71,6 +81,16 @@ class ApiConfig:
     @property
     def effective_url(self) -> str:
         return self.url or DEFAULT_API_URL
+
+
+@dataclass(frozen=True)
+class LinkConfig:
+    """The websocket's life (issue 17): opened on demand, closed when nothing is to be said."""
+
+    # Close the websocket after this many seconds with nothing to say (0: keep it open). Below
+    # the service's own idle timeout (30 s for `serve-local --realistic`), so that we close it.
+    idle_close: float = 20.0
+    warm_up: bool = False  # connect at start (else on the first utterance)
 
 
 @dataclass(frozen=True)
@@ -119,7 +139,8 @@ class SpeechConfig:
     default_priority: str = "message"
     max_age: float = 300.0  # seconds an utterance may wait (e.g. for a lost audio device)
     max_attempts: int = 3  # requests per utterance when the connection drops (replayed whole)
-    # On interruption, reopen a websocket busy streaming unwanted audio rather than wait it out
+    # On interruption, reopen a websocket busy streaming unwanted audio (with the kept URL: no
+    # auth call) rather than drain it; measured in docs/service.md
     interrupt_reconnect: bool = True
     on_shutdown: str = "cancel"  # SIGTERM: "cancel" what is pending, or "finish" it first ...
     shutdown_timeout: float = 10.0  # ... for at most this long
@@ -202,6 +223,7 @@ class LogConfig:
 @dataclass(frozen=True)
 class Config:
     api: ApiConfig = ApiConfig()
+    link: LinkConfig = LinkConfig()
     control: ControlConfig = ControlConfig()
     audio: AudioConfig = AudioConfig()
     speech: SpeechConfig = SpeechConfig()
@@ -226,6 +248,7 @@ class Config:
 
 _SECTIONS: dict[str, type] = {
     "api": ApiConfig,
+    "link": LinkConfig,
     "control": ControlConfig,
     "audio": AudioConfig,
     "speech": SpeechConfig,
@@ -387,7 +410,11 @@ def _validate(config: Config, text: str = "") -> None:
     where = config.source or "configuration"
     api = config.api
     checks = [
-        (api.model in MODELS, f"api.model must be one of {', '.join(MODELS)}"),
+        (
+            is_model_name(api.model),
+            "api.model must be a model name (e.g. one of " + ", ".join(MODELS) + ")",
+        ),
+        (config.link.idle_close >= 0, "link.idle_close must be seconds >= 0 (0: never)"),
         (api.output_format in OUTPUT_FORMATS, f"api.output_format must be one of {OUTPUT_FORMATS}"),
         (8000 <= api.sample_rate <= 48000, "api.sample_rate must be 8000–48000"),
         (0.5 <= api.speed <= 2.0, "api.speed must be 0.5–2"),

@@ -219,6 +219,9 @@ async def open_daemon(config: Config) -> AsyncIterator[Daemon]:
                     stall_timeout=config.api.stall_timeout,
                     heartbeat=config.api.ping_interval,
                     max_age=config.api.connection_max_age,
+                    # ready_when = "link" waits for a connection: it must be opened at start
+                    warm_up=config.link.warm_up or config.systemd.ready_when == "link",
+                    idle_close=config.link.idle_close,
                 ),
                 http,
             )

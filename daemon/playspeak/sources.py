@@ -90,9 +90,11 @@ class Sources:
         return reply
 
     def _connected(self, model: str | None) -> bool:
-        """Whether the model's link is connected now (a link not yet started counts as up)."""
+        """Whether the model's link is up now: connected, or closed by choice while idle (a
+        link not yet started counts as up)."""
         model = model or self.model
-        return all(s["state"] == "connected" for s in self.links.status() if s["model"] == model)
+        up = ("connected", "idle")
+        return all(s["state"] in up for s in self.links.status() if s["model"] == model)
 
     async def _request(self, reply: GuardedReply, model: str | None, params: dict) -> None:
         try:

@@ -141,7 +141,8 @@ def describe(status: Mapping[str, Any]) -> str:
     speaking = status.get("speaking")
     if speaking:
         return f"speaking {speaking.get('id', '')}".rstrip() + tail
-    if links and not any(link.get("state") == "connected" for link in links):
+    # "idle": closed by choice, opened again by the next utterance: nothing is wrong
+    if links and not any(link.get("state") in ("connected", "idle") for link in links):
         return _link_trouble(links) + tail
     if status.get("paused"):
         return "paused" + tail

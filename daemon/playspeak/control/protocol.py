@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from playspeak.config import MODELS, OUTPUT_FORMATS, PRIORITIES
+from playspeak.config import MODELS, OUTPUT_FORMATS, PRIORITIES, is_model_name
 from playspeak.errors import ProtocolError
 
 ID_MAX_LEN = 200
@@ -36,6 +36,7 @@ class Speak:
     volume: float | None = None  # 0–100, per utterance
     chime: bool | None = None  # None: as configured for its priority
     cache: bool | None = None  # False: not from (nor into) the phrase cache
+    language: str | None = None  # passed to the service as the command's `language`
 
 
 @dataclass(frozen=True)
@@ -193,11 +194,12 @@ def _speak(obj: dict[str, Any]) -> Speak:
         voice=_optional(obj, "voice", str),
         speed=_number_in(obj, "speed", 0.5, 2.0),
         temperature=_number_in(obj, "temperature", 0.0, 1.0),
-        model=_choice(obj, "model", MODELS),
+        model=_model(obj),
         output_format=_choice(obj, "output_format", OUTPUT_FORMATS),
         priority=_choice(obj, "priority", PRIORITIES),
         volume=_number_in(obj, "volume", 0, 100),
         chime=_flag(obj, "chime"),
+        language=_language(obj),
         cache=_flag(obj, "cache"),
     )
 
@@ -213,8 +215,31 @@ def _cache(obj: dict[str, Any]) -> Cache:
         text=_text(obj["text"]) if action == "warm" else None,
         voice=_optional(obj, "voice", str),
         speed=_number_in(obj, "speed", 0.5, 2.0),
-        model=_choice(obj, "model", MODELS),
+        model=_model(obj),
     )
+
+
+def _model(obj: dict[str, Any]) -> str | None:
+    """Any model name the service may offer (not only the ones we know of)."""
+    value = _optional(obj, "model", str)
+    if value is not None and not is_model_name(value):
+        raise ProtocolError(
+            f"field 'model' must be a model name such as {', '.join(MODELS)}, not {echo(value)}"
+        )
+    return value
+
+
+LANGUAGE_MAX_LEN = 64
+
+
+def _language(obj: dict[str, Any]) -> str | None:
+    value = _optional(obj, "language", str)
+    if value is not None and not (0 < len(value.strip()) <= LANGUAGE_MAX_LEN):
+        raise ProtocolError(f"field 'language' must be 1–{LANGUAGE_MAX_LEN} characters")
+    if value is not None:
+        check_controls(value)
+        value = value.strip()
+    return value
 
 
 def _cancel(obj: dict[str, Any]) -> Cancel:

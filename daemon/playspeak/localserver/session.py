@@ -123,7 +123,12 @@ class Session:
     async def _answer(self, command: Command) -> None:
         settings, faults = self._shared.settings, self._shared.faults
         started = trio.current_time()
-        rid = command.request_id
+        rid = end_rid = command.request_id
+        if (wrong := faults.misnumber_reply) is not None:
+            faults.misnumber_reply = None
+            log.info("answering request %r with %s ids (injected fault)", rid, wrong)
+            rid = {"unknown": "never-asked", "null": None, "null-end": rid}[wrong]
+            end_rid = None if wrong != "unknown" else rid
         if faults.garbage_frames:
             await self._ws.send_message("this frame is not JSON (injected)")
             await self._send_json({"type": "metrics", "request_id": rid, "injected": True})
@@ -142,9 +147,9 @@ class Session:
                 await trio.sleep_until(started + settings.first_byte_delay)
                 complete = await self._stream_audio(first, recv)
         if complete:
-            await self._send_json({"type": "end", "request_id": rid})
+            await self._send_json({"type": "end", "request_id": end_rid})
         else:
-            await self._send_error("synthesis failed", rid)
+            await self._send_error("synthesis failed", end_rid)
 
     async def _synthesize(
         self, command: Command, send: trio.MemorySendChannel[Piece | None]

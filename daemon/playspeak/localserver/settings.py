@@ -123,6 +123,10 @@ class Faults:
     garbage_frames: bool = False  # a non-JSON frame and an unknown-type frame before each start
     stall_after_bytes: int | None = None  # a reply goes silent after N of its audio bytes (0:
     # right after its start frame, before any audio) until resume_stalls()
+    # The next reply's frames name the wrong request id: "unknown" (an id never asked for),
+    # "null" (no id at all: a service that does not echo them), "null-end" (only its end
+    # frame has a null id). Fires once, then resets to None.
+    misnumber_reply: Literal["unknown", "null", "null-end"] | None = None
     token_epoch: int = field(default=0, init=False, repr=False)
     _resumed: trio.Event = field(default_factory=trio.Event, init=False, repr=False)
 

@@ -9,8 +9,21 @@ Liveness: a watcher fails a connection over when the reply at its head brings no
 `first_audio_timeout`, or nothing more within `stall_timeout` once its audio flows (time in which
 the reader waits for a full reply channel does not count: that is our consumer, not the
 service). Its replies then fail with a retriable LinkError (the speaker asks again) and the link
-reconnects at once; until it is connected again its state is "stalled". An idle connection is
-pinged, so that a dead peer is found before a request is sent into it.
+reconnects (after the backoff); until it is connected again its state is "stalled". An idle
+connection is pinged, so that a dead peer is found before a request is sent into it.
+
+Economy (issue 17): the websocket URLs of one auth answer are reused for every (re)connection
+until shortly before they expire (playai/urls.py); the link connects on the first request (or
+at start with `warm_up`) and closes itself after `idle_close` seconds with nothing asked
+(state "idle"); every reconnect after a failure waits a jittered, doubling delay, and at least
+the Retry-After of a 429 (only a stall's first reconnect is at once: the stall timeout has
+already spaced it).
+
+Replies are matched by request id. A start/end/error frame naming an unknown id is ignored; one
+with a null id belongs to the reply being streamed only if that reply's own start came with a
+null id too (a service that does not echo ids). A reply whose frames never come back fails
+(retriable) once `first_audio_timeout` passes, like a stalled one; a reply whose end is skipped
+(the next reply starts) fails, not retriable: part of it may have been played.
 """
 
 from __future__ import annotations
@@ -21,7 +34,6 @@ import json
 import logging
 import math
 import random
-import time
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
@@ -39,12 +51,14 @@ from trio_websocket import (
 
 from playspeak.errors import AuthError, LinkError
 from playspeak.log import redact, register_secret
-from playspeak.playai.auth import AuthResult, authenticate
+from playspeak.playai.auth import ModelNotOffered, RateLimited
+from playspeak.playai.urls import UrlCache
 
 log = logging.getLogger(__name__)
 
+MAX_MODELS = 16  # links (one per model name) a pool starts at most
 REPLY_BUFFER_CHUNKS = 32  # per request; bytes beyond wait in the socket, not in memory
-STABLE_CONNECTION = 5.0  # seconds: a connection that lived this long is reopened without delay
+STABLE_CONNECTION = 5.0  # seconds: a connection that lived this long resets the backoff
 
 
 class Reply:
@@ -63,6 +77,7 @@ class Reply:
         self.retriable = False  # True when the connection failed, not the request itself
         self.bytes_received = 0
         self.discarded = False
+        self.echoed = True  # its start frame named its id (False: the service sends null ids)
         self._finished = False
         self.head_since: float | None = None  # when it became the oldest pending on the wire
 
@@ -121,6 +136,8 @@ class _Connection:
     progress: trio.Event = field(default_factory=trio.Event)  # set (and replaced) on changes
     failure: LinkError | None = None  # why we gave up on it, for its pending replies
     stalled: bool = False
+    idle: bool = False  # closed by us: nothing was asked of it for idle_close seconds
+    quiet: bool = False  # it closed with no reply pending (nothing was lost)
 
     def poke(self) -> None:
         """Something the watcher's deadline depends on changed."""
@@ -167,22 +184,38 @@ class LinkSettings:
     stall_timeout: float = 5.0  # a reply whose audio stops this long fails over
     max_age: float = 3600.0  # the service closes a connection after this long
     renew_margin: float = 60.0  # open the next one this long before (at most a quarter of max_age)
+    warm_up: bool = True  # connect at start; False: on the first request
+    idle_close: float = 0.0  # close after this long with nothing asked (0: keep it open)
 
 
 class Link:
     """One model's websocket, kept open across utterances and reopened when it drops."""
 
-    def __init__(self, settings: LinkSettings, http: httpx.AsyncClient) -> None:
+    def __init__(
+        self, settings: LinkSettings, http: httpx.AsyncClient, urls: UrlCache | None = None
+    ) -> None:
         self.settings = settings
         self._http = http
+        self.urls = urls or UrlCache(
+            http,
+            settings.base_url,
+            settings.api_key,
+            settings.user_id,
+            timeout=settings.connect_timeout,
+            lifetime=settings.max_age,
+            margin=settings.renew_margin,
+        )
+        self._demand = trio.Event()  # a request waits for a connection (lazy connecting)
+        self._waiting = 0  # requests waiting for a connection now
+        self._refused = 0  # attempts that found the model not offered (they fail requests)
+        self._refusal = ""
         self._conn: _Connection | None = None
         self._conn_changed = trio.Event()
         self._send_lock = trio.Lock()
         self._ids = itertools.count(1)
-        self.state = "starting"
+        self.state = "starting" if settings.warm_up else "idle"
         self.last_error = ""
         self.connections = 0
-        self._expires_at: float | None = None  # of the last auth answer, epoch seconds
         self._restart_now = False
         self.renewals = 0
         self.stalls = 0
@@ -199,6 +232,7 @@ class Link:
     async def request(self, command: dict[str, Any]) -> Reply:
         """Send one command; returns its Reply at once (audio follows). Waits for a connection
         up to `request_patience`, then raises LinkError naming the last connection error."""
+        refused = self._refused
         with trio.move_on_after(self.settings.request_patience):
             while True:
                 conn = self._conn
@@ -207,7 +241,14 @@ class Link:
                         raise LinkError(
                             f"the TTS service stalled and did not answer again: {self.last_error}"
                         )
-                    await self._wait_changed()
+                    if self._refused != refused:
+                        raise LinkError(self._refusal)
+                    self._demand.set()
+                    self._waiting += 1
+                    try:
+                        await self._wait_changed()
+                    finally:
+                        self._waiting -= 1
                     continue
                 async with self._send_lock:
                     if conn is not self._conn:
@@ -251,33 +292,53 @@ class Link:
             "pending": pending,
             "last_error": self.last_error,
             "stalls": self.stalls,
+            "auths": self.urls.auths,
         }
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Supervise the connection until cancelled. Ready at once: it connects in the
-        background. Before a connection reaches its maximum age the next one is opened, and
-        the old one closes after its last reply: no utterance is cut at the hour mark."""
+        background (at once with `warm_up`, else on the first request). Before a connection
+        reaches its maximum age the next one is opened, and the old one closes after its last
+        reply: no utterance is cut at the hour mark."""
         task_status.started()
-        delay = self.settings.backoff_initial
+        s = self.settings
+        delay = s.backoff_initial  # the next failure's wait, before jitter
+        wait = 0.0
+        if s.warm_up:
+            self._demand.set()
         async with trio.open_nursery() as nursery:
             while True:
-                if self._conn is None and self.state != "stalled":
+                if wait > 0:
+                    log.info("model %s: reconnecting in %.1f s", s.model, wait)
+                    await trio.sleep(wait)
+                    wait = 0.0
+                if self._conn is None and not self._demand.is_set():
+                    self.state = "idle"  # closed by choice: nothing to say
+                    await self._demand.wait()
+                if self._conn is None and self.state not in ("stalled", "auth-failed"):
                     self.state = "connecting"
                 try:
                     conn = await self._open(nursery)
+                except ModelNotOffered as e:
+                    self._refuse(str(e))
+                    continue
+                except RateLimited as e:
+                    self._note_failure("reconnecting", str(e))
+                    wait = max(_jitter(delay), e.retry_after or 0.0)
                 except AuthError as e:
                     self._note_failure("auth-failed", str(e))
+                    wait = _jitter(delay)
                 except LinkError as e:  # unreachable, or a bad answer: already says which
                     self._note_failure("reconnecting", str(e))
+                    wait = _jitter(delay)
                 except _CONNECT_ERRORS as e:
                     self._note_failure("reconnecting", self._describe(e))
+                    wait = _jitter(delay)
                 except Exception as e:  # a supervisor: a bug here must not end the daemon
-                    log.exception(
-                        "model %s: unexpected error while connecting", self.settings.model
-                    )
+                    log.exception("model %s: unexpected error while connecting", s.model)
                     self._note_failure("reconnecting", f"{type(e).__name__}: {e}")
+                    wait = _jitter(delay)
                 else:
-                    delay = self.settings.backoff_initial
                     old, self._restart_now = self._conn, False
                     self._set_conn(conn)
                     if old is not None:
@@ -285,25 +346,51 @@ class Link:
                     if await self._serve_until_renewal(conn):
                         self.renewals += 1
                         continue
+                    if trio.current_time() - conn.opened >= STABLE_CONNECTION:
+                        delay = s.backoff_initial
                     if self._restart_now:
                         continue  # dropped on purpose (an unwanted reply): reopen at once
+                    if conn.idle or (self._lazy and conn.quiet and conn.failure is None):
+                        # Closed with nothing asked (by us, or by the service's idle timeout):
+                        # not a failure; the next request opens a new one (or one waiting
+                        # already: it asked while this one was closing). One we gave up on
+                        # (no pong) is a failure: reconnected, so that status tells.
+                        self._demand = trio.Event()
+                        if self._waiting:
+                            self._demand.set()
+                        self.state = "idle"
+                        log.info("model %s: connection closed while idle", s.model)
+                        continue
                     if conn.stalled:
+                        # Its replies are asked again at once: the stall timeout already
+                        # spaced this reconnect (a failure to reach it again backs off).
                         self._after_stall = True
-                        continue  # its replies are asked again: reopen at once
+                        continue
                     self._note_failure("reconnecting", f"connection closed ({conn.reason})")
-                    if trio.current_time() - conn.opened >= STABLE_CONNECTION:
-                        continue  # a connection that lived ends: reopen at once
-                jittered = delay * random.uniform(0.75, 1.25)
-                log.info("model %s: reconnecting in %.1f s", self.settings.model, jittered)
-                await trio.sleep(jittered)
-                delay = min(delay * 2, self.settings.backoff_max)
+                    wait = _jitter(delay)
+                delay = min(delay * 2, s.backoff_max)
+
+    @property
+    def _lazy(self) -> bool:
+        """Reconnect only on demand (else a dropped connection is reopened at once)."""
+        return self.settings.idle_close > 0 or not self.settings.warm_up
+
+    def _refuse(self, message: str) -> None:
+        """The service offers no websocket for this model: waiting requests fail now, and the
+        link waits for the next request (the kept auth answer is asked again: no auth call)."""
+        self._note_failure("auth-failed", message)
+        self._refused += 1
+        self._refusal = message
+        self._demand = trio.Event()
+        self._wake()
 
     async def _serve_until_renewal(self, conn: _Connection) -> bool:
         """Wait while `conn` serves; True when it is time to open its successor."""
         s = self.settings
         lifetime = s.max_age
-        if self._expires_at is not None:  # the service's own word, in wall-clock time
-            left = self._expires_at - time.time() + (trio.current_time() - conn.opened)
+        left = self.urls.expires_in()  # the service's own word about its URL
+        if left is not None:
+            left += trio.current_time() - conn.opened
             if left > 0:
                 lifetime = min(lifetime, left)
         renew_at = conn.opened + lifetime - min(s.renew_margin, lifetime / 4)
@@ -330,6 +417,10 @@ class Link:
     def _describe(self, error: BaseException) -> str:
         if isinstance(error, (trio.TooSlowError, ConnectionTimeout)):
             return f"no answer within {self.settings.connect_timeout:g} s (api.connect_timeout)"
+        if isinstance(error, HandshakeError) and not str(error):
+            cause = error.__cause__ or error.__context__  # e.g. the refused TCP connection
+            if cause is not None:
+                return f"cannot reach the websocket: {type(cause).__name__}: {redact(str(cause))}"
         return f"{type(error).__name__}: {error}"
 
     def _note_failure(self, state: str, message: str) -> None:
@@ -347,23 +438,33 @@ class Link:
             message,
         )
 
-    async def _authenticate(self) -> AuthResult:
-        s = self.settings
-        with trio.fail_after(s.connect_timeout):
-            return await authenticate(self._http, s.base_url, s.api_key, s.user_id)
-
     async def _open(self, nursery: trio.Nursery) -> _Connection:
-        """Authenticate and open a websocket served by a task in `nursery`. Raises AuthError
-        or one of _CONNECT_ERRORS when that fails."""
-        try:
-            auth = await self._authenticate()
-            self._expires_at = auth.expires_at
-            url = auth.url_for(self.settings.model)
-            for value in url.split("=")[1:]:
-                register_secret(value.split("&")[0])
-            return await nursery.start(self._connection_task, url)
-        except BaseExceptionGroup as group:
-            raise _single(group) from None
+        """Open a websocket served by a task in `nursery`, with the kept URL when there is one
+        (a refused one is forgotten and the auth asked again, once). Raises ModelNotOffered,
+        AuthError, LinkError or one of _CONNECT_ERRORS when that fails."""
+        for attempt in range(2):
+            auths = self.urls.auths
+            url = await self.urls.url_for(self.settings.model)
+            try:
+                # Our own deadline too: trio-websocket's connect_timeout does not end the wait
+                # for a peer that accepted TCP and never answers the handshake (its reader task
+                # keeps the opening nursery alive); a task is cancelled with start()'s caller
+                # until it has started.
+                with trio.fail_after(self.settings.connect_timeout):
+                    return await nursery.start(self._connection_task, url)
+            except BaseExceptionGroup as group:
+                error = _single(group)
+            except _CONNECT_ERRORS as e:
+                error = e
+            fresh = self.urls.auths != auths
+            if fresh or attempt or not _refused_token(error):
+                raise error
+            log.info(
+                "model %s: the kept websocket URL was refused: authenticating again",
+                self.settings.model,
+            )
+            self.urls.forget()
+        raise AssertionError("unreachable")
 
     async def _connection_task(
         self, url: str, *, task_status: trio.TaskStatus[_Connection] = trio.TASK_STATUS_IGNORED
@@ -394,6 +495,8 @@ class Link:
                 async with trio.open_nursery() as nursery:
                     nursery.start_soon(self._heartbeat, conn)
                     nursery.start_soon(self._watch, conn)
+                    if self.settings.idle_close > 0:
+                        nursery.start_soon(self._close_when_idle, conn)
                     conn.reason = await self._read(conn)
                     nursery.cancel_scope.cancel()
         except* (OSError, trio.BrokenResourceError) as group:
@@ -401,6 +504,7 @@ class Link:
         finally:
             if self._conn is conn:
                 self._set_conn(None)
+            conn.quiet = not conn.pending
             error = conn.failure or LinkError(
                 f"the connection to the TTS service was lost ({conn.reason})"
             )
@@ -416,6 +520,26 @@ class Link:
         conn.failure = LinkError(reason)
         await trio.aclose_forcefully(conn.ws)
         conn.scope.cancel()
+
+    async def _close_when_idle(self, conn: _Connection) -> None:
+        """Close `conn` once nothing was asked of it for `idle_close` seconds (the service asks
+        clients to close what they do not use; it would close it itself a little later)."""
+        while True:
+            if conn.pending:
+                await conn.progress.wait()
+                continue
+            with trio.move_on_after(self.settings.idle_close):
+                await conn.progress.wait()
+                continue
+            if conn.pending:
+                continue
+            # No await from here on: a request either sees the connection gone or in use.
+            log.info("model %s: closing the idle connection", self.settings.model)
+            conn.idle, conn.reason = True, "idle"
+            if self._conn is conn:
+                self._set_conn(None)
+            conn.scope.cancel()
+            return
 
     async def _heartbeat(self, conn: _Connection) -> None:
         """Ping an idle connection to find a dead one before a request does. Never pings while
@@ -498,33 +622,57 @@ class Link:
             log.warning("ignoring a JSON frame that is not an object")
             return
         request_id = frame.get("request_id")
-        if "error" in frame:
-            reply = self._find(conn, request_id)
+        kind = frame.get("type")
+        if kind == "error" or "error" in frame:
+            self._on_error(conn, request_id, frame)
+        elif kind == "start":
+            self._on_start(conn, request_id)
+        elif kind == "end":
+            reply = self._find_current(conn, request_id)
             if reply is None:
-                log.warning("error frame for no known request: %s", redact(str(frame["error"])))
+                log.warning("end frame for no known request (id %s): ignored", _shown(request_id))
                 return
             conn.remove(reply)
+            reply._end()
             if conn.current is reply:
                 conn.current = None
-            reply._fail(
-                LinkError(f"the service said: {redact(str(frame['error']))}"), retriable=False
-            )
-            return
-        kind = frame.get("type")
-        if kind == "start":
-            reply = self._find(conn, request_id)
-            if reply is not None:
-                reply.started = True
-                conn.current = reply
-        elif kind == "end":
-            reply = self._find(conn, request_id) or conn.current
-            if reply is not None:
-                conn.remove(reply)
-                reply._end()
-            conn.current = None
             self._maybe_retire(conn)
         else:
             log.debug("ignoring a frame of type %r", kind)
+
+    def _on_start(self, conn: _Connection, request_id: Any) -> None:
+        if request_id is None:  # a service that does not echo ids: replies come in order
+            reply = next((r for r in conn.pending if not r.started), None)
+        else:
+            reply = self._find(conn, request_id)
+        if reply is None or reply.started:
+            log.warning("start frame for no known request (id %s): ignored", _shown(request_id))
+            return
+        previous = conn.current
+        if previous is not None and previous is not reply:
+            # Its end never came, and the service has moved on: what we have may be all.
+            conn.remove(previous)
+            previous._fail(
+                LinkError(f"the TTS service never ended reply {previous.request_id}"),
+                retriable=False,
+            )
+        reply.started, reply.echoed = True, request_id is not None
+        conn.current = reply
+
+    def _on_error(self, conn: _Connection, request_id: Any, frame: dict[str, Any]) -> None:
+        text = frame.get("message") or frame.get("error") or "unspecified error"
+        said = redact(str(text))[:300]
+        reply = self._find(conn, request_id) if request_id is not None else None
+        if reply is None:
+            reply = self._find_current(conn, request_id)
+        if reply is None:
+            log.warning("error frame for no known request (id %s): %s", _shown(request_id), said)
+            return
+        conn.remove(reply)
+        if conn.current is reply:
+            conn.current = None
+        reply._fail(LinkError(f"the service said: {said}"), retriable=False)
+        self._maybe_retire(conn)
 
     @staticmethod
     def _maybe_retire(conn: _Connection) -> None:
@@ -533,13 +681,34 @@ class Link:
 
     @staticmethod
     def _find(conn: _Connection, request_id: Any) -> Reply | None:
-        """The reply with that id; with no id, the oldest (replies come in request order)."""
-        if request_id is None:
-            return conn.current or (conn.pending[0] if conn.pending else None)
+        """The pending reply with that id, else None."""
         for reply in conn.pending:
             if reply.request_id == str(request_id):
                 return reply
         return None
+
+    @staticmethod
+    def _find_current(conn: _Connection, request_id: Any) -> Reply | None:
+        """The reply an end (or error) frame closes: the one with its id; with a null id, the
+        one streaming, if its start had a null id too. Never a guess at another reply."""
+        if request_id is not None:
+            return Link._find(conn, request_id)
+        current = conn.current
+        return current if current is not None and not current.echoed else None
+
+
+def _shown(request_id: Any) -> str:
+    return "null" if request_id is None else repr(redact(str(request_id))[:40])
+
+
+def _jitter(delay: float) -> float:
+    return delay * random.uniform(0.75, 1.25)
+
+
+def _refused_token(error: BaseException) -> bool:
+    """The websocket handshake was refused with an HTTP 4xx: the kept URL is no longer good."""
+    status = getattr(error, "status_code", None)
+    return isinstance(error, HandshakeError) and isinstance(status, int) and 400 <= status < 500
 
 
 _CONNECT_ERRORS = (HandshakeError, ConnectionClosed, OSError, httpx.HTTPError, trio.TooSlowError)
@@ -562,13 +731,23 @@ def _single(group: BaseExceptionGroup) -> BaseException:
 
 
 class LinkPool:
-    """One Link per model, started on first use inside the pool's own nursery."""
+    """One Link per model, started on first use inside the pool's own nursery; all of them
+    share one UrlCache (one auth answer names every model's URL)."""
 
     def __init__(self, base: LinkSettings, http: httpx.AsyncClient) -> None:
         self._base = base
         self._http = http
         self._links: dict[str, Link] = {}
         self._nursery: trio.Nursery | None = None
+        self.urls = UrlCache(
+            http,
+            base.base_url,
+            base.api_key,
+            base.user_id,
+            timeout=base.connect_timeout,
+            lifetime=base.max_age,
+            margin=base.renew_margin,
+        )
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         async with trio.open_nursery() as nursery:
@@ -581,14 +760,21 @@ class LinkPool:
         from dataclasses import replace
 
         assert self._nursery is not None
-        link = Link(replace(self._base, model=model), self._http)
+        link = Link(replace(self._base, model=model), self._http, self.urls)
         self._links[model] = link
         await self._nursery.start(link.run)
         return link
 
     async def get(self, model: str | None) -> Link:
+        """The model's link, started on first use. Raises LinkError past MAX_MODELS: any
+        name is accepted (the service's answer decides), so clients must not grow the pool
+        without bound."""
         model = model or self._base.model
-        return self._links.get(model) or await self._start(model)
+        if (link := self._links.get(model)) is not None:
+            return link
+        if len(self._links) >= MAX_MODELS:
+            raise LinkError(f"too many different models asked for (at most {MAX_MODELS})")
+        return await self._start(model)
 
     def status(self) -> list[dict[str, Any]]:
         return [link.status() for link in self._links.values()]

@@ -241,6 +241,8 @@ class SsipSession:
         }
         if api.temperature is not None:
             params["temperature"] = api.temperature
+        if settings.language_chosen:
+            params["language"] = settings.language
         owner = MessageEvents(self, msg_id, frozenset(settings.notifications))
         utterance = Utterance(text=text, params=params, owner=owner, priority=settings.priority)
         utterance.id = f"ssip-{msg_id}"

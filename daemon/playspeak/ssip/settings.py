@@ -2,7 +2,8 @@
 
 RATE (-100..100) becomes the request's speed 2**(rate/100) (0.5..2); VOLUME (-100..100) the
 utterance's gain (volume+100)/200, so Speech Dispatcher's default of 100 is full volume;
-SYNTHESIS_VOICE is passed through as the PlayAI voice. PITCH, LANGUAGE, VOICE_TYPE,
+SYNTHESIS_VOICE is passed through as the PlayAI voice, and a LANGUAGE the client set as the
+command's `language` (the factory default "en" is not sent). PITCH, VOICE_TYPE,
 PUNCTUATION and the like are kept and answered (clients check the reply) but PlayAI has no
 knob for them.
 """
@@ -45,6 +46,7 @@ class Settings:
     priority: str = "message"
     client_name: str = ""
     language: str = "en"
+    language_chosen: bool = False  # SET by the client: passed to the service
     rate: int = 0
     pitch: int = 0
     pitch_range: int = 0
@@ -254,6 +256,8 @@ def apply_set(settings: Settings, name: str, value: str) -> Reply:
         raise SsipError(311, "ERR COULDNT SET CLIENT_NAME")  # ssip.texi: only once
     if rule.attribute:
         setattr(settings, rule.attribute, parsed)
+    if name == "LANGUAGE":
+        settings.language_chosen = True
     return rule.reply
 
 
