@@ -162,6 +162,7 @@ async def run_with_faults(daemon: Daemon, server: LocalServer, logs: LogWatch) -
         assert (await status(client, seen))["links"][0]["last_error"]
 
         faults.reject_auth = False  # the next retry of the link gets in with a new token
+        faults.drop_after_bytes = None  # if the refused phase left it unused: not for this one
         mark = len(logs.records)
         await logs.wait_for(lambda m: "connected to" in m, after=mark)
         assert await watcher.ended(await say(client, "Back again.", seen)) == "finished"

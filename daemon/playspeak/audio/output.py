@@ -8,7 +8,6 @@ an older generation, and waiting for them answers False (not heard).
 from __future__ import annotations
 
 import logging
-import random
 from collections.abc import Callable
 from typing import Any
 
@@ -16,6 +15,7 @@ import numpy as np
 import trio
 
 from playspeak.audio.player import Player
+from playspeak.backoff import Backoff
 from playspeak.errors import AudioDeviceError, leaves
 
 log = logging.getLogger(__name__)
@@ -141,7 +141,7 @@ class AudioOutput:
     # ---- supervision --------------------------------------------------------------------
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        delay = self.backoff_initial
+        backoff = Backoff(self.backoff_initial, self.backoff_max)
         first = True
         while True:
             try:
@@ -151,7 +151,7 @@ class AudioOutput:
                     if first:
                         first = False
                         task_status.started()
-                    delay = self.backoff_initial
+                    backoff.reset()
             except (AudioDeviceError, BaseExceptionGroup) as e:
                 error = _device_error(e)
                 if error is None:
@@ -159,10 +159,9 @@ class AudioOutput:
                 if first:
                     raise error from None  # nothing to play on at start-up: a clear error
                 self._lost(str(error))
-            jittered = delay * random.uniform(0.75, 1.25)
-            log.info("reopening the audio device in %.1f s", jittered)
-            await trio.sleep(jittered)
-            delay = min(delay * 2, self.backoff_max)
+            wait = backoff.next()
+            log.info("reopening the audio device in %.1f s", wait)
+            await trio.sleep(wait)
 
     def _lost(self, error: str) -> None:
         if self.state == "open":

@@ -33,7 +33,6 @@ import itertools
 import json
 import logging
 import math
-import random
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
@@ -49,7 +48,8 @@ from trio_websocket import (
     open_websocket_url,
 )
 
-from playspeak.errors import AuthError, LinkError
+from playspeak.backoff import Backoff
+from playspeak.errors import AuthError, LinkError, leaves
 from playspeak.log import redact, register_secret
 from playspeak.playai.auth import ModelNotOffered, RateLimited
 from playspeak.playai.urls import UrlCache
@@ -302,7 +302,7 @@ class Link:
         reply: no utterance is cut at the hour mark."""
         task_status.started()
         s = self.settings
-        delay = s.backoff_initial  # the next failure's wait, before jitter
+        backoff = Backoff(s.backoff_initial, s.backoff_max)
         wait = 0.0
         if s.warm_up:
             self._demand.set()
@@ -324,20 +324,20 @@ class Link:
                     continue
                 except RateLimited as e:
                     self._note_failure("reconnecting", str(e))
-                    wait = max(_jitter(delay), e.retry_after or 0.0)
+                    wait = max(backoff.next(), e.retry_after or 0.0)
                 except AuthError as e:
                     self._note_failure("auth-failed", str(e))
-                    wait = _jitter(delay)
+                    wait = backoff.next()
                 except LinkError as e:  # unreachable, or a bad answer: already says which
                     self._note_failure("reconnecting", str(e))
-                    wait = _jitter(delay)
+                    wait = backoff.next()
                 except _CONNECT_ERRORS as e:
                     self._note_failure("reconnecting", self._describe(e))
-                    wait = _jitter(delay)
+                    wait = backoff.next()
                 except Exception as e:  # a supervisor: a bug here must not end the daemon
                     log.exception("model %s: unexpected error while connecting", s.model)
                     self._note_failure("reconnecting", f"{type(e).__name__}: {e}")
-                    wait = _jitter(delay)
+                    wait = backoff.next()
                 else:
                     old, self._restart_now = self._conn, False
                     self._set_conn(conn)
@@ -347,7 +347,7 @@ class Link:
                         self.renewals += 1
                         continue
                     if trio.current_time() - conn.opened >= STABLE_CONNECTION:
-                        delay = s.backoff_initial
+                        backoff.reset()
                     if self._restart_now:
                         continue  # dropped on purpose (an unwanted reply): reopen at once
                     if conn.idle or (self._lazy and conn.quiet and conn.failure is None):
@@ -367,8 +367,7 @@ class Link:
                         self._after_stall = True
                         continue
                     self._note_failure("reconnecting", f"connection closed ({conn.reason})")
-                    wait = _jitter(delay)
-                delay = min(delay * 2, s.backoff_max)
+                    wait = backoff.next()
 
     @property
     def _lazy(self) -> bool:
@@ -701,10 +700,6 @@ def _shown(request_id: Any) -> str:
     return "null" if request_id is None else repr(redact(str(request_id))[:40])
 
 
-def _jitter(delay: float) -> float:
-    return delay * random.uniform(0.75, 1.25)
-
-
 def _refused_token(error: BaseException) -> bool:
     """The websocket handshake was refused with an HTTP 4xx: the kept URL is no longer good."""
     status = getattr(error, "status_code", None)
@@ -716,18 +711,9 @@ _CONNECT_ERRORS = (HandshakeError, ConnectionClosed, OSError, httpx.HTTPError, t
 
 def _single(group: BaseExceptionGroup) -> BaseException:
     """The one expected connection error inside trio's exception groups, else the group."""
-    leaves: list[BaseException] = []
-
-    def walk(e: BaseException) -> None:
-        if isinstance(e, BaseExceptionGroup):
-            for inner in e.exceptions:
-                walk(inner)
-        else:
-            leaves.append(e)
-
-    walk(group)
-    expected = [e for e in leaves if isinstance(e, (LinkError, *_CONNECT_ERRORS))]
-    return expected[0] if len(expected) == len(leaves) and expected else group
+    found = leaves(group)
+    expected = [e for e in found if isinstance(e, (LinkError, *_CONNECT_ERRORS))]
+    return expected[0] if len(expected) == len(found) and expected else group
 
 
 class LinkPool:
