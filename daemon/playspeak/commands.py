@@ -9,11 +9,9 @@ from playspeak.config import ApiConfig
 from playspeak.control import protocol as p
 from playspeak.control.session import ClientSession
 from playspeak.errors import ProtocolError
+from playspeak.limits import text_limit
 from playspeak.speaker import Speaker
 from playspeak.speech import EventHub, QueueFull, Utterance
-
-TEXT_LIMITS = {"Play3.0-mini": 20_000}  # other models: 50,000 characters
-DEFAULT_TEXT_LIMIT = 50_000
 
 
 class CommandHandler:
@@ -67,7 +65,7 @@ class CommandHandler:
         if self.stopping:
             raise ProtocolError("the daemon is stopping: no new speech is accepted")
         model = c.model or self.api.model
-        limit = TEXT_LIMITS.get(model, DEFAULT_TEXT_LIMIT)
+        limit = text_limit(model)
         if len(c.text) > limit:
             raise ProtocolError(f"text is {len(c.text)} characters; {model} takes at most {limit}")
         if len(self.speaker.queue) >= self.speaker.queue.limit:

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from playspeak.errors import ConfigError
+from playspeak.limits import SPEED, TEMPERATURE, shown
 
 # The socket path logic lives in sockdir, which the CLI's client verbs use without importing
 # this module; re-exported here.
@@ -417,8 +418,11 @@ def _validate(config: Config, text: str = "") -> None:
         (config.link.idle_close >= 0, "link.idle_close must be seconds >= 0 (0: never)"),
         (api.output_format in OUTPUT_FORMATS, f"api.output_format must be one of {OUTPUT_FORMATS}"),
         (8000 <= api.sample_rate <= 48000, "api.sample_rate must be 8000–48000"),
-        (0.5 <= api.speed <= 2.0, "api.speed must be 0.5–2"),
-        (api.temperature is None or 0 <= api.temperature <= 1, "api.temperature must be 0–1"),
+        (SPEED[0] <= api.speed <= SPEED[1], f"api.speed must be {shown(SPEED)}"),
+        (
+            api.temperature is None or TEMPERATURE[0] <= api.temperature <= TEMPERATURE[1],
+            f"api.temperature must be {shown(TEMPERATURE)}",
+        ),
         (api.connect_timeout > 0, "api.connect_timeout must be > 0"),
         (api.first_audio_timeout > 0, "api.first_audio_timeout must be > 0"),
         (api.stall_timeout > 0, "api.stall_timeout must be > 0"),

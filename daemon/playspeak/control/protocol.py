@@ -16,6 +16,7 @@ from typing import Any
 
 from playspeak.config import MODELS, OUTPUT_FORMATS, PRIORITIES, is_model_name
 from playspeak.errors import ProtocolError
+from playspeak.limits import SPEED, TEMPERATURE, VOLUME
 
 ID_MAX_LEN = 200
 ECHO_MAX_LEN = 40  # how much of a client's bad value an error (or a log line) repeats
@@ -192,12 +193,12 @@ def _speak(obj: dict[str, Any]) -> Speak:
         text=_text(obj["text"]),
         id=_id(obj),
         voice=_optional(obj, "voice", str),
-        speed=_number_in(obj, "speed", 0.5, 2.0),
-        temperature=_number_in(obj, "temperature", 0.0, 1.0),
+        speed=_number_in(obj, "speed", *SPEED),
+        temperature=_number_in(obj, "temperature", *TEMPERATURE),
         model=_model(obj),
         output_format=_choice(obj, "output_format", OUTPUT_FORMATS),
         priority=_choice(obj, "priority", PRIORITIES),
-        volume=_number_in(obj, "volume", 0, 100),
+        volume=_number_in(obj, "volume", *VOLUME),
         chime=_flag(obj, "chime"),
         language=_language(obj),
         cache=_flag(obj, "cache"),
@@ -214,7 +215,7 @@ def _cache(obj: dict[str, Any]) -> Cache:
         action=action,
         text=_text(obj["text"]) if action == "warm" else None,
         voice=_optional(obj, "voice", str),
-        speed=_number_in(obj, "speed", 0.5, 2.0),
+        speed=_number_in(obj, "speed", *SPEED),
         model=_model(obj),
     )
 
@@ -262,7 +263,7 @@ _PARSERS: dict[str, Any] = {
     "cancel": _cancel,
     "pause": lambda obj: Pause(),
     "resume": lambda obj: Resume(),
-    "volume": lambda obj: Volume(level=_number_in(obj, "level", 0, 100)),
+    "volume": lambda obj: Volume(level=_number_in(obj, "level", *VOLUME)),
     "cache": _cache,
 }
 COMMAND_NAMES = tuple(_PARSERS)

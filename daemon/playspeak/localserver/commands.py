@@ -6,6 +6,7 @@ import json
 import math
 from dataclasses import dataclass
 
+from playspeak.limits import SPEED, TEMPERATURE
 from playspeak.localserver.models import Model
 
 OUTPUT_FORMATS = frozenset({"mp3", "wav", "raw", "mulaw", "ogg", "flac"})
@@ -111,8 +112,8 @@ def parse_command(frame: str | bytes, model: Model) -> Command:
             voice=_voice(fields),
             request_id=request_id,
             output_format=_output_format(fields),
-            speed=_number(fields, "speed", 0.5, 2.0) or 1.0,
-            temperature=_number(fields, "temperature", 0.0, 1.0),
+            speed=_number(fields, "speed", *SPEED) or 1.0,
+            temperature=_number(fields, "temperature", *TEMPERATURE),
             sample_rate=_sample_rate(fields),
         )
     except CommandError as e:

@@ -13,11 +13,11 @@ import logging
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
-from playspeak.commands import DEFAULT_TEXT_LIMIT, TEXT_LIMITS
 from playspeak.config import Config
 from playspeak.control.protocol import check_controls
 from playspeak.door.peers import Peer
 from playspeak.errors import ProtocolError
+from playspeak.limits import text_limit
 from playspeak.speaker import Speaker
 from playspeak.speech import EventHub, QueueFull, Utterance
 from playspeak.ssip import settings as s
@@ -229,7 +229,7 @@ class SsipSession:
     def _utterance(self, text: str, settings: s.Settings, msg_id: int) -> Utterance:
         """An utterance built as the control protocol's `speak` builds one."""
         api = self.shared.config().api
-        limit = TEXT_LIMITS.get(api.model, DEFAULT_TEXT_LIMIT)
+        limit = text_limit(api.model)
         if len(text) > limit:
             raise SsipError(300, f"ERR MESSAGE TOO LONG ({len(text)} CHARACTERS, LIMIT {limit})")
         params = {
