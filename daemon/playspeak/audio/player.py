@@ -311,6 +311,12 @@ class Player:
             if not self._active or stream is None:
                 continue  # closed on purpose (idle)
             silent_for = time.monotonic() - self._last_callback
+            if self._failure and not stream.active:
+                # the callback failed and aborted its stream; its finished callback, which
+                # reports that, may not have reached the trio thread yet: the same error
+                raise AudioDeviceError(
+                    f"audio stream on {self.device_name!r} ended: {self._failure}"
+                )
             if silent_for > _STALL_SECONDS or not stream.active:
                 raise AudioDeviceError(
                     f"audio stream on {self.device_name!r} stalled ({silent_for:.1f} s without "
