@@ -39,8 +39,10 @@ from bench.report import fmt, p50, p95, table
 from playspeak.config import (
     ApiConfig,
     AudioConfig,
+    CacheConfig,
     Config,
     ControlConfig,
+    FallbackConfig,
     LinkConfig,
     LogConfig,
     SpeechConfig,
@@ -128,6 +130,10 @@ async def run_strategy(args: argparse.Namespace, reconnect: bool) -> Run:
                 control=ControlConfig(socket=str(Path(tmp) / "playspeak.sock")),
                 audio=AudioConfig(device=f"wav:{tmp}/out.wav"),
                 speech=SpeechConfig(interrupt_reconnect=reconnect),
+                # every utterance goes to the service: the phrase cache would answer the
+                # repeated texts itself, and the fallback voice would hide a lost one
+                cache=CacheConfig(enabled=False),
+                fallback=FallbackConfig(enabled=False),
                 log=LogConfig(level="warning"),
             )
             from playspeak.daemon import open_daemon
