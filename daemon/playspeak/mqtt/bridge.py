@@ -50,6 +50,7 @@ log = logging.getLogger(__name__)
 
 INBOX = 256  # messages waiting for the trio side; beyond, the broker's QoS 1 holds them
 STATE_EVERY = 2.0  # seconds between looks at the retained state (published only on change)
+QUEUED_WHILE_AWAY = 1024  # event lines paho holds for a broker that is away
 SESSION_EXPIRY = 3600  # seconds the broker keeps our subscriptions and QoS 1 backlog
 
 
@@ -209,6 +210,9 @@ class MqttBridge:
             client.tls_set()
         client.will_set(self.topics.status, OFFLINE, qos=1, retain=True)
         client.reconnect_delay_set(min_delay=1, max_delay=60)  # doubling: paho's backoff
+        # While the broker is away paho keeps what we publish; bounded, so that a long outage
+        # with much speech costs at most this many event lines of memory (the rest are dropped)
+        client.max_queued_messages_set(QUEUED_WHILE_AWAY)
         retained = retained_configs(
             self.topics, self.config.discovery_prefix, self._version, self.config.discovery
         )
