@@ -196,15 +196,7 @@ class Link:
     ) -> None:
         self.settings = settings
         self._http = http
-        self.urls = urls or UrlCache(
-            http,
-            settings.base_url,
-            settings.api_key,
-            settings.user_id,
-            timeout=settings.connect_timeout,
-            lifetime=settings.max_age,
-            margin=settings.renew_margin,
-        )
+        self.urls = urls or url_cache(http, settings)
         self._demand = trio.Event()  # a request waits for a connection (lazy connecting)
         self._waiting = 0  # requests waiting for a connection now
         self._refused = 0  # attempts that found the model not offered (they fail requests)
@@ -716,6 +708,19 @@ def _single(group: BaseExceptionGroup) -> BaseException:
     return expected[0] if len(expected) == len(found) and expected else group
 
 
+def url_cache(http: httpx.AsyncClient, settings: LinkSettings) -> UrlCache:
+    """The kept auth answer for links with these settings (a pool shares one)."""
+    return UrlCache(
+        http,
+        settings.base_url,
+        settings.api_key,
+        settings.user_id,
+        timeout=settings.connect_timeout,
+        lifetime=settings.max_age,
+        margin=settings.renew_margin,
+    )
+
+
 class LinkPool:
     """One Link per model, started on first use inside the pool's own nursery; all of them
     share one UrlCache (one auth answer names every model's URL)."""
@@ -725,15 +730,7 @@ class LinkPool:
         self._http = http
         self._links: dict[str, Link] = {}
         self._nursery: trio.Nursery | None = None
-        self.urls = UrlCache(
-            http,
-            base.base_url,
-            base.api_key,
-            base.user_id,
-            timeout=base.connect_timeout,
-            lifetime=base.max_age,
-            margin=base.renew_margin,
-        )
+        self.urls = url_cache(http, base)  # one auth answer names every model's URL
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         async with trio.open_nursery() as nursery:
