@@ -221,3 +221,25 @@ def test_the_log_says_once_when_the_fallback_starts_and_once_when_it_stops(
     lines = [r.getMessage() for r in caplog.records if r.name == "playspeak.fallback"]
     assert len(lines) == 3 and "no connection" in lines[0] and "answers again" in lines[1]
     assert voice.status() == {"active": True, "used": 4, "priorities": ["important", "message"]}
+
+
+async def test_a_reply_that_ends_while_the_daemon_shuts_down_is_dropped_not_an_error(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The feeder can finish a reply after Sources' nursery closed (shutdown): storing it, a
+    background request and a warm are refused quietly instead of raising "Nursery is closed"
+    into the utterance (seen once in tests/test_doors.py as `failed (internal error)`)."""
+    from playspeak.sources import Sources
+
+    sources = Sources(None, model="m", store=PhraseStore(tmp_path), fallback=None)  # type: ignore[arg-type]
+    async with trio.open_nursery() as nursery:
+        await nursery.start(sources.run)
+        nursery.cancel_scope.cancel()
+    assert sources.store is not None
+    sources._save(sources.store, "k", b"audio")  # no RuntimeError
+    assert sources.store.get("k") is None
+    outcomes: list[tuple[str, str]] = []
+    sources.spawn_warm(None, lambda result, reason: outcomes.append((result, reason)))  # type: ignore[arg-type]
+    assert outcomes == [("failed", "the daemon is shutting down")]
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert not sources._spawn(trio.sleep, 0)

@@ -85,8 +85,8 @@ class Sources:
         else:
             # In the background: a service that cannot be reached keeps a request waiting
             # (api.request_patience) far beyond the fallback's deadline.
-            assert self._nursery is not None
-            self._nursery.start_soon(self._request, reply, u.model, params)
+            if not self._spawn(self._request, reply, u.model, params):
+                raise LinkError("the daemon is shutting down")
         return reply
 
     def _connected(self, model: str | None) -> bool:
@@ -106,8 +106,18 @@ class Sources:
         reply.attach(answer)
 
     def _save(self, store: PhraseStore, key: str, data: bytes) -> None:
+        if not self._spawn(self._write, store, key, data):
+            log.debug("phrase cache: not stored, the daemon is shutting down")
+
+    def _spawn(self, fn: Any, *args: Any) -> bool:
+        """Start `fn` in our nursery; False once it has closed: the daemon is shutting down
+        while an utterance still ends (its feeder runs until the speaker's cancel reaches it)."""
         assert self._nursery is not None
-        self._nursery.start_soon(self._write, store, key, data)
+        try:
+            self._nursery.start_soon(fn, *args)
+        except RuntimeError:  # "Nursery is closed to new arrivals"
+            return False
+        return True
 
     async def _write(self, store: PhraseStore, key: str, data: bytes) -> None:
         if not await trio.to_thread.run_sync(store.put, key, data):
@@ -139,7 +149,6 @@ class Sources:
 
     def spawn_warm(self, u: Utterance, done: Any) -> None:
         """Warm in the background; `done(result, reason)` when it ended."""
-        assert self._nursery is not None
 
         async def task() -> None:
             try:
@@ -147,7 +156,8 @@ class Sources:
             except LinkError as e:
                 done("failed", str(e))
 
-        self._nursery.start_soon(task)
+        if not self._spawn(task):
+            done("failed", "the daemon is shutting down")
 
     async def clear(self) -> int:
         return 0 if self.store is None else await trio.to_thread.run_sync(self.store.clear)
