@@ -8,6 +8,9 @@ from collections.abc import Iterator
 
 import pytest
 
+from playspeak.audio.priority import raise_priority
+from playspeak.config import AudioConfig
+
 from soundcard import PulseNullSink, Recorder, SoundCardError
 
 # sounddevice initialises PortAudio, which lists the devices once, at import: the sink must
@@ -21,6 +24,11 @@ def pytest_configure(config: pytest.Config) -> None:
     global _card, _card_error
     if getattr(config.option, "numprocesses", None) and "PYTEST_XDIST_WORKER" not in os.environ:
         return  # pytest-xdist's controller runs no test: each worker starts its own sink
+    # The players this process runs in-process get the scheduling priority that `playspeak run`
+    # gives the daemon (audio.nice; the daemons the tests start as children set their own):
+    # tests of the audio path measure the product as it runs, also on a loaded machine.
+    if priority := raise_priority(AudioConfig.nice):
+        print(f"conftest: {priority}", file=sys.stderr)
     if os.environ.get("PLAYSPEAK_TEST_PULSE") == "external":
         _card = PulseNullSink.external(os.environ.get("PLAYSPEAK_TEST_SINK", "testsink"))
         return

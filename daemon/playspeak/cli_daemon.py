@@ -18,6 +18,7 @@ from typing import Any
 
 import trio
 
+from playspeak.audio.priority import raise_priority
 from playspeak.cli import EXIT_CONFIG, EXIT_FAILED, _fail
 from playspeak.client import Client
 from playspeak.config import Config, load_config
@@ -54,6 +55,8 @@ def _run_daemon(config: Config, reload: Callable[[], Config] | None = None) -> i
     from playspeak.daemon import run_until_signal
 
     setup_logging(config.log.level)
+    if priority := raise_priority(config.audio.nice):
+        log.info("%s", priority)
     try:
         trio.run(run_until_signal, config, reload)
     except BaseException as e:

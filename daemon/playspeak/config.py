@@ -131,6 +131,7 @@ class AudioConfig:
     preroll_ms: float = 250.0  # audio held back before an utterance starts playing ...
     adaptive_preroll: bool = True  # ... until the service's pace is learned from its replies
     trim_leading_silence: bool = True  # on an idle device, speech starts at its first sound
+    nice: int = -11  # the daemon's scheduling niceness when permitted (PulseAudio's); 0: as given
 
 
 @dataclass(frozen=True)
@@ -439,6 +440,7 @@ def _validate(config: Config, text: str = "") -> None:
             'audio.latency must be "low", "high" or seconds (a number >= 0)',
         ),
         (config.audio.samplerate >= 0, "audio.samplerate must be >= 0 (0: device default)"),
+        (-20 <= config.audio.nice <= 19, "audio.nice must be an integer in [-20, 19]"),
         (config.control.max_line_bytes >= 256, "control.max_line_bytes must be >= 256"),
         (config.control.rate_limit >= 0, "control.rate_limit must be >= 0 (0: no limit)"),
         (config.control.max_clients >= 1, "control.max_clients must be >= 1"),
