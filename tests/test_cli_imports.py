@@ -5,6 +5,7 @@ installed `playspeak` command against a fake daemon: one line in, one line out."
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import socket
@@ -125,6 +126,27 @@ def test_client_verbs_import_nothing_heavy(tmp_path: Path, args: list[str], cmd:
     assert [c["cmd"] for c in received] == [cmd]
     assert "playspeak.client" in modules
     assert heavy(modules) == []
+    assert not modules & NEEDLESS
+
+
+# What argparse's help formatter would bring for its terminal width (cli._Formatter reads it
+# without them): a few ms on every run of a client verb.
+NEEDLESS = {"shutil", "bz2", "lzma"}
+
+
+def test_a_verb_builds_its_own_parser_only_and_errors_still_list_every_verb() -> None:
+    from playspeak.cli import build_parser
+
+    def verbs(parser: argparse.ArgumentParser) -> list[str]:
+        (sub,) = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+        return list(sub.choices)
+
+    everything = verbs(build_parser())
+    assert len(everything) > 10 and "say" in everything
+    assert verbs(build_parser(only="say")) == ["say"]
+    assert verbs(build_parser(only="sya")) == everything  # "invalid choice … (choose from …)"
+    args = build_parser(only="say").parse_args(["say", "--priority", "important", "hi"])
+    assert (args.priority, args.text) == ("important", ["hi"])
 
 
 def test_watch_imports_nothing_heavy(tmp_path: Path) -> None:

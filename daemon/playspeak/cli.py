@@ -8,6 +8,7 @@ from __future__ import annotations
 # tests/test_cli_imports.py guards this.
 import argparse
 import json
+import os
 import sys
 from collections.abc import Callable
 
@@ -151,14 +152,48 @@ def cmd_serve_local(args: argparse.Namespace) -> int:
     return serve_local_main(args.rest)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="playspeak", description=__doc__)
+class _Formatter(argparse.HelpFormatter):
+    """argparse's, sized to the terminal without importing shutil (which brings bz2 and lzma:
+    a few ms on every run, since argparse makes a formatter for each add_argument)."""
+
+    def __init__(self, prog: str) -> None:
+        super().__init__(prog, width=_columns() - 2)  # argparse's own margin
+
+
+def _columns() -> int:
+    try:
+        return int(os.environ.get("COLUMNS", "")) or 80
+    except ValueError:
+        pass
+    try:
+        return os.get_terminal_size(sys.__stdout__.fileno()).columns or 80  # type: ignore[union-attr]
+    except (AttributeError, OSError, ValueError):
+        return 80
+
+
+class _Unbuilt:
+    """Stands in for the parser of a verb this run does not use: its arguments are not built
+    (argparse makes a parser, a formatter and gettext lookups for each: ~10 ms for all verbs,
+    paid by every shell script's `playspeak say`)."""
+
+    def add_argument(self, *args: object, **kwargs: object) -> None:
+        pass
+
+
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The whole command line; with `only`, the top level and that verb alone (the whole one
+    when there is no such verb, so that the error lists them)."""
+    parser = argparse.ArgumentParser(
+        prog="playspeak", description=__doc__, formatter_class=_Formatter
+    )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def add(
         name: str, func: Callable[[argparse.Namespace], int], help: str, socket: bool = True
-    ) -> argparse.ArgumentParser:
-        p = sub.add_parser(name, help=help, description=help)
+    ) -> Any:  # an ArgumentParser, or an _Unbuilt one
+        if only is not None and name != only:
+            return _Unbuilt()
+        p = sub.add_parser(name, help=help, description=help, formatter_class=_Formatter)
         p.set_defaults(func=func)
         if socket:
             p.add_argument(
@@ -258,6 +293,8 @@ def build_parser() -> argparse.ArgumentParser:
         socket=False,
     )
     serve.add_argument("rest", nargs=argparse.REMAINDER)
+    if only is not None and only not in sub.choices:
+        return build_parser()
     return parser
 
 
@@ -267,7 +304,8 @@ def main(argv: list[str] | None = None) -> int:
         from playspeak.localserver.cli import main as serve_local_main
 
         return serve_local_main(argv[1:])
-    args = build_parser().parse_args(argv)
+    verb = argv[0] if argv and not argv[0].startswith("-") else None
+    args = build_parser(only=verb).parse_args(argv)
     try:
         return args.func(args)
     except ConfigError as e:
