@@ -38,10 +38,10 @@ from playspeak.config import (
     LocalServerConfig,
     SsipConfig,
 )
-from playspeak.control.protocol import encode
 from playspeak.control.server import ControlServer, bind_unix_socket
 from playspeak.daemon import open_daemon
 from playspeak.door.policy import Budget, Limits, expiry, make_room
+from playspeak.events import Ok
 from playspeak.speech import EventHub, Utterance, next_auto_id
 from playspeak.ssip.server import SsipServer, bind_ssip_socket
 
@@ -327,7 +327,7 @@ async def control_door(tmp_path: Path, **limits: Any) -> AsyncIterator[tuple[Pat
     def handler(session: Any, command: Any, line: int) -> None:
         heard.append(type(command).__name__)
         session.subscribed = session.subscribed or heard[-1] == "Subscribe"
-        session.send(encode("ok", line=line))
+        session.send(Ok(heard[-1].lower(), line))
 
     server = ControlServer(
         bind_unix_socket(path, 0o600),

@@ -9,6 +9,7 @@ from playspeak.config import ApiConfig
 from playspeak.control import protocol as p
 from playspeak.control.session import ClientSession
 from playspeak.errors import ProtocolError
+from playspeak.events import Ok, Warmed
 from playspeak.limits import text_limit
 from playspeak.speaker import Speaker
 from playspeak.speech import EventHub, QueueFull, Utterance
@@ -50,7 +51,7 @@ class CommandHandler:
         fields = self._table[type(command)](session, command)
         utterance = fields.pop("_utterance", None)
         # The reply goes before the utterance's first event.
-        session.send(p.encode("ok", cmd=p.command_name(command), line=line, **fields))
+        session.send(Ok(p.command_name(command), line, fields))
         if utterance is not None:
             self.speaker.submit(utterance)
         return fields
@@ -131,8 +132,7 @@ class CommandHandler:
         utterance = Utterance(text=text, params=params, model=c.model, id="warm")
 
         def done(result: str, reason: str) -> None:
-            fields = {"reason": reason} if reason else {}
-            session.send(p.encode("warmed", text=text[:80], result=result, **fields))
+            session.send(Warmed(text[:80], result, reason))
 
         sources.spawn_warm(utterance, done)
         return {"warming": text[:80]}

@@ -24,6 +24,7 @@ from playspeak.config import Config, LocalServerConfig
 from playspeak.control.server import ControlServer, bind_unix_socket
 from playspeak.door.policy import Limits
 from playspeak.errors import ConfigError
+from playspeak.events import DeviceChanged, timestamp
 from playspeak.fallback import FallbackVoice
 from playspeak.log import register_secret, setup_logging
 from playspeak.playai.link import LinkPool, LinkSettings
@@ -247,7 +248,7 @@ async def open_daemon(config: Config) -> AsyncIterator[Daemon]:
             )
             if hasattr(player, "on_change"):  # device lost / back: tell the subscribers
                 player.on_change = lambda state, error: hub.broadcast(
-                    "device", state=state, error=error
+                    DeviceChanged(timestamp(), state, error)
                 )
             await nursery.start(speaker.run)
             daemon_ref: list[Daemon] = []

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
-import json
 import logging
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -17,13 +16,13 @@ from playspeak.config import Config
 from playspeak.control.protocol import check_controls
 from playspeak.door.peers import Peer
 from playspeak.errors import ProtocolError
+from playspeak.events import Message
 from playspeak.limits import text_limit
 from playspeak.speaker import Speaker
 from playspeak.speech import EventHub, QueueFull, Utterance
 from playspeak.ssip import settings as s
 from playspeak.ssip.protocol import (
     BYE,
-    EVENTS,
     INVALID_COMMAND,
     Command,
     Item,
@@ -35,6 +34,7 @@ from playspeak.ssip.protocol import (
     invalid_parameter,
     message_queued,
     missing_parameter,
+    notification,
     parse_target,
 )
 
@@ -70,8 +70,8 @@ class Shared:
 
 
 class MessageEvents:
-    """The owner of one SSIP message's utterance: its playspeak events (JSON lines) become the
-    7xx notifications that the message's connection had switched on when it was sent."""
+    """The owner of one SSIP message's utterance: its events become the 7xx notifications
+    that the message's connection had switched on when it was sent."""
 
     def __init__(self, session: SsipSession, msg_id: int, notify: frozenset[str]) -> None:
         self.session = session
@@ -79,13 +79,10 @@ class MessageEvents:
         self.msg_id = msg_id
         self.notify = notify
 
-    def send(self, line: bytes) -> None:
-        mapped = EVENTS.get(json.loads(line).get("event", ""))
-        if mapped is None:
-            return  # queued: SSIP's 225 reply already said so
-        code, text, kind = mapped
-        if kind in self.notify:
-            self.session.notify(event(code, text, self.msg_id, self.client_id))
+    def send(self, message: Message) -> None:
+        line = notification(message, self.msg_id, self.client_id, self.notify)
+        if line is not None:
+            self.session.notify(line)
 
 
 @dataclass
