@@ -44,6 +44,7 @@ from playspeak.door.policy import Budget, Limits, expiry, make_room
 from playspeak.events import Ok
 from playspeak.speech import EventHub, Utterance, next_auto_id
 from playspeak.ssip.server import SsipServer, bind_ssip_socket
+from playspeak.utterances import UtteranceBuilder
 
 from daemon_helpers import ENDINGS, LineClient
 
@@ -420,7 +421,7 @@ async def test_an_ssip_text_that_never_ends_is_dropped(
     server = SsipServer(
         bind_ssip_socket(path, 0o600),
         None,  # type: ignore[arg-type]  # nothing gets as far as the speaker
-        Config,
+        UtteranceBuilder(Config().api),
         limits=Limits(idle_timeout=300, line_timeout=15),
     )
     async with trio.open_nursery() as nursery:

@@ -176,6 +176,7 @@ CORE = (
     "priorities.py",
     "timeline.py",
     "log.py",
+    "utterances.py",
 )
 FRONT_ENDS = ("playspeak.control", "playspeak.ssip", "playspeak.mqtt", "playspeak.cli")
 

@@ -27,6 +27,7 @@ from playspeak.ssip.protocol import (
     event,
 )
 from playspeak.ssip.session import Shared, SsipSession
+from playspeak.utterances import UtteranceBuilder
 
 # ---- replies and events ----------------------------------------------------------------------
 
@@ -281,7 +282,7 @@ class Client:
 
 @pytest.fixture
 def shared() -> Shared:
-    return Shared(FakeSpeaker(), lambda: Config())  # type: ignore[arg-type]
+    return Shared(FakeSpeaker(), UtteranceBuilder(Config().api))  # type: ignore[arg-type]
 
 
 def test_speak_builds_the_utterance_from_the_settings(shared: Shared) -> None:
@@ -423,7 +424,7 @@ CHUNKS = st.lists(
 @settings(max_examples=300, deadline=None)
 @given(CHUNKS)
 def test_any_bytes_get_well_formed_replies_and_nothing_escapes(chunks: list[bytes]) -> None:
-    client = Client(Shared(FakeSpeaker(), lambda: Config()))  # type: ignore[arg-type]
+    client = Client(Shared(FakeSpeaker(), UtteranceBuilder(Config().api)))  # type: ignore[arg-type]
     client.reader.max_line_bytes = 64
     replies = b"".join(client.say(chunk) for chunk in chunks)
     for line in replies.split(b"\r\n")[:-1]:

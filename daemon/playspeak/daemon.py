@@ -31,6 +31,7 @@ from playspeak.playai.link import LinkPool, LinkSettings
 from playspeak.sources import Sources
 from playspeak.speaker import AudioSink, Speaker
 from playspeak.speech import EventHub
+from playspeak.utterances import UtteranceBuilder
 
 log = logging.getLogger(__name__)
 
@@ -110,8 +111,8 @@ class Daemon:
             ),
         )
         if self.handler is not None:
-            self.handler.api = api
-            self.handler.default_priority = new.speech.default_priority
+            self.handler.builder.api = api
+            self.handler.builder.default_priority = new.speech.default_priority
         speaker.max_age, speaker.max_attempts = new.speech.max_age, new.speech.max_attempts
         speaker.chime = load_chime(new.chime.sound, self.player.samplerate, self.player.channels)
         speaker.chime_priorities = new.chime.priorities
@@ -252,13 +253,8 @@ async def open_daemon(config: Config) -> AsyncIterator[Daemon]:
                 )
             await nursery.start(speaker.run)
             daemon_ref: list[Daemon] = []
-            handler = CommandHandler(
-                speaker,
-                hub,
-                config.api,
-                lambda: daemon_ref[0].status(),
-                default_priority=config.speech.default_priority,
-            )
+            builder = UtteranceBuilder(config.api, config.speech.default_priority)
+            handler = CommandHandler(speaker, hub, builder, lambda: daemon_ref[0].status())
             control = ControlServer(
                 sock,
                 handler,
@@ -281,7 +277,7 @@ async def open_daemon(config: Config) -> AsyncIterator[Daemon]:
             if config.ssip.socket:  # Speech Dispatcher's clients (spd-say, speechd) speak here too
                 from playspeak.ssip.server import SsipServer  # lazy: ~1 MiB, off by default
 
-                await nursery.start(SsipServer.open(config, speaker, lambda: daemon.config).run)
+                await nursery.start(SsipServer.open(config, speaker, builder).run)
             if config.mqtt.broker:  # many rooms: lazy, so that paho loads only when configured
                 from playspeak.mqtt.bridge import MqttBridge
 
