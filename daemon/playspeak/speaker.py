@@ -40,9 +40,16 @@ START_MARGIN_SECONDS = 0.010
 class AudioSink(Protocol):
     """What the speaker needs of a player (the sound card, or a WAV file)."""
 
-    samplerate: int
-    channels: int
     volume: float  # the software gain, 0..1
+
+    @property
+    def samplerate(self) -> int: ...
+    @property
+    def channels(self) -> int: ...
+    @property
+    def losses(self) -> int: ...  # times the device was lost (audio/output.py); a file: 0
+    @property
+    def stats(self) -> dict[str, Any]: ...  # for `status`: the device, underruns, …
 
     @property
     def prefill_seconds(self) -> float: ...  # taken from the buffer at once on starting
@@ -437,7 +444,7 @@ class Speaker:
             return
         if job.utterance.gain != 1.0:
             pcm = pcm * np.float32(job.utterance.gain)
-        losses = getattr(self.player, "losses", 0)  # device generations (audio/output.py)
+        losses = self.player.losses  # device generations (audio/output.py)
         if job.start_pos is None:
             await self.player.wait_ready()
             job.start_pos, job.device_generation = self.player.frames_written, losses
