@@ -210,3 +210,11 @@ def test_events_module_knows_no_wire() -> None:
 def test_ssip_never_parses_json() -> None:
     for path in (PACKAGE / "ssip").glob("*.py"):
         assert "json" not in _imports(path), path.name
+
+
+def test_the_command_handler_knows_the_commands_but_no_wire() -> None:
+    """commands.py acts on the control protocol's typed commands (MQTT sends them too); the
+    replies it makes are typed, and encoding them is the session's job."""
+    path = PACKAGE / "commands.py"
+    assert {n for n in _imports(path) if n.startswith(FRONT_ENDS)} == {"playspeak.control"}
+    assert "encode" not in path.read_text()

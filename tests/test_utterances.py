@@ -138,7 +138,7 @@ def _control(builder: UtteranceBuilder, line: str) -> Utterance:
     hub = EventHub()
     speaker = Speaker(hub)
     handler = CommandHandler(speaker, hub, builder, dict)  # type: ignore[arg-type]
-    handler(Outbox(), p.parse_line(line), 1)  # type: ignore[arg-type]
+    handler(Outbox(), p.parse_line(line), 1)
     (utterance,) = speaker.submitted
     return utterance
 

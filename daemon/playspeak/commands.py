@@ -3,15 +3,23 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 from playspeak.control import protocol as p
-from playspeak.control.session import ClientSession
 from playspeak.errors import ProtocolError
 from playspeak.events import Ok, Warmed
 from playspeak.speaker import Speaker
-from playspeak.speech import EventHub, QueueFull, Utterance
+from playspeak.speech import EventHub, Outbox, QueueFull, Utterance
 from playspeak.utterances import SpeechRequest, UtteranceBuilder
+
+
+class Requester(Outbox, Protocol):
+    """Who sent a command, as the handler needs it: where its replies and events go, its own
+    utterances not yet ended, and whether it subscribed (control/session.ClientSession; the
+    MQTT bridge's session is one too)."""
+
+    utterances: set[Utterance]
+    subscribed: bool
 
 
 class CommandHandler:
@@ -29,7 +37,7 @@ class CommandHandler:
         self.builder = builder  # the defaults in force (the daemon replaces them on reload)
         self.stopping = False  # set at shutdown: speak is refused
         self._status = status
-        self._table: dict[type, Callable[[ClientSession, Any], dict[str, Any]]] = {
+        self._table: dict[type, Callable[[Requester, Any], dict[str, Any]]] = {
             p.Speak: self._speak,
             p.Ping: lambda s, c: {},
             p.Status: lambda s, c: {"status": self._status()},
@@ -43,7 +51,7 @@ class CommandHandler:
             p.Cache: self._cache,
         }
 
-    def __call__(self, session: ClientSession, command: p.Command, line: int) -> dict[str, Any]:
+    def __call__(self, session: Requester, command: p.Command, line: int) -> dict[str, Any]:
         """Act on `command` and reply; returns the reply's fields (the server logs the id)."""
         fields = self._table[type(command)](session, command)
         utterance = fields.pop("_utterance", None)
@@ -53,13 +61,13 @@ class CommandHandler:
             self.speaker.submit(utterance)
         return fields
 
-    def forget(self, session: ClientSession) -> None:
+    def forget(self, session: Requester) -> None:
         """The client is gone: no more events to it (its utterances still play)."""
         self.hub.subscribers.discard(session)
         for utterance in session.utterances:
             utterance.owner = None
 
-    def _speak(self, session: ClientSession, c: p.Speak) -> dict[str, Any]:
+    def _speak(self, session: Requester, c: p.Speak) -> dict[str, Any]:
         if self.stopping:
             raise ProtocolError("the daemon is stopping: no new speech is accepted")
         request = SpeechRequest(
@@ -85,7 +93,7 @@ class CommandHandler:
         session.utterances = {u for u in session.utterances if not u.ended} | {utterance}
         return {"id": utterance.id, "_utterance": utterance}
 
-    def _cache(self, session: ClientSession, c: p.Cache) -> dict[str, Any]:
+    def _cache(self, session: Requester, c: p.Cache) -> dict[str, Any]:
         sources = self.speaker.sources
         if sources is None:
             raise ProtocolError("the phrase cache is not available in this daemon")
@@ -116,12 +124,12 @@ class CommandHandler:
                 f"id {p.echo(ident)} is taken: an utterance with it is queued or speaking"
             )
 
-    def _subscribe(self, session: ClientSession, c: p.Subscribe) -> dict[str, Any]:
+    def _subscribe(self, session: Requester, c: p.Subscribe) -> dict[str, Any]:
         session.subscribed = True
         self.hub.subscribers.add(session)
         return {}
 
-    def _cancel(self, session: ClientSession, c: p.Cancel) -> dict[str, Any]:
+    def _cancel(self, session: Requester, c: p.Cancel) -> dict[str, Any]:
         selectors: dict[str, Callable[[Utterance], bool]] = {
             "all": lambda u: True,
             "self": lambda u: u.owner is session,
@@ -132,15 +140,15 @@ class CommandHandler:
             raise ProtocolError(f"no utterance with id {p.echo(c.id)} is queued or speaking")
         return {"cancelled": cancelled}
 
-    def _pause(self, session: ClientSession, c: p.Pause) -> dict[str, Any]:
+    def _pause(self, session: Requester, c: p.Pause) -> dict[str, Any]:
         self.speaker.pause()
         return {}
 
-    def _resume(self, session: ClientSession, c: p.Resume) -> dict[str, Any]:
+    def _resume(self, session: Requester, c: p.Resume) -> dict[str, Any]:
         self.speaker.resume()
         return {}
 
-    def _volume(self, session: ClientSession, c: p.Volume) -> dict[str, Any]:
+    def _volume(self, session: Requester, c: p.Volume) -> dict[str, Any]:
         if c.level is not None:
             self.speaker.player.volume = c.level / 100
         return {"level": round(self.speaker.player.volume * 100, 1)}
