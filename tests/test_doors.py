@@ -38,12 +38,13 @@ from playspeak.config import (
     LocalServerConfig,
     SsipConfig,
 )
-from playspeak.control.protocol import encode
 from playspeak.control.server import ControlServer, bind_unix_socket
 from playspeak.daemon import open_daemon
 from playspeak.door.policy import Budget, Limits, expiry, make_room
+from playspeak.events import Ok
 from playspeak.speech import EventHub, Utterance, next_auto_id
 from playspeak.ssip.server import SsipServer, bind_ssip_socket
+from playspeak.utterances import UtteranceBuilder
 
 from daemon_helpers import ENDINGS, LineClient
 
@@ -327,7 +328,7 @@ async def control_door(tmp_path: Path, **limits: Any) -> AsyncIterator[tuple[Pat
     def handler(session: Any, command: Any, line: int) -> None:
         heard.append(type(command).__name__)
         session.subscribed = session.subscribed or heard[-1] == "Subscribe"
-        session.send(encode("ok", line=line))
+        session.send(Ok(heard[-1].lower(), line))
 
     server = ControlServer(
         bind_unix_socket(path, 0o600),
@@ -420,7 +421,7 @@ async def test_an_ssip_text_that_never_ends_is_dropped(
     server = SsipServer(
         bind_ssip_socket(path, 0o600),
         None,  # type: ignore[arg-type]  # nothing gets as far as the speaker
-        Config,
+        UtteranceBuilder(Config().api),
         limits=Limits(idle_timeout=300, line_timeout=15),
     )
     async with trio.open_nursery() as nursery:

@@ -3,7 +3,6 @@ connection's command handling against a stand-in speaker."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from typing import Any
 
@@ -12,6 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from playspeak.config import DEFAULT_VOICE, Config
+from playspeak.events import Failed, Finished, Paused, Resumed, Started
 from playspeak.speech import EventHub, QueueFull, Utterance
 from playspeak.ssip import settings as s
 from playspeak.ssip.protocol import (
@@ -27,6 +27,7 @@ from playspeak.ssip.protocol import (
     event,
 )
 from playspeak.ssip.session import Shared, SsipSession
+from playspeak.utterances import UtteranceBuilder
 
 # ---- replies and events ----------------------------------------------------------------------
 
@@ -243,15 +244,15 @@ class FakeSpeaker:
         if len(self.submitted) >= self.limit:
             raise QueueFull(f"queue full ({self.limit} utterances waiting)")
         self.submitted.append(u)
-        self.hub.emit(u, "queued", position=1)
+        self.hub.queued(u, 1)
         if u.priority == "notification":  # as if something else were speaking
-            self.hub.emit(u, "cancelled", reason="dropped")
+            self.hub.cancelled(u, "dropped")
 
     def cancel(self, select: Callable[[Utterance], bool], reason: str = "") -> list[str]:
         ids = [u.id for u in self.submitted if select(u) and not u.ended]
         for u in self.submitted:
             if u.id in ids:
-                self.hub.emit(u, "cancelled", reason=reason)
+                self.hub.cancelled(u, reason)
         self.cancelled += ids
         return ids
 
@@ -281,7 +282,7 @@ class Client:
 
 @pytest.fixture
 def shared() -> Shared:
-    return Shared(FakeSpeaker(), lambda: Config())  # type: ignore[arg-type]
+    return Shared(FakeSpeaker(), UtteranceBuilder(Config().api))  # type: ignore[arg-type]
 
 
 def test_speak_builds_the_utterance_from_the_settings(shared: Shared) -> None:
@@ -315,7 +316,7 @@ def test_events_follow_the_reply_and_only_those_switched_on(shared: Shared) -> N
     (u,) = shared.speaker.submitted
     assert u.owner is not None
     client.out.clear()
-    u.owner.send(json.dumps({"event": "started", "id": u.id}).encode())
+    u.owner.send(Started(u.id, 0.0, "service"))
     assert client.out == []  # BEGIN was not switched on
 
 
@@ -324,15 +325,15 @@ def test_events_map_to_their_codes(shared: Shared) -> None:
     client.say(b"SET SELF NOTIFICATION all on\r\nSPEAK\r\nhi\r\n.\r\n")
     (u,) = shared.speaker.submitted
     assert u.owner is not None
-    for name, code, text in (
-        ("started", 701, "BEGIN"),
-        ("paused", 704, "PAUSED"),
-        ("resumed", 705, "RESUMED"),
-        ("finished", 702, "END"),
-        ("failed", 703, "CANCELED"),
+    for happened, code, text in (
+        (Started(u.id, 0.0, "service"), 701, "BEGIN"),
+        (Paused(u.id, 0.0), 704, "PAUSED"),
+        (Resumed(u.id, 0.0), 705, "RESUMED"),
+        (Finished(u.id, 0.0, "cache"), 702, "END"),
+        (Failed(u.id, 0.0, "link lost"), 703, "CANCELED"),
     ):
         client.out.clear()
-        u.owner.send(json.dumps({"event": name, "id": u.id}).encode())
+        u.owner.send(happened)
         assert client.out == [event(code, text, 1, client.session.client_id)]
 
 
@@ -423,7 +424,7 @@ CHUNKS = st.lists(
 @settings(max_examples=300, deadline=None)
 @given(CHUNKS)
 def test_any_bytes_get_well_formed_replies_and_nothing_escapes(chunks: list[bytes]) -> None:
-    client = Client(Shared(FakeSpeaker(), lambda: Config()))  # type: ignore[arg-type]
+    client = Client(Shared(FakeSpeaker(), UtteranceBuilder(Config().api)))  # type: ignore[arg-type]
     client.reader.max_line_bytes = 64
     replies = b"".join(client.say(chunk) for chunk in chunks)
     for line in replies.split(b"\r\n")[:-1]:

@@ -3,15 +3,23 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
-from playspeak.config import ApiConfig
 from playspeak.control import protocol as p
-from playspeak.control.session import ClientSession
 from playspeak.errors import ProtocolError
-from playspeak.limits import text_limit
+from playspeak.events import Ok, Warmed
 from playspeak.speaker import Speaker
-from playspeak.speech import EventHub, QueueFull, Utterance
+from playspeak.speech import EventHub, Outbox, QueueFull, Utterance
+from playspeak.utterances import SpeechRequest, UtteranceBuilder
+
+
+class Requester(Outbox, Protocol):
+    """Who sent a command, as the handler needs it: where its replies and events go, its own
+    utterances not yet ended, and whether it subscribed (control/session.ClientSession; the
+    MQTT bridge's session is one too)."""
+
+    utterances: set[Utterance]
+    subscribed: bool
 
 
 class CommandHandler:
@@ -21,17 +29,15 @@ class CommandHandler:
         self,
         speaker: Speaker,
         hub: EventHub,
-        api: ApiConfig,
+        builder: UtteranceBuilder,
         status: Callable[[], dict[str, Any]],
-        default_priority: str = "message",
     ) -> None:
         self.speaker = speaker
         self.hub = hub
-        self.default_priority = default_priority
+        self.builder = builder  # the defaults in force (the daemon replaces them on reload)
         self.stopping = False  # set at shutdown: speak is refused
-        self.api = api
         self._status = status
-        self._table: dict[type, Callable[[ClientSession, Any], dict[str, Any]]] = {
+        self._table: dict[type, Callable[[Requester, Any], dict[str, Any]]] = {
             p.Speak: self._speak,
             p.Ping: lambda s, c: {},
             p.Status: lambda s, c: {"status": self._status()},
@@ -45,76 +51,49 @@ class CommandHandler:
             p.Cache: self._cache,
         }
 
-    def __call__(self, session: ClientSession, command: p.Command, line: int) -> dict[str, Any]:
+    def __call__(self, session: Requester, command: p.Command, line: int) -> dict[str, Any]:
         """Act on `command` and reply; returns the reply's fields (the server logs the id)."""
         fields = self._table[type(command)](session, command)
         utterance = fields.pop("_utterance", None)
         # The reply goes before the utterance's first event.
-        session.send(p.encode("ok", cmd=p.command_name(command), line=line, **fields))
+        session.send(Ok(p.command_name(command), line, fields))
         if utterance is not None:
             self.speaker.submit(utterance)
         return fields
 
-    def forget(self, session: ClientSession) -> None:
+    def forget(self, session: Requester) -> None:
         """The client is gone: no more events to it (its utterances still play)."""
         self.hub.subscribers.discard(session)
         for utterance in session.utterances:
             utterance.owner = None
 
-    def _speak(self, session: ClientSession, c: p.Speak) -> dict[str, Any]:
+    def _speak(self, session: Requester, c: p.Speak) -> dict[str, Any]:
         if self.stopping:
             raise ProtocolError("the daemon is stopping: no new speech is accepted")
-        model = c.model or self.api.model
-        limit = text_limit(model)
-        if len(c.text) > limit:
-            raise ProtocolError(f"text is {len(c.text)} characters; {model} takes at most {limit}")
+        request = SpeechRequest(
+            text=c.text,
+            voice=c.voice,
+            speed=c.speed,
+            temperature=c.temperature,
+            model=c.model,
+            output_format=c.output_format,
+            language=c.language,
+            priority=c.priority,
+            gain=c.volume / 100 if c.volume is not None else 1.0,
+            chime=c.chime,
+            cache=c.cache is not False,
+        )
+        self.builder.check(request)  # a text too long is refused before a full queue
         if len(self.speaker.queue) >= self.speaker.queue.limit:
             raise QueueFull(f"queue full ({self.speaker.queue.limit} utterances waiting)")
-        params = self._params(
-            c.text, c.voice, c.output_format, c.speed, c.temperature, c.language
-        )
         if c.id is not None:
             self._check_id(c.id)
-        utterance = Utterance(
-            text=c.text,
-            params=params,
-            owner=session,
-            model=c.model,
-            id=c.id if c.id is not None else self.hub.fresh_id(),
-        )
-        utterance.priority = c.priority or self.default_priority
-        utterance.chime = c.chime
-        utterance.cache = c.cache is not False
-        if c.volume is not None:
-            utterance.gain = c.volume / 100
+        ident = c.id if c.id is not None else self.hub.fresh_id()
+        utterance = self.builder.build(request, id=ident, owner=session)
         session.utterances = {u for u in session.utterances if not u.ended} | {utterance}
         return {"id": utterance.id, "_utterance": utterance}
 
-    def _params(
-        self,
-        text: str,
-        voice: str | None = None,
-        output_format: str | None = None,
-        speed: float | None = None,
-        temperature: float | None = None,
-        language: str | None = None,
-    ) -> dict[str, Any]:
-        """The command sent to the service (and the phrase cache's key): the defaults filled in."""
-        params: dict[str, Any] = {
-            "text": text,
-            "voice": voice or self.api.voice,
-            "output_format": output_format or self.api.output_format,
-            "sample_rate": self.api.sample_rate,
-            "speed": speed if speed is not None else self.api.speed,
-        }
-        temperature = temperature if temperature is not None else self.api.temperature
-        if temperature is not None:
-            params["temperature"] = temperature
-        if language is not None:
-            params["language"] = language
-        return params
-
-    def _cache(self, session: ClientSession, c: p.Cache) -> dict[str, Any]:
+    def _cache(self, session: Requester, c: p.Cache) -> dict[str, Any]:
         sources = self.speaker.sources
         if sources is None:
             raise ProtocolError("the phrase cache is not available in this daemon")
@@ -127,12 +106,13 @@ class CommandHandler:
             raise ProtocolError("the phrase cache is off (cache.enabled = false)")
         text = c.text
         assert text is not None
-        params = self._params(text, c.voice, None, c.speed)
-        utterance = Utterance(text=text, params=params, model=c.model, id="warm")
+        request = SpeechRequest(text, voice=c.voice, speed=c.speed, model=c.model)
+        utterance = Utterance(
+            text=text, params=self.builder.params(request), model=c.model, id="warm"
+        )
 
         def done(result: str, reason: str) -> None:
-            fields = {"reason": reason} if reason else {}
-            session.send(p.encode("warmed", text=text[:80], result=result, **fields))
+            session.send(Warmed(text[:80], result, reason))
 
         sources.spawn_warm(utterance, done)
         return {"warming": text[:80]}
@@ -144,12 +124,12 @@ class CommandHandler:
                 f"id {p.echo(ident)} is taken: an utterance with it is queued or speaking"
             )
 
-    def _subscribe(self, session: ClientSession, c: p.Subscribe) -> dict[str, Any]:
+    def _subscribe(self, session: Requester, c: p.Subscribe) -> dict[str, Any]:
         session.subscribed = True
         self.hub.subscribers.add(session)
         return {}
 
-    def _cancel(self, session: ClientSession, c: p.Cancel) -> dict[str, Any]:
+    def _cancel(self, session: Requester, c: p.Cancel) -> dict[str, Any]:
         selectors: dict[str, Callable[[Utterance], bool]] = {
             "all": lambda u: True,
             "self": lambda u: u.owner is session,
@@ -160,15 +140,15 @@ class CommandHandler:
             raise ProtocolError(f"no utterance with id {p.echo(c.id)} is queued or speaking")
         return {"cancelled": cancelled}
 
-    def _pause(self, session: ClientSession, c: p.Pause) -> dict[str, Any]:
+    def _pause(self, session: Requester, c: p.Pause) -> dict[str, Any]:
         self.speaker.pause()
         return {}
 
-    def _resume(self, session: ClientSession, c: p.Resume) -> dict[str, Any]:
+    def _resume(self, session: Requester, c: p.Resume) -> dict[str, Any]:
         self.speaker.resume()
         return {}
 
-    def _volume(self, session: ClientSession, c: p.Volume) -> dict[str, Any]:
+    def _volume(self, session: Requester, c: p.Volume) -> dict[str, Any]:
         if c.level is not None:
             self.speaker.player.volume = c.level / 100
         return {"level": round(self.speaker.player.volume * 100, 1)}

@@ -7,11 +7,11 @@ import dataclasses
 import logging
 import secrets
 import signal
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import httpx
 import trio
@@ -24,12 +24,19 @@ from playspeak.config import Config, LocalServerConfig
 from playspeak.control.server import ControlServer, bind_unix_socket
 from playspeak.door.policy import Limits
 from playspeak.errors import ConfigError
+from playspeak.events import DeviceChanged, timestamp
 from playspeak.fallback import FallbackVoice
 from playspeak.log import register_secret, setup_logging
 from playspeak.playai.link import LinkPool, LinkSettings
 from playspeak.sources import Sources
 from playspeak.speaker import AudioSink, Speaker
 from playspeak.speech import EventHub
+from playspeak.utterances import UtteranceBuilder
+
+if TYPE_CHECKING:  # imported where used: the sound card's modules load only when needed
+    from playspeak.audio.output import AudioOutput
+    from playspeak.audio.wavfile import WavFilePlayer
+    from playspeak.mqtt.bridge import MqttBridge
 
 log = logging.getLogger(__name__)
 
@@ -45,8 +52,11 @@ def _differences(a: Any, b: Any, prefix: str = "") -> list[str]:
     ]
 
 
-def make_player(config: Config) -> Any:
-    """The configured output: a WAV file for `wav:PATH`, else the sound card."""
+def make_player(
+    config: Config, on_change: Callable[[str, str], None]
+) -> AudioOutput | WavFilePlayer:
+    """The configured output: a WAV file for `wav:PATH`, else the sound card, whose losses and
+    returns are reported to `on_change(state, error)`."""
     audio = config.audio
     if audio.device.startswith("wav:"):
         from playspeak.audio.wavfile import WavFilePlayer
@@ -72,7 +82,7 @@ def make_player(config: Config) -> Any:
         stop_when_idle=audio.stop_when_idle,
         steady_latency=audio.steady_latency,
     )
-    return AudioOutput(player)
+    return AudioOutput(player, on_change=on_change)
 
 
 @dataclass
@@ -85,11 +95,12 @@ class Daemon:
     player: AudioSink
     links: LinkPool
     control: ControlServer
+    handler: CommandHandler
+    builder: UtteranceBuilder  # the defaults every front end's utterances are built with
+    report: StatusReport
     local_server: Any = None
-    started: float = field(default_factory=trio.current_time)
 
-    handler: CommandHandler | None = None
-    mqtt: Any = None  # the MqttBridge, when [mqtt] is configured
+    mqtt: MqttBridge | None = None  # when [mqtt] is configured
     # While shutting down in finish mode: cancelled by a second SIGTERM/SIGINT (stop now).
     finishing: trio.CancelScope | None = None
     stopping: bool = False  # STOPPING=1 was sent
@@ -108,9 +119,8 @@ class Daemon:
                 },
             ),
         )
-        if self.handler is not None:
-            self.handler.api = api
-            self.handler.default_priority = new.speech.default_priority
+        self.builder.api = api
+        self.builder.default_priority = new.speech.default_priority
         speaker.max_age, speaker.max_attempts = new.speech.max_age, new.speech.max_attempts
         speaker.chime = load_chime(new.chime.sound, self.player.samplerate, self.player.channels)
         speaker.chime_priorities = new.chime.priorities
@@ -136,8 +146,7 @@ class Daemon:
     async def shutdown(self) -> None:
         """Refuse new speech; finish what is pending (speech.on_shutdown = "finish", bounded by
         speech.shutdown_timeout) or not; cancel the rest and give clients a moment to read it."""
-        if self.handler is not None:
-            self.handler.stopping = True
+        self.handler.stopping = True
         self.stopping = True
         systemd.notify("STOPPING=1")
         speech = self.config.speech
@@ -160,18 +169,26 @@ class Daemon:
             self.finishing.cancel()
 
     def status(self) -> dict[str, Any]:
-        stats = getattr(self.player, "stats", {})
-        return {
-            **self.speaker.status(),
-            "links": self.links.status(),
-            "device": stats() if callable(stats) else stats,
-            "volume": round(self.player.volume * 100, 1),
-            "clients": len(self.control.clients),
-            "embedded_server": self.local_server is not None,
-            **(self.speaker.sources.status() if self.speaker.sources else {}),
-            "uptime": round(trio.current_time() - self.started, 1),
-            **({"mqtt": self.mqtt.status()} if self.mqtt is not None else {}),
-        }
+        return self.report()
+
+
+class StatusReport:
+    """The daemon's state for `status`, MQTT and systemd: each part's own status, merged in
+    the order the parts were added. The root adds each part once it is made, so that a part
+    that reports the status (the command handler, the MQTT bridge) is made before the status
+    shows it, with no reference back to the daemon."""
+
+    def __init__(self) -> None:
+        self._parts: list[Callable[[], Mapping[str, Any]]] = []
+
+    def add(self, part: Callable[[], Mapping[str, Any]]) -> None:
+        self._parts.append(part)
+
+    def __call__(self) -> dict[str, Any]:
+        merged: dict[str, Any] = {}
+        for part in self._parts:
+            merged.update(part())
+        return merged
 
 
 def make_sources(config: Config, links: LinkPool) -> Sources:
@@ -205,7 +222,11 @@ async def open_daemon(config: Config) -> AsyncIterator[Daemon]:
     try:
         async with httpx.AsyncClient() as http, trio.open_nursery() as nursery:
             local_server, base_url, key, user = await _start_service(config, nursery)
-            player = make_player(config)
+            hub = EventHub()
+            # device lost / back: told to the subscribers
+            player = make_player(
+                config, lambda state, error: hub.broadcast(DeviceChanged(timestamp(), state, error))
+            )
             await nursery.start(player.run)
             links = LinkPool(
                 LinkSettings(
@@ -228,7 +249,6 @@ async def open_daemon(config: Config) -> AsyncIterator[Daemon]:
             await nursery.start(links.run)
             sources = make_sources(config, links)
             await nursery.start(sources.run)
-            hub = EventHub()
             speaker = Speaker(
                 links=links,
                 player=player,
@@ -245,19 +265,19 @@ async def open_daemon(config: Config) -> AsyncIterator[Daemon]:
                 trim_leading_silence=config.audio.trim_leading_silence,
                 sources=sources,
             )
-            if hasattr(player, "on_change"):  # device lost / back: tell the subscribers
-                player.on_change = lambda state, error: hub.broadcast(
-                    "device", state=state, error=error
-                )
             await nursery.start(speaker.run)
-            daemon_ref: list[Daemon] = []
-            handler = CommandHandler(
-                speaker,
-                hub,
-                config.api,
-                lambda: daemon_ref[0].status(),
-                default_priority=config.speech.default_priority,
+            started = trio.current_time()
+            report = StatusReport()
+            report.add(
+                lambda: {
+                    **speaker.status(),
+                    "links": links.status(),
+                    "device": player.stats,
+                    "volume": round(player.volume * 100, 1),
+                }
             )
+            builder = UtteranceBuilder(config.api, config.speech.default_priority)
+            handler = CommandHandler(speaker, hub, builder, report)
             control = ControlServer(
                 sock,
                 handler,
@@ -272,21 +292,39 @@ async def open_daemon(config: Config) -> AsyncIterator[Daemon]:
                 allow_groups=config.control.allow_groups,
                 limits=Limits.from_config(config.control),
             )
-            daemon = Daemon(config, shown_path, speaker, player, links, control, local_server)
-            daemon.handler = handler
-            daemon_ref.append(daemon)
+            report.add(
+                lambda: {
+                    "clients": len(control.clients),
+                    "embedded_server": local_server is not None,
+                    **sources.status(),
+                    "uptime": round(trio.current_time() - started, 1),
+                }
+            )
+            daemon = Daemon(
+                config,
+                shown_path,
+                speaker,
+                player,
+                links,
+                control,
+                handler,
+                builder,
+                report,
+                local_server,
+            )
             await nursery.start(control.run)
             log.info("listening on %s", shown_path)
             if config.ssip.socket:  # Speech Dispatcher's clients (spd-say, speechd) speak here too
                 from playspeak.ssip.server import SsipServer  # lazy: ~1 MiB, off by default
 
-                await nursery.start(SsipServer.open(config, speaker, lambda: daemon.config).run)
+                await nursery.start(SsipServer.open(config, speaker, builder).run)
             if config.mqtt.broker:  # many rooms: lazy, so that paho loads only when configured
                 from playspeak.mqtt.bridge import MqttBridge
 
                 bridge = MqttBridge(
-                    config.mqtt, handler, daemon.status, config.control.client_buffer, __version__
+                    config.mqtt, handler, report, config.control.client_buffer, __version__
                 )
+                report.add(lambda: {"mqtt": bridge.status()})
                 await nursery.start(bridge.run)
                 daemon.mqtt = bridge
             notifier = systemd.Notifier(daemon, ready_when=config.systemd.ready_when)

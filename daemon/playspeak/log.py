@@ -13,6 +13,8 @@ import weakref
 from collections.abc import Mapping
 from typing import Any, TextIO
 
+from playspeak.events import ENDINGS
+
 # Query-string tokens and bearer headers are redacted whatever their value.
 _TOKEN_PATTERNS = [
     re.compile(r"(fal_jwt_token=)[^&\s\"']+"),
@@ -29,7 +31,6 @@ _JOURNAL_PRIORITY = {
     logging.ERROR: 3,
     logging.CRITICAL: 2,
 }
-ENDINGS = ("finished", "cancelled", "failed")
 
 utterance_log = logging.getLogger("playspeak.utterance")
 # When each utterance started playing; weak keys: an utterance forgotten is dropped here too.

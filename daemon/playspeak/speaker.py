@@ -40,9 +40,16 @@ START_MARGIN_SECONDS = 0.010
 class AudioSink(Protocol):
     """What the speaker needs of a player (the sound card, or a WAV file)."""
 
-    samplerate: int
-    channels: int
     volume: float  # the software gain, 0..1
+
+    @property
+    def samplerate(self) -> int: ...
+    @property
+    def channels(self) -> int: ...
+    @property
+    def losses(self) -> int: ...  # times the device was lost (audio/output.py); a file: 0
+    @property
+    def stats(self) -> dict[str, Any]: ...  # for `status`: the device, underruns, …
 
     @property
     def prefill_seconds(self) -> float: ...  # taken from the buffer at once on starting
@@ -137,11 +144,11 @@ class Speaker:
             list(self.queue),
         )
         if not decision.accept:
-            self.hub.emit(utterance, "queued", position=0)
-            self.hub.emit(utterance, "cancelled", reason=decision.reason)
+            self.hub.queued(utterance, 0)
+            self.hub.cancelled(utterance, decision.reason)
             return
         self.queue.put(utterance)
-        self.hub.emit(utterance, "queued", position=self._position(utterance))
+        self.hub.queued(utterance, self._position(utterance))
         doomed = {id(u) for u in decision.cancel}
         self.cancel(lambda u: id(u) in doomed, reason=f"interrupted by {utterance.id}")
         for job in [j for j in self.jobs if j.utterance in decision.postpone]:
@@ -165,7 +172,7 @@ class Speaker:
         """Cancel every utterance `select` picks, speaking or waiting. Returns their ids."""
         waiting = self.queue.remove(select)
         for u in waiting:
-            self.hub.emit(u, "cancelled", reason=reason)
+            self.hub.cancelled(u, reason)
         jobs = [j for j in self.jobs if select(j.utterance)]
         return self.cancel_jobs(jobs, reason) + [u.id for u in waiting]
 
@@ -195,7 +202,7 @@ class Speaker:
             assert isinstance(planned, Job)
             self._respeak(planned)
         for job in selected:
-            self.hub.emit(job.utterance, "cancelled", reason=reason)
+            self.hub.cancelled(job.utterance, reason)
         return [j.utterance.id for j in selected]
 
     async def wait_idle(self) -> None:
@@ -211,7 +218,7 @@ class Speaker:
             self.player.pause()
             self._paused_jobs = self._audible()
             for job in self._paused_jobs:
-                self.hub.emit(job.utterance, "paused")
+                self.hub.paused(job.utterance)
 
     def resume(self) -> None:
         if self.paused:
@@ -220,7 +227,7 @@ class Speaker:
             # Only those told "paused" hear "resumed" (one may have ended meanwhile).
             for job in self._paused_jobs:
                 if not job.utterance.ended:
-                    self.hub.emit(job.utterance, "resumed")
+                    self.hub.resumed(job.utterance)
             self._paused_jobs = []
 
     def _audible(self) -> list[Job]:
@@ -257,9 +264,9 @@ class Speaker:
                 task_status.started()
         finally:
             for job in list(self.jobs):
-                self.hub.emit(job.utterance, "cancelled", reason="daemon stopping")
+                self.hub.cancelled(job.utterance, "daemon stopping")
             for u in self.queue.remove(lambda u: True):
-                self.hub.emit(u, "cancelled", reason="daemon stopping")
+                self.hub.cancelled(u, "daemon stopping")
 
     async def _requester(self, send: trio.MemorySendChannel[Job]) -> None:
         async with send:
@@ -302,7 +309,7 @@ class Speaker:
                         log.exception("utterance %s: unexpected error", job.utterance.id)
                         if job.reply is not None:
                             job.reply.discard()
-                        self.hub.emit(job.utterance, "failed", reason=f"internal error: {e}")
+                        self.hub.failed(job.utterance, f"internal error: {e}")
                 self.feeding = None
                 job.received.set()
                 if job.end_pos is None:  # never reached the player, or failed on the way
@@ -315,14 +322,14 @@ class Speaker:
         if waited > self.max_age and not u.ended:
             if job.reply is not None:
                 job.reply.discard()
-            self.hub.emit(u, "failed", reason=f"waited {waited:.0f} s for the audio device")
+            self.hub.failed(u, f"waited {waited:.0f} s for the audio device")
             return
         try:
             await self._feed_audio(job)
         except AudioDeviceError as e:
             if job.reply is not None:
                 job.reply.discard()
-            self.hub.emit(u, "failed", reason=f"audio device lost: {e}")
+            self.hub.failed(u, f"audio device lost: {e}")
 
     async def _feed_audio(self, job: Job) -> None:
         u = job.utterance
@@ -331,7 +338,7 @@ class Speaker:
             await self._play(job, chime)
         while not u.ended:
             if job.reply is None:
-                self.hub.emit(u, "failed", reason=job.error or "request failed")
+                self.hub.failed(u, job.error or "request failed")
                 return
             try:
                 await self._play_reply(job, job.reply)
@@ -340,17 +347,17 @@ class Speaker:
                 retry = job.reply.retriable and u.attempts < self.max_attempts
                 log.warning("utterance %s: %s%s", u.id, e, "; asking again" if retry else "")
                 if not retry:
-                    self.hub.emit(u, "failed", reason=str(e))
+                    self.hub.failed(u, str(e))
                     return
                 await self._request(job)  # replayed from its start
             except DecodeError as e:
                 job.reply.discard()
-                self.hub.emit(u, "failed", reason=f"undecodable audio: {e}")
+                self.hub.failed(u, f"undecodable audio: {e}")
                 return
         if u.ended:
             return
         if job.start_pos is None:
-            self.hub.emit(u, "failed", reason="the service sent no audio")
+            self.hub.failed(u, "the service sent no audio")
             return
         job.end_pos = self.player.frames_written
         assert self._nursery is not None
@@ -437,7 +444,7 @@ class Speaker:
             return
         if job.utterance.gain != 1.0:
             pcm = pcm * np.float32(job.utterance.gain)
-        losses = getattr(self.player, "losses", 0)  # device generations (audio/output.py)
+        losses = self.player.losses  # device generations (audio/output.py)
         if job.start_pos is None:
             await self.player.wait_ready()
             job.start_pos, job.device_generation = self.player.frames_written, losses
@@ -465,7 +472,7 @@ class Speaker:
                 if previous is not None:
                     await previous.settled.wait()
                 if heard is not False and not job.dropped:
-                    self.hub.emit(job.utterance, "started", source=_source(job))
+                    self.hub.started(job.utterance, _source(job))
             finally:
                 job.start_announced.set()
 
@@ -480,9 +487,9 @@ class Speaker:
                 return
             if heard is False:
                 reason = "audio device lost before it was heard"
-                self.hub.emit(job.utterance, "failed", reason=reason)
+                self.hub.failed(job.utterance, reason)
             else:
-                self.hub.emit(job.utterance, "finished", source=_source(job))
+                self.hub.finished(job.utterance, _source(job))
             self._forget(job)
 
     # ---- helpers ------------------------------------------------------------------------

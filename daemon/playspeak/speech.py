@@ -1,4 +1,6 @@
-"""Utterances, the bounded speech queue, and the hub that sends their events to clients."""
+"""Utterances, the bounded speech queue, and the hub that sends their events to clients.
+
+Free of front ends: events go out typed (events.py) to each client's Outbox."""
 
 from __future__ import annotations
 
@@ -11,12 +13,25 @@ from typing import Any, Protocol
 
 import trio
 
-from playspeak.control.protocol import encode
 from playspeak.errors import PlayspeakError
+from playspeak.events import (
+    ENDINGS,
+    Cancelled,
+    DaemonEvent,
+    Failed,
+    Finished,
+    Message,
+    Paused,
+    Queued,
+    Resumed,
+    Started,
+    UtteranceEvent,
+    timestamp,
+)
 from playspeak.log import utterance_event
 from playspeak.priorities import rank
 
-TERMINAL = ("finished", "cancelled", "failed")
+TERMINAL = ENDINGS
 
 
 class QueueFull(PlayspeakError):
@@ -24,9 +39,10 @@ class QueueFull(PlayspeakError):
 
 
 class Outbox(Protocol):
-    """Where a client's lines go; `send` never blocks (a client that does not read is dropped)."""
+    """Where a client's events go, typed: each front end encodes them for its wire. `send`
+    never blocks (a client that does not read is dropped)."""
 
-    def send(self, line: bytes) -> None: ...
+    def send(self, message: Message) -> None: ...
 
 
 _ids = itertools.count(1)
@@ -85,34 +101,57 @@ class EventHub:
             pass
         return ident
 
-    def emit(self, utterance: Utterance, event: str, **fields: Any) -> None:
-        if event in TERMINAL:
+    def emit(self, utterance: Utterance, event: UtteranceEvent) -> None:
+        """Update the utterance's state and send `event` to its owner and every subscriber;
+        a second ending of one utterance is dropped (exactly one per utterance)."""
+        if event.ends:
             if utterance.ended:
-                return  # exactly one ending per utterance
-            utterance.state = event
+                return
+            utterance.state = event.name
             utterance.done.set()
             if self.live.get(utterance.id) is utterance:
                 del self.live[utterance.id]
-        elif event == "started":
+        elif isinstance(event, Started):
             utterance.state = "speaking"
-        elif event == "queued":
+        elif isinstance(event, Queued):
             utterance.state = "queued"
             self.live[utterance.id] = utterance
-        if event in self.counters:
-            self.counters[event] += 1
-        utterance_event(utterance, event, fields)  # one log line per utterance at info
-        line = encode(event, id=utterance.id, t=round(time.time(), 3), **fields)
+        if event.name in self.counters:
+            self.counters[event.name] += 1
+        utterance_event(utterance, event.name, vars(event))  # one log line per utterance at info
         if utterance.owner is not None:
-            utterance.owner.send(line)
+            utterance.owner.send(event)
         for subscriber in list(self.subscribers):
             if subscriber is not utterance.owner:
-                subscriber.send(line)
+                subscriber.send(event)
 
-    def broadcast(self, event: str, **fields: Any) -> None:
+    # One typed call per kind of event: stamped with the utterance's id and the time now.
+
+    def queued(self, utterance: Utterance, position: int) -> None:
+        self.emit(utterance, Queued(utterance.id, timestamp(), position))
+
+    def started(self, utterance: Utterance, source: str) -> None:
+        self.emit(utterance, Started(utterance.id, timestamp(), source))
+
+    def paused(self, utterance: Utterance) -> None:
+        self.emit(utterance, Paused(utterance.id, timestamp()))
+
+    def resumed(self, utterance: Utterance) -> None:
+        self.emit(utterance, Resumed(utterance.id, timestamp()))
+
+    def finished(self, utterance: Utterance, source: str) -> None:
+        self.emit(utterance, Finished(utterance.id, timestamp(), source))
+
+    def cancelled(self, utterance: Utterance, reason: str) -> None:
+        self.emit(utterance, Cancelled(utterance.id, timestamp(), reason))
+
+    def failed(self, utterance: Utterance, reason: str) -> None:
+        self.emit(utterance, Failed(utterance.id, timestamp(), reason))
+
+    def broadcast(self, event: DaemonEvent) -> None:
         """An event about the daemon itself (e.g. the audio device), to every subscriber."""
-        line = encode(event, t=round(time.time(), 3), **fields)
         for subscriber in list(self.subscribers):
-            subscriber.send(line)
+            subscriber.send(event)
 
 
 class SpeechQueue:

@@ -75,6 +75,7 @@ class WavFilePlayer:
         self._file: wave.Wave_write | None = None
         self._raw: BinaryIO | None = None  # the file under `_file` (wave does not close it)
         self.prefill_seconds = 0.0  # a file never runs dry
+        self.losses = 0  # a file is never lost
 
     @property
     def frames_written(self) -> int:

@@ -1,7 +1,8 @@
 """The control protocol's core, free of I/O: a line becomes a typed command, or a ProtocolError.
 
 A plain text line is an utterance with the defaults. A line starting with `{` is a JSON command
-`{"cmd": ...}`. Replies and events are one JSON object per line (see `encode`).
+`{"cmd": ...}`. Replies and events (events.py) are one JSON object per line
+(`encode_message`).
 """
 
 from __future__ import annotations
@@ -10,12 +11,13 @@ import dataclasses
 import json
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from playspeak.config import MODELS, OUTPUT_FORMATS, PRIORITIES, is_model_name
 from playspeak.errors import ProtocolError
+from playspeak.events import Error, Message, Ok, Warmed
 from playspeak.limits import SPEED, TEMPERATURE, VOLUME
 
 ID_MAX_LEN = 200
@@ -334,3 +336,26 @@ def encode(event: str, **fields: Any) -> bytes:
     text = json.dumps({"event": event, **fields}, ensure_ascii=False) + "\n"
     # A lone surrogate cannot be UTF-8; written as a \u escape the line stays valid JSON.
     return text.encode("utf-8", "backslashreplace")
+
+
+def _present(**fields: Any) -> dict[str, Any]:
+    return {k: v for k, v in fields.items() if v is not None}
+
+
+# The reply kinds whose JSON is not simply their fields in order.
+_WIRE_FIELDS: dict[type, Callable[[Any], dict[str, Any]]] = {
+    Ok: lambda m: {"cmd": m.cmd, "line": m.line, **m.fields},
+    Error: lambda m: _present(error=m.error, line=m.line, topic=m.topic),
+    Warmed: lambda m: {"text": m.text, "result": m.result, **_present(reason=m.reason or None)},
+}
+
+
+def encode_message(message: Message) -> bytes:
+    """An event or reply as its line: `{"event": <name>, <its fields in order>}`. An optional
+    reply field that is unset is left out; an event's fields are always all there."""
+    special = _WIRE_FIELDS.get(type(message))
+    if special is not None:
+        fields = special(message)
+    else:
+        fields = {f.name: getattr(message, f.name) for f in dataclasses.fields(message)}
+    return encode(message.name, **fields)

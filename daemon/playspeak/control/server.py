@@ -20,13 +20,14 @@ from typing import Any
 
 import trio
 
-from playspeak.control.protocol import Command, describe, encode, parse_line
+from playspeak.control.protocol import Command, describe, encode_message, parse_line
 from playspeak.control.ratelimit import TokenBucket
 from playspeak.control.session import ClientSession
 from playspeak.door.door import Door, Visitor
 from playspeak.door.peers import AccessPolicy, give_to_group, resolve_group
 from playspeak.door.policy import Limits
 from playspeak.errors import ConfigError, PlayspeakError
+from playspeak.events import Error
 from playspeak.sockdir import prepare_socket_dir
 
 # The errors of a peer that went away mid-write.
@@ -150,7 +151,7 @@ class ControlServer:
             self._serve_client,
             access=self.access,
             limits=self.limits,
-            farewell=lambda message: encode("error", error=message),
+            farewell=lambda message: encode_message(Error(message)),
         )
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
@@ -275,12 +276,12 @@ class ControlServer:
             log.warning("%s exceeds the rate limit (%g lines/s)", session, bucket.rate)
         session.limited = True
         error = f"rate limit exceeded ({bucket.rate:g} lines/s)"
-        session.send(encode("error", error=error, line=number))
+        session.send(Error(error, line=number))
         return False
 
     @staticmethod
     def _error(session: ClientSession, message: str, number: int) -> None:
-        session.send(encode("error", error=message, line=number))
+        session.send(Error(message, line=number))
         if len(message) > LOGGED_ERROR_LEN:
             message = message[: LOGGED_ERROR_LEN - 1] + "…"
         log.info("%s line %d: refused: %s", session, number, message)

@@ -1,4 +1,6 @@
-"""One connected control client: a bounded outbox of reply and event lines, written by one task."""
+"""One connected control client: a bounded outbox of reply and event lines, written by one task.
+
+Replies and events arrive typed (events.py) and are encoded here, for this wire."""
 
 from __future__ import annotations
 
@@ -8,8 +10,10 @@ from collections.abc import Callable
 
 import trio
 
+from playspeak.control.protocol import encode_message
 from playspeak.control.ratelimit import TokenBucket
 from playspeak.door.peers import Peer
+from playspeak.events import Message
 from playspeak.speech import Utterance
 
 log = logging.getLogger(__name__)
@@ -47,9 +51,10 @@ class ClientSession:
     def __str__(self) -> str:
         return f"client {self.id} ({self.peer})"
 
-    def send(self, line: bytes) -> None:
+    def send(self, message: Message) -> None:
+        """Queue an event or reply as its JSON line; never blocks."""
         try:
-            self._send.send_nowait(line)
+            self._send.send_nowait(encode_message(message))
         except trio.WouldBlock:
             self.drop("not reading its events")
         except (trio.ClosedResourceError, trio.BrokenResourceError):

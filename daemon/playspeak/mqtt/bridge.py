@@ -32,6 +32,7 @@ from playspeak.config import MqttConfig, read_secret_file
 from playspeak.control import protocol as p
 from playspeak.control.session import ClientSession
 from playspeak.errors import PlayspeakError
+from playspeak.events import Error, Message, Ok
 from playspeak.log import register_secret
 from playspeak.mqtt.topics import (
     OFFLINE,
@@ -76,6 +77,15 @@ class _EventPublisher(trio.abc.Stream):
         await trio.lowlevel.checkpoint()
 
 
+class _BridgeSession(ClientSession):
+    """The bridge's client session: events and errors are published as control-protocol lines;
+    the "ok" replies to the messages it passes on are not."""
+
+    def send(self, message: Message) -> None:
+        if not isinstance(message, Ok):
+            super().send(message)
+
+
 class MqttBridge:
     def __init__(
         self,
@@ -97,7 +107,7 @@ class MqttBridge:
             else ""
         )
         register_secret(self._password)
-        self.session = ClientSession(_EventPublisher(self._publish_line), client_buffer)
+        self.session = _BridgeSession(_EventPublisher(self._publish_line), client_buffer)
         self.dedupe = Deduper()
         self.connected = False  # written by paho's thread (a bool: read whole by trio)
         self._last_state: bytes | None = None
@@ -172,7 +182,7 @@ class MqttBridge:
 
     def _refuse(self, topic: str, why: str) -> None:
         log.info("MQTT %s: refused: %s", topic, why)
-        self.session.send(p.encode("error", error=why, topic=topic))
+        self.session.send(Error(why, topic=topic))
 
     async def _publish_state_changes(self) -> None:
         """Publish the retained state whenever it changed: looked at after every event, and
@@ -187,9 +197,7 @@ class MqttBridge:
             self._poke = trio.Event()
 
     def _publish_line(self, line: bytes) -> None:
-        """A line of the bridge session: events and errors go out; "ok" replies do not."""
-        if line.startswith(b'{"event": "ok"'):
-            return
+        """A line of the bridge session (an event or an error: see _BridgeSession)."""
         self._client.publish(self.topics.event, line, qos=1)
         self._poke.set()
 

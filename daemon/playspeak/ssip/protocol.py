@@ -9,6 +9,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from playspeak.errors import ProtocolError
+from playspeak.events import (
+    Cancelled,
+    Failed,
+    Finished,
+    Message,
+    Paused,
+    Resumed,
+    Started,
+    UtteranceEvent,
+)
 
 CRLF = b"\r\n"
 
@@ -59,13 +69,14 @@ def message_queued(msg_id: int) -> Reply:
 
 
 # playspeak's utterance events and the SSIP notifications they become: (code, text, type).
-EVENTS: dict[str, tuple[int, str, str]] = {
-    "started": (701, "BEGIN", "begin"),
-    "finished": (702, "END", "end"),
-    "cancelled": (703, "CANCELED", "cancel"),
-    "failed": (703, "CANCELED", "cancel"),  # SSIP has no "failed": the message was not said
-    "paused": (704, "PAUSED", "pause"),
-    "resumed": (705, "RESUMED", "resume"),
+# Queued has none: SSIP's 225 reply already said so.
+EVENTS: dict[type[UtteranceEvent], tuple[int, str, str]] = {
+    Started: (701, "BEGIN", "begin"),
+    Finished: (702, "END", "end"),
+    Cancelled: (703, "CANCELED", "cancel"),
+    Failed: (703, "CANCELED", "cancel"),  # SSIP has no "failed": the message was not said
+    Paused: (704, "PAUSED", "pause"),
+    Resumed: (705, "RESUMED", "resume"),
 }
 NOTIFICATION_TYPES = ("begin", "end", "cancel", "pause", "resume", "index_marks")
 
@@ -73,6 +84,20 @@ NOTIFICATION_TYPES = ("begin", "end", "cancel", "pause", "resume", "index_marks"
 def event(code: int, text: str, msg_id: int, client_id: int) -> bytes:
     """An asynchronous 7xx notification: `701-<msg id>`, `701-<client id>`, `701 BEGIN`."""
     return Reply(code, text, (str(msg_id), str(client_id))).encode()
+
+
+def notification(
+    message: Message, msg_id: int, client_id: int, wanted: frozenset[str] | set[str]
+) -> bytes | None:
+    """The 7xx line an utterance event becomes for an SSIP message, if its kind (begin, end,
+    cancel, pause, resume) is among those `wanted`; None for anything else."""
+    if not isinstance(message, UtteranceEvent):
+        return None
+    mapped = EVENTS.get(type(message))
+    if mapped is None or mapped[2] not in wanted:
+        return None
+    code, text, _ = mapped
+    return event(code, text, msg_id, client_id)
 
 
 # ---- commands -------------------------------------------------------------------------------

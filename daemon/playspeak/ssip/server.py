@@ -7,7 +7,7 @@ import contextlib
 import logging
 import os
 import socket
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from pathlib import Path
 
 import trio
@@ -21,6 +21,7 @@ from playspeak.errors import PlayspeakError
 from playspeak.speaker import Speaker
 from playspeak.ssip.protocol import Reply, SsipReader
 from playspeak.ssip.session import Shared, SsipSession
+from playspeak.utterances import UtteranceBuilder
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +55,7 @@ class SsipServer:
         self,
         sock: socket.socket,
         speaker: Speaker,
-        config: Callable[[], Config],
+        builder: UtteranceBuilder,
         *,
         path: Path | None = None,
         max_line_bytes: int = 65536,
@@ -65,7 +66,7 @@ class SsipServer:
     ) -> None:
         self.sock = sock
         self.path = path
-        self.shared = Shared(speaker, config)
+        self.shared = Shared(speaker, builder)
         self.max_line_bytes = max_line_bytes
         self.client_buffer = client_buffer
         try:
@@ -85,11 +86,9 @@ class SsipServer:
         )
 
     @classmethod
-    def open(
-        cls, config: Config, speaker: Speaker, current: Callable[[], Config] | None = None
-    ) -> SsipServer:
-        """Bind `config.ssip.socket` and make the server; `current` gives the configuration
-        in force (after reloads), defaulting to `config`."""
+    def open(cls, config: Config, speaker: Speaker, builder: UtteranceBuilder) -> SsipServer:
+        """Bind `config.ssip.socket` and make the server with `config`'s limits; messages are
+        built by `builder` (the defaults in force, after reloads too)."""
         path = ssip_socket_path(config)
         if path is None:
             raise PlayspeakError("ssip.socket is not set")
@@ -97,7 +96,7 @@ class SsipServer:
         return cls(
             bind_ssip_socket(path, config.ssip.socket_mode),
             speaker,
-            current or (lambda: config),
+            builder,
             path=path,
             max_line_bytes=control.max_line_bytes,
             client_buffer=control.client_buffer,

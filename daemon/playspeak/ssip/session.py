@@ -8,22 +8,19 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
-import json
 import logging
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
-from playspeak.config import Config
 from playspeak.control.protocol import check_controls
 from playspeak.door.peers import Peer
 from playspeak.errors import ProtocolError
-from playspeak.limits import text_limit
+from playspeak.events import Message
 from playspeak.speaker import Speaker
 from playspeak.speech import EventHub, QueueFull, Utterance
 from playspeak.ssip import settings as s
 from playspeak.ssip.protocol import (
     BYE,
-    EVENTS,
     INVALID_COMMAND,
     Command,
     Item,
@@ -35,12 +32,13 @@ from playspeak.ssip.protocol import (
     invalid_parameter,
     message_queued,
     missing_parameter,
+    notification,
     parse_target,
 )
+from playspeak.utterances import SpeechRequest, TextTooLong, UtteranceBuilder
 
 log = logging.getLogger(__name__)
 
-MIN_SPEED, MAX_SPEED = 0.5, 2.0  # the control protocol's range for speed
 NOT_IN_BLOCK = SsipError(332, "ERR NOT ALLOWED INSIDE BLOCK")
 HELP = (
     "SPEAK           -- say text",
@@ -59,19 +57,19 @@ HELP = (
 
 @dataclass
 class Shared:
-    """What every connection of one listener shares: the speaker, the daemon's configuration
-    (read at each message, so a reload applies), the open connections and the id counters."""
+    """What every connection of one listener shares: the speaker, the utterance builder (its
+    defaults are the daemon's, replaced on reload), the open connections and the id counters."""
 
     speaker: Speaker
-    config: Callable[[], Config]
+    builder: UtteranceBuilder
     sessions: dict[int, SsipSession] = field(default_factory=dict)
     client_ids: Iterator[int] = field(default_factory=lambda: itertools.count(1))
     message_ids: Iterator[int] = field(default_factory=lambda: itertools.count(1))
 
 
 class MessageEvents:
-    """The owner of one SSIP message's utterance: its playspeak events (JSON lines) become the
-    7xx notifications that the message's connection had switched on when it was sent."""
+    """The owner of one SSIP message's utterance: its events become the 7xx notifications
+    that the message's connection had switched on when it was sent."""
 
     def __init__(self, session: SsipSession, msg_id: int, notify: frozenset[str]) -> None:
         self.session = session
@@ -79,13 +77,10 @@ class MessageEvents:
         self.msg_id = msg_id
         self.notify = notify
 
-    def send(self, line: bytes) -> None:
-        mapped = EVENTS.get(json.loads(line).get("event", ""))
-        if mapped is None:
-            return  # queued: SSIP's 225 reply already said so
-        code, text, kind = mapped
-        if kind in self.notify:
-            self.session.notify(event(code, text, self.msg_id, self.client_id))
+    def send(self, message: Message) -> None:
+        line = notification(message, self.msg_id, self.client_id, self.notify)
+        if line is not None:
+            self.session.notify(line)
 
 
 @dataclass
@@ -107,7 +102,7 @@ class SsipSession:
         self.client_id = next(shared.client_ids)
         self.peer = peer or Peer()
         self.pending: set[Utterance] = set()  # its messages not yet ended
-        self.settings = s.Settings(priority=shared.config().speech.default_priority)
+        self.settings = s.Settings(priority=shared.builder.default_priority)
         self.block: Block | None = None
         self.closed = False
         self._send = send
@@ -227,27 +222,22 @@ class SsipSession:
         return dataclasses.replace(self.settings, notifications=set(self.settings.notifications))
 
     def _utterance(self, text: str, settings: s.Settings, msg_id: int) -> Utterance:
-        """An utterance built as the control protocol's `speak` builds one."""
-        api = self.shared.config().api
-        limit = text_limit(api.model)
-        if len(text) > limit:
-            raise SsipError(300, f"ERR MESSAGE TOO LONG ({len(text)} CHARACTERS, LIMIT {limit})")
-        params = {
-            "text": text,
-            "voice": settings.synthesis_voice or api.voice,
-            "output_format": api.output_format,
-            "sample_rate": api.sample_rate,
-            "speed": min(MAX_SPEED, max(MIN_SPEED, api.speed * settings.speed)),
-        }
-        if api.temperature is not None:
-            params["temperature"] = api.temperature
-        if settings.language_chosen:
-            params["language"] = settings.language
+        """The message's utterance, built as the control protocol's `speak` builds one."""
+        request = SpeechRequest(
+            text=text,
+            voice=settings.synthesis_voice,
+            speed_factor=settings.speed,
+            language=settings.language if settings.language_chosen else None,
+            priority=settings.priority,
+            gain=settings.gain,
+        )
         owner = MessageEvents(self, msg_id, frozenset(settings.notifications))
-        utterance = Utterance(text=text, params=params, owner=owner, priority=settings.priority)
-        utterance.id = f"ssip-{msg_id}"
-        utterance.gain = settings.gain
-        return utterance
+        try:
+            return self.shared.builder.build(request, id=f"ssip-{msg_id}", owner=owner)
+        except TextTooLong as e:
+            raise SsipError(
+                300, f"ERR MESSAGE TOO LONG ({e.length} CHARACTERS, LIMIT {e.limit})"
+            ) from None
 
     def _submit(self, utterance: Utterance) -> None:
         try:
@@ -317,7 +307,7 @@ class SsipSession:
         if what == "OUTPUT_MODULES":
             return Reply(250, "OK MODULE LIST SENT", (s.OUTPUT_MODULE,))
         if what == "SYNTHESIS_VOICES":
-            voices = dict.fromkeys(v for v in (self.shared.config().api.voice,) if v)
+            voices = dict.fromkeys(v for v in (self.shared.builder.api.voice,) if v)
             return Reply(249, "OK VOICE LIST SENT", tuple(f"{v}\ten\tnone" for v in voices))
         raise invalid_parameter()
 

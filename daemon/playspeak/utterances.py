@@ -1,0 +1,96 @@
+"""One builder for an utterance's fields, whatever front end asked: the control protocol's
+`speak` (and so the CLI and MQTT, which speak it) and `cache warm`, and SSIP's messages.
+
+A front end says what its client chose (a `SpeechRequest`); the builder fills in the defaults
+in force (`[api]`, `speech.default_priority`; replaced on SIGHUP), keeps the limits of
+limits.py and makes the Utterance. I/O-free; runs on trio's thread and never blocks.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from playspeak.config import ApiConfig
+from playspeak.errors import ProtocolError
+from playspeak.limits import SPEED, text_limit
+from playspeak.speech import Outbox, Utterance
+
+
+@dataclass(frozen=True)
+class SpeechRequest:
+    """What a client asked for; None (or the default) means "as configured"."""
+
+    text: str
+    voice: str | None = None  # None or "": the configured voice
+    speed: float | None = None  # the service's speed factor, within limits.SPEED
+    speed_factor: float = 1.0  # times the speed (SSIP's RATE); the result kept within SPEED
+    temperature: float | None = None
+    model: str | None = None
+    output_format: str | None = None
+    language: str | None = None  # None: not sent (the service's own default)
+    priority: str | None = None
+    gain: float = 1.0  # this utterance's volume, 0–1
+    chime: bool | None = None  # None: as configured for its priority
+    cache: bool = True  # False: neither played from nor stored in the phrase cache
+
+
+class TextTooLong(ProtocolError):
+    """The text is longer than its model takes (limits.text_limit)."""
+
+    def __init__(self, length: int, model: str, limit: int) -> None:
+        super().__init__(f"text is {length} characters; {model} takes at most {limit}")
+        self.length, self.model, self.limit = length, model, limit
+
+
+class UtteranceBuilder:
+    """The defaults in force and the one way an utterance's fields are filled in from them.
+    Owned by the daemon; `api` and `default_priority` are replaced when a reload changes them."""
+
+    def __init__(self, api: ApiConfig, default_priority: str = "message") -> None:
+        self.api = api
+        self.default_priority = default_priority
+
+    def check(self, request: SpeechRequest) -> None:
+        """TextTooLong when the text is over its model's limit (`build` checks it too; a
+        front end may call this first to refuse it before other checks)."""
+        model = request.model or self.api.model
+        limit = text_limit(model)
+        if len(request.text) > limit:
+            raise TextTooLong(len(request.text), model, limit)
+
+    def params(self, request: SpeechRequest) -> dict[str, Any]:
+        """The command sent to the service (and the phrase cache's key): the defaults filled in."""
+        api = self.api
+        speed = request.speed if request.speed is not None else api.speed
+        if request.speed_factor != 1.0:
+            speed = min(SPEED[1], max(SPEED[0], speed * request.speed_factor))
+        params: dict[str, Any] = {
+            "text": request.text,
+            "voice": request.voice or api.voice,
+            "output_format": request.output_format or api.output_format,
+            "sample_rate": api.sample_rate,
+            "speed": speed,
+        }
+        temperature = request.temperature if request.temperature is not None else api.temperature
+        if temperature is not None:
+            params["temperature"] = temperature
+        if request.language is not None:
+            params["language"] = request.language
+        return params
+
+    def build(self, request: SpeechRequest, *, id: str, owner: Outbox | None) -> Utterance:
+        """The utterance for `request`, with its id and the outbox its events go to;
+        TextTooLong when the text is over its model's limit."""
+        self.check(request)
+        return Utterance(
+            text=request.text,
+            params=self.params(request),
+            id=id,
+            owner=owner,
+            model=request.model,
+            priority=request.priority or self.default_priority,
+            chime=request.chime,
+            cache=request.cache,
+            gain=request.gain,
+        )
