@@ -263,7 +263,7 @@ def test_the_installed_command_exits_2(tmp_path: Path) -> None:
         env=env,
     )
     assert (result.returncode, result.stdout) == (2, "")
-    assert result.stderr == f"playspeak: {path}, line 2: audio.channels must be 1 or 2\n"
+    assert result.stderr == f"playspeak: {path}, line 2: audio.channels must be 1 or 2, not 3\n"
 
 
 def test_the_link_section_is_printed_and_an_idle_close_too_long_is_noted(
