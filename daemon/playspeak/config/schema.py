@@ -239,6 +239,8 @@ class Entry:
         s = self.setting
         if s.allowed:
             return s.allowed
+        if s.choices and isinstance(self.default, tuple):
+            return "any of " + ", ".join(str(c) for c in s.choices)
         if s.choices:
             return _choices(s.choices)
         if s.low is None and s.high is None:

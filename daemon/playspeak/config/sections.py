@@ -77,8 +77,8 @@ class ApiConfig:
     )
     api_key: str = setting(
         "",
-        "The API key. Prefer $PLAYAI_API_KEY, api_key_file, or systemd's "
-        "LoadCredential=playai-api-key: never put a real key in a world-readable file.",
+        "The API key, better kept out of this file: in api_key_file, or systemd's "
+        "LoadCredential=playai-api-key. Never put a real key in a world-readable file.",
         env=ENV_API_KEY,
         secret=True,
     )
@@ -88,8 +88,7 @@ class ApiConfig:
     user_id: str = setting("", "The PlayAI user id.", env=ENV_USER_ID, secret=True)
     model: str = setting(
         "Play3.0-mini",
-        "The voice model: " + ", ".join(MODELS) + ", or any other name the service's auth "
-        "answer offers.",
+        "The voice model; the service's auth answer lists the names it offers.",
         check=is_model_name,
         allowed="a model name (e.g. one of " + ", ".join(MODELS) + ")",
     )
@@ -261,7 +260,9 @@ class AudioConfig:
         kind=DEVICE,
         env=ENV_DEVICE,
     )
-    samplerate: int = setting(0, "0: the device's default rate.", low=0)
+    samplerate: int = setting(
+        0, "Samples per second at the sound card; 0: the device's default rate.", low=0
+    )
     channels: int = setting(1, "Mono or stereo.", choices=(1, 2))
     blocksize_ms: float = setting(10.0, "Milliseconds of audio handed to the sound card at once.")
     latency: str = setting(
@@ -390,7 +391,9 @@ class ChimeConfig:
     """A sound before announcements. The speech is requested while the chime plays. A speak
     command's "chime": true/false decides for that message."""
 
-    sound: str = setting("", '"" (off), "builtin" (a two-note ding-dong), or a WAV/MP3 file.')
+    sound: str = setting(
+        "", 'The sound: "" (off), "builtin" (a two-note ding-dong), or a WAV/MP3 file.'
+    )
     priorities: tuple[str, ...] = setting(
         ("important",), "The announcements that get the chime.", choices=PRIORITIES
     )
@@ -431,7 +434,7 @@ class LocalServerConfig:
     realtime_factor: float = setting(3.0, "How many times faster than real time audio is sent.")
     synth: str = setting(
         "auto",
-        "The voice: auto (espeak-ng when installed, else generated audio), espeak, generated.",
+        "The voice: auto is espeak-ng when installed, else generated audio.",
         choices=("auto", "espeak", "generated"),
     )
     realistic: bool = setting(
@@ -527,7 +530,7 @@ class MqttConfig:
     Messages wait on the broker while the node is away (a persistent session, QoS 1)."""
 
     broker: str = setting(
-        "", '"": off. mqtt://host:1883 or mqtts://host:8883.', env=ENV_MQTT_BROKER
+        "", 'The broker: "" (off), mqtt://host:1883 or mqtts://host:8883.', env=ENV_MQTT_BROKER
     )
     username: str = setting("", "The user name at the broker.")
     password_file: str = setting("", "The password, in a file only its owner may read (chmod 600).")
