@@ -178,9 +178,20 @@ def setting(
 ) -> T:
     """A section dataclass's field with its default and its schema (see `Setting`)."""
     spec = Setting(
-        doc, kind, low, high, open_low, open_high, unit, choices, check, allowed, env, secret,
-        example,
-    )  # fmt: skip
+        doc=doc,
+        kind=kind,
+        low=low,
+        high=high,
+        open_low=open_low,
+        open_high=open_high,
+        unit=unit,
+        choices=choices,
+        check=check,
+        allowed=allowed,
+        env=env,
+        secret=secret,
+        example=example,
+    )
     made: T = field(default=default, repr=not secret, metadata={"setting": spec})
     return made
 
@@ -190,7 +201,7 @@ def _number(bound: float) -> str:
 
 
 def _choices(choices: tuple[Any, ...]) -> str:
-    """ "1 or 2", "auto, espeak or generated", "one of debug, info, warning, error"."""
+    """Choices as messages write them: 1 or 2; auto, espeak or generated; one of a, b, c, d."""
     names = [str(c) for c in choices]
     if len(names) > 3:
         return "one of " + ", ".join(names)
