@@ -64,6 +64,11 @@ def _auth_rate_ok(text: str) -> bool:
 INF = float("inf")
 
 
+def _delay(doc: str) -> float:
+    """A cost of the local server, in seconds: 0 (off) or more, finite."""
+    return setting(0.0, doc, low=0, high=INF, open_high=True, unit="seconds")
+
+
 @dataclass(frozen=True)
 class ApiConfig:
     """The PlayAI-compatible text-to-speech service."""
@@ -443,29 +448,10 @@ class LocalServerConfig:
         'auth_rate "10/60", auth_status 201, error_frames "typed"; a key below set to other '
         "than its default overrides that.",
     )
-    auth_delay: float = setting(
-        0.0,
-        "Seconds before each websocket-auth answer.",
-        low=0,
-        high=INF,
-        open_high=True,
-        unit="seconds",
-    )
-    connect_delay: float = setting(
-        0.0,
-        "Seconds before each websocket handshake answer.",
-        low=0,
-        high=INF,
-        open_high=True,
-        unit="seconds",
-    )
-    idle_timeout: float = setting(
-        0.0,
-        "Close a websocket that has had nothing to do for this many seconds; 0: never.",
-        low=0,
-        high=INF,
-        open_high=True,
-        unit="seconds",
+    auth_delay: float = _delay("Seconds before each websocket-auth answer.")
+    connect_delay: float = _delay("Seconds before each websocket handshake answer.")
+    idle_timeout: float = _delay(
+        "Close a websocket that has had nothing to do for this many seconds; 0: never."
     )
     auth_rate: str = setting(
         "",
