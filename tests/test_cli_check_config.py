@@ -263,7 +263,7 @@ def test_the_installed_command_exits_2(tmp_path: Path) -> None:
         env=env,
     )
     assert (result.returncode, result.stdout) == (2, "")
-    assert result.stderr == f"playspeak: {path}, line 2: audio.channels must be 1 or 2\n"
+    assert result.stderr == f"playspeak: {path}, line 2: audio.channels must be 1 or 2, not 3\n"
 
 
 def test_the_link_section_is_printed_and_an_idle_close_too_long_is_noted(
@@ -278,3 +278,23 @@ def test_the_link_section_is_printed_and_an_idle_close_too_long_is_noted(
     assert "link.idle_close (40 s) is not below the embedded server's idle timeout (30 s)" in err
     code, out, err = check(capsys, "--config", str(write(tmp_path, "[link]\nidle_close = -1\n")))
     assert code == 2 and "link.idle_close must be seconds >= 0" in err
+
+
+def test_every_setting_is_printed_as_the_schema_shows_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The printed sections and keys are the schema's; file modes are octal strings in every
+    section, and each printed value, written back to a file, reads as the same setting."""
+    from playspeak.config.sections import SECTIONS, entries
+
+    code, out, _ = check(capsys, "--config", str(EXAMPLE))
+    printed = json.loads(out)
+    assert code == 0
+    assert {s: set(printed[s]) for s in SECTIONS} == {
+        s: {e.key for e in entries() if e.section == s} for s in SECTIONS
+    }
+    assert (printed["control"]["socket_mode"], printed["ssip"]["socket_mode"]) == ("0660", "0600")
+    for entry in entries():
+        value = printed[entry.section][entry.key]
+        if value is not None and entry.key not in ("socket", "dir"):  # shown resolved
+            assert entry.read(value) == entry.default, entry.name

@@ -81,9 +81,8 @@ def check_config(args: argparse.Namespace) -> int:
     register_secret(config.api.api_key)
     register_secret(config.api.user_id)
     load_chime(config.chime.sound, 48000, config.audio.channels)  # what `run` would refuse
-    effective = config.redacted()
+    effective = config.redacted()  # as the schema shows each value (modes in octal)
     effective["control"]["socket"] = str(config.control.socket_path)
-    effective["control"]["socket_mode"] = f"{config.control.socket_mode:04o}"
     effective["source"] = config.source or "(no file: built-in defaults)"
     if config.cache.enabled:  # where it will be: [cache] dir, else $CACHE_DIRECTORY or XDG's
         from playspeak.cache.store import default_cache_dir

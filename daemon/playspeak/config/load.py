@@ -1,0 +1,185 @@
+"""Loading the configuration: find the file, read its TOML through the schema (each value
+checked as it is read), apply the environment, then the checks that span several keys. Every
+error is a ConfigError naming the file, the line where known, the key, the value and what is
+allowed."""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import os
+import stat
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from playspeak.config.schema import Entry, Invalid, entries_of
+from playspeak.config.sections import (
+    CREDENTIAL_API_KEY,
+    ENV_API_KEY,
+    ENV_API_URL,
+    ENV_CONFIG,
+    ENV_USER_ID,
+    SECTIONS,
+    Config,
+    entries,
+)
+from playspeak.errors import ConfigError
+
+
+def default_config_paths() -> list[Path]:
+    """Where `playspeak run` looks for a configuration file, first match wins."""
+    xdg = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+    return [Path(xdg) / "playspeak" / "playspeak.toml", Path("/etc/playspeak/playspeak.toml")]
+
+
+def _line_of(text: str, section: str, key: str) -> int | None:
+    """Best-effort line number of `key` inside `[section]`, for error messages."""
+    current = ""
+    for number, raw in enumerate(text.splitlines(), start=1):
+        line = raw.strip()
+        if line.startswith("[") and line.endswith("]"):
+            current = line[1:-1].strip()
+        elif current == section and line.split("=", 1)[0].strip() == key:
+            return number
+    return None
+
+
+def _header_line(text: str, section: str) -> int | None:
+    for number, raw in enumerate(text.splitlines(), start=1):
+        if raw.strip() == f"[{section}]":
+            return number
+    return None
+
+
+def _at(where: str, line: int | None) -> str:
+    return f"{where}, line {line}" if line else where
+
+
+def _unknown_key(section: str, key: str, known: Mapping[str, Entry]) -> str:
+    close = difflib.get_close_matches(key, known, n=1)
+    hint = f" (did you mean {section}.{close[0]}?)" if close else ""
+    return f"unknown key {section}.{key}{hint}"
+
+
+def _from_mapping(data: dict[str, Any], where: str, text: str = "") -> Config:
+    """The file's values read through the schema; the first bad one raises."""
+    sections: dict[str, Any] = {}
+    for section, values in data.items():
+        cls = SECTIONS.get(section)
+        if cls is None:
+            known = ", ".join(SECTIONS)
+            at = _at(where, _header_line(text, section))
+            raise ConfigError(f"{at}: unknown section [{section}] (known: {known})")
+        if not isinstance(values, dict):
+            at = _at(where, _line_of(text, "", section))
+            raise ConfigError(f"{at}: {section} must be a table")
+        schema = {e.key: e for e in entries_of(section, cls)}
+        kwargs = {}
+        for key, value in values.items():
+            at = _at(where, _line_of(text, section, key))
+            if key not in schema:
+                raise ConfigError(f"{at}: {_unknown_key(section, key, schema)}")
+            try:
+                kwargs[key] = schema[key].read(value)
+            except Invalid as e:
+                raise ConfigError(f"{at}: {e}") from None
+        sections[section] = cls(**kwargs)
+    return Config(**sections, source=where)
+
+
+def read_secret_file(path: str, key: str = "api.api_key_file") -> str:
+    """A secret (the API key, the MQTT password) from a file that only its owner may read;
+    ConfigError naming `key` otherwise."""
+    p = Path(path)
+    try:
+        st = p.stat()
+        if st.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
+            raise ConfigError(f"{key} {path} is readable by other users: run chmod 600 {path}")
+        return p.read_text(encoding="utf-8").strip()
+    except OSError as e:
+        raise ConfigError(f"{key} {path}: {e.strerror}") from None
+
+
+def _replace(config: Config, section: str, **values: Any) -> Config:
+    part = dataclasses.replace(getattr(config, section), **values)
+    return dataclasses.replace(config, **{section: part})
+
+
+def _apply_environment(config: Config, env: Mapping[str, str]) -> Config:
+    """Environment overrides, in one place: each setting's variable (from the schema) when set
+    and not empty; then the API key's other sources, in order: the file named by
+    api.api_key_file, then systemd's credential."""
+    for entry in entries():
+        variable = entry.setting.env
+        if variable and env.get(variable):
+            try:
+                value = entry.read(env[variable])
+            except Invalid as e:
+                raise ConfigError(f"{variable}: {e}") from None
+            config = _replace(config, entry.section, **{entry.key: value})
+    api = config.api
+    key = api.api_key
+    if not key and api.api_key_file:
+        key = read_secret_file(api.api_key_file)
+    creds_dir = env.get("CREDENTIALS_DIRECTORY")
+    credential = Path(creds_dir) / CREDENTIAL_API_KEY if creds_dir else None
+    if not key and credential is not None and credential.exists():
+        key = credential.read_text(encoding="utf-8").strip()
+    return _replace(config, "api", api_key=key)
+
+
+def _check_together(config: Config, text: str = "") -> None:
+    """The rules that span several keys (each key's own were checked as it was read)."""
+    where = config.source or "configuration"
+    control = config.control
+    if control.max_pending_bytes < control.max_line_bytes:
+        at = _at(where, _line_of(text, "control", "max_pending_bytes"))
+        raise ConfigError(
+            f"{at}: control.max_pending_bytes must be >= control.max_line_bytes "
+            f"({control.max_line_bytes}), not {control.max_pending_bytes}"
+        )
+    from playspeak.mqtt.topics import check_config as check_mqtt  # light: no paho
+
+    try:
+        check_mqtt(config.mqtt)
+        if config.mqtt.broker and config.mqtt.password_file:
+            read_secret_file(config.mqtt.password_file, "mqtt.password_file")
+    except ConfigError as e:
+        raise ConfigError(f"{where}: {e}") from None
+    api = config.api
+    if api.url and not api.api_key:
+        raise ConfigError(
+            f"{where}: api.url ({ENV_API_URL}) is set but no API key: set {ENV_API_KEY}, "
+            "api.api_key_file, or unset the URL to use the embedded local server"
+        )
+    if api.api_key and not api.user_id:
+        raise ConfigError(f"{where}: an API key is set but no user id: set {ENV_USER_ID}")
+
+
+def load_config(path: str | Path | None = None, env: dict[str, str] | None = None) -> Config:
+    """Load, override from the environment and validate. Raises ConfigError, never returns None.
+
+    `path` None means `$PLAYSPEAK_CONFIG`, else the first existing default path, else defaults.
+    """
+    env = dict(os.environ) if env is None else env
+    if path is None and env.get(ENV_CONFIG):
+        path = env[ENV_CONFIG]
+    if path is None:
+        path = next((p for p in default_config_paths() if p.exists()), None)
+    config, text = Config(), ""
+    if path is not None:
+        where = str(path)
+        try:
+            text = Path(path).read_text(encoding="utf-8")
+        except OSError as e:
+            raise ConfigError(f"{where}: cannot read configuration: {e.strerror}") from None
+        try:
+            data = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as e:
+            raise ConfigError(f"{where}: {e}") from None
+        config = _from_mapping(data, where, text)
+    config = _apply_environment(config, env)
+    _check_together(config, text)
+    return config
