@@ -28,6 +28,8 @@ def cancel_bound(player: Player) -> float:
     """Latest last sound after cancel() that still counts as falling silent at once: what the
     device held, and a few callback blocks of scheduling slack."""
     return player.latency + 0.05
+
+
 MS = RATE // 1000
 # Tests of what is heard (not when) use a deeper device buffer: on a loaded 2-core machine the
 # default "low" (20 ms) latency occasionally underruns, and a dropout would spoil the
