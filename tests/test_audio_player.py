@@ -322,7 +322,11 @@ async def test_a_long_stretch_moves_to_the_steady_stream_inside_its_pause(
     assert stats["underruns"] == 0
     assert stats["frames_played"] == len(signal)
     pause, expected = pause_between_whole_sweeps(recorded, first, second, 0.3)
-    assert expected - 0.015 <= pause <= expected + 0.030
+    # Idle, the pause keeps its length within ~1 ms. The switch is timed from the quick stream's
+    # last block, so on a loaded machine a late callback (its time is read once it has the GIL)
+    # or a hiccup of the device moves it by up to a device buffer (seen: -20 and +30 ms).
+    tolerance = player.latency
+    assert abs(pause - expected) <= tolerance, (pause, expected, stats)
 
 
 async def test_no_switch_without_a_pause_or_without_a_steady_latency(
