@@ -49,13 +49,11 @@ def test_the_runtime_directory_comes_from_systemd_then_the_session_then_tmp(
 ) -> None:
     uid = os.getuid()
     both = {"RUNTIME_DIRECTORY": "/run/a:/run/b", "XDG_RUNTIME_DIR": "/run/user/7"}
-    assert default_socket_path(both) == Path("/run/a/playspeak.sock")
-    assert default_socket_path({"XDG_RUNTIME_DIR": "/run/user/7"}) == Path(
-        "/run/user/7/playspeak.sock"
-    )
-    assert default_socket_path({}) == Path(f"/tmp/playspeak-{uid}/playspeak.sock")
-    assert default_socket_path({"TMPDIR": str(tmp_path)}) == tmp_path / f"playspeak-{uid}" / (
-        "playspeak.sock"
+    assert default_socket_path(both) == "/run/a/playspeak.sock"
+    assert default_socket_path({"XDG_RUNTIME_DIR": "/run/user/7"}) == "/run/user/7/playspeak.sock"
+    assert default_socket_path({}) == f"/tmp/playspeak-{uid}/playspeak.sock"
+    assert default_socket_path({"TMPDIR": str(tmp_path)}) == str(
+        tmp_path / f"playspeak-{uid}" / "playspeak.sock"
     )
 
 
@@ -131,7 +129,7 @@ async def test_the_cli_sends_nothing_to_a_socket_in_another_users_directory(
 
 def test_the_fallback_follows_tmpdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("TMPDIR", str(tmp_path))
-    assert fallback_dir() == tmp_path / f"playspeak-{os.getuid()}"
+    assert fallback_dir() == str(tmp_path / f"playspeak-{os.getuid()}")
 
 
 async def test_a_socket_directory_that_cannot_be_made_is_a_clear_error(tmp_path: Path) -> None:

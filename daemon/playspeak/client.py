@@ -8,8 +8,8 @@ connects, so `BlockingClient` (and the `playspeak` client verbs) never load it.
 from __future__ import annotations
 
 import json
+import os
 import socket
-from pathlib import Path
 
 from playspeak.errors import PlayspeakError
 from playspeak.sockdir import check_client_socket, socket_path_from_env
@@ -32,7 +32,7 @@ def _command(cmd: str, **fields: Any) -> bytes:
     return (json.dumps(body) + "\n").encode("utf-8")
 
 
-def _unreachable(path: Path, e: OSError) -> ClientError:
+def _unreachable(path: str, e: OSError) -> ClientError:
     return ClientError(
         f"cannot reach the playspeak daemon at {path}: {e.strerror or e}. "
         "Is it running (`playspeak run`)? Set PLAYSPEAK_SOCKET if it listens elsewhere."
@@ -48,13 +48,15 @@ def _check(reply: dict[str, Any]) -> dict[str, Any]:
 class BlockingClient:
     """A plain-socket client for scripts. Not thread-safe; use one per thread."""
 
-    def __init__(self, path: str | Path | None = None, timeout: float | None = None) -> None:
-        self.path = Path(path) if path else socket_path_from_env()
+    def __init__(
+        self, path: str | os.PathLike[str] | None = None, timeout: float | None = None
+    ) -> None:
+        self.path = os.fspath(path) if path else socket_path_from_env()
         check_client_socket(self.path)  # ConfigError: the fallback directory is not ours alone
         self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self._sock.settimeout(timeout)
         try:
-            self._sock.connect(str(self.path))
+            self._sock.connect(self.path)
         except OSError as e:
             self._sock.close()
             raise _unreachable(self.path, e) from None
@@ -103,13 +105,13 @@ class Client:
         self._buffer = bytearray()
 
     @classmethod
-    async def connect(cls, path: str | Path | None = None) -> Client:
+    async def connect(cls, path: str | os.PathLike[str] | None = None) -> Client:
         import trio
 
-        path = Path(path) if path else socket_path_from_env()
+        path = os.fspath(path) if path else socket_path_from_env()
         check_client_socket(path)  # ConfigError: the fallback directory is not ours alone
         try:
-            stream = await trio.open_unix_socket(str(path))
+            stream = await trio.open_unix_socket(path)
         except OSError as e:
             raise _unreachable(path, e) from None
         return cls(stream)

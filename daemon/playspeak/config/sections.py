@@ -251,7 +251,7 @@ class ControlConfig:
 
     @property
     def socket_path(self) -> Path:
-        return Path(self.socket) if self.socket else default_socket_path()
+        return Path(self.socket or default_socket_path())
 
 
 @dataclass(frozen=True)
