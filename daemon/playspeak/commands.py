@@ -22,6 +22,14 @@ class Requester(Outbox, Protocol):
     subscribed: bool
 
 
+class Accepted(dict[str, Any]):
+    """A speak command's reply fields, with the utterance to queue once the reply is sent."""
+
+    def __init__(self, utterance: Utterance) -> None:
+        super().__init__(id=utterance.id)
+        self.utterance = utterance
+
+
 class CommandHandler:
     """Turns parsed commands into speaker actions and one reply line each."""
 
@@ -54,11 +62,10 @@ class CommandHandler:
     def __call__(self, session: Requester, command: p.Command, line: int) -> dict[str, Any]:
         """Act on `command` and reply; returns the reply's fields (the server logs the id)."""
         fields = self._table[type(command)](session, command)
-        utterance = fields.pop("_utterance", None)
         # The reply goes before the utterance's first event.
         session.send(Ok(p.command_name(command), line, fields))
-        if utterance is not None:
-            self.speaker.submit(utterance)
+        if isinstance(fields, Accepted):
+            self.speaker.submit(fields.utterance)
         return fields
 
     def forget(self, session: Requester) -> None:
@@ -91,7 +98,7 @@ class CommandHandler:
         ident = c.id if c.id is not None else self.hub.fresh_id()
         utterance = self.builder.build(request, id=ident, owner=session)
         session.utterances = {u for u in session.utterances if not u.ended} | {utterance}
-        return {"id": utterance.id, "_utterance": utterance}
+        return Accepted(utterance)
 
     def _cache(self, session: Requester, c: p.Cache) -> dict[str, Any]:
         sources = self.speaker.sources
