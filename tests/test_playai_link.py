@@ -3,48 +3,28 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager
 from typing import Any
 
 import httpx
 import pytest
 import trio
 
+import link_helpers
+from link_helpers import VOICE, collect, command
 from playspeak.errors import AuthError, LinkError
-from playspeak.localserver import LocalServer, open_local_server
+from playspeak.localserver import LocalServer, LocalServerSettings, open_local_server
 from playspeak.playai.auth import parse_auth_answer
-from playspeak.playai.link import Link, LinkSettings, Reply
+from playspeak.playai.link import Link, LinkSettings
 
 KEY, USER = "test-key-abcdef", "test-user-42"
-VOICE = "s3://voice-cloning-zero-shot/test/manifest.json"
 
 
-async def collect(reply: Reply) -> bytes:
-    data = bytearray()
-    while (chunk := await reply.receive()) is not None:
-        data += chunk
-    return bytes(data)
-
-
-def command(text: str) -> dict:
-    return {"text": text, "voice": VOICE, "output_format": "mp3"}
-
-
-@asynccontextmanager
-async def served_link(
+def served_link(
     server: dict[str, Any], **link_settings: Any
-) -> AsyncIterator[tuple[LocalServer, Link]]:
+) -> AbstractAsyncContextManager[tuple[LocalServer, Link]]:
     """A local server with `server` settings and a running Link to it; both stop on exit."""
-    async with (
-        open_local_server(**server) as local,
-        httpx.AsyncClient() as http,
-        trio.open_nursery() as nursery,
-    ):
-        link = Link(LinkSettings(local.base_url, KEY, USER, **link_settings), http)
-        await nursery.start(link.run)
-        yield local, link
-        nursery.cancel_scope.cancel()
+    return link_helpers.served_link(LocalServerSettings(**server), KEY, USER, **link_settings)
 
 
 async def test_pipelined_requests_come_back_in_order_and_whole() -> None:

@@ -7,8 +7,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from typing import Any
 
@@ -18,18 +17,18 @@ import trio
 import trio.testing
 
 import playspeak.localserver.session as session_module
+from link_helpers import VOICE, collect, command, served_link
 from playspeak.config import ApiConfig, AudioConfig, Config, ControlConfig, SsipConfig
 from playspeak.daemon import open_daemon
 from playspeak.errors import AuthError, LinkError
 from playspeak.localserver import LocalServer, LocalServerSettings, open_local_server
 from playspeak.localserver.settings import AuthRate
 from playspeak.playai.auth import RateLimited, authenticate, parse_auth_answer
-from playspeak.playai.link import MAX_MODELS, Link, LinkPool, LinkSettings, Reply
+from playspeak.playai.link import MAX_MODELS, Link, LinkPool, LinkSettings
 
 from daemon_helpers import LineClient, speak
 
 KEY, USER = "test-key-economy", "test-user-economy"
-VOICE = "s3://voice-cloning-zero-shot/test/manifest.json"
 
 
 @pytest.fixture
@@ -43,31 +42,10 @@ def realistic(**overrides: Any) -> LocalServerSettings:
     return LocalServerSettings.realistic(api_key=KEY, user_id=USER, **{**fast, **overrides})
 
 
-def command(text: str) -> dict[str, Any]:
-    return {"text": text, "voice": VOICE, "output_format": "mp3"}
-
-
-async def collect(reply: Reply) -> bytes:
-    data = bytearray()
-    while (chunk := await reply.receive()) is not None:
-        data += chunk
-    return bytes(data)
-
-
-@asynccontextmanager
-async def served(
+def served(
     server: LocalServerSettings, **link: Any
-) -> AsyncIterator[tuple[LocalServer, Link]]:
-    link_settings: dict[str, Any] = {"warm_up": False, "idle_close": 20.0, **link}
-    async with (
-        open_local_server(server) as local,
-        httpx.AsyncClient() as http,
-        trio.open_nursery() as nursery,
-    ):
-        the_link = Link(LinkSettings(local.base_url, KEY, USER, **link_settings), http)
-        await nursery.start(the_link.run)
-        yield local, the_link
-        nursery.cancel_scope.cancel()
+) -> AbstractAsyncContextManager[tuple[LocalServer, Link]]:
+    return served_link(server, KEY, USER, **{"warm_up": False, "idle_close": 20.0, **link})
 
 
 async def until(predicate: Any, step: float = 0.25) -> float:
