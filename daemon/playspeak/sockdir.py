@@ -56,9 +56,7 @@ def socket_path_from_env(env: Mapping[str, str] | None = None) -> str:
 
 
 def _is_fallback(directory: AnyPath) -> bool:
-    return os.path.normpath(os.path.abspath(directory)) == os.path.normpath(
-        os.path.abspath(fallback_dir())
-    )
+    return os.path.abspath(directory) == os.path.abspath(fallback_dir())  # both normalised
 
 
 def check_private_dir(directory: AnyPath) -> None:

@@ -17,17 +17,13 @@ import contextlib
 import os
 
 
-def current_nice() -> int:
-    return os.getpriority(os.PRIO_PROCESS, 0)
-
-
 def raise_priority(nice: int) -> str:
     """Renice this process's threads to `nice` if they run at a lower priority (a higher nice
     value); never lowers a priority someone gave us (systemd's Nice=, `nice -n`). Returns a line
     for the log saying what happened, or "" when there was nothing to do. Never raises: without
     the right (root, CAP_SYS_NICE, or an RLIMIT_NICE that allows it) the daemon runs on at the
     priority it was given, and the line says how to grant it."""
-    before = current_nice()
+    before = os.getpriority(os.PRIO_PROCESS, 0)
     if nice >= before:
         return ""
     try:
