@@ -75,8 +75,10 @@ async def test_a_long_utterance_moves_to_the_steady_stream_and_is_heard_whole(
         device = (await client.command(cmd="status"))["status"]["device"]
         expected = await expected_audio(daemon, text)
     assert device["steady_switches"] == 1 and device["underruns"] == 0
-    # The pause the switch happened in may come out a few ms longer or shorter: each stretch
-    # of speech between pauses must be there, sample for sample, in order.
+    # Each stretch of speech between pauses must be there, sample for sample, in order. The
+    # pause the switch happened in keeps its length within ~1 ms when idle; on a busy machine a
+    # late callback of the quick stream moves it by up to that stream's buffer (seen in CI:
+    # -19.7 ms), as in test_audio_player's test of the switch.
     recorded = await recorder.heard()
     lags = []
     for begin, end in stretches_between_pauses(expected[:, 0]):
@@ -87,7 +89,8 @@ async def test_a_long_utterance_moves_to_the_steady_stream_and_is_heard_whole(
     print(f"{len(lags)} stretches; pauses changed by {shifts} ms")
     assert len(lags) >= 2
     assert sum(abs(s) > 1 for s in shifts) <= 1  # only the switch's pause
-    assert all(-15 <= s <= 30 for s in shifts)
+    quick_buffer_ms = float(audio.latency) * 1000
+    assert all(abs(s) <= quick_buffer_ms for s in shifts)
 
 
 def stretches_between_pauses(pcm: np.ndarray) -> list[tuple[int, int]]:
