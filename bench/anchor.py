@@ -122,6 +122,8 @@ class Servers:
         config.write_text(
             f"[local_server]\nfirst_byte_delay = {first_byte_delay}\n"
             f"realtime_factor = {realtime_factor}\n"
+            # each trial synthesised, as speechd does: the phrase cache would answer repeats
+            "[cache]\nenabled = false\n"
         )
         self.ps_env = {
             **env,

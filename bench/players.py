@@ -125,7 +125,12 @@ class Playspeak(_Child):
 
     async def start(self) -> None:
         config = self._dir / "playspeak.toml"
-        tables = {"audio": {"samplerate": RATE}, "log": {"level": "warning"}}
+        # Every utterance from the service: the phrase cache would answer repeats from disk.
+        tables = {
+            "audio": {"samplerate": RATE},
+            "log": {"level": "warning"},
+            "cache": {"enabled": False},
+        }
         for key, value in self._settings.items():
             table, _, name = key.partition(".")
             tables.setdefault(table, {})[name] = value
