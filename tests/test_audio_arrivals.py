@@ -33,25 +33,30 @@ def trace_of(arrivals: list[tuple[float, float]], decoded: float) -> ReplyTrace:
 
 
 def paced_reply(rng: random.Random, seconds: float, pace: float, chunk: tuple[float, float]):
-    """(arrival time, chunk seconds) as the local server sends them: the first chunk at once,
-    each later one when synthesis reaches its end (`pace` times real time)."""
+    """(arrival time, chunk seconds) as the local server sends them: the first chunk at once
+    (it was made within the first-byte delay), each later one when synthesis (`pace` times
+    real time from then on) reaches its end."""
     chunks, sent = [], 0.0
     while sent < seconds:
         size = min(rng.uniform(*chunk), seconds - sent)
         sent += size
-        chunks.append((0.0 if not chunks else sent / pace, size))
+        chunks.append((0.0 if not chunks else (sent - chunks[0][1]) / pace, size))
     return chunks
 
 
 def test_the_curve_is_the_slowest_rate_and_the_largest_deficit_at_it() -> None:
     model = ArrivalModel()
-    model.learn(trace_of([(0.0, 0.0), (0.1, 0.1), (0.2, 0.5)], decoded=0.8))
+    # The first chunk brings 0.1 s (made before it was sent: not part of the pace), then 0.4 s
+    # comes at 0.1 s and 0.4 s more at 0.2 s.
+    model.learn(trace_of([(0.0, 0.0), (0.1, 0.1), (0.2, 0.5)], decoded=0.9))
     assert model.curve is not None
-    assert model.curve.rate == pytest.approx(4.0)  # 0.8 s of audio in 0.2 s
-    assert model.curve.burst == pytest.approx(0.3)  # 4 * 0.1 - 0.1 and 4 * 0.2 - 0.5
-    model.learn(trace_of([(0.0, 0.0), (0.25, 0.5), (0.5, 0.7)], decoded=1.0))  # 2x
+    assert model.curve.rate == pytest.approx(4.0)  # 0.8 s after the first chunk, in 0.2 s
+    # short of 4x: nothing more by 0.1 s (0.4 due), 0.4 s by 0.2 s (0.8 due)
+    assert model.curve.burst == pytest.approx(0.4)
+    model.learn(trace_of([(0.0, 0.0), (0.25, 0.5), (0.5, 0.7)], decoded=1.5))  # 2x
     assert model.curve.rate == pytest.approx(2.0)
-    assert model.curve.burst == pytest.approx(max(0.2 - 0.1, 0.4 - 0.5, 0.5 - 0.5, 1.0 - 0.7))
+    shortfalls = [2 * 0.1 - 0.0, 2 * 0.2 - 0.4, 2 * 0.25 - 0.0, 2 * 0.5 - 0.2]
+    assert model.curve.burst == pytest.approx(max(shortfalls))
 
 
 def test_a_reply_of_few_chunks_teaches_nothing() -> None:
@@ -78,11 +83,11 @@ def test_the_rate_is_kept_within_bounds(
 def test_a_bursty_reply_is_forgotten_after_enough_smooth_ones() -> None:
     model = ArrivalModel()
     smooth = [(0.0, 0.0), (0.05, 0.15), (0.1, 0.3)]
-    model.learn(trace_of([(0.0, 0.0), (0.5, 0.1), (0.6, 1.5)], decoded=1.8))  # 3x, late 2nd
+    model.learn(trace_of([(0.0, 0.0), (0.5, 0.1), (0.6, 1.5)], decoded=1.9))  # 3x, late 2nd
     bursty = model.curve
     for _ in range(HISTORY - 1):
         model.learn(trace_of(smooth, decoded=0.45))
-        assert model.curve is not None and model.curve.burst >= 3 * 0.5 - 0.1 - 1e-9
+        assert model.curve is not None and model.curve.burst >= 3 * 0.5 - 1e-9
     model.learn(trace_of(smooth, decoded=0.45))
     assert model.curve is not None and bursty is not None
     assert model.curve.burst < bursty.burst
@@ -98,9 +103,9 @@ def test_the_trace_stops_where_back_pressure_may_begin() -> None:
 
 def test_wait_until_the_held_audio_lasts_until_the_curve_brings_more() -> None:
     curve = ArrivalCurve(rate=3.0, burst=0.3)
-    # 0.2 s decoded at 0: the curve passes it at (0.2 + 0.3) / 3 = 1/6 s; what is held beyond
-    # the margin (0.15 - 0.05) covers 0.1 s of that
-    assert curve.wait(0.0, 0.2, 0.15, 0.05) == pytest.approx(1 / 6 - 0.1)
+    # 0.2 s decoded after the first chunk: the curve passes it at (0.2 + 0.3) / 3 = 1/6 s;
+    # at 0.05 s, what is held beyond the margin (0.15 - 0.05) covers 0.1 s of the rest
+    assert curve.wait(0.05, 0.2, 0.15, 0.05) == pytest.approx(1 / 6 - 0.05 - 0.1)
     assert curve.wait(0.1, 0.2, 0.15, 0.05) == 0.0
     assert curve.wait(0.0, 0.2, 0.04, 0.05) == math.inf  # not even the device's share
 
@@ -167,15 +172,16 @@ def test_without_a_curve_the_preroll_is_held_and_with_one_the_curve_decides() ->
     slow = ArrivalCurve(rate=1.0, burst=0.5)
     learned = UtteranceStart(RATE, trim=False, preroll_seconds=0.1, curve=slow, margin_seconds=0)
     assert learned.feed([np.ones((200, 1), np.float32)], 0.0) is None
-    assert learned.wait(0.0) == pytest.approx(0.5)  # 0.2 + 0.5 decoded by 0.7, 0.2 in hand
-    assert learned.feed([np.ones((100, 1), np.float32)], 0.4) is None  # 0.8 - 0.4 > 0.3 held
-    assert learned.wait(0.5) == pytest.approx(
-        0.0
-    )  # by 0.5 the curve brings more before 0.3 s have played
+    # more than the first chunk's 0.2 s only from 0.5 s on: the 0.2 s in hand covers the rest
+    assert learned.wait(0.0) == pytest.approx(0.3)
+    # 0.1 s more at 0.2 s: the curve passes it at 0.6 s, 0.3 s held covers only up to 0.5 s
+    assert learned.feed([np.ones((100, 1), np.float32)], 0.2) is None
+    assert learned.wait(0.2) == pytest.approx(0.1)
+    assert learned.wait(0.3) == pytest.approx(0.0)
 
 
 def test_release_plays_what_is_held_once_the_wait_ran_out() -> None:
-    curve = ArrivalCurve(rate=3.0, burst=0.3)
+    curve = ArrivalCurve(rate=3.0, burst=0.6)
     start = UtteranceStart(RATE, trim=False, preroll_seconds=1.0, curve=curve, margin_seconds=0.05)
     assert start.feed([np.ones((150, 1), np.float32)], 0.0) is None
     wait = start.wait(0.0)

@@ -400,8 +400,9 @@ class Speaker:
             if stamped is None:
                 break
             chunk, arrived = stamped
-            first_arrival = min(first_arrival, arrived)
             blocks = decoder.feed(chunk)
+            if blocks and first_arrival == math.inf:
+                first_arrival = arrived  # the pace is counted from the first chunk of audio
             before, decoded = decoded, decoded + sum(map(len, blocks))
             trace.add(arrived, before / rate, decoded / rate)
             if blocks and start is None:

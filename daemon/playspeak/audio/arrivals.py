@@ -6,9 +6,11 @@ is synthesised, so a small first chunk may be followed by a large one that arriv
 playing on the first chunk and the device can run dry (an audible gap); hold back a fixed
 pre-roll and every utterance pays for the worst case. Instead each reply's chunk arrivals are
 recorded, and the recent ones are summed up as an *arrival curve* (network calculus'
-rate-latency bound): after a reply's first chunk, at least ``rate * t - burst`` seconds of audio
-have been decoded by time ``t``. An utterance starts as soon as the audio in hand lasts until
-that curve guarantees more. I/O-free: times come from the caller.
+rate-latency bound): ``t`` seconds after a reply's first chunk of audio, at least ``rate * t -
+burst`` seconds more than that chunk brought have been decoded. The first chunk is left out of
+the pace because it was made before it was sent (the service's first-byte delay), so its size
+says nothing about when the next one comes. An utterance starts as soon as the audio in hand
+lasts until that curve guarantees more. I/O-free: times come from the caller.
 """
 
 from __future__ import annotations
@@ -26,48 +28,55 @@ MAX_RATE = 8.0  # a burst of chunks read at once is not a rate to count on
 
 @dataclass(frozen=True)
 class ArrivalCurve:
-    """After a reply's first chunk, at least `rate * t - burst` seconds of audio are decoded
-    by `t` seconds: the service's worst case over its recent replies."""
+    """`t` seconds after a reply's first chunk of audio, at least `rate * t - burst` seconds
+    more than that chunk brought are decoded: the service's worst case over its recent
+    replies."""
 
     rate: float
     burst: float
 
-    def wait(self, elapsed: float, decoded: float, held: float, margin: float) -> float:
+    def wait(self, elapsed: float, since_first: float, held: float, margin: float) -> float:
         """Seconds still to wait before the `held` audio may start playing, if nothing more
         arrives meanwhile: 0 to start now, inf when more audio must come first.
 
-        `elapsed`: seconds since the reply's first chunk; `decoded`: seconds decoded so far;
-        `held`: of those, what would play (after trimmed silence); `margin`: what must
-        always stay buffered (the device's own buffer is filled from the ring at once)."""
+        `elapsed`: seconds since the reply's first chunk of audio; `since_first`: seconds
+        decoded from the chunks after it; `held`: what would play of all decoded so far (after
+        trimmed silence); `margin`: what must always stay buffered (the device's own buffer is
+        filled from the ring at once)."""
         if held < margin:
             return math.inf
-        catch_up = (decoded + self.burst) / self.rate  # when the curve passes what we have
+        catch_up = (since_first + self.burst) / self.rate  # when the curve passes what we have
         return max(0.0, catch_up - elapsed - (held - margin))
 
 
 class ReplyTrace:
-    """One reply's chunk arrivals: (seconds since its first chunk, seconds decoded before
-    this chunk), over its first TRACE_SECONDS of audio."""
+    """One reply's chunk arrivals from its first chunk of audio on (chunks before it that
+    decoded to nothing are left out): (seconds since that chunk, seconds decoded after it
+    before this chunk), over its first TRACE_SECONDS of audio."""
 
     def __init__(self) -> None:
         self.arrivals: list[tuple[float, float]] = []
+        self.first = 0.0  # seconds the first chunk of audio decoded to
         self.decoded = 0.0  # seconds decoded after the last traced chunk
-        self._first: float | None = None
+        self._first_at: float | None = None
 
     def add(self, arrived_at: float, decoded_before: float, decoded_after: float) -> None:
         if decoded_before >= TRACE_SECONDS:
             return
-        if self._first is None:
-            self._first = arrived_at
-        self.arrivals.append((arrived_at - self._first, decoded_before))
+        if self._first_at is None:
+            if decoded_after <= decoded_before:
+                return  # no audio yet (a tag, or less than a codec frame)
+            self._first_at, self.first = arrived_at, decoded_after
+        self.arrivals.append((arrived_at - self._first_at, max(0.0, decoded_before - self.first)))
         self.decoded = decoded_after
 
     @property
     def rate(self) -> float | None:
-        """Seconds of audio delivered per second, over the trace; None if too short."""
+        """Seconds of audio delivered per second after the first chunk, over the trace; None
+        if too short."""
         if len(self.arrivals) < MIN_CHUNKS or self.arrivals[-1][0] <= 0:
             return None
-        return self.decoded / self.arrivals[-1][0]
+        return (self.decoded - self.first) / self.arrivals[-1][0]
 
 
 class ArrivalModel:

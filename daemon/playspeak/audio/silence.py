@@ -89,12 +89,15 @@ class UtteranceStart:
         self._margin = margin_seconds
         self._held: list[np.ndarray] = []
         self._decoded = 0  # frames the decoder gave, silence included
+        self._first: int | None = None  # ... of those, from the first chunk of audio
         self.started = False
 
     def feed(self, blocks: list[np.ndarray], elapsed: float = 0.0) -> np.ndarray | None:
         """The PCM of `blocks` (as the decoder gave them) that may play now, in one array;
-        `elapsed`: seconds since the reply's first chunk arrived."""
+        `elapsed`: seconds since the reply's first chunk of audio arrived (the first feed)."""
         self._decoded += sum(map(len, blocks))
+        if self._first is None:
+            self._first = self._decoded
         self._hold(blocks)
         if not self._held or (not self.started and self.wait(elapsed) > 0):
             return None
@@ -110,8 +113,8 @@ class UtteranceStart:
             return 0.0
         if self._curve is None:
             return 0.0 if held >= self._preroll else math.inf
-        decoded, rate = self._decoded / self._rate, self._rate
-        return self._curve.wait(elapsed, decoded, held / rate, self._margin)
+        since_first = (self._decoded - (self._first or 0)) / self._rate
+        return self._curve.wait(elapsed, since_first, held / self._rate, self._margin)
 
     def release(self) -> np.ndarray | None:
         """Everything held, to play now (the wait is over)."""
