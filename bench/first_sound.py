@@ -30,7 +30,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -53,23 +53,49 @@ class Probe:
 
     armed: bool = False
     first_byte: float | None = None  # the link delivered the reply's first audio chunk
-    handed: float | None = None  # the first PCM went to Player.play
+    first_pcm: float | None = None  # the decoder gave its first PCM
+    handed: float | None = None  # the first PCM went to Player.play (the start cushion ended)
     start_pos: int | None = None  # the player position of the utterance's first frame
     consumed: float | None = None  # the callback that read that frame returned
+    # per chunk fed to the decoder: (time, seconds of audio decoded before it)
+    chunks: list[tuple[float, float]] = field(default_factory=list)
+    decoded: float = 0.0
 
     def arm(self) -> None:
-        self.first_byte = self.handed = self.start_pos = self.consumed = None
+        self.first_byte = self.first_pcm = self.handed = self.start_pos = self.consumed = None
+        self.chunks, self.decoded = [], 0.0
         self.armed = True
+
+    def floor(self, trimmed: float, prefill: float) -> float | None:
+        """Hindsight: the earliest start (seconds after the first byte) that this reply's
+        actual chunk arrivals allowed without a gap. The stream reads `prefill` seconds ahead
+        of what is heard, and the first `trimmed` seconds (leading silence) are never played,
+        so a chunk that starts `s` seconds into the audio is needed `s - trimmed - prefill`
+        seconds after the start (at once if that is negative)."""
+        if self.first_byte is None or not self.chunks:
+            return None
+        return max(t - max(0.0, s - trimmed - prefill) for t, s in self.chunks) - self.first_byte
 
 
 @contextmanager
 def instrument(probe: Probe) -> Iterator[None]:
     """Wrap the link's delivery, the player's play() and its PortAudio callback to fill
     `probe`. Must be entered before the daemon opens its stream (the callback is bound then)."""
+    from playspeak.audio.mp3 import Mp3Decoder
     from playspeak.audio.player import Player
     from playspeak.playai.link import Reply
 
-    deliver, play, callback = Reply._deliver, Player.play, Player._callback
+    deliver, play, callback, decode = Reply._deliver, Player.play, Player._callback, Mp3Decoder.feed
+
+    def decode_stamped(self: Mp3Decoder, chunk: bytes) -> list[np.ndarray]:
+        arrived = time.monotonic()
+        blocks = decode(self, chunk)
+        if probe.armed:
+            probe.chunks.append((arrived, probe.decoded))
+            probe.decoded += sum(map(len, blocks)) / RATE
+            if blocks and probe.first_pcm is None:
+                probe.first_pcm = time.monotonic()
+        return blocks
 
     async def deliver_stamped(self: Reply, chunk: bytes) -> None:
         if probe.armed and probe.first_byte is None:
@@ -96,23 +122,27 @@ def instrument(probe: Probe) -> Iterator[None]:
     Reply._deliver = deliver_stamped  # type: ignore[method-assign]
     Player.play = play_stamped  # type: ignore[method-assign]
     Player._callback = callback_stamped  # type: ignore[method-assign]
+    Mp3Decoder.feed = decode_stamped  # type: ignore[method-assign]
     try:
         yield
     finally:
         Reply._deliver, Player.play, Player._callback = deliver, play, callback  # type: ignore[method-assign]
+        Mp3Decoder.feed = decode  # type: ignore[method-assign]
 
 
 @dataclass
 class Run:
     """One utterance's figures in ms (NaN where a stamp is missing)."""
 
-    link_to_callback: float
-    decode: float
-    callback_wait: float
+    byte_to_sound: float  # link's first byte -> first sound heard, minus the lead-in as played
+    decode: float  # first byte -> the decoder's first PCM
+    cushion: float  # the decoder's first PCM -> handed to Player.play (the start cushion)
+    callback_wait: float  # Player.play -> the callback consumed the first frame
+    device_path: float  # callback consumed -> heard, minus the lead-in as played
+    floor: float  # the earliest gap-free start these chunk arrivals allowed (Probe.floor)
     ok_to_byte: float
     ok_to_sound: float  # minus the first-byte delay
     net: float  # also minus the clip's lead-in
-    device_path: float  # callback consumed -> heard, minus the lead-in
     starved: int = 0  # times the player's ring ran dry during this utterance
 
 
@@ -137,7 +167,9 @@ async def speak_once(
     return t_ok, start
 
 
-def figures(probe: Probe, t_ok: float, heard: float | None, delay: float, lead_in: float) -> Run:
+def figures(
+    probe: Probe, t_ok: float, heard: float | None, delay: float, lead_in: float, floor: float
+) -> Run:
     nan = float("nan")
 
     def ms(a: float | None, b: float | None) -> float:
@@ -145,13 +177,15 @@ def figures(probe: Probe, t_ok: float, heard: float | None, delay: float, lead_i
 
     to_sound = ms(t_ok, heard) - delay * 1000
     return Run(
-        link_to_callback=ms(probe.first_byte, probe.consumed),
-        decode=ms(probe.first_byte, probe.handed),
+        byte_to_sound=ms(probe.first_byte, heard) - lead_in * 1000,
+        decode=ms(probe.first_byte, probe.first_pcm),
+        cushion=ms(probe.first_pcm, probe.handed),
         callback_wait=ms(probe.handed, probe.consumed),
+        device_path=ms(probe.consumed, heard) - lead_in * 1000,
+        floor=floor * 1000,
         ok_to_byte=ms(t_ok, probe.first_byte),
         ok_to_sound=to_sound,
         net=to_sound - lead_in * 1000,
-        device_path=ms(probe.consumed, heard) - lead_in * 1000,
     )
 
 
@@ -195,8 +229,10 @@ async def _measure(
     from playspeak.config import (
         ApiConfig,
         AudioConfig,
+        CacheConfig,
         Config,
         ControlConfig,
+        FallbackConfig,
         LocalServerConfig,
         LogConfig,
     )
@@ -212,6 +248,7 @@ async def _measure(
                 samplerate=RATE,
                 preroll_ms=args.preroll_ms,
                 trim_leading_silence=not args.no_trim,
+                latency=args.latency,
             ),
             local_server=LocalServerConfig(
                 first_byte_delay=args.first_byte_delay,
@@ -219,6 +256,9 @@ async def _measure(
                 synth="espeak",
             ),
             log=LogConfig(level="warning"),
+            # Every run from the service: a cached reply would skip it (and its delay).
+            cache=CacheConfig(enabled=False),
+            fallback=FallbackConfig(enabled=False),
         )
         with instrument(probe):
             async with open_daemon(config) as daemon:
@@ -228,12 +268,21 @@ async def _measure(
                     await trio.sleep(SETTLE)
                     runs = []
                     lead_in = clip.played_lead_in(trimmed=not args.no_trim)
+                    trimmed = clip.lead_in - lead_in
                     starved = daemon.player.stats.get("starved", 0)
                     for n in range(args.runs):
                         t_ok, start = await speak_once(client, clip.text, f"r{n}", probe, recorder)
                         index = recorder.first_loud(start)
                         heard = None if index is None else recorder.time_of(index) + offset / 1000
-                        run = figures(probe, t_ok, heard, args.first_byte_delay, lead_in)
+                        floor = probe.floor(trimmed, daemon.player.prefill_seconds)
+                        run = figures(
+                            probe,
+                            t_ok,
+                            heard,
+                            args.first_byte_delay,
+                            lead_in,
+                            float("nan") if floor is None else floor,
+                        )
                         run.starved = daemon.player.stats.get("starved", 0) - starved
                         starved += run.starved
                         runs.append(run)
@@ -254,17 +303,19 @@ def print_report(
     delay = args.first_byte_delay * 1000
     lead_in = clip.played_lead_in(trimmed=not args.no_trim) * 1000
     rows_spec = [
-        ("(a) link's first byte -> callback consumed 1st frame", "link_to_callback", "<= 5 ms"),
-        ("    of which: first byte -> first PCM to Player.play", "decode", ""),
-        ("    of which: Player.play -> callback consumed it", "callback_wait", ""),
+        ("link's first byte -> first sound, minus the lead-in", "byte_to_sound", "<= 45 ms"),
+        ("  1. first byte -> the decoder's first PCM", "decode", ""),
+        ("  2. first PCM -> Player.play (the start cushion)", "cushion", ""),
+        ("  3. Player.play -> callback consumed the first frame", "callback_wait", ""),
+        ("  4. callback consumed -> heard at the monitor", "device_path", ""),
+        ("the service's floor: earliest gap-free start (hindsight)", "floor", ""),
         ("ok reply -> link's first byte", "ok_to_byte", f"(delay {delay:.0f})"),
         (
-            f"(b) ok -> first sound at monitor, minus {delay:.0f} ms delay",
+            f"ok -> first sound at monitor, minus {delay:.0f} ms delay",
             "ok_to_sound",
             "<= 60 ms",
         ),
-        (f"(b) net: also minus the lead-in as played, {lead_in:.1f} ms", "net", ""),
-        ("callback consumed -> heard, minus lead-in (device path)", "device_path", ""),
+        (f"net: also minus the lead-in as played, {lead_in:.1f} ms", "net", ""),
     ]
     rows = []
     for label, attr, target in rows_spec:
@@ -272,7 +323,7 @@ def print_report(
         limit = float(target.split()[1]) if target.startswith("<=") else None
         verdict = "" if limit is None else ("PASS" if p50(values) <= limit else "MISS")
         rows.append([label, fmt(p50(values)), fmt(p95(values)), span(values), target, verdict])
-    missing = sum(1 for r in runs if np.isnan(r.ok_to_sound) or np.isnan(r.link_to_callback))
+    missing = sum(1 for r in runs if np.isnan(r.ok_to_sound) or np.isnan(r.byte_to_sound))
     print()
     print(
         f"short clip ({clip.duration:.2f} s, lead-in {clip.lead_in * 1000:.1f} ms), "
@@ -286,7 +337,7 @@ def print_report(
     print(f"calibration: {how}; added {offset:+.1f} ms")
     print(
         f"player: {stats.get('samplerate')} Hz, block {stats.get('blocksize')} frames, "
-        f"reported latency {stats.get('latency', 0) * 1000:.1f} ms, underruns "
+        f"latency {args.latency} (reported {stats.get('latency', 0) * 1000:.1f} ms), underruns "
         f"{stats.get('underruns')} (device {stats.get('device_underflows')}, starved "
         f"{stats.get('starved')})"
     )
@@ -322,6 +373,11 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         default=AudioConfig().preroll_ms,
         help="audio.preroll_ms (default: the daemon's default); 0 measures the software path "
         "alone: the first decoded frame goes to the player at once",
+    )
+    parser.add_argument(
+        "--latency",
+        default=AudioConfig().latency,
+        help="audio.latency, the device buffer a stretch starts with (default: the daemon's)",
     )
     parser.add_argument("--no-trim", action="store_true", help="audio.trim_leading_silence = false")
     parser.add_argument(
