@@ -7,11 +7,13 @@ from collections.abc import AsyncIterator
 
 import numpy as np
 import pytest
+import trio
+import trio.testing
 import trio_websocket
 
 from playspeak.localserver import LocalServer, open_local_server
 from playspeak.localserver.encode import wav_header
-from playspeak.localserver.espeak import espeak_voice
+from playspeak.localserver.espeak import EspeakSpares, espeak_pcm, espeak_voice
 from playspeak.localserver.generated import CHAR_SECONDS, RATE, generate
 
 from localserver_helpers import LAME_DELAY, decode, id3_size, mp3_frame_offsets, speak, ws_url
@@ -128,6 +130,37 @@ async def test_espeak_speech_is_deterministic_and_follows_the_voice() -> None:
             assert server.synth == "espeak"
             renders.append(await server.render(text=TEXT, voice=voice, output_format="raw"))
     assert renders[0] == renders[1] != renders[2]
+
+
+@needs_espeak
+async def test_a_spare_espeak_speaks_what_a_fresh_one_would_and_is_ended_with_its_task() -> None:
+    spares = EspeakSpares(limit=1)
+    fresh, rate = await espeak_pcm(TEXT, "Angelo", 1.0)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(spares.run)
+        first = await spares.pcm(TEXT, "Angelo", 1.0)  # no spare yet: a fresh process
+        await started(spares, "en-us+m3")  # run() starts the next one
+        assert spares.used == 0 and len(spares._spares) == 1
+        second = await spares.pcm(TEXT, "Angelo", 1.0)  # on the spare, which is replaced
+        assert spares.used == 1
+        for pcm, pcm_rate in (first, second):
+            assert pcm_rate == rate and np.array_equal(pcm, fresh)
+        await spares.pcm(TEXT, "Jennifer", 1.0)  # another voice: its spare replaces Angelo's
+        await started(spares, "en-gb+f3")
+        [(command, kept)] = spares._spares.items()
+        assert kept.returncode is None
+        nursery.cancel_scope.cancel()
+    assert kept.returncode is not None and not spares._spares
+    await spares.pcm(TEXT, "Angelo", 1.0)  # run() ended: no more spares are started
+    await trio.testing.wait_all_tasks_blocked()
+    assert not spares._spares
+
+
+async def started(spares: EspeakSpares, voice: str) -> None:
+    """Until a spare for `voice` is there (run() starts it in a worker thread)."""
+    with trio.fail_after(10):
+        while not any(voice in command for command in spares._spares):
+            await trio.sleep(0.01)
 
 
 def test_espeak_voice_mapping_is_deterministic() -> None:

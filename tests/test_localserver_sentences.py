@@ -74,6 +74,33 @@ def test_a_stream_encoder_fed_in_pieces_makes_the_whole_encoding(output_format: 
     assert streamed == encode(resample(pcm, RATE, 24000), 24000, output_format).data
 
 
+async def test_one_sentence_streams_in_slices_that_join_to_its_whole_encoding() -> None:
+    # Its first bytes go out once its first slice is encoded, not the whole sentence.
+    text = "Hello there, how are you today, my friend from the village by the sea?"
+    pieces: list[Piece] = []
+
+    async def keep(piece: Piece) -> None:
+        pieces.append(piece)
+
+    await AudioEngine("generated").stream(text, "Angelo", 1.0, 24000, "mp3", keep)
+    pcm = generate(text, "Angelo")
+    assert len(pieces) > 3
+    assert [p.seconds for p in pieces] == sorted(p.seconds for p in pieces)
+    assert pieces[0].seconds <= 0.2 + 1e-9
+    assert pieces[-1].seconds == pytest.approx(len(pcm) / RATE)
+    whole = encode(resample(pcm, RATE, 24000), 24000, "mp3").data
+    assert b"".join(p.data for p in pieces) == whole
+    # a format that states its length up front is still encoded whole, with real sizes
+    wav: list[Piece] = []
+
+    async def keep_wav(piece: Piece) -> None:
+        wav.append(piece)
+
+    await AudioEngine("generated").stream(text, "Angelo", 1.0, 24000, "wav", keep_wav)
+    [piece] = wav
+    assert int.from_bytes(piece.data[40:44], "little") == len(piece.data) - 44
+
+
 def test_a_wav_stream_says_its_length_is_unknown() -> None:
     encoder = StreamEncoder(RATE, 16000, "wav")
     data = encoder.feed(generate("Hi.", "Angelo")) + encoder.close()

@@ -1,8 +1,11 @@
 """Text to encoded audio: synthesis, resampling and encoding, behind a small LRU cache.
 
-A text of one sentence is synthesized and encoded whole. A longer one streams as a real
-service does: sentence by sentence through one encoder, so its first bytes are ready after
-its first sentence whatever its length; its audio is the sentences' audio back to back."""
+A text streams as a real service does: sentence by sentence through one encoder, each
+sentence's audio fed to it a slice at a time, so its first bytes are ready once the first
+slice of its first sentence is encoded, whatever its length (encoding a 3 s sentence whole
+takes ~30 ms); its audio is the sentences' audio back to back. A text of one sentence in a
+format that records its length up front (WAV, FLAC, Ogg) is encoded whole instead, with real
+sizes."""
 
 from __future__ import annotations
 
@@ -22,6 +25,7 @@ from playspeak.localserver.sentences import split_sentences
 from playspeak.localserver.settings import SynthMode
 
 CacheKey = tuple[str, str, float, int, str, str]
+SLICE_SECONDS = 0.2  # a sentence's audio is encoded this much at a time
 T = TypeVar("T")
 
 
@@ -73,6 +77,13 @@ async def _cpu(work: Callable[..., T], *args: Any) -> T:
     return await trio.to_thread.run_sync(work, *args)
 
 
+def _streams(sentences: list[str], output_format: str) -> bool:
+    """Whether a text of these sentences is encoded as a stream (else whole, in one piece)."""
+    if len(sentences) == 1:
+        return output_format in encode.STREAMED_AS_WHOLE
+    return len(sentences) > 1
+
+
 class AudioEngine:
     """Renders commands to encoded audio; identical requests share one cached encoding."""
 
@@ -83,6 +94,7 @@ class AudioEngine:
         self._max_entries = max_entries
         self._max_bytes = max_bytes
         self._cache: OrderedDict[CacheKey, encode.Encoded] = OrderedDict()
+        self.espeak_spares = espeak.EspeakSpares()
 
     async def render(
         self, text: str, voice: str, speed: float, sample_rate: int, output_format: str
@@ -96,7 +108,7 @@ class AudioEngine:
             await trio.lowlevel.checkpoint()
             return hit
         sentences = split_sentences(text)
-        if len(sentences) > 1:
+        if _streams(sentences, output_format):
             pieces: list[Piece] = []
 
             async def keep(piece: Piece) -> None:
@@ -116,11 +128,12 @@ class AudioEngine:
     ) -> None:
         """Await ``emit`` with each piece of the encoded audio as it is ready, in order.
 
-        The pieces joined are ``render``'s bytes. A cached or one-sentence text comes as one
-        piece. Blocks while ``emit`` blocks (back-pressure); cancellation drops the rest."""
+        The pieces joined are ``render``'s bytes. A cached text comes as one piece, as does
+        a one-sentence text in a format encoded whole. Blocks while ``emit`` blocks
+        (back-pressure); cancellation drops the rest."""
         key = (text, voice, float(speed), sample_rate, output_format, self.synth)
         sentences = split_sentences(text)
-        if key in self._cache or len(sentences) <= 1:
+        if key in self._cache or not _streams(sentences, output_format):
             audio = await self.render(text, voice, speed, sample_rate, output_format)
             await emit(Piece(audio.data, audio.duration, audio.header))
             return
@@ -137,12 +150,15 @@ class AudioEngine:
             pcm, rate = await self._pcm(sentence, voice, speed)
             if encoder is None:
                 encoder = encode.StreamEncoder(rate, sample_rate, output_format)
-            data = await _cpu(encoder.feed, pcm)
-            seconds += len(pcm) / rate
-            if data:
-                await emit(Piece(data, seconds, 0 if parts else encoder.header))
-                parts.append(data)
-        assert encoder is not None  # split_sentences gave at least two sentences
+            step = round(rate * SLICE_SECONDS)
+            for start in range(0, len(pcm), step):
+                part = pcm[start : start + step]
+                data = await _cpu(encoder.feed, part)
+                seconds += len(part) / rate
+                if data:
+                    await emit(Piece(data, seconds, 0 if parts else encoder.header))
+                    parts.append(data)
+        assert encoder is not None  # split_sentences gave at least one sentence
         tail = await _cpu(encoder.close)
         await emit(Piece(tail, seconds, 0 if parts else encoder.header))
         parts.append(tail)
@@ -154,7 +170,7 @@ class AudioEngine:
         if self.synth == "espeak":
             if _virtual_time():
                 return espeak.espeak_pcm_blocking(text, voice, speed)
-            return await espeak.espeak_pcm(text, voice, speed)
+            return await self.espeak_spares.pcm(text, voice, speed)
         return await _cpu(generated.generate, text, voice, speed), generated.RATE
 
     async def _render_whole(self, key: CacheKey) -> encode.Encoded:
@@ -164,7 +180,7 @@ class AudioEngine:
             if inline:
                 pcm, rate = espeak.espeak_pcm_blocking(text, voice, speed)
             else:
-                pcm, rate = await espeak.espeak_pcm(text, voice, speed)
+                pcm, rate = await self.espeak_spares.pcm(text, voice, speed)
             work = functools.partial(_finish, pcm, rate, sample_rate, output_format)
         else:
             work = functools.partial(

@@ -146,6 +146,8 @@ _STREAMED: dict[str, tuple[str, str, str, dict[str, str]]] = {  # container, cod
     "ogg": ("ogg", "vorbis", "stereo", {}),
 }
 STREAM_WAV_SIZE = 0xFFFFFFFF  # the RIFF and data sizes of a WAV stream of unknown length
+# Formats whose StreamEncoder bytes are exactly ``encode``'s of the whole PCM (no length up front)
+STREAMED_AS_WHOLE = frozenset({"mp3", "raw", "mulaw"})
 
 
 class StreamEncoder:

@@ -6,6 +6,7 @@ import hashlib
 import shutil
 import struct
 import subprocess
+from collections import OrderedDict
 
 import numpy as np
 import trio
@@ -75,3 +76,101 @@ def espeak_pcm_blocking(text: str, voice: str, speed: float) -> tuple[np.ndarray
         _command(voice, speed), input=text.encode(), capture_output=True, check=True
     )
     return _parse_wav(result.stdout)
+
+
+class EspeakSpares:
+    """espeak-ng processes started ahead of need, one per (voice, speed) lately used.
+
+    A fresh espeak-ng spends ~8 ms loading its voice and phoneme data before it reads any text,
+    about twice what a sentence takes to synthesise: a spare has done that while idle, so a
+    sentence costs its synthesis alone. Each spare speaks once (text on stdin, then EOF); after
+    it spoke, `run` starts the next one, off the path of the reply that is streaming. Without
+    `run` (or before it is started) every call starts its own process, as espeak_pcm does. The
+    output is byte for byte what a fresh process writes.
+
+    Owned by the trio thread: `run`'s task (LocalServer.run's nursery) starts and ends the
+    spares; `pcm` takes one. A spare that outlives us reads EOF on its stdin and exits."""
+
+    def __init__(self, limit: int = 2) -> None:
+        self.used = 0  # sentences spoken by a spare
+        self._limit = limit
+        self._spares: OrderedDict[tuple[str, ...], trio.Process] = OrderedDict()
+        self._wanted: list[list[str]] = []  # commands to start a spare for, in order
+        self._wake: trio.Event | None = None  # run() waits on it; None when it does not run
+
+    async def pcm(self, text: str, voice: str, speed: float) -> tuple[np.ndarray, int]:
+        """Like espeak_pcm, on a spare when one is ready; then a new spare is asked for."""
+        command = _command(voice, speed)
+        spare = self._spares.pop(tuple(command), None)
+        if spare is None:
+            result = await espeak_pcm(text, voice, speed)
+        else:
+            self.used += 1
+            result = _parse_wav(await _speak_once(spare, text.encode()))
+        if self._wake is not None:
+            self._wanted.append(command)
+            self._wake.set()
+        return result
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Start the spares `pcm` asks for until cancelled; then end them all."""
+        try:
+            self._wake = trio.Event()
+            task_status.started()
+            while True:
+                await self._wake.wait()
+                self._wake = trio.Event()
+                while self._wanted:
+                    command = self._wanted.pop(0)
+                    if tuple(command) not in self._spares:
+                        await self._start(command)
+        finally:
+            self._wake, self._wanted = None, []
+            spares, self._spares = list(self._spares.values()), OrderedDict()
+            for spare in spares:
+                await _reap(spare)
+
+    async def _start(self, command: list[str]) -> None:
+        self._spares[tuple(command)] = await trio.lowlevel.open_process(
+            command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL
+        )
+        while len(self._spares) > self._limit:
+            _, oldest = self._spares.popitem(last=False)
+            await _reap(oldest)
+
+
+async def _speak_once(process: trio.Process, text: bytes) -> bytes:
+    """Write `text` to a waiting espeak-ng and read its WAV to the end (killed if cancelled)."""
+    assert process.stdin is not None and process.stdout is not None
+    stdin, stdout = process.stdin, process.stdout
+    out = bytearray()
+    try:
+
+        async def write() -> None:
+            # concurrently with the reading: a long text would fill both pipes otherwise
+            async with stdin:
+                await stdin.send_all(text)
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(write)
+            while chunk := await stdout.receive_some():
+                out += chunk
+        code = await process.wait()
+    except BaseException:
+        await _reap(process)
+        raise
+    await stdout.aclose()
+    if code != 0:
+        raise subprocess.CalledProcessError(code, process.args)
+    return bytes(out)
+
+
+async def _reap(process: trio.Process) -> None:
+    """Kill `process` if it still runs and wait for it (also when cancelled)."""
+    with trio.CancelScope(shield=True):
+        if process.returncode is None:
+            process.kill()
+        await process.wait()
+        for pipe in (process.stdin, process.stdout):
+            if pipe is not None:
+                await pipe.aclose()

@@ -71,8 +71,10 @@ class LocalServer:
         return f"http://{_url_host(self.settings.host)}:{self.port}"
 
     async def run(self, *, task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED) -> None:
-        """Listen and serve until cancelled; ``task_status.started(base_url)`` once listening."""
+        """Listen and serve until cancelled; ``task_status.started(base_url)`` once listening.
+        While it runs, espeak-ng processes are started ahead of need (EspeakSpares)."""
         async with trio.open_nursery() as nursery:
+            await nursery.start(self._audio.espeak_spares.run)
             listeners = await nursery.start(
                 partial(trio.serve_tcp, self._handle, self.settings.port, host=self.settings.host)
             )
