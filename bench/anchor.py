@@ -21,6 +21,7 @@ Installs speech-dispatcher-espeak-ng with apt-get when it is missing (as root).
 from __future__ import annotations
 
 import argparse
+import itertools
 import os
 import socket
 import subprocess
@@ -35,12 +36,14 @@ from .procs import cpu_seconds, ensure_tools, loadavg, peak_rss_mib
 from .report import fmt, p50, p95, table
 from .soundcard import PulseNullSink, Recorder
 
-SHORT = "The front door is open."
+# Every utterance gets its own room number, so that no cache of either side (playspeak's
+# embedded server keeps its last renders) answers a trial: each one is synthesised.
+SHORT = "The front door of room {room} is open."
 LONG = (
-    "Good morning. It is seven o'clock and the temperature outside is four degrees. The bus to "
-    "the station leaves in twenty minutes, the washing machine has finished its programme, and "
-    "the back door is still open. Remember to take the blue folder with you; the meeting was "
-    "moved to half past nine."
+    "Good morning, room {room}. It is seven o'clock and the temperature outside is four "
+    "degrees. The bus to the station leaves in twenty minutes, the washing machine has "
+    "finished its programme, and the back door is still open. Remember to take the blue "
+    "folder with you; the meeting was moved to half past nine."
 )
 SPEECHD_ESPEAK = "speech-dispatcher-espeak-ng"
 QUIET_SECONDS = 0.4  # this long without sound: the utterance is over
@@ -242,8 +245,10 @@ def run(
             return lambda: servers.spd_say(sd, "-C")
         return lambda: servers.raw_write('{"cmd": "cancel"}')  # every utterance, any door
 
+    rooms = itertools.count(100)
     for name, say in ways.items():  # warm-up: module start, websocket, page cache
-        first_sound_ms(recorder, offset_ms, lambda say=say: say(SHORT), stop_of(name))  # type: ignore[misc]
+        short = SHORT.format(room=next(rooms))
+        first_sound_ms(recorder, offset_ms, lambda say=say, short=short: say(short), stop_of(name))  # type: ignore[misc]
     cpu0 = {
         "sd": sum(_or_zero(cpu_seconds, pid) for pid in servers.speechd_pids()),
         "ps": cpu_seconds(servers.playspeak.pid),
@@ -253,8 +258,9 @@ def run(
     for _ in range(args.trials):
         for text_name, text in (("short sentence", SHORT), ("~300-character text", LONG)):
             for name, say in ways.items():
+                line = text.format(room=next(rooms))
                 value = first_sound_ms(
-                    recorder, offset_ms, lambda say=say, text=text: say(text), stop_of(name)
+                    recorder, offset_ms, lambda say=say, line=line: say(line), stop_of(name)
                 )
                 if value is None:
                     missed += 1
@@ -266,7 +272,7 @@ def run(
             value = silence_after_cancel_ms(
                 recorder,
                 offset_ms,
-                lambda target=target: servers.spd_say(target, LONG),
+                lambda target=target: servers.spd_say(target, LONG.format(room=next(rooms))),
                 lambda target=target: servers.spd_say(target, "-C"),
             )
             if value is not None:
