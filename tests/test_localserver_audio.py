@@ -147,7 +147,7 @@ async def test_a_spare_espeak_speaks_what_a_fresh_one_would_and_is_ended_with_it
             assert pcm_rate == rate and np.array_equal(pcm, fresh)
         await spares.pcm(TEXT, "Jennifer", 1.0)  # another voice: its spare replaces Angelo's
         await started(spares, "en-gb+f3")
-        [(command, kept)] = spares._spares.items()
+        [kept] = spares._spares.values()
         assert kept.returncode is None
         nursery.cancel_scope.cancel()
     assert kept.returncode is not None and not spares._spares
