@@ -85,11 +85,14 @@ def _streams(sentences: list[str], output_format: str) -> bool:
 
 
 class AudioEngine:
-    """Renders commands to encoded audio; identical requests share one cached encoding."""
+    """Renders commands to encoded audio; identical requests share one cached encoding.
 
-    def __init__(
-        self, mode: SynthMode, *, max_entries: int = 32, max_bytes: int = 64 << 20
-    ) -> None:
+    The cache is small in bytes on purpose: in the daemon (the embedded server) it is resident
+    memory next to the phrase cache, which already answers repeats from disk; up to 64 MiB, it
+    had held ~9 MiB after 40 different ~300-character texts. (Ogg's stream serial number is
+    random, so an Ogg reply re-rendered after it left the cache differs in those bytes.)"""
+
+    def __init__(self, mode: SynthMode, *, max_entries: int = 32, max_bytes: int = 4 << 20) -> None:
         self.synth = resolve_synth(mode)
         self._max_entries = max_entries
         self._max_bytes = max_bytes
