@@ -74,15 +74,21 @@ def test_a_stream_encoder_fed_in_pieces_makes_the_whole_encoding(output_format: 
     assert streamed == encode(resample(pcm, RATE, 24000), 24000, output_format).data
 
 
-async def test_one_sentence_streams_in_slices_that_join_to_its_whole_encoding() -> None:
-    # Its first bytes go out once its first slice is encoded, not the whole sentence.
-    text = "Hello there, how are you today, my friend from the village by the sea?"
+async def streamed_pieces(text: str, output_format: str) -> list[Piece]:
+    """The pieces a fresh engine's `stream` emits for `text` (generated voice, 24 kHz)."""
     pieces: list[Piece] = []
 
     async def keep(piece: Piece) -> None:
         pieces.append(piece)
 
-    await AudioEngine("generated").stream(text, "Angelo", 1.0, 24000, "mp3", keep)
+    await AudioEngine("generated").stream(text, "Angelo", 1.0, 24000, output_format, keep)
+    return pieces
+
+
+async def test_one_sentence_streams_in_slices_that_join_to_its_whole_encoding() -> None:
+    # Its first bytes go out once its first slice is encoded, not the whole sentence.
+    text = "Hello there, how are you today, my friend from the village by the sea?"
+    pieces = await streamed_pieces(text, "mp3")
     pcm = generate(text, "Angelo")
     assert len(pieces) > 3
     assert [p.seconds for p in pieces] == sorted(p.seconds for p in pieces)
@@ -91,13 +97,7 @@ async def test_one_sentence_streams_in_slices_that_join_to_its_whole_encoding() 
     whole = encode(resample(pcm, RATE, 24000), 24000, "mp3").data
     assert b"".join(p.data for p in pieces) == whole
     # a format that states its length up front is still encoded whole, with real sizes
-    wav: list[Piece] = []
-
-    async def keep_wav(piece: Piece) -> None:
-        wav.append(piece)
-
-    await AudioEngine("generated").stream(text, "Angelo", 1.0, 24000, "wav", keep_wav)
-    [piece] = wav
+    [piece] = await streamed_pieces(text, "wav")
     assert int.from_bytes(piece.data[40:44], "little") == len(piece.data) - 44
 
 
