@@ -101,6 +101,17 @@ def test_the_trace_stops_where_back_pressure_may_begin() -> None:
     assert [at for at, _ in trace.arrivals] == [0.0, 0.5]
 
 
+def test_the_trace_counts_from_the_first_chunk_that_brought_audio() -> None:
+    trace = ReplyTrace()
+    assert trace.elapsed(10.0) == 0.0  # nothing yet
+    trace.add(10.0, 0.0, 0.0)  # an ID3 tag alone: no audio
+    assert trace.elapsed(10.5) == 0.0 and trace.arrivals == []
+    trace.add(10.2, 0.0, 0.3)
+    trace.add(10.4, 0.3, 0.5)
+    assert trace.elapsed(10.5) == pytest.approx(0.3)
+    assert trace.first == 0.3 and trace.arrivals == [(0.0, 0.0), (pytest.approx(0.2), 0.0)]
+
+
 def test_wait_until_the_held_audio_lasts_until_the_curve_brings_more() -> None:
     curve = ArrivalCurve(rate=3.0, burst=0.3)
     # 0.2 s decoded after the first chunk: the curve passes it at (0.2 + 0.3) / 3 = 1/6 s;

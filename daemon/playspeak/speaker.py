@@ -386,10 +386,9 @@ class Speaker:
         start: UtteranceStart | None = None  # made at the first audio, when the device's
         # state is known: idle (trim the leading silence) or playing another utterance
         idle = False
-        trace, decoded = ReplyTrace(), 0
-        first_arrival = math.inf
+        trace, decoded = ReplyTrace(), 0  # also where the reply's pace is counted from
         while True:
-            hold = start.wait(trio.current_time() - first_arrival) if start else math.inf
+            hold = start.wait(trace.elapsed(trio.current_time())) if start else math.inf
             with trio.move_on_after(hold) as holding:
                 stamped = await reply.receive_stamped()
             if holding.cancelled_caught:
@@ -401,15 +400,13 @@ class Speaker:
                 break
             chunk, arrived = stamped
             blocks = decoder.feed(chunk)
-            if blocks and first_arrival == math.inf:
-                first_arrival = arrived  # the pace is counted from the first chunk of audio
             before, decoded = decoded, decoded + sum(map(len, blocks))
             trace.add(arrived, before / rate, decoded / rate)
             if blocks and start is None:
                 start, idle = self._utterance_start(job)
             # one write per chunk, not per MP3 frame: fewer trips through trio's loop
             if start is not None:
-                pcm = start.feed(blocks, trio.current_time() - first_arrival)
+                pcm = start.feed(blocks, trace.elapsed(trio.current_time()))
                 if pcm is not None:
                     await self._play(job, pcm)
         rest = decoder.flush()

@@ -70,6 +70,10 @@ class ReplyTrace:
         self.arrivals.append((arrived_at - self._first_at, max(0.0, decoded_before - self.first)))
         self.decoded = decoded_after
 
+    def elapsed(self, now: float) -> float:
+        """Seconds from the arrival of the first chunk of audio to `now` (0 before it)."""
+        return 0.0 if self._first_at is None else now - self._first_at
+
     @property
     def rate(self) -> float | None:
         """Seconds of audio delivered per second after the first chunk, over the trace; None
