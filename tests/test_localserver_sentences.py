@@ -64,6 +64,13 @@ def test_chunks_are_cut_the_same_whether_the_audio_comes_whole_or_in_pieces() ->
     assert b"".join(c.data for c in cuts) == data
     assert pieced.seconds_at(len(data)) == pytest.approx(2.0)
     assert pieced.seconds_at(len(data) // 2) == pytest.approx(1.0, abs=0.01)
+    # pieces of uneven pace: every offset falls in the piece that holds it, interpolated there
+    uneven = Chunker(random.Random(1), 100, 700)
+    for size, seconds in [(100, 0.5), (300, 0.6), (50, 1.6)]:
+        uneven.add(Piece(bytes(size), seconds))
+    assert [uneven.seconds_at(b) for b in (0, 50, 100, 250, 400, 425, 450, 999)] == pytest.approx(
+        [0.0, 0.25, 0.5, 0.55, 0.6, 1.1, 1.6, 1.6]
+    )
 
 
 @pytest.mark.parametrize("output_format", ["raw", "mulaw", "mp3"])
