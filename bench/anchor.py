@@ -155,7 +155,8 @@ class Servers:
         subprocess.run(["spd-say", *args], env=env, check=False, stdout=subprocess.DEVNULL)
 
     def playspeak_say(self, text: str) -> None:
-        command = [sys.executable, "-m", "playspeak", "say", text]
+        # the installed command, as scripts run it (`python -m` would add runpy's imports)
+        command = [str(Path(sys.executable).with_name("playspeak")), "say", text]
         subprocess.run(command, env=self.ps_env, check=False, stdout=subprocess.DEVNULL)
 
     def raw_write(self, text: str) -> None:

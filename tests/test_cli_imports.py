@@ -106,6 +106,7 @@ def test_help_imports_nothing_heavy() -> None:
     ("args", "cmd"),
     [
         (["say", "hi"], "speak"),
+        (["say", "--priority", "important", "hi"], "speak"),
         (["status"], "status"),
         (["stop"], "stop"),
         (["skip"], "skip"),
@@ -135,7 +136,7 @@ NEEDLESS = {"shutil", "bz2", "lzma", "pathlib"}
 
 
 def test_a_verb_builds_its_own_parser_only_and_errors_still_list_every_verb() -> None:
-    from playspeak.cli import build_parser
+    from playspeak.cli_parser import build_parser
 
     def verbs(parser: argparse.ArgumentParser) -> list[str]:
         (sub,) = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
@@ -174,3 +175,99 @@ def test_the_check_sees_a_heavy_import(tmp_path: Path, monkeypatch: pytest.Monke
     modules, result = imported_by("check-config", env=env)
     assert result.returncode == 0, result.stderr
     assert "playspeak.config" in heavy(modules)
+
+
+def test_a_plain_say_sends_its_line_before_loading_argparse_json_or_socket(tmp_path: Path) -> None:
+    """What `playspeak say TEXT` had imported when its line reached the daemon. argparse, json
+    and the socket module bring re, enum and selectors: ~8 ms of every script's say, before
+    the daemon could start speaking. (C's stderr is unbuffered: every import line written
+    before the client's send is in the pipe by the time the line arrives.)"""
+    path = tmp_path / "playspeak.sock"
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as server:
+        server.bind(str(path))
+        server.listen()
+        server.settimeout(60)
+        client = subprocess.Popen(
+            [sys.executable, "-X", "importtime", PLAYSPEAK, "say", "hello", "there"],
+            env={**os.environ, "PLAYSPEAK_SOCKET": str(path)},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        try:
+            conn, _ = server.accept()
+            with conn, conn.makefile("rb") as lines:
+                line = lines.readline()
+                assert client.stderr is not None
+                before_send = _available(client.stderr.fileno()).decode()
+                conn.sendall(b'{"event": "queued", "id": "u1"}\n')
+                out, _err = client.communicate(timeout=60)
+        finally:
+            client.kill()
+            client.wait()
+    assert json.loads(line) == {"cmd": "speak", "text": "hello there"}
+    assert (client.returncode, out) == (0, b"u1\n")
+    imported = {row.rsplit("|", 1)[1].strip() for row in before_send.splitlines()}
+    assert "playspeak.client" in imported  # the import lines were read
+    assert imported & {"argparse", "json", "socket", "re", "enum", "selectors"} == set()
+    assert heavy(imported) == []
+
+
+def _available(fd: int) -> bytes:
+    """What the pipe holds now, without waiting for more."""
+    os.set_blocking(fd, False)
+    data = b""
+    try:
+        while chunk := os.read(fd, 65536):
+            data += chunk
+    except BlockingIOError:
+        pass
+    os.set_blocking(fd, True)
+    return data
+
+
+PLAIN = [["say", "hi"], ["say", "hello", "there"], ["say", ""], ["say", "a-b", "x--y", "@file"]]
+NOT_PLAIN = [["say"], ["say", "--wait", "hi"], ["say", "hi", "--voice", "x"], ["say", "-5"]]
+
+
+def test_a_plain_say_is_one_argparse_reads_as_text_alone() -> None:
+    """The say that skips argparse is one argparse would read as text and defaults only."""
+    from playspeak.cli import _is_plain_say
+    from playspeak.cli_parser import build_parser
+
+    defaults = vars(build_parser().parse_args(["say", "x"]))
+    for argv in PLAIN:
+        assert _is_plain_say(argv), argv
+        assert vars(build_parser().parse_args(argv)) == {**defaults, "text": argv[1:]}
+    for argv in [*NOT_PLAIN, ["--help"], ["status"], ["say", "--", "-x"]]:
+        assert not _is_plain_say(argv), argv
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"text": "hello there", "priority": "important"},
+        {"text": 'quotes " and \\ back\nslash\t\x00\x1f\x7f', "id": "a/b"},
+        {"text": "ünïcödé — 日本語 🙂 \ud800", "voice": "s3://voice"},
+        {"volume": 50.0, "speed": 1.25, "level": 7, "chime": True, "cache": False},
+        {"volume": float("nan"), "speed": float("inf"), "level": float("-inf"), "n": -0.0},
+        {"nested": {"a": [1, "x"]}, "list": ["y", 2.5]},
+    ],
+)
+def test_a_command_line_is_exactly_what_json_dumps_writes(fields: dict) -> None:
+    """The client writes commands without importing json; the bytes are json's."""
+    from playspeak.client import _command
+
+    line = _command("speak", **fields, skipped=None)
+    assert line == (json.dumps({"cmd": "speak", **fields}) + "\n").encode()
+
+
+def test_lines_are_split_as_they_arrive() -> None:
+    from playspeak.client import _Lines
+
+    lines = _Lines()
+    assert lines.take() is None
+    lines.feed(b'{"a": 1}\n{"b"')
+    assert lines.take() == b'{"a": 1}'
+    assert lines.take() is None
+    lines.feed(b": 2}\n\n")
+    assert (lines.take(), lines.take(), lines.take()) == (b'{"b": 2}', b"", None)

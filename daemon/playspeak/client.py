@@ -1,15 +1,16 @@
 """Client library for the control socket: `Client` for trio code, `BlockingClient` for scripts.
 
 Both speak the line protocol: send one JSON command, read one reply, then events. Importing
-this module costs no more than the standard library's sockets: trio is imported when a `Client`
-connects, so `BlockingClient` (and the `playspeak` client verbs) never load it.
+this module costs less than the standard library's `socket` and `json` modules (they bring
+enum, selectors and re: ~8 ms of a script's `playspeak say` before its line could go out). A
+command is encoded without `json`, which is imported to read the first reply; trio is imported
+when a `Client` connects, so `BlockingClient` (and the `playspeak` client verbs) never load it.
 """
 
 from __future__ import annotations
 
-import json
+import _socket  # the socket type itself: the `socket` module wraps it in enums
 import os
-import socket
 
 from playspeak.errors import PlayspeakError
 from playspeak.sockdir import check_client_socket, socket_path_from_env
@@ -27,9 +28,60 @@ class ClientError(PlayspeakError):
     """The daemon answered with an error, or could not be reached."""
 
 
+try:  # json.dumps's own string encoder (ensure_ascii), without the json package
+    from _json import encode_basestring_ascii as _json_string
+except ImportError:  # an interpreter without CPython's accelerator
+    from json.encoder import encode_basestring_ascii as _json_string
+
+
 def _command(cmd: str, **fields: Any) -> bytes:
+    """One command line, byte for byte `json.dumps` of it (None fields left out)."""
     body = {"cmd": cmd, **{k: v for k, v in fields.items() if v is not None}}
-    return (json.dumps(body) + "\n").encode("utf-8")
+    members = ", ".join(f"{_json_string(k)}: {_json_value(v)}" for k, v in body.items())
+    return ("{" + members + "}\n").encode("utf-8")
+
+
+def _json_value(value: Any) -> str:
+    if isinstance(value, str):
+        return _json_string(value)
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return int.__repr__(value)
+    if isinstance(value, float):
+        if value != value:
+            return "NaN"
+        if value in (float("inf"), float("-inf")):
+            return "Infinity" if value > 0 else "-Infinity"
+        return float.__repr__(value)
+    import json  # lists and objects, which none of our verbs sends
+
+    return json.dumps(value)
+
+
+def _decode(line: bytes) -> dict[str, Any]:
+    import json  # here, not above: a command's line has gone out by the time one is read
+
+    return json.loads(line)
+
+
+class _Lines:
+    """Splits the bytes a connection received into lines."""
+
+    def __init__(self) -> None:
+        self._buffer = bytearray()
+
+    def feed(self, data: bytes) -> None:
+        self._buffer += data
+
+    def take(self) -> bytes | None:
+        """The next complete line without its newline; None until one is complete."""
+        end = self._buffer.find(b"\n")
+        if end < 0:
+            return None
+        line = bytes(self._buffer[:end])
+        del self._buffer[: end + 1]
+        return line
 
 
 def _unreachable(path: str, e: OSError) -> ClientError:
@@ -53,14 +105,14 @@ class BlockingClient:
     ) -> None:
         self.path = os.fspath(path) if path else socket_path_from_env()
         check_client_socket(self.path)  # ConfigError: the fallback directory is not ours alone
-        self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self._sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
         self._sock.settimeout(timeout)
         try:
             self._sock.connect(self.path)
         except OSError as e:
             self._sock.close()
             raise _unreachable(self.path, e) from None
-        self._file = self._sock.makefile("rb")
+        self._lines = _Lines()
 
     def __enter__(self) -> BlockingClient:
         return self
@@ -69,14 +121,15 @@ class BlockingClient:
         self.close()
 
     def close(self) -> None:
-        self._file.close()
         self._sock.close()
 
     def next_event(self) -> dict[str, Any]:
-        line = self._file.readline()
-        if not line:
-            raise ClientError("the daemon closed the connection")
-        return json.loads(line)
+        while (line := self._lines.take()) is None:
+            data = self._sock.recv(65536)
+            if not data:
+                raise ClientError("the daemon closed the connection")
+            self._lines.feed(data)
+        return _decode(line)
 
     def request(self, cmd: str, **fields: Any) -> dict[str, Any]:
         """Send a command; return its reply (raises ClientError on an error reply)."""
@@ -102,7 +155,7 @@ class Client:
 
     def __init__(self, stream: trio.SocketStream) -> None:
         self._stream = stream
-        self._buffer = bytearray()
+        self._lines = _Lines()
 
     @classmethod
     async def connect(cls, path: str | os.PathLike[str] | None = None) -> Client:
@@ -129,14 +182,12 @@ class Client:
         await self._stream.send_all(line)
 
     async def next_event(self) -> dict[str, Any]:
-        while (end := self._buffer.find(b"\n")) < 0:
+        while (line := self._lines.take()) is None:
             data = await self._stream.receive_some(65536)
             if not data:
                 raise ClientError("the daemon closed the connection")
-            self._buffer += data
-        line = bytes(self._buffer[:end])
-        del self._buffer[: end + 1]
-        return json.loads(line)
+            self._lines.feed(data)
+        return _decode(line)
 
     async def request(self, cmd: str, **fields: Any) -> dict[str, Any]:
         await self._stream.send_all(_command(cmd, **fields))

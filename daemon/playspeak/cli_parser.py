@@ -1,0 +1,163 @@
+"""The command line's grammar (argparse), built when a verb needs it: a plain `playspeak say
+TEXT` sends its line without it (argparse brings re and enum: ~6 ms before the line goes out)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Callable
+
+from playspeak import cli
+
+TYPE_CHECKING = False  # not typing's: importing typing alone takes ~4 ms
+if TYPE_CHECKING:
+    from typing import Any
+
+
+class _Formatter(argparse.HelpFormatter):
+    """argparse's, sized to the terminal without importing shutil (which brings bz2 and lzma:
+    a few ms on every run, since argparse makes a formatter for each add_argument)."""
+
+    def __init__(self, prog: str) -> None:
+        super().__init__(prog, width=_columns() - 2)  # argparse's own margin
+
+
+def _columns() -> int:
+    try:
+        return int(os.environ.get("COLUMNS", "")) or 80
+    except ValueError:
+        pass
+    try:
+        return os.get_terminal_size(sys.__stdout__.fileno()).columns or 80  # type: ignore[union-attr]
+    except (AttributeError, OSError, ValueError):
+        return 80
+
+
+class _Unbuilt:
+    """Stands in for the parser of a verb this run does not use: its arguments are not built
+    (argparse makes a parser, a formatter and gettext lookups for each: ~10 ms for all verbs,
+    paid by every shell script's `playspeak say`)."""
+
+    def add_argument(self, *args: object, **kwargs: object) -> None:
+        pass
+
+
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The whole command line; with `only`, the top level and that verb alone (the whole one
+    when there is no such verb, so that the error lists them)."""
+    parser = argparse.ArgumentParser(
+        prog="playspeak", description=cli.__doc__, formatter_class=_Formatter
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def add(
+        name: str, func: Callable[[argparse.Namespace], int], help: str, socket: bool = True
+    ) -> Any:  # an ArgumentParser, or an _Unbuilt one
+        if only is not None and name != only:
+            return _Unbuilt()
+        p = sub.add_parser(name, help=help, description=help, formatter_class=_Formatter)
+        p.set_defaults(func=func)
+        if socket:
+            p.add_argument(
+                "--socket",
+                help="control socket (default: $PLAYSPEAK_SOCKET or "
+                "$XDG_RUNTIME_DIR/playspeak.sock)",
+            )
+        return p
+
+    run = add("run", cli.cmd_run, "run the daemon")
+    for p in (
+        run,
+        add(
+            "check-config",
+            cli.cmd_check_config,
+            "validate and print the effective configuration (secrets redacted)",
+        ),
+    ):
+        p.add_argument(
+            "--config",
+            help="TOML file (default: $PLAYSPEAK_CONFIG, "
+            "~/.config/playspeak/playspeak.toml, /etc/playspeak/playspeak.toml)",
+        )
+        p.add_argument("--device", help="output device: name, index or wav:PATH")
+        p.add_argument("--log-level", choices=("debug", "info", "warning", "error"))
+    demo = add("demo", cli.cmd_demo, "start the daemon, speak a greeting, stop", socket=False)
+    demo.add_argument("--config")
+    demo.add_argument("--device")
+    demo.add_argument("--log-level", choices=("debug", "info", "warning", "error"))
+    demo.add_argument(
+        "--wav",
+        default="playspeak-greeting.wav",
+        help="where the speech goes when there is no sound card",
+    )
+    demo.add_argument("text", nargs="?", help="what to say")
+
+    say = add("say", cli.cmd_say, "speak text (arguments, or standard input)")
+    say.add_argument("text", nargs="*")
+    say.add_argument(
+        "--wait",
+        action="store_true",
+        help="return when it was heard; exit 1 if it failed or was cancelled",
+    )
+    say.add_argument("--voice")
+    say.add_argument("--speed", type=float)
+    say.add_argument("--model")
+    say.add_argument(
+        "--priority", choices=("important", "message", "text", "notification", "progress")
+    )
+    say.add_argument("--volume", type=float, help="0–100 for this utterance")
+    say.add_argument("--id", help="your id for this utterance")
+    say.add_argument(
+        "--chime",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="play (or, with --no-chime, skip) the chime before it",
+    )
+    say.add_argument(
+        "--cache",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="with --no-cache, neither play it from nor store it in the phrase cache",
+    )
+
+    for name, help in (
+        ("stop", "stop the utterance speaking now"),
+        ("skip", "skip the utterance speaking now"),
+        ("pause", "pause speech"),
+        ("resume", "resume speech"),
+        ("ping", "check the daemon answers"),
+        ("status", "show the state"),
+    ):
+        add(name, cli.request_verb(name), help)
+    cancel = add(
+        "cancel",
+        cli.request_verb("cancel", id=lambda a: a.id, scope=lambda a: "self" if a.mine else None),
+        "cancel an utterance by id, or all",
+    )
+    cancel.add_argument("--id")
+    cancel.add_argument("--mine", action="store_true", help=argparse.SUPPRESS)
+    volume = add(
+        "volume", cli.request_verb("volume", level=lambda a: a.level), "get or set the volume"
+    )
+    volume.add_argument("level", nargs="?", type=float, help="0–100")
+    add("watch", cli.cmd_watch, "print every utterance's events")
+    cache = add(
+        "cache",
+        cli.cmd_cache,
+        "the phrase cache: stats, clear, or warm FILE (one phrase a line, fetched ahead)",
+    )
+    cache.add_argument("action", choices=("stats", "clear", "warm"))
+    cache.add_argument("file", nargs="?", help="warm: the phrases, one a line (- for stdin)")
+    cache.add_argument("--voice", help="warm: the voice (default: the configured one)")
+    add("devices", cli.cmd_devices, "list output devices", socket=False)
+    serve = add(
+        "serve-local",
+        cli.cmd_serve_local,
+        "run the local PlayAI-compatible server (see serve-local --help)",
+        socket=False,
+    )
+    serve.add_argument("rest", nargs=argparse.REMAINDER)
+    if only is not None and only not in sub.choices:
+        return build_parser()
+    return parser
