@@ -15,6 +15,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from unittest.mock import ANY
 
 import pytest
 
@@ -177,18 +178,28 @@ def test_the_check_sees_a_heavy_import(tmp_path: Path, monkeypatch: pytest.Monke
     assert "playspeak.config" in heavy(modules)
 
 
-def test_a_plain_say_sends_its_line_before_loading_argparse_json_or_socket(tmp_path: Path) -> None:
-    """What `playspeak say TEXT` had imported when its line reached the daemon. argparse, json
-    and the socket module bring re, enum and selectors: ~8 ms of every script's say, before
-    the daemon could start speaking. (C's stderr is unbuffered: every import line written
-    before the client's send is in the pipe by the time the line arrives.)"""
+@pytest.mark.parametrize(
+    ("args", "command"),
+    [
+        (["say", "hello", "there"], {"cmd": "speak", "text": "hello there"}),
+        (["stop"], {"cmd": "stop"}),
+        (["cancel"], {"cmd": "cancel"}),
+    ],
+)
+def test_a_plain_verb_sends_its_line_before_loading_argparse_json_or_socket(
+    tmp_path: Path, args: list[str], command: dict
+) -> None:
+    """What `playspeak say TEXT` (or `stop`) had imported when its line reached the daemon.
+    argparse, json and the socket module bring re, enum and selectors: ~8 ms of every script's
+    say, before the daemon could start speaking. (C's stderr is unbuffered: every import line
+    written before the client's send is in the pipe by the time the line arrives.)"""
     path = tmp_path / "playspeak.sock"
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as server:
         server.bind(str(path))
         server.listen()
         server.settimeout(60)
         client = subprocess.Popen(
-            [sys.executable, "-X", "importtime", PLAYSPEAK, "say", "hello", "there"],
+            [sys.executable, "-X", "importtime", PLAYSPEAK, *args],
             env={**os.environ, "PLAYSPEAK_SOCKET": str(path)},
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -199,13 +210,17 @@ def test_a_plain_say_sends_its_line_before_loading_argparse_json_or_socket(tmp_p
                 line = lines.readline()
                 assert client.stderr is not None
                 before_send = _available(client.stderr.fileno()).decode()
-                conn.sendall(b'{"event": "queued", "id": "u1"}\n')
+                conn.sendall(
+                    b'{"event": "queued", "id": "u1"}\n'
+                    if args[0] == "say"
+                    else b'{"event": "ok"}\n'
+                )
                 out, _err = client.communicate(timeout=60)
         finally:
             client.kill()
             client.wait()
-    assert json.loads(line) == {"cmd": "speak", "text": "hello there"}
-    assert (client.returncode, out) == (0, b"u1\n")
+    assert json.loads(line) == command
+    assert (client.returncode, out) == (0, b"u1\n" if args[0] == "say" else b"")
     imported = {row.rsplit("|", 1)[1].strip() for row in before_send.splitlines()}
     assert "playspeak.client" in imported  # the import lines were read
     assert imported & {"argparse", "json", "socket", "re", "enum", "selectors"} == set()
@@ -229,10 +244,20 @@ PLAIN = [["say", "hi"], ["say", "hello", "there"], ["say", ""], ["say", "a-b", "
 NOT_PLAIN = [["say"], ["say", "--wait", "hi"], ["say", "hi", "--voice", "x"], ["say", "-5"]]
 
 
-def test_a_plain_say_is_one_argparse_reads_as_text_alone() -> None:
-    """The say that skips argparse is one argparse would read as text and defaults only."""
-    from playspeak.cli import _is_plain_say
+def test_a_plain_say_or_verb_is_one_argparse_reads_as_defaults_alone() -> None:
+    """The command lines that skip argparse are ones it would read as text (say) and defaults
+    only: the same command goes to the daemon."""
+    from playspeak.cli import PLAIN_VERBS, _is_plain_say
     from playspeak.cli_parser import build_parser
+
+    for verb in PLAIN_VERBS:
+        extra = {"id": None, "mine": False} if verb == "cancel" else {}
+        assert vars(build_parser().parse_args([verb])) == {
+            "command": verb,
+            "socket": None,
+            "func": ANY,
+            **extra,
+        }
 
     defaults = vars(build_parser().parse_args(["say", "x"]))
     for argv in PLAIN:

@@ -94,6 +94,11 @@ def _is_plain_say(argv: list[str]) -> bool:
     return len(argv) > 1 and argv[0] == "say" and not any(a.startswith("-") for a in argv[1:])
 
 
+# Verbs that alone on the command line leave argparse nothing to read but the verb (`stop` and
+# `cancel` most of all should reach the daemon at once).
+PLAIN_VERBS = frozenset({"stop", "skip", "pause", "resume", "cancel", "ping", "status"})
+
+
 def _say(text: str, *, socket: str | None, wait: bool, **fields: Any) -> int:
     if not text:
         return _fail("nothing to say: give text as arguments or on standard input")
@@ -110,15 +115,19 @@ def _say(text: str, *, socket: str | None, wait: bool, **fields: Any) -> int:
 def request_verb(cmd: str, **fields_from_args: Callable[[argparse.Namespace], Any]) -> Any:
     def run(args: argparse.Namespace) -> int:
         fields = {name: get(args) for name, get in fields_from_args.items()}
-        with BlockingClient(args.socket) as client:
-            reply = client.request(cmd, **fields)
-        reply.pop("event", None)
-        reply.pop("line", None)
-        if len(reply) > 1:
-            print(_json(reply, indent=2 if cmd == "status" else None))
-        return 0
+        return _request(cmd, socket=args.socket, **fields)
 
     return run
+
+
+def _request(cmd: str, *, socket: str | None, **fields: Any) -> int:
+    with BlockingClient(socket) as client:
+        reply = client.request(cmd, **fields)
+    reply.pop("event", None)
+    reply.pop("line", None)
+    if len(reply) > 1:
+        print(_json(reply, indent=2 if cmd == "status" else None))
+    return 0
 
 
 def cmd_cache(args: argparse.Namespace) -> int:
@@ -172,8 +181,11 @@ def main(argv: list[str] | None = None) -> int:
 
         return serve_local_main(argv[1:])
     try:
-        if _is_plain_say(argv):  # a script's `playspeak say TEXT`: its line goes out first
+        # A script's `playspeak say TEXT` or `playspeak stop`: the line goes out first.
+        if _is_plain_say(argv):
             return _say(" ".join(argv[1:]), socket=None, wait=False)
+        if len(argv) == 1 and argv[0] in PLAIN_VERBS:
+            return _request(argv[0], socket=None)
         from playspeak.cli_parser import build_parser
 
         verb = argv[0] if argv and not argv[0].startswith("-") else None
