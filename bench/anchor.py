@@ -1,12 +1,14 @@
 """playspeak against what Linux users run today: Speech Dispatcher with espeak-ng (issue 21).
 
-    .venv/bin/python -m bench.anchor              # --trials N (default 15), --first-byte-delay S
+    .venv/bin/python -m bench.anchor              # --trials N (default 15), --first-byte-delay S,
+                                                  # --output-format mp3 (default raw)
 
 On one private PulseAudio null sink, side by side and interleaved trial by trial:
 
 - Speech Dispatcher (its own private instance, espeak-ng module) reached with ``spd-say``;
 - playspeak (``playspeak run``, the embedded local server with ``--first-byte-delay`` and
-  ``--realtime-factor``, default 0 and 0: a local voice, as espeak-ng is) reached three ways:
+  ``--realtime-factor``, default 0 and 0, and ``--output-format``, default raw: the local voice
+  of docs/local-server.md, as espeak-ng is) reached three ways:
   ``spd-say`` to its SSIP socket, ``playspeak say``, and a raw write of one line to its control
   socket.
 
@@ -105,7 +107,12 @@ class Servers:
     """Speech Dispatcher and playspeak, each private, both playing to the bench's sink."""
 
     def __init__(
-        self, card: PulseNullSink, tmp: Path, first_byte_delay: float, realtime_factor: float
+        self,
+        card: PulseNullSink,
+        tmp: Path,
+        first_byte_delay: float,
+        realtime_factor: float,
+        output_format: str,
     ) -> None:
         self.tmp = tmp
         env = card.child_env()
@@ -125,6 +132,7 @@ class Servers:
         config.write_text(
             f"[local_server]\nfirst_byte_delay = {first_byte_delay}\n"
             f"realtime_factor = {realtime_factor}\n"
+            f'[api]\noutput_format = "{output_format}"\n'
             # each trial synthesised, as speechd does: the phrase cache would answer repeats
             "[cache]\nenabled = false\n"
         )
@@ -200,6 +208,13 @@ def main() -> int:
         help="embedded server's pace (x real time); 0 (default): as fast as it synthesizes, a "
         "local voice as espeak-ng is; 3: the service-like default",
     )
+    parser.add_argument(
+        "--output-format",
+        default="raw",
+        choices=("raw", "mp3"),
+        help="what playspeak asks of its embedded server; raw (default): the local voice's PCM, "
+        "mp3: the service's format (encoded there, decoded here: ~14 ms more)",
+    )
     parser.add_argument("--clicks", type=int, default=30, help="calibration clicks; 0: -8.2 ms")
     args = parser.parse_args()
     ensure_tools(["speech-dispatcher", "spd-say"])
@@ -222,7 +237,9 @@ def main() -> int:
         card.recorder() as recorder,
     ):
         offset_ms, how = calibration_ms(card, recorder, args.clicks)
-        servers = Servers(card, Path(tmpdir), args.first_byte_delay, args.realtime_factor)
+        servers = Servers(
+            card, Path(tmpdir), args.first_byte_delay, args.realtime_factor, args.output_format
+        )
         try:
             return run(servers, recorder, offset_ms, how, args)
         finally:
@@ -289,7 +306,8 @@ def run(
     print(f"# bench.anchor: {args.trials} trials per way and text, interleaved")
     print(f"calibration: {how}; load average {loadavg()}; playspeak's embedded server:")
     print(
-        f"first-byte delay {args.first_byte_delay} s, pace {args.realtime_factor or 'unpaced'}; "
+        f"first-byte delay {args.first_byte_delay} s, pace {args.realtime_factor or 'unpaced'}, "
+        f"output format {args.output_format}; "
         f"{missed} trials heard nothing\n"
     )
     rows = []

@@ -18,6 +18,7 @@ from playspeak.config import (
     DEFAULT_VOICE,
 )
 from playspeak.daemon import Daemon, open_daemon
+from playspeak.localserver.encode import wav_header
 
 from audio_compare import RATE, align, loud_span, reference_pcm
 from daemon_helpers import LineClient, sound_card_config
@@ -41,6 +42,32 @@ async def test_a_plain_line_is_heard_as_the_servers_speech(
     daemon: Daemon, recorder: Recorder
 ) -> None:
     text = "The front door is open."
+    await heard_as(daemon, recorder, text, await expected_audio(daemon, text))
+
+
+async def test_the_local_voice_speaks_raw_pcm_heard_as_the_servers_speech(
+    tmp_path: Path, sound_card: PulseNullSink, recorder: Recorder
+) -> None:
+    """docs/local-server.md's local voice: the embedded server unpaced and asked for raw PCM
+    (nothing to encode there and decode here); a text of two sentences, streamed."""
+    config = sound_card_config(tmp_path)
+    config = dataclasses.replace(
+        config,
+        api=dataclasses.replace(config.api, output_format="raw"),
+        local_server=dataclasses.replace(
+            config.local_server, first_byte_delay=0.0, realtime_factor=0.0
+        ),
+    )
+    text = "The front door is open. The kitchen light is on."
+    async with open_daemon(config) as daemon:
+        raw = await daemon.local_server.render(text=text, voice=DEFAULT_VOICE, output_format="raw")
+        await heard_as(daemon, recorder, text, reference_pcm(wav_header(24000, len(raw)) + raw))
+        assert daemon.local_server.stats.formats == {"raw": 1}
+
+
+async def heard_as(daemon: Daemon, recorder: Recorder, text: str, expected: np.ndarray) -> None:
+    """`text` sent as a plain line is queued, started and finished, and `expected` is what
+    the sink heard: whole, at full gain, and all of it before `finished`."""
     client = await LineClient.open(daemon.socket_path)
     await client.send(text.encode() + b"\n")
     reply = await client.event()
@@ -48,7 +75,6 @@ async def test_a_plain_line_is_heard_as_the_servers_speech(
     events = await client.events_until_end({reply["id"]})
     assert [e["event"] for e in events] == ["queued", "started", "finished"]
 
-    expected = await expected_audio(daemon, text)
     recorded = await recorder.heard()
     lag, corr, gain = align(recorded, expected)
     assert corr >= 0.99, f"correlation {corr:.4f}"

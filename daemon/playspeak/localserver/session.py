@@ -122,6 +122,7 @@ class Session:
 
     async def _answer(self, command: Command) -> None:
         settings, faults = self._shared.settings, self._shared.faults
+        self._shared.stats.formats[command.output_format] += 1
         started = trio.current_time()
         rid = end_rid = command.request_id
         if (wrong := faults.misnumber_reply) is not None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -156,6 +157,7 @@ class Stats:
     auth_rate_limited: int = 0  # of those, the 429s
     ws_open: int = 0  # websockets open now
     idle_closes: int = 0  # websockets closed by the idle timeout
+    formats: Counter[str] = field(default_factory=Counter)  # answered commands' output formats
 
     def snapshot(self) -> dict[str, int]:
         """What ``GET /_local/stats`` answers; checks outside the project rely on these names."""
