@@ -182,6 +182,10 @@ def test_the_check_sees_a_heavy_import(tmp_path: Path, monkeypatch: pytest.Monke
     ("args", "command"),
     [
         (["say", "hello", "there"], {"cmd": "speak", "text": "hello there"}),
+        (
+            ["say", "--priority", "important", "--no-chime", "hi"],
+            {"cmd": "speak", "text": "hi", "priority": "important", "chime": False},
+        ),
         (["stop"], {"cmd": "stop"}),
         (["cancel"], {"cmd": "cancel"}),
     ],
@@ -240,14 +244,63 @@ def _available(fd: int) -> bytes:
     return data
 
 
-PLAIN = [["say", "hi"], ["say", "hello", "there"], ["say", ""], ["say", "a-b", "x--y", "@file"]]
-NOT_PLAIN = [["say"], ["say", "--wait", "hi"], ["say", "hi", "--voice", "x"], ["say", "-5"]]
+READ_QUICKLY = [
+    ["say", "hi"],
+    ["say", "hello", "there"],
+    ["say", ""],
+    ["say", "a-b", "x--y", "@file", "k=v"],
+    ["say", "--wait", "hi"],
+    ["say", "hi", "there", "--wait"],
+    ["say", "--priority", "important", "--chime", "Smoke", "alarm"],
+    ["say", "--priority=text", "--no-chime", "--no-cache", "--cache", "hi"],
+    ["say", "--speed", "1.5", "--volume=40", "--voice", "s3://v", "--model", "m", "x"],
+    ["say", "--id", "door-1", "--socket", "/run/x.sock", "--socket=", "hi"],
+    ["say", "--volume", "1e1", "--speed", "inf", "hi", "--wait", "--wait"],
+]
+FOR_ARGPARSE = [
+    ["say"],  # standard input
+    ["say", "-5", "degrees"],
+    ["say", "--", "-x"],
+    ["say", "--prio", "text", "hi"],  # argparse's abbreviation
+    ["say", "--priority", "loud", "hi"],  # its error
+    ["say", "--speed", "fast", "hi"],
+    ["say", "--speed=", "hi"],
+    ["say", "--volume", "-5", "hi"],
+    ["say", "--voice"],
+    ["say", "hello", "--wait", "world"],  # its error: text after an option
+    ["say", "--wait=1", "hi"],
+    ["say", "-h"],
+    ["say", "--help"],
+    ["say", "--mine", "hi"],
+    ["status"],
+    ["--help"],
+]
 
 
-def test_a_plain_say_or_verb_is_one_argparse_reads_as_defaults_alone() -> None:
-    """The command lines that skip argparse are ones it would read as text (say) and defaults
-    only: the same command goes to the daemon."""
-    from playspeak.cli import PLAIN_VERBS, _is_plain_say
+def test_a_say_read_without_argparse_is_read_as_argparse_reads_it() -> None:
+    """Each command line the quick reading takes gives the daemon what argparse's reading
+    gives; every other one goes to argparse (and its help or errors)."""
+    from playspeak.cli import _read_say, _say_call
+    from playspeak.cli_parser import build_parser
+
+    for argv in READ_QUICKLY:
+        assert _read_say(argv) == _say_call(build_parser().parse_args(argv)), argv
+    for argv in FOR_ARGPARSE:
+        assert _read_say(argv) is None, argv
+
+
+def test_the_quick_reading_knows_every_option_of_say_and_no_other() -> None:
+    from playspeak.cli import SAY_SWITCHES, SAY_VALUES
+    from playspeak.cli_parser import build_parser
+
+    (sub,) = [a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction)]
+    declared = {o for a in sub.choices["say"]._actions for o in a.option_strings}
+    assert declared - {"-h", "--help"} == {f"--{n}" for n in SAY_VALUES} | set(SAY_SWITCHES)
+
+
+def test_plain_verbs_are_ones_argparse_reads_as_defaults_alone() -> None:
+    """`playspeak stop` and the like skip argparse: it would read them as the verb alone."""
+    from playspeak.cli import PLAIN_VERBS
     from playspeak.cli_parser import build_parser
 
     for verb in PLAIN_VERBS:
@@ -258,13 +311,6 @@ def test_a_plain_say_or_verb_is_one_argparse_reads_as_defaults_alone() -> None:
             "func": ANY,
             **extra,
         }
-
-    defaults = vars(build_parser().parse_args(["say", "x"]))
-    for argv in PLAIN:
-        assert _is_plain_say(argv), argv
-        assert vars(build_parser().parse_args(argv)) == {**defaults, "text": argv[1:]}
-    for argv in [*NOT_PLAIN, ["--help"], ["status"], ["say", "--", "-x"]]:
-        assert not _is_plain_say(argv), argv
 
 
 @pytest.mark.parametrize(

@@ -4,9 +4,10 @@ server."""
 from __future__ import annotations
 
 # Only what a client needs is imported here: `playspeak say` costs little more than a raw socket
-# write. argparse (with the re and enum it brings) comes with cli_parser, which the plain
-# `playspeak say TEXT` does without; trio and the configuration machinery come with cli_daemon
-# (run, check-config, demo). tests/test_cli_imports.py guards this.
+# write. argparse (with the re and enum it brings) comes with cli_parser, which a `playspeak
+# say` with its options spelled out, and `stop` and the other verbs alone, do without; trio and
+# the configuration machinery come with cli_daemon (run, check-config, demo).
+# tests/test_cli_imports.py guards this.
 import sys
 
 from playspeak.client import BlockingClient, ClientError
@@ -76,22 +77,85 @@ def _text_from(args: argparse.Namespace) -> str:
 
 
 def cmd_say(args: argparse.Namespace) -> int:
-    fields = {
-        "voice": args.voice,
-        "speed": args.speed,
-        "priority": args.priority,
-        "model": args.model,
-        "id": args.id,
-        "volume": args.volume,
-        "chime": args.chime,
-        "cache": args.cache,
+    return _say(**_say_call(args))
+
+
+def _say_call(args: argparse.Namespace) -> dict[str, Any]:
+    """`_say`'s arguments from argparse's reading of the command line."""
+    return {
+        "text": _text_from(args),
+        "socket": args.socket,
+        "wait": args.wait,
+        **{name: getattr(args, name) for name in SAY_FIELDS},
     }
-    return _say(_text_from(args), socket=args.socket, wait=args.wait, **fields)
 
 
-def _is_plain_say(argv: list[str]) -> bool:
-    """`say` and words, none an option: what argparse would read as text and nothing else."""
-    return len(argv) > 1 and argv[0] == "say" and not any(a.startswith("-") for a in argv[1:])
+PRIORITIES = ("important", "message", "text", "notification", "progress")
+
+
+def _priority(value: str) -> str:
+    if value not in PRIORITIES:
+        raise ValueError(value)
+    return value
+
+
+# say's options, for reading a script's `playspeak say` without argparse (cli_parser declares
+# the same ones to argparse, with their help; a test holds the two to the same set).
+SAY_VALUES: dict[str, Callable[[str], object]] = {  # --NAME VALUE or --NAME=VALUE
+    "socket": str,
+    "voice": str,
+    "speed": float,
+    "model": str,
+    "priority": _priority,
+    "volume": float,
+    "id": str,
+}
+SAY_SWITCHES = {  # --NAME: (field, value)
+    "--wait": ("wait", True),
+    "--chime": ("chime", True),
+    "--no-chime": ("chime", False),
+    "--cache": ("cache", True),
+    "--no-cache": ("cache", False),
+}
+SAY_FIELDS = ("voice", "speed", "priority", "model", "id", "volume", "chime", "cache")
+
+
+def _read_say(argv: list[str]) -> dict[str, Any] | None:
+    """`_say`'s arguments for a `say` command line that argparse would read the same way:
+    options spelled out in full with valid values, the text one run of words. None for any
+    other (abbreviations, --help, text on standard input, mistakes): argparse reads those."""
+    if argv[:1] != ["say"]:
+        return None
+    call: dict[str, Any] = {"socket": None, "wait": False, **dict.fromkeys(SAY_FIELDS)}
+    words: list[str] = []
+    words_ended = False  # an option came after the words: argparse takes no more
+    tokens = iter(argv[1:])
+    for token in tokens:
+        if not token.startswith("-"):
+            if words_ended:
+                return None
+            words.append(token)
+            continue
+        words_ended = bool(words)
+        if token in SAY_SWITCHES:
+            name, on = SAY_SWITCHES[token]
+            call[name] = on
+            continue
+        name, equals, value = token.removeprefix("--").partition("=")
+        read = SAY_VALUES.get(name) if token.startswith("--") else None
+        if read is None:
+            return None
+        if not equals:
+            value = next(tokens, "-")
+            if value.startswith("-"):  # none, or what argparse may take for an option
+                return None
+        try:
+            call[name] = read(value)
+        except ValueError:
+            return None
+    if not words:
+        return None
+    return {"text": " ".join(words), **call}
 
 
 # Verbs that alone on the command line leave argparse nothing to read but the verb (`stop` and
@@ -182,8 +246,8 @@ def main(argv: list[str] | None = None) -> int:
         return serve_local_main(argv[1:])
     try:
         # A script's `playspeak say TEXT` or `playspeak stop`: the line goes out first.
-        if _is_plain_say(argv):
-            return _say(" ".join(argv[1:]), socket=None, wait=False)
+        if (call := _read_say(argv)) is not None:
+            return _say(**call)
         if len(argv) == 1 and argv[0] in PLAIN_VERBS:
             return _request(argv[0], socket=None)
         from playspeak.cli_parser import build_parser

@@ -1,5 +1,6 @@
-"""The command line's grammar (argparse), built when a verb needs it: a plain `playspeak say
-TEXT` sends its line without it (argparse brings re and enum: ~6 ms before the line goes out)."""
+"""The command line's grammar (argparse), built when a verb needs it: a script's `playspeak
+say` (cli._read_say) sends its line without it (argparse brings re and enum: ~6 ms before the
+line goes out)."""
 
 from __future__ import annotations
 
@@ -103,9 +104,7 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     say.add_argument("--voice")
     say.add_argument("--speed", type=float)
     say.add_argument("--model")
-    say.add_argument(
-        "--priority", choices=("important", "message", "text", "notification", "progress")
-    )
+    say.add_argument("--priority", choices=cli.PRIORITIES)
     say.add_argument("--volume", type=float, help="0–100 for this utterance")
     say.add_argument("--id", help="your id for this utterance")
     say.add_argument(
