@@ -298,6 +298,15 @@ def test_the_quick_reading_knows_every_option_of_say_and_no_other() -> None:
     assert declared - {"-h", "--help"} == {f"--{n}" for n in SAY_VALUES} | set(SAY_SWITCHES)
 
 
+def test_the_light_modules_know_the_priorities_the_configuration_knows() -> None:
+    """The CLI and the SSIP door keep their own copy (the configuration module is heavy)."""
+    from playspeak import cli
+    from playspeak.config import PRIORITIES
+    from playspeak.ssip import settings
+
+    assert cli.PRIORITIES == settings.PRIORITIES == PRIORITIES
+
+
 def test_plain_verbs_are_ones_argparse_reads_as_defaults_alone() -> None:
     """`playspeak stop` and the like skip argparse: it would read them as the verb alone."""
     from playspeak.cli import PLAIN_VERBS

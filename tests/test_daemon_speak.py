@@ -60,8 +60,11 @@ async def test_the_local_voice_speaks_raw_pcm_heard_as_the_servers_speech(
     )
     text = "The front door is open. The kitchen light is on."
     async with open_daemon(config) as daemon:
-        raw = await daemon.local_server.render(text=text, voice=DEFAULT_VOICE, output_format="raw")
-        await heard_as(daemon, recorder, text, reference_pcm(wav_header(24000, len(raw)) + raw))
+        rate = config.api.sample_rate
+        raw = await daemon.local_server.render(
+            text=text, voice=DEFAULT_VOICE, sample_rate=rate, output_format="raw"
+        )
+        await heard_as(daemon, recorder, text, reference_pcm(wav_header(rate, len(raw)) + raw))
         assert daemon.local_server.stats.formats == {"raw": 1}
 
 
