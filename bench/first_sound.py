@@ -251,6 +251,7 @@ async def _measure(
                 latency=args.latency,
             ),
             local_server=LocalServerConfig(
+                embedded="server",
                 first_byte_delay=args.first_byte_delay,
                 realtime_factor=args.realtime_factor,
                 synth="espeak",

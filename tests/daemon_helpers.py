@@ -39,7 +39,9 @@ def sound_card_config(tmp_path: Path, **chime: object) -> Config:
             preroll_ms=CONTENT_PREROLL_MS,
             steady_latency=0.0,
         ),
-        local_server=LocalServerConfig(first_byte_delay=0.05, realtime_factor=3.0),
+        local_server=LocalServerConfig(
+            embedded="server", first_byte_delay=0.05, realtime_factor=3.0
+        ),
         chime=ChimeConfig(**chime),
     )
 

@@ -22,7 +22,9 @@ async def test_the_service_pace_is_learned_from_replies_that_start_on_an_idle_de
     config = Config(
         control=ControlConfig(socket=str(tmp_path / "playspeak.sock")),
         audio=AudioConfig(device=f"wav:{tmp_path}/out.wav", samplerate=RATE),
-        local_server=LocalServerConfig(first_byte_delay=0.05, realtime_factor=3.0),
+        local_server=LocalServerConfig(
+            embedded="server", first_byte_delay=0.05, realtime_factor=3.0
+        ),
     )
     async with open_daemon(config) as daemon:
         arrivals = daemon.speaker.arrivals

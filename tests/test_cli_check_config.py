@@ -272,7 +272,10 @@ def test_the_link_section_is_printed_and_an_idle_close_too_long_is_noted(
     code, out, err = check(capsys, "--config", str(EXAMPLE))
     assert code == 0 and json.loads(out)["link"] == {"idle_close": 20.0, "warm_up": False}
     assert "note:" not in err
-    path = write(tmp_path, "[local_server]\nrealistic = true\n[link]\nidle_close = 40.0\n")
+    path = write(
+        tmp_path,
+        '[local_server]\nembedded = "server"\nrealistic = true\n[link]\nidle_close = 40.0\n',
+    )
     code, out, err = check(capsys, "--config", str(path))
     assert code == 0
     assert "link.idle_close (40 s) is not below the embedded server's idle timeout (30 s)" in err

@@ -120,14 +120,31 @@ def test_local_server_costs_are_off_unless_realistic_and_keys_override_it(tmp_pa
 
     plain = embedded_server_settings(load_config(EXAMPLE, env={}).local_server, "k", "u")
     assert plain == LocalServerSettings(api_key="k", user_id="u")
-    text = '[local_server]\nrealistic = true\nauth_rate = "2/5"\nfirst_byte_delay = 0.2\n'
+    text = (
+        '[local_server]\nembedded = "server"\nrealistic = true\nauth_rate = "2/5"\n'
+        "first_byte_delay = 0.2\n"
+    )
     config = load_config(write(tmp_path, text), env={})
     settings = embedded_server_settings(config.local_server, "k", "u")
     assert settings == LocalServerSettings.realistic(
         api_key="k", user_id="u", first_byte_delay=0.2, auth_rate=AuthRate(2, 5.0)
     )
-    single = load_config(write(tmp_path, '[local_server]\nerror_frames = "typed"\n'), env={})
+    single = load_config(
+        write(tmp_path, '[local_server]\nembedded = "server"\nerror_frames = "typed"\n'), env={}
+    )
     assert embedded_server_settings(single.local_server, "k", "u").error_frames == "typed"
+
+
+def test_a_cost_of_the_server_is_refused_for_the_direct_local_voice(tmp_path: Path) -> None:
+    """The direct voice (the default) has no first-byte delay or pacing to set: asking for
+    one names the setting and the way to get it, rather than being silently ignored."""
+    with pytest.raises(ConfigError, match=r"line 2: local_server.first_byte_delay apply to"):
+        load_config(write(tmp_path, "[local_server]\nfirst_byte_delay = 0.2\n"), env={})
+    with pytest.raises(ConfigError, match='embedded = "server"'):
+        from playspeak.config import LocalServerConfig
+
+        LocalServerConfig(realistic=True).check()
+    assert load_config(EXAMPLE, env={}).local_server.embedded == "voice"
 
 
 @pytest.mark.parametrize(

@@ -1,5 +1,5 @@
 """Speaking end to end: text on the real Unix socket, the embedded local server over a real
-websocket, PyAV decoding, and PortAudio playing into the PulseAudio null sink we record."""
+websocket (or the direct local voice), PyAV decoding, and PortAudio playing into the PulseAudio null sink we record."""
 
 from __future__ import annotations
 
@@ -14,10 +14,10 @@ import pytest
 import trio
 
 from playspeak.audio.pauses import pauses
-from playspeak.config import (
-    DEFAULT_VOICE,
-)
+from playspeak.config import DEFAULT_VOICE, LocalServerConfig
 from playspeak.daemon import Daemon, open_daemon
+from playspeak.engines import Synthesizer
+from playspeak.localserver.sentences import split_sentences
 from playspeak.localserver.encode import wav_header
 
 from audio_compare import RATE, align, loud_span, reference_pcm
@@ -45,27 +45,24 @@ async def test_a_plain_line_is_heard_as_the_servers_speech(
     await heard_as(daemon, recorder, text, await expected_audio(daemon, text))
 
 
-async def test_the_local_voice_speaks_raw_pcm_heard_as_the_servers_speech(
+async def test_the_local_voice_speaks_directly_with_no_server_in_between(
     tmp_path: Path, sound_card: PulseNullSink, recorder: Recorder
 ) -> None:
-    """docs/local-server.md's local voice: the embedded server unpaced and asked for raw PCM
-    (nothing to encode there and decode here); a text of two sentences, streamed."""
+    """The shipped default with no service configured: the engine's PCM goes to the player
+    (localvoice.py) with no local server, websocket or encoding; what is heard is each
+    sentence's synthesis, back to back."""
     config = sound_card_config(tmp_path)
-    config = dataclasses.replace(
-        config,
-        api=dataclasses.replace(config.api, output_format="raw"),
-        local_server=dataclasses.replace(
-            config.local_server, first_byte_delay=0.0, realtime_factor=0.0
-        ),
-    )
+    config = dataclasses.replace(config, local_server=LocalServerConfig())
     text = "The front door is open. The kitchen light is on."
+    synth = Synthesizer()
+    parts = [await synth.pcm(s, DEFAULT_VOICE, 1.0) for s in split_sentences(text)]
+    rate = parts[0][1]
+    pcm = np.concatenate([p for p, _ in parts]).astype("<i2").tobytes()
     async with open_daemon(config) as daemon:
-        rate = config.api.sample_rate
-        raw = await daemon.local_server.render(
-            text=text, voice=DEFAULT_VOICE, sample_rate=rate, output_format="raw"
-        )
-        await heard_as(daemon, recorder, text, reference_pcm(wav_header(rate, len(raw)) + raw))
-        assert daemon.local_server.stats.formats == {"raw": 1}
+        assert daemon.local_server is None
+        status = daemon.status()
+        assert status["local_voice"] is True and status["embedded_server"] is False
+        await heard_as(daemon, recorder, text, reference_pcm(wav_header(rate, len(pcm)) + pcm))
 
 
 async def heard_as(daemon: Daemon, recorder: Recorder, text: str, expected: np.ndarray) -> None:

@@ -37,7 +37,7 @@ def wav_config(tmp_path: Path, *, trim: bool) -> Config:
         audio=AudioConfig(
             device=f"wav:{tmp_path}/out.wav", samplerate=RATE, trim_leading_silence=trim
         ),
-        local_server=LocalServerConfig(first_byte_delay=0, realtime_factor=0),
+        local_server=LocalServerConfig(embedded="server"),
     )
 
 

@@ -11,10 +11,10 @@ import trio
 import trio.testing
 import trio_websocket
 
+from playspeak.engines.espeak import EspeakSpares, espeak_pcm, espeak_voice
+from playspeak.engines.generated import CHAR_SECONDS, RATE, generate
 from playspeak.localserver import LocalServer, open_local_server
 from playspeak.localserver.encode import wav_header
-from playspeak.localserver.espeak import EspeakSpares, espeak_pcm, espeak_voice
-from playspeak.localserver.generated import CHAR_SECONDS, RATE, generate
 
 from localserver_helpers import LAME_DELAY, decode, id3_size, mp3_frame_offsets, speak, ws_url
 

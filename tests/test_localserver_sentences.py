@@ -13,11 +13,12 @@ import pytest
 import trio
 import trio_websocket
 
+from playspeak.engines import Synthesizer
+from playspeak.engines.generated import RATE, generate
 from playspeak.localserver import open_local_server
 from playspeak.localserver.audio import AudioEngine, Piece
 from playspeak.localserver.chunker import Chunker
 from playspeak.localserver.encode import STREAM_WAV_SIZE, StreamEncoder, encode, resample
-from playspeak.localserver.generated import RATE, generate
 from playspeak.localserver.sentences import MAX_SENTENCE, split_sentences
 
 from localserver_helpers import LAME_DELAY, decode, read_reply, speak, ws_url
@@ -122,15 +123,15 @@ async def test_the_first_audio_byte_comes_while_later_sentences_are_still_synthe
 ) -> None:
     first_audio = trio.Event()
     synthesized: list[str] = []
-    real_pcm = AudioEngine._pcm
+    real_pcm = Synthesizer.pcm
 
-    async def gated_pcm(self: AudioEngine, text: str, voice: str, speed: float):  # type: ignore[no-untyped-def]
+    async def gated_pcm(self: Synthesizer, text: str, voice: str, speed: float):  # type: ignore[no-untyped-def]
         if synthesized:  # every sentence after the first waits for the client's first audio
             await first_audio.wait()
         synthesized.append(text)
         return await real_pcm(self, text, voice, speed)
 
-    monkeypatch.setattr(AudioEngine, "_pcm", gated_pcm)
+    monkeypatch.setattr(Synthesizer, "pcm", gated_pcm)
     async with (
         open_local_server(first_byte_delay=0.3, realtime_factor=3.0, synth="generated") as server,
         trio_websocket.open_websocket_url(await ws_url(server)) as ws,
@@ -221,14 +222,14 @@ async def test_a_long_reply_is_paced_over_its_whole_duration(
 async def test_synthesis_failing_part_way_sends_the_audio_made_then_an_error(
     monkeypatch: pytest.MonkeyPatch, error_frames: str
 ) -> None:
-    real_pcm = AudioEngine._pcm
+    real_pcm = Synthesizer.pcm
 
-    async def failing_pcm(self: AudioEngine, text: str, voice: str, speed: float):  # type: ignore[no-untyped-def]
+    async def failing_pcm(self: Synthesizer, text: str, voice: str, speed: float):  # type: ignore[no-untyped-def]
         if text.startswith("Is there"):
             raise RuntimeError("the synthesizer fell over")
         return await real_pcm(self, text, voice, speed)
 
-    monkeypatch.setattr(AudioEngine, "_pcm", failing_pcm)
+    monkeypatch.setattr(Synthesizer, "pcm", failing_pcm)
     async with (
         open_local_server(error_frames=error_frames, **FAST) as server,
         trio_websocket.open_websocket_url(await ws_url(server)) as ws,

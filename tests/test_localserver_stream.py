@@ -8,8 +8,8 @@ import pytest
 import trio
 import trio_websocket
 
+from playspeak.engines.generated import RATE
 from playspeak.localserver import open_local_server
-from playspeak.localserver.generated import RATE
 
 from localserver_helpers import mp3_frame_offsets, read_reply, speak, ws_url
 

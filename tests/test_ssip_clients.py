@@ -72,7 +72,9 @@ async def daemon(
     config = Config(
         control=ControlConfig(socket=str(tmp_path / "playspeak.sock")),
         audio=AudioConfig(samplerate=RATE),
-        local_server=LocalServerConfig(first_byte_delay=0.05, realtime_factor=3.0),
+        local_server=LocalServerConfig(
+            embedded="server", first_byte_delay=0.05, realtime_factor=3.0
+        ),
         ssip=SsipConfig(socket=str(ssip_path)),
     )
     async with open_daemon(config) as d:

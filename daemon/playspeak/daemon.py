@@ -23,6 +23,7 @@ from playspeak.commands import CommandHandler
 from playspeak.config import Config, LocalServerConfig
 from playspeak.control.server import ControlServer, bind_unix_socket
 from playspeak.door.policy import Limits
+from playspeak.engines import Synthesizer
 from playspeak.errors import ConfigError
 from playspeak.events import DeviceChanged, timestamp
 from playspeak.fallback import FallbackVoice
@@ -191,14 +192,24 @@ class StatusReport:
         return merged
 
 
+def speaks_directly(config: Config) -> bool:
+    """Whether the local voice speaks directly (no service configured, and not through the
+    embedded server: [local_server] embedded)."""
+    return config.api.embedded and config.local_server.embedded == "voice"
+
+
 def make_sources(config: Config, links: LinkPool) -> Sources:
-    """The phrase cache and the fallback voice, as configured ([cache], [fallback])."""
+    """The local voice when it speaks directly; else the phrase cache and the fallback voice,
+    as configured ([cache], [fallback])."""
+    synth = Synthesizer(config.local_server.synth)
+    if speaks_directly(config):
+        return Sources(links, model=config.api.model, store=None, fallback=None, local=synth)
     cache, fallback = config.cache, config.fallback
     store = None
     if cache.enabled:
         directory = Path(cache.dir) if cache.dir else default_cache_dir()
         store = PhraseStore(directory, cache.max_bytes)
-    voice = FallbackVoice(after=fallback.after, priorities=fallback.priorities)
+    voice = FallbackVoice(after=fallback.after, priorities=fallback.priorities, synth=synth)
     return Sources(
         links, model=config.api.model, store=store, fallback=voice if fallback.enabled else None
     )
@@ -222,6 +233,8 @@ async def open_daemon(config: Config) -> AsyncIterator[Daemon]:
     try:
         async with httpx.AsyncClient() as http, trio.open_nursery() as nursery:
             local_server, base_url, key, user = await _start_service(config, nursery)
+            service = not speaks_directly(config)  # else no link is ever used
+            ready_when = config.systemd.ready_when if service else "socket"
             hub = EventHub()
             # device lost / back: told to the subscribers
             player = make_player(
@@ -241,7 +254,7 @@ async def open_daemon(config: Config) -> AsyncIterator[Daemon]:
                     heartbeat=config.api.ping_interval,
                     max_age=config.api.connection_max_age,
                     # ready_when = "link" waits for a connection: it must be opened at start
-                    warm_up=config.link.warm_up or config.systemd.ready_when == "link",
+                    warm_up=service and (config.link.warm_up or ready_when == "link"),
                     idle_close=config.link.idle_close,
                 ),
                 http,
@@ -296,6 +309,7 @@ async def open_daemon(config: Config) -> AsyncIterator[Daemon]:
                 lambda: {
                     "clients": len(control.clients),
                     "embedded_server": local_server is not None,
+                    "local_voice": sources.local is not None,
                     **sources.status(),
                     "uptime": round(trio.current_time() - started, 1),
                 }
@@ -327,7 +341,7 @@ async def open_daemon(config: Config) -> AsyncIterator[Daemon]:
                 report.add(lambda: {"mqtt": bridge.status()})
                 await nursery.start(bridge.run)
                 daemon.mqtt = bridge
-            notifier = systemd.Notifier(daemon, ready_when=config.systemd.ready_when)
+            notifier = systemd.Notifier(daemon, ready_when=ready_when)
             await nursery.start(notifier.run)  # READY=1, STATUS, WATCHDOG
             yield daemon
             if not daemon.stopping:
@@ -363,6 +377,10 @@ async def _start_service(config: Config, nursery: trio.Nursery) -> tuple[Any, st
     api = config.api
     if not api.embedded:
         return None, api.effective_url, api.api_key, api.user_id
+    config.local_server.check()  # a cost of the server asked for the direct voice: refused
+    if speaks_directly(config):
+        log.info("no API key configured: speaking with the local voice")
+        return None, "", "", ""
     from playspeak.localserver import LocalServer
 
     key, user = secrets.token_urlsafe(24), secrets.token_urlsafe(8)

@@ -1,12 +1,12 @@
-"""The local fallback voice: espeak-ng, encoded like the service's audio (the local server's
-synthesis and encoding), for announcements that must be heard when the service is not."""
+"""The local fallback voice: the local engine (engines/), encoded like the service's audio (the
+local server's encoding), for announcements that must be heard when the service is not."""
 
 from __future__ import annotations
 
 import logging
 from typing import Any
 
-import trio
+from playspeak.engines import Synthesizer, cpu
 
 log = logging.getLogger(__name__)
 
@@ -15,9 +15,12 @@ class FallbackVoice:
     """Speaks an utterance's params locally; remembers whether it is in use, so that the log
     says once when the fallback starts being used and once when the service is back."""
 
-    def __init__(self, *, after: float, priorities: tuple[str, ...]) -> None:
+    def __init__(
+        self, *, after: float, priorities: tuple[str, ...], synth: Synthesizer | None = None
+    ) -> None:
         self.after = after
         self.priorities = priorities
+        self.synth = synth or Synthesizer()
         self.active = False
         self.used = 0  # utterances spoken by it
 
@@ -25,14 +28,12 @@ class FallbackVoice:
         return priority in self.priorities
 
     async def render(self, params: dict[str, Any]) -> bytes:
-        """The whole reply, in the params' output format and sample rate. Raises RuntimeError
-        when there is no local voice. Cancellable (espeak-ng is a subprocess; the encoding runs
-        in a worker thread)."""
-        from playspeak.localserver import encode, espeak  # lazy: PyAV's encoders, numpy
+        """The whole reply, in the params' output format and sample rate. Raises when the
+        engine fails. Cancellable (espeak-ng is a subprocess; the encoding runs in a worker
+        thread)."""
+        from playspeak.localserver import encode  # lazy: PyAV's encoders
 
-        if not espeak.espeak_available():
-            raise RuntimeError("no local voice: espeak-ng is not installed")
-        pcm, rate = await espeak.espeak_pcm(
+        pcm, rate = await self.synth.pcm(
             str(params["text"]), str(params.get("voice", "")), float(params.get("speed") or 1.0)
         )
         sample_rate = int(params.get("sample_rate") or 24000)
@@ -41,7 +42,7 @@ class FallbackVoice:
         def finish() -> bytes:
             return encode.encode(encode.resample(pcm, rate, sample_rate), sample_rate, fmt).data
 
-        return await trio.to_thread.run_sync(finish)
+        return await cpu(finish)
 
     def note_used(self, reason: str) -> None:
         self.used += 1

@@ -1,6 +1,8 @@
 """Where an utterance's audio comes from: the phrase cache, the service, or the local voice.
 
-The speaker asks `Sources.open` for a reply and reads it the same way whatever its source. A
+With the embedded local voice (`local`: no service configured) every utterance is synthesised
+directly (localvoice.py): the phrase cache and the fallback are for a service. Otherwise the
+speaker asks `Sources.open` for a reply and reads it the same way whatever its source. A
 cache hit never touches the service. A miss goes to the service, guarded (cache/replies.py):
 its complete audio is stored, and for the priorities the fallback covers, the local voice
 stands in when the service fails or is silent past `fallback.after`. Owns a nursery (in the
@@ -16,8 +18,10 @@ import trio
 
 from playspeak.cache.replies import CACHE, AnyReply, BytesReply, GuardedReply
 from playspeak.cache.store import PhraseStore, cache_key
+from playspeak.engines import Synthesizer
 from playspeak.errors import LinkError
 from playspeak.fallback import FallbackVoice
+from playspeak.localvoice import LocalReply
 from playspeak.playai.link import LinkPool
 from playspeak.speech import Utterance
 
@@ -32,8 +36,10 @@ class Sources:
         model: str,
         store: PhraseStore | None,
         fallback: FallbackVoice | None,
+        local: Synthesizer | None = None,
     ) -> None:
         self.links = links
+        self.local = local  # the embedded local voice: it speaks everything
         self.model = model  # the configured model: part of the key of an utterance without one
         self.store = store
         self.fallback = fallback
@@ -49,6 +55,9 @@ class Sources:
                 self.store = None
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
+            synth = self.local or (self.fallback.synth if self.fallback else None)
+            if synth is not None:
+                await nursery.start(synth.run)  # espeak-ng kept ready
             task_status.started()
             await trio.sleep_forever()
 
@@ -58,6 +67,8 @@ class Sources:
     async def open(self, u: Utterance, *, may_fall_back: bool = True) -> AnyReply:
         """A reply for `u`. Raises LinkError as the link does when the service cannot take
         the request and no fallback covers it."""
+        if self.local is not None:
+            return self._speak_locally(u)
         store = self.store if u.cache else None
         key = self.key(u.params, u.model)
         if store is not None:
@@ -87,6 +98,14 @@ class Sources:
             # (api.request_patience) far beyond the fallback's deadline.
             if not self._spawn(self._request, reply, u.model, params):
                 raise LinkError("the daemon is shutting down")
+        return reply
+
+    def _speak_locally(self, u: Utterance) -> LocalReply:
+        reply = LocalReply()
+        params = u.params
+        text, voice = str(params["text"]), str(params.get("voice") or "")
+        if not self._spawn(reply.produce, self.local, text, voice, float(params["speed"])):
+            raise LinkError("the daemon is shutting down")
         return reply
 
     def _connected(self, model: str | None) -> bool:
@@ -130,6 +149,8 @@ class Sources:
         Raises LinkError."""
         if self.store is None:
             raise LinkError("the phrase cache is off")
+        if self.local is not None:
+            raise LinkError("no service to warm from: the local voice speaks every utterance")
         store, key = self.store, self.key(u.params, u.model)
         if await trio.to_thread.run_sync(store.get, key) is not None:
             return "cached"

@@ -19,7 +19,7 @@ import numpy as np
 import trio
 
 from playspeak.audio.arrivals import ArrivalModel, ReplyTrace
-from playspeak.audio.decoder import make_decoder
+from playspeak.audio.decoder import StreamDecoder, make_decoder
 from playspeak.audio.silence import UtteranceStart
 from playspeak.cache.replies import AnyReply
 from playspeak.chime import load_chime
@@ -375,13 +375,7 @@ class Speaker:
         return self.chime if u.priority in self.chime_priorities else None
 
     async def _play_reply(self, job: Job, reply: Reply | AnyReply) -> None:
-        u = job.utterance
-        decoder = make_decoder(
-            u.output_format,
-            out_rate=self.player.samplerate,
-            out_channels=self.player.channels,
-            in_rate=int(u.params.get("sample_rate") or 24000),
-        )
+        decoder: StreamDecoder | None = None  # made with the first chunk (_decoder_for)
         rate = self.player.samplerate
         start: UtteranceStart | None = None  # made at the first audio, when the device's
         # state is known: idle (trim the leading silence) or playing another utterance
@@ -399,6 +393,8 @@ class Speaker:
             if stamped is None:
                 break
             chunk, arrived = stamped
+            if decoder is None:
+                decoder = self._decoder_for(job.utterance, reply)
             blocks = decoder.feed(chunk)
             before, decoded = decoded, decoded + sum(map(len, blocks))
             trace.add(arrived, before / rate, decoded / rate)
@@ -409,15 +405,26 @@ class Speaker:
                 pcm = start.feed(blocks, trace.elapsed(trio.current_time()))
                 if pcm is not None:
                     await self._play(job, pcm)
-        rest = decoder.flush()
+        rest = decoder.flush() if decoder is not None else []
         if start is None:
             start, idle = self._utterance_start(job)
         if (pcm := start.finish(rest)) is not None:
             await self._play(job, pcm)
-        if idle and _source(job) == "service":
+        if idle and _source(job) == "service" and not hasattr(reply, "audio_format"):
             # Only a reply that began on an idle device was read as it arrived and shows
             # the service's pace: a queued one's chunks may have waited behind the one playing.
             self.arrivals.learn(trace)
+
+    def _decoder_for(self, u: Utterance, reply: Reply | AnyReply) -> StreamDecoder:
+        """A decoder for the reply's audio: the format the utterance asked for, or the one
+        the reply names (the local voice's PCM: localvoice.py)."""
+        fmt, in_rate = getattr(reply, "audio_format", None) or (
+            u.output_format,
+            int(u.params.get("sample_rate") or 24000),
+        )
+        return make_decoder(
+            fmt, out_rate=self.player.samplerate, out_channels=self.player.channels, in_rate=in_rate
+        )
 
     def _utterance_start(self, job: Job) -> tuple[UtteranceStart, bool]:
         """Leading silence is trimmed only when the utterance starts on an idle device: with

@@ -148,6 +148,11 @@ def _check_together(config: Config, text: str = "") -> None:
             read_secret_file(config.mqtt.password_file, "mqtt.password_file")
     except ConfigError as e:
         raise ConfigError(f"{where}: {e}") from None
+    try:
+        config.local_server.check()
+    except ConfigError as e:
+        costs = config.local_server.server_costs()
+        raise ConfigError(f"{_at(where, _line_of(text, 'local_server', costs[0]))}: {e}") from None
     api = config.api
     if api.url and not api.api_key:
         raise ConfigError(

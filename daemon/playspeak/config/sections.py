@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from playspeak.config.schema import DEVICE, LATENCY, OCTAL, Entry, entries_of, setting
+from playspeak.errors import ConfigError
 from playspeak.limits import SPEED, TEMPERATURE
 from playspeak.sockdir import ENV_SOCKET, default_socket_path
 
@@ -20,6 +21,19 @@ MODELS = ("Play3.0-mini", "PlayDialog", "PlayDialogMultilingual", "PlayDialogAra
 OUTPUT_FORMATS = ("mp3", "wav", "raw", "mulaw", "ogg", "flac")
 PRIORITIES = ("important", "message", "text", "notification", "progress")
 LOG_LEVELS = ("debug", "info", "warning", "error")
+EMBEDDED_MODES = ("voice", "server")  # [local_server] embedded
+# [local_server]'s settings of the server alone (a direct voice has no such costs)
+SERVER_ONLY = (
+    "first_byte_delay",
+    "realtime_factor",
+    "realistic",
+    "auth_delay",
+    "connect_delay",
+    "idle_timeout",
+    "auth_rate",
+    "auth_status",
+    "error_frames",
+)
 
 # Stable names used by scripts, units and tests outside the project: keep them as they are.
 ENV_API_KEY = "PLAYAI_API_KEY"
@@ -153,7 +167,7 @@ class ApiConfig:
 
     @property
     def embedded(self) -> bool:
-        """True when no key and no URL are configured: the daemon runs the local server."""
+        """True when no key and no URL are configured: the local voice speaks."""
         return not self.api_key and not self.url
 
     @property
@@ -431,12 +445,25 @@ class SystemdConfig:
 
 @dataclass(frozen=True)
 class LocalServerConfig:
-    """The embedded PlayAI-compatible server (used when no API key and no URL are configured).
-    The costs a paid service has are each off by default (as `playspeak serve-local` flags);
-    realistic = true turns them all on."""
+    """The local voice, used when no API key and no URL are configured. embedded = "voice"
+    (the default) speaks directly: engine to PCM to the sound card, in the daemon's process.
+    embedded = "server" runs the local PlayAI-compatible server on loopback instead and speaks
+    through it, as through a service; the costs a paid service has are settings of that server
+    only (the `playspeak serve-local` flags), each off by default; realistic = true turns them
+    all on. They are refused with embedded = "voice", which has none of them."""
 
-    first_byte_delay: float = setting(0.15, "Seconds before the first audio of each reply.")
-    realtime_factor: float = setting(3.0, "How many times faster than real time audio is sent.")
+    embedded: str = setting(
+        "voice",
+        '"voice": the engine speaks directly; "server": through the local PlayAI-compatible '
+        "server on loopback (for tests and benchmarks of the service path).",
+        choices=EMBEDDED_MODES,
+    )
+    first_byte_delay: float = _delay("Seconds before the first audio of each reply (server).")
+    realtime_factor: float = setting(
+        0.0,
+        "How many times faster than real time audio is sent (server); 0: as fast as it is made.",
+        low=0,
+    )
     synth: str = setting(
         "auto",
         "The voice: auto is espeak-ng when installed, else generated audio.",
@@ -468,6 +495,19 @@ class LocalServerConfig:
         '"request_id": …, "message": …}.',
         choices=("legacy", "typed"),
     )
+
+    def server_costs(self) -> list[str]:
+        """The settings of the server alone that differ from their defaults."""
+        defaults = LocalServerConfig()
+        return [k for k in SERVER_ONLY if getattr(self, k) != getattr(defaults, k)]
+
+    def check(self) -> None:
+        """ConfigError when a cost of the server is set for the direct voice (it has none)."""
+        if self.embedded == "voice" and (costs := self.server_costs()):
+            raise ConfigError(
+                "local_server." + ", local_server.".join(costs) + " apply to the local server "
+                'only: set local_server.embedded = "server" to speak through it'
+            )
 
 
 @dataclass(frozen=True)

@@ -9,24 +9,20 @@ sizes."""
 
 from __future__ import annotations
 
-import functools
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, TypeVar
 
 import numpy as np
 import trio
-import trio.testing
 
-from playspeak.errors import ConfigError
-from playspeak.localserver import encode, espeak, generated
+from playspeak.engines import Synthesizer, cpu
+from playspeak.localserver import encode
 from playspeak.localserver.sentences import split_sentences
 from playspeak.localserver.settings import SynthMode
 
 CacheKey = tuple[str, str, float, int, str, str]
 SLICE_SECONDS = 0.2  # a sentence's audio is encoded this much at a time
-T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -41,40 +37,8 @@ class Piece:
 Emit = Callable[[Piece], Awaitable[None]]
 
 
-def resolve_synth(mode: SynthMode) -> str:
-    """The synthesizer that ``mode`` means on this machine: "espeak" or "generated"."""
-    if mode == "generated":
-        return "generated"
-    if espeak.espeak_available():
-        return "espeak"
-    if mode == "espeak":
-        raise ConfigError("synth = 'espeak' but espeak-ng is not installed")
-    return "generated"
-
-
 def _finish(pcm: np.ndarray, rate: int, sample_rate: int, output_format: str) -> encode.Encoded:
     return encode.encode(encode.resample(pcm, rate, sample_rate), sample_rate, output_format)
-
-
-def _generate_and_finish(
-    text: str, voice: str, speed: float, sample_rate: int, output_format: str
-) -> encode.Encoded:
-    pcm = generated.generate(text, voice, speed)
-    return _finish(pcm, generated.RATE, sample_rate, output_format)
-
-
-def _virtual_time() -> bool:
-    # Under a MockClock (autojump) time leaps while a task waits on a thread or a process,
-    # so there the work runs inline: virtual time then stands still while we encode.
-    return isinstance(trio.lowlevel.current_clock(), trio.testing.MockClock)
-
-
-async def _cpu(work: Callable[..., T], *args: Any) -> T:
-    """Run CPU-bound ``work`` in a worker thread (inline under a MockClock)."""
-    if _virtual_time():
-        await trio.lowlevel.checkpoint()
-        return work(*args)
-    return await trio.to_thread.run_sync(work, *args)
 
 
 def _streams(sentences: list[str], output_format: str) -> bool:
@@ -93,11 +57,11 @@ class AudioEngine:
     random, so an Ogg reply re-rendered after it left the cache differs in those bytes.)"""
 
     def __init__(self, mode: SynthMode, *, max_entries: int = 32, max_bytes: int = 4 << 20) -> None:
-        self.synth = resolve_synth(mode)
+        self.synthesizer = Synthesizer(mode)
+        self.synth = self.synthesizer.engine.value  # "espeak" or "generated"
         self._max_entries = max_entries
         self._max_bytes = max_bytes
         self._cache: OrderedDict[CacheKey, encode.Encoded] = OrderedDict()
-        self.espeak_spares = espeak.EspeakSpares()
 
     async def render(
         self, text: str, voice: str, speed: float, sample_rate: int, output_format: str
@@ -150,46 +114,29 @@ class AudioEngine:
         parts: list[bytes] = []
         seconds = 0.0
         for sentence in sentences:
-            pcm, rate = await self._pcm(sentence, voice, speed)
+            pcm, rate = await self.synthesizer.pcm(sentence, voice, speed)
             if encoder is None:
                 encoder = encode.StreamEncoder(rate, sample_rate, output_format)
             step = round(rate * SLICE_SECONDS)
             for start in range(0, len(pcm), step):
                 part = pcm[start : start + step]
-                data = await _cpu(encoder.feed, part)
+                data = await cpu(encoder.feed, part)
                 seconds += len(part) / rate
                 if data:
                     await emit(Piece(data, seconds, 0 if parts else encoder.header))
                     parts.append(data)
         assert encoder is not None  # split_sentences gave at least one sentence
-        tail = await _cpu(encoder.close)
+        tail = await cpu(encoder.close)
         await emit(Piece(tail, seconds, 0 if parts else encoder.header))
         parts.append(tail)
         result = encode.Encoded(b"".join(parts), encoder.header, seconds)
         self._store(key, result)
         return result
 
-    async def _pcm(self, text: str, voice: str, speed: float) -> tuple[np.ndarray, int]:
-        if self.synth == "espeak":
-            if _virtual_time():
-                return espeak.espeak_pcm_blocking(text, voice, speed)
-            return await self.espeak_spares.pcm(text, voice, speed)
-        return await _cpu(generated.generate, text, voice, speed), generated.RATE
-
     async def _render_whole(self, key: CacheKey) -> encode.Encoded:
         text, voice, speed, sample_rate, output_format, _ = key
-        inline = _virtual_time()
-        if self.synth == "espeak":
-            if inline:
-                pcm, rate = espeak.espeak_pcm_blocking(text, voice, speed)
-            else:
-                pcm, rate = await self.espeak_spares.pcm(text, voice, speed)
-            work = functools.partial(_finish, pcm, rate, sample_rate, output_format)
-        else:
-            work = functools.partial(
-                _generate_and_finish, text, voice, speed, sample_rate, output_format
-            )
-        result = work() if inline else await trio.to_thread.run_sync(work)
+        pcm, rate = await self.synthesizer.pcm(text, voice, speed)
+        result = await cpu(_finish, pcm, rate, sample_rate, output_format)
         self._store(key, result)
         return result
 

@@ -74,7 +74,7 @@ class LocalServer:
         """Listen and serve until cancelled; ``task_status.started(base_url)`` once listening.
         While it runs, espeak-ng processes are started ahead of need (EspeakSpares)."""
         async with trio.open_nursery() as nursery:
-            await nursery.start(self._audio.espeak_spares.run)
+            await nursery.start(self._audio.synthesizer.run)
             listeners = await nursery.start(
                 partial(trio.serve_tcp, self._handle, self.settings.port, host=self.settings.host)
             )

@@ -51,8 +51,9 @@ class LocalServerSettings:
     user_id: str | None = None  # None: any non-empty user id is accepted
     token_lifetime: float = 3600.0
     connection_lifetime: float = 3600.0
-    first_byte_delay: float = 0.15
-    realtime_factor: float = 3.0  # 0 disables pacing
+    # Simulated synthesis costs, for tests and benchmarks: off by default (send audio as made).
+    first_byte_delay: float = 0.0
+    realtime_factor: float = 0.0  # 0 disables pacing
     chunk_min: int = 500
     chunk_max: int = 4000
     seed: int = 0

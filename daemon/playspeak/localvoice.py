@@ -1,0 +1,87 @@
+"""The embedded local voice as a direct source: engine → PCM → player, in the daemon's process.
+
+With no API key and no URL, this is what speaks (docs/local-server.md): no server, no
+websocket, no encoding to decode again, no simulated delay or pacing. An utterance's text is
+synthesised one sentence at a time in the background, a few sentences ahead of the player
+(bounded), and read by the speaker like any reply, as raw 16-bit mono PCM at the engine's
+rate (`audio_format`).
+"""
+
+from __future__ import annotations
+
+import logging
+import subprocess
+
+import trio
+
+from playspeak.cache.replies import SERVICE
+from playspeak.engines import Synthesizer
+from playspeak.errors import LinkError
+from playspeak.localserver.sentences import split_sentences
+
+log = logging.getLogger(__name__)
+
+AHEAD = 2  # sentences synthesised before the speaker reads them; then synthesis waits
+PCM_FORMAT = "raw"  # what the engines make: int16 mono, little-endian (the decoder's name)
+
+
+class LocalReply:
+    """One utterance's audio from a Synthesizer (cache.replies.AnyReply).
+
+    `produce` runs in a nursery of the reply's owner (sources.Sources) and is cancelled by
+    `discard`; the speaker reads with `receive_stamped`. Both run on the trio thread."""
+
+    retriable = False  # a failing engine fails again: the utterance fails with its reason
+
+    def __init__(self) -> None:
+        self.source = SERVICE  # the voice that speaks, not a stand-in for one
+        self.complete = trio.Event()  # every sentence synthesised (or given up)
+        self.discarded = False
+        self.rate = 0  # the engine's sample rate, known with the first sentence
+        self._send, self._recv = trio.open_memory_channel[tuple[bytes, int] | LinkError](AHEAD)
+        self._scope = trio.CancelScope()
+
+    @property
+    def audio_format(self) -> tuple[str, int]:
+        """How the speaker decodes this reply's bytes: (format, sample rate). Valid once
+        `receive_stamped` returned its first chunk."""
+        return PCM_FORMAT, self.rate
+
+    async def produce(self, synth: Synthesizer, text: str, voice: str, speed: float) -> None:
+        """Synthesise `text` sentence by sentence into the reply; a failure is handed to the
+        reader as a LinkError naming it."""
+        try:
+            with self._scope:
+                async with self._send:
+                    try:
+                        for sentence in split_sentences(text) or [text]:
+                            pcm, rate = await synth.pcm(sentence, voice, speed)
+                            await self._send.send((pcm.astype("<i2").tobytes(), rate))
+                    except (OSError, RuntimeError, subprocess.CalledProcessError) as e:
+                        log.warning("the local voice failed: %s", e)
+                        await self._send.send(LinkError(f"the local voice failed: {e}"))
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            pass  # discarded while it was being made: nobody reads the rest
+        finally:
+            self.complete.set()
+
+    async def receive_stamped(self) -> tuple[bytes, float] | None:
+        """The next sentence's PCM and when it came; None at the end (or once discarded).
+        Raises LinkError when the engine failed."""
+        if self.discarded:
+            await trio.lowlevel.checkpoint()
+            return None
+        try:
+            item = await self._recv.receive()
+        except (trio.EndOfChannel, trio.ClosedResourceError):
+            return None
+        if isinstance(item, LinkError):
+            raise item
+        data, self.rate = item
+        return data, trio.current_time()
+
+    def discard(self) -> None:
+        self.discarded = True
+        self._scope.cancel()
+        self._recv.close()
+        self.complete.set()
