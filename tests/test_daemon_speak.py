@@ -1,5 +1,6 @@
 """Speaking end to end: text on the real Unix socket, the embedded local server over a real
-websocket (or the direct local voice), PyAV decoding, and PortAudio playing into the PulseAudio null sink we record."""
+websocket (or the direct local voice), PyAV decoding, and PortAudio playing into the
+PulseAudio null sink we record."""
 
 from __future__ import annotations
 
@@ -17,8 +18,8 @@ from playspeak.audio.pauses import pauses
 from playspeak.config import DEFAULT_VOICE, LocalServerConfig
 from playspeak.daemon import Daemon, open_daemon
 from playspeak.engines import Synthesizer
-from playspeak.localserver.sentences import split_sentences
 from playspeak.localserver.encode import wav_header
+from playspeak.localserver.sentences import split_sentences
 
 from audio_compare import RATE, align, loud_span, reference_pcm
 from daemon_helpers import LineClient, sound_card_config
