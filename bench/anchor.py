@@ -1,16 +1,17 @@
-"""playspeak against what Linux users run today: Speech Dispatcher with espeak-ng (issue 21).
+"""playspeak against what Linux users run today: Speech Dispatcher with espeak-ng.
 
-    .venv/bin/python -m bench.anchor              # --trials N (default 15), --first-byte-delay S,
-                                                  # --output-format mp3 (default raw)
+    .venv/bin/python -m bench.anchor       # --trials N (default 15); --server [--first-byte-delay
+                                           # S --realtime-factor X --output-format mp3|raw]
 
 On one private PulseAudio null sink, side by side and interleaved trial by trial:
 
 - Speech Dispatcher (its own private instance, espeak-ng module) reached with ``spd-say``;
-- playspeak (``playspeak run``, the embedded local server with ``--first-byte-delay`` and
-  ``--realtime-factor``, default 0 and 0, and ``--output-format``, default raw: the local voice
-  of docs/local-server.md, as espeak-ng is) reached three ways:
-  ``spd-say`` to its SSIP socket, ``playspeak say``, and a raw write of one line to its control
-  socket.
+- playspeak (``playspeak run``) on its shipped defaults (no service configured: the local voice
+  speaks directly; only the phrase cache is off, so that every trial is synthesised), reached
+  three ways: ``spd-say`` to its SSIP socket, ``playspeak say``, and a raw write of one line to
+  its control socket; and when the extra playspeak[piper] is installed, a raw write asking for
+  the Piper voice. ``--server`` speaks through the embedded local server instead (its costs
+  set by the flags after it).
 
 For a short sentence and a ~300-character text it measures command → first sound at the sink
 (calibrated with clicks, bench.calibrate), and cancel (``spd-say -C`` to each) → silence, then
@@ -24,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import itertools
+import json
 import os
 import socket
 import subprocess
@@ -32,6 +34,8 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+
+from playspeak.engines.piper import find_models
 
 from .calibrate import calibration_ms
 from .procs import cpu_seconds, ensure_tools, loadavg, peak_rss_mib
@@ -110,9 +114,7 @@ class Servers:
         self,
         card: PulseNullSink,
         tmp: Path,
-        first_byte_delay: float,
-        realtime_factor: float,
-        output_format: str,
+        args: argparse.Namespace,
     ) -> None:
         self.tmp = tmp
         env = card.child_env()
@@ -129,13 +131,14 @@ class Servers:
         self.ps_socket = tmp / "playspeak.sock"
         self.ps_ssip = tmp / "playspeak-ssip.sock"
         config = tmp / "playspeak.toml"
-        config.write_text(
-            f"[local_server]\nfirst_byte_delay = {first_byte_delay}\n"
-            f"realtime_factor = {realtime_factor}\n"
-            f'[api]\noutput_format = "{output_format}"\n'
-            # each trial synthesised, as speechd does: the phrase cache would answer repeats
-            "[cache]\nenabled = false\n"
+        server = (
+            '[local_server]\nembedded = "server"\n'
+            f"first_byte_delay = {args.first_byte_delay}\n"
+            f"realtime_factor = {args.realtime_factor}\n"
+            f'[api]\noutput_format = "{args.output_format}"\n'
         )
+        # each trial synthesised, as speechd does: the phrase cache would answer repeats
+        config.write_text((server if args.server else "") + "[cache]\nenabled = false\n")
         self.ps_env = {
             **env,
             "PLAYSPEAK_SOCKET": str(self.ps_socket),
@@ -172,6 +175,9 @@ class Servers:
             s.connect(str(self.ps_socket))
             s.sendall(text.encode() + b"\n")
 
+    def raw_write_voice(self, text: str, voice: str) -> None:
+        self.raw_write(json.dumps({"cmd": "speak", "text": text, "voice": voice}))
+
     def speechd_pids(self) -> list[int]:
         """The server and its output modules (its children)."""
         pids = [self.speechd.pid]
@@ -200,21 +206,25 @@ def _or_zero(read: Callable[[int], float], pid: int) -> float:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--trials", type=int, default=15, help="per way and text (default 15)")
-    parser.add_argument("--first-byte-delay", type=float, default=0.0, help="embedded server's")
+    parser.add_argument(
+        "--server",
+        action="store_true",
+        help="speak through the embedded local server (local_server.embedded = server)",
+    )
+    parser.add_argument("--first-byte-delay", type=float, default=0.0, help="with --server")
     parser.add_argument(
         "--realtime-factor",
         type=float,
         default=0.0,
-        help="embedded server's pace (x real time); 0 (default): as fast as it synthesizes, a "
-        "local voice as espeak-ng is; 3: the service-like default",
+        help="with --server: its pace (x real time); 0 (default): as fast as it synthesizes",
     )
     parser.add_argument(
         "--output-format",
         default="raw",
         choices=("raw", "mp3"),
-        help="what playspeak asks of its embedded server; raw (default): the local voice's PCM, "
-        "mp3: the service's format (encoded there, decoded here: ~14 ms more)",
+        help="with --server: what playspeak asks of it; mp3 is encoded there, decoded here",
     )
+    parser.add_argument("--no-piper", action="store_true", help="leave out the Piper row")
     parser.add_argument("--clicks", type=int, default=30, help="calibration clicks; 0: -8.2 ms")
     args = parser.parse_args()
     ensure_tools(["speech-dispatcher", "spd-say"])
@@ -237,9 +247,7 @@ def main() -> int:
         card.recorder() as recorder,
     ):
         offset_ms, how = calibration_ms(card, recorder, args.clicks)
-        servers = Servers(
-            card, Path(tmpdir), args.first_byte_delay, args.realtime_factor, args.output_format
-        )
+        servers = Servers(card, Path(tmpdir), args)
         try:
             return run(servers, recorder, offset_ms, how, args)
         finally:
@@ -256,6 +264,11 @@ def run(
         "playspeak, `playspeak say`": servers.playspeak_say,
         "playspeak, raw socket write": servers.raw_write,
     }
+    piper = next((m.id for m in find_models()), None) if not args.no_piper else None
+    if piper is not None:
+        ways[f"playspeak, raw socket write, {piper}"] = lambda text: servers.raw_write_voice(
+            text, piper
+        )
 
     def stop_of(name: str) -> Callable[[], None]:
         """Cancel what that way started, through the same server (not measured)."""
@@ -304,12 +317,16 @@ def run(
         "ps": peak_rss_mib(servers.playspeak.pid),
     }
     print(f"# bench.anchor: {args.trials} trials per way and text, interleaved")
-    print(f"calibration: {how}; load average {loadavg()}; playspeak's embedded server:")
-    print(
-        f"first-byte delay {args.first_byte_delay} s, pace {args.realtime_factor or 'unpaced'}, "
-        f"output format {args.output_format}; "
-        f"{missed} trials heard nothing\n"
-    )
+    print(f"calibration: {how}; load average {loadavg()}; playspeak: ", end="")
+    if args.server:
+        print(
+            f"the embedded server, first-byte delay {args.first_byte_delay} s, pace "
+            f"{args.realtime_factor or 'unpaced'}, output format {args.output_format}; ",
+            end="",
+        )
+    else:
+        print("shipped defaults (the direct local voice); ", end="")
+    print(f"{missed} trials heard nothing\n")
     rows = []
     for (name, text_name), values in results.items():
         rows.append([name, text_name, fmt(p50(values)), fmt(p95(values)), str(len(values))])
@@ -320,7 +337,7 @@ def run(
     print()
     rows = [
         ["speechd + espeak-ng (server + module)", fmt(cpu["sd"], 2), fmt(rss["sd"])],
-        ["playspeak (with its embedded server)", fmt(cpu["ps"], 2), fmt(rss["ps"])],
+        ["playspeak", fmt(cpu["ps"], 2), fmt(rss["ps"])],
     ]
     print(table(["server", "CPU s over the run", "peak RSS MiB"], rows))
     return 0

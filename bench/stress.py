@@ -285,7 +285,7 @@ def daemon_config(tmp: Path) -> Path:
     path.write_text(
         "[speech]\nmax_queue = 200\n"
         '[log]\nlevel = "warning"\n'
-        "[local_server]\nfirst_byte_delay = 0.05\nrealtime_factor = 3.0\n"
+        '[local_server]\nembedded = "server"\nfirst_byte_delay = 0.05\nrealtime_factor = 3.0\n'
     )
     return path
 

@@ -169,7 +169,10 @@ FILE_ERRORS = [
     ("[speech]\nmax_queue = 0\n", "speech.max_queue must be >= 1"),
     ('[speech]\ndefault_priority = "urgent"\n', "speech.default_priority must be one of"),
     ('[chime]\npriorities = ["urgent"]\n', "chime.priorities may hold only"),
-    ('[local_server]\nsynth = "tts"\n', "local_server.synth must be auto, espeak or generated"),
+    (
+        '[local_server]\nsynth = "tts"\n',
+        "local_server.synth must be one of auto, espeak, generated, piper",
+    ),
     ('[api]\nurl = "http://x"\n', "api.url (PLAYSPEAK_API_URL) is set but no API key"),
     ('[api]\napi_key = "sk-in-file-2468"\n', "an API key is set but no user id"),
 ]

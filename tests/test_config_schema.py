@@ -176,7 +176,7 @@ MESSAGES = [
     ("[audio]\nnice = 30\n", "audio.nice must be from -20 to 19, not 30"),
     (
         '[local_server]\nsynth = "tts"\n',
-        "local_server.synth must be auto, espeak or generated, not 'tts'",
+        "local_server.synth must be one of auto, espeak, generated, piper, not 'tts'",
     ),
     ('[log]\nlevel = "loud"\n', "log.level must be one of debug, info, warning, error, not 'loud'"),
     (

@@ -29,6 +29,7 @@ CONFIG = """\
 samplerate = 48000
 
 [local_server]
+embedded = "server"
 first_byte_delay = 0.05
 realtime_factor = 3.0
 """

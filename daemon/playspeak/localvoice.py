@@ -55,8 +55,9 @@ class LocalReply:
                 async with self._send:
                     try:
                         for sentence in split_sentences(text) or [text]:
-                            pcm, rate = await synth.pcm(sentence, voice, speed)
-                            await self._send.send((pcm.astype("<i2").tobytes(), rate))
+                            for piece in synth.pieces(sentence, voice):
+                                pcm, rate = await synth.pcm(piece, voice, speed)
+                                await self._send.send((pcm.astype("<i2").tobytes(), rate))
                     except (OSError, RuntimeError, subprocess.CalledProcessError) as e:
                         log.warning("the local voice failed: %s", e)
                         await self._send.send(LinkError(f"the local voice failed: {e}"))

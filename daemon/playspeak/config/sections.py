@@ -22,6 +22,7 @@ OUTPUT_FORMATS = ("mp3", "wav", "raw", "mulaw", "ogg", "flac")
 PRIORITIES = ("important", "message", "text", "notification", "progress")
 LOG_LEVELS = ("debug", "info", "warning", "error")
 EMBEDDED_MODES = ("voice", "server")  # [local_server] embedded
+SYNTH_MODES = ("auto", "espeak", "generated", "piper")  # [local_server] synth
 # [local_server]'s settings of the server alone (a direct voice has no such costs)
 SERVER_ONLY = (
     "first_byte_delay",
@@ -466,8 +467,10 @@ class LocalServerConfig:
     )
     synth: str = setting(
         "auto",
-        "The voice: auto is espeak-ng when installed, else generated audio.",
-        choices=("auto", "espeak", "generated"),
+        "The engine of voices not named by engine: auto is espeak-ng when installed, else "
+        "generated audio; piper: the first Piper voice found (the extra playspeak[piper]). A "
+        'voice "piper:<model>" is always spoken by that Piper model.',
+        choices=SYNTH_MODES,
     )
     realistic: bool = setting(
         False,

@@ -2,9 +2,13 @@
 
 The local server's streaming and whole-reply renders, the daemon's direct local voice and the
 fallback voice all ask `Synthesizer.pcm` for one sentence at a time (sentences.py splits a
-text). espeak-ng runs as a subprocess (spare processes started ahead of need, when `run` is
-running); the generated test voice is computed in a worker thread. Under a trio MockClock the
+text; `pieces` cuts a long sentence further where its engine is slow to start). espeak-ng runs
+as a subprocess (spare processes started ahead of need, when `run` is running); the generated
+test voice and Piper (engines/piper.py) run in a worker thread. Under a trio MockClock the
 work runs inline, so that virtual time stands still while it is done.
+
+A voice named `piper:<model>` is spoken by that Piper model whatever the default engine; any
+other voice by the default engine (`synth`), which maps it to one of its own voices.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ import numpy as np
 import trio
 import trio.testing
 
-from playspeak.engines import espeak, generated
+from playspeak.engines import espeak, generated, piper
 from playspeak.errors import ConfigError
 
 T = TypeVar("T")
@@ -28,12 +32,19 @@ class EngineName(enum.Enum):
 
     ESPEAK = "espeak"
     GENERATED = "generated"  # a deterministic voice-like signal: for tests, or no espeak-ng
+    PIPER = "piper"  # the extra playspeak[piper]
 
 
 def resolve_engine(mode: str) -> EngineName:
-    """The engine that a `synth` setting ("auto", "espeak", "generated") means here."""
+    """The engine that a `synth` setting ("auto", "espeak", "generated", "piper") means here."""
     if mode == "generated":
         return EngineName.GENERATED
+    if mode == "piper":
+        if not piper.find_models():
+            raise ConfigError(
+                "synth = 'piper' but no Piper voice is installed: pip install 'playspeak[piper]'"
+            )
+        return EngineName.PIPER
     if espeak.espeak_available():
         return EngineName.ESPEAK
     if mode == "espeak":
@@ -57,21 +68,47 @@ async def cpu(work: Callable[..., T], *args: Any) -> T:
 
 
 class Synthesizer:
-    """Text → int16 mono PCM with one engine. Owned by the trio thread; `run` (optional) lives
-    in a nursery of its owner and keeps espeak-ng processes ready."""
+    """Text → int16 mono PCM with the engines found here. Owned by the trio thread; `run`
+    (optional) lives in a nursery of its owner: it keeps espeak-ng processes ready and loads
+    the default Piper model ahead of the first utterance."""
 
     def __init__(self, mode: str = "auto") -> None:
         self.engine = resolve_engine(mode)
         self.espeak_spares = espeak.EspeakSpares()
+        self.piper_models = {m.id: m for m in piper.find_models()}
+        self._piper = piper.PiperVoices()
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        """Keep spare espeak-ng processes until cancelled."""
-        await self.espeak_spares.run(task_status=task_status)
+        """Keep spare espeak-ng processes until cancelled (and load the default Piper model)."""
+        async with trio.open_nursery() as nursery:
+            await nursery.start(self.espeak_spares.run)
+            if self.engine is EngineName.PIPER:
+                nursery.start_soon(cpu, self._piper.load, self._piper_model(""))
+            task_status.started()
+
+    def _piper_model(self, voice: str) -> piper.PiperModel:
+        model = self.piper_models.get(voice)
+        return model if model is not None else next(iter(self.piper_models.values()))
+
+    def engine_of(self, voice: str) -> EngineName:
+        """The engine that speaks `voice`."""
+        return EngineName.PIPER if voice in self.piper_models else self.engine
+
+    def pieces(self, sentence: str, voice: str) -> list[str]:
+        """`sentence` in the parts synthesised one at a time: Piper's first audio waits for a
+        whole part, so a long sentence is cut at its clauses; espeak-ng starts in a few ms."""
+        if self.engine_of(voice) is EngineName.PIPER:
+            return piper.split_clauses(sentence)
+        return [sentence]
 
     async def pcm(self, text: str, voice: str, speed: float) -> tuple[np.ndarray, int]:
         """One sentence's samples and their rate. Raises RuntimeError (or OSError) when the
-        engine fails; cancellable (a running espeak-ng is killed)."""
-        if self.engine is EngineName.ESPEAK:
+        engine fails; cancellable (a running espeak-ng is killed; Piper's thread finishes)."""
+        engine = self.engine_of(voice)
+        if engine is EngineName.PIPER:
+            model = self._piper_model(voice)
+            return await cpu(self._piper.synthesize, model, text, speed), model.rate
+        if engine is EngineName.ESPEAK:
             if virtual_time():
                 return espeak.espeak_pcm_blocking(text, voice, speed)
             return await self.espeak_spares.pcm(text, voice, speed)

@@ -9,6 +9,7 @@ import signal
 
 import trio
 
+from playspeak.config.sections import SYNTH_MODES
 from playspeak.errors import ConfigError, leaves
 from playspeak.localserver.server import LocalServer
 from playspeak.localserver.settings import REALISTIC, AuthRate, LocalServerSettings
@@ -29,7 +30,7 @@ def parse_args(argv: list[str], environ: dict[str, str] | None = None) -> LocalS
     parser.add_argument("--realtime-factor", type=float, default=defaults.realtime_factor)
     parser.add_argument("--token-lifetime", type=float, default=defaults.token_lifetime)
     parser.add_argument("--connection-lifetime", type=float, default=defaults.connection_lifetime)
-    parser.add_argument("--synth", choices=("auto", "espeak", "generated"), default="auto")
+    parser.add_argument("--synth", choices=SYNTH_MODES, default="auto")
     _add_service_costs(parser)
     args = parser.parse_args(argv)
     costs = dict(REALISTIC) if args.realistic else {}

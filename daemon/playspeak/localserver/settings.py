@@ -9,7 +9,9 @@ from typing import Any, Literal
 
 import trio
 
-SynthMode = Literal["auto", "espeak", "generated"]
+from playspeak.config.sections import SYNTH_MODES
+
+SynthMode = Literal["auto", "espeak", "generated", "piper"]
 ErrorFrames = Literal["legacy", "typed"]  # {"error": …} or {"type": "error", "message": …}
 
 
@@ -74,8 +76,8 @@ class LocalServerSettings:
     def __post_init__(self) -> None:
         if not 1 <= self.chunk_min <= self.chunk_max:
             raise ValueError("need 1 <= chunk_min <= chunk_max")
-        if self.synth not in ("auto", "espeak", "generated"):
-            raise ValueError(f"synth must be auto, espeak or generated, not {self.synth!r}")
+        if self.synth not in SYNTH_MODES:
+            raise ValueError(f"synth must be one of {', '.join(SYNTH_MODES)}, not {self.synth!r}")
         for name in ("token_lifetime", "connection_lifetime"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be positive")
