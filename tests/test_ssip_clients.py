@@ -252,6 +252,34 @@ async def test_synthesis_voice_is_the_playai_voice(
     assert (await heard(daemon, recorder, text))[0] < 0.5
 
 
+async def test_language_picks_a_voice_of_that_language(
+    daemon: Daemon, ssip_path: Path, recorder: Recorder
+) -> None:
+    """`spd-say -l de` (SET SELF LANGUAGE de): espeak-ng's German voice, not the English one."""
+    text = "Die Haustür ist offen."
+    said = await spd_say(ssip_path, "-w", "-l", "de", text)
+    assert said.returncode == 0, said.output
+    assert (await heard(daemon, recorder, text, voice="espeak:de"))[0] >= 0.9
+    assert (await heard(daemon, recorder, text))[0] < 0.5
+
+
+async def test_spd_say_lists_every_espeak_language_as_a_voice(
+    daemon: Daemon, ssip_path: Path
+) -> None:
+    listed = await spd_say(ssip_path, "-L")
+    assert listed.returncode == 0, listed.output
+    names = {line.split()[0] for line in listed.output.splitlines() if line.strip()}
+    languages = espeak_languages()
+    assert {f"espeak:{lang}" for lang in languages} <= names and "espeak:de" in names
+
+
+def espeak_languages() -> list[str]:
+    import subprocess
+
+    listing = subprocess.run(["espeak-ng", "--voices"], capture_output=True, text=True).stdout
+    return [line.split()[1] for line in listing.splitlines()[1:] if line.split()]
+
+
 async def test_cancel_ends_what_speaks_and_the_waiting_client_returns(
     daemon: Daemon, ssip_path: Path, watcher: LineClient, recorder: Recorder
 ) -> None:

@@ -374,7 +374,7 @@ def test_lists_history_help_and_quit(shared: Shared) -> None:
     voices = client.say(b"LIST VOICES\r\n")
     assert voices.startswith(b"249-MALE1\r\n") and voices.endswith(b"249 OK VOICE LIST SENT\r\n")
     assert client.say(b"LIST SYNTHESIS_VOICES\r\n") == (
-        f"249-{DEFAULT_VOICE}\ten\tnone\r\n249 OK VOICE LIST SENT\r\n".encode()
+        f"249-{DEFAULT_VOICE}\tnone\tnone\r\n249 OK VOICE LIST SENT\r\n".encode()
     )
     cid = client.session.client_id
     assert client.say(b"HISTORY GET CLIENT_ID\r\n") == (

@@ -194,6 +194,16 @@ def _request(cmd: str, *, socket: str | None, **fields: Any) -> int:
     return 0
 
 
+def cmd_voices(args: argparse.Namespace) -> int:
+    """One voice a line: id, language, engine, name (and what it refuses)."""
+    with BlockingClient(args.socket) as client:
+        reply = client.request("voices")
+    for v in reply["voices"]:
+        refuses = f"\tno {', '.join(v['refuses'])}" if v.get("refuses") else ""
+        print(f"{v['id']}\t{v['language'] or '-'}\t{v['engine']}\t{v['name']}{refuses}")
+    return 0
+
+
 def cmd_cache(args: argparse.Namespace) -> int:
     """stats / clear through the daemon (it owns the cache); warm: each line of FILE fetched
     into the cache, one at a time, without playing it."""

@@ -129,6 +129,7 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
         ("status", "show the state"),
     ):
         add(name, cli.request_verb(name), help)
+    add("voices", cli.cmd_voices, "list the voices a speak may name (--voice ID)")
     cancel = add(
         "cancel",
         cli.request_verb("cancel", id=lambda a: a.id, scope=lambda a: "self" if a.mine else None),

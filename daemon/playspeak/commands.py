@@ -48,6 +48,7 @@ class CommandHandler:
         self._table: dict[type, Callable[[Requester, Any], dict[str, Any]]] = {
             p.Speak: self._speak,
             p.Ping: lambda s, c: {},
+            p.Voices: lambda s, c: {"voices": [v.to_json() for v in self.builder.voices]},
             p.Status: lambda s, c: {"status": self._status()},
             p.Subscribe: self._subscribe,
             p.Stop: lambda s, c: {"stopped": self.speaker.stop()},

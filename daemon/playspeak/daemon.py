@@ -33,6 +33,7 @@ from playspeak.sources import Sources
 from playspeak.speaker import AudioSink, Speaker
 from playspeak.speech import EventHub
 from playspeak.utterances import UtteranceBuilder
+from playspeak.voices import Voice, local_voices, service_voices
 
 if TYPE_CHECKING:  # imported where used: the sound card's modules load only when needed
     from playspeak.audio.output import AudioOutput
@@ -215,6 +216,14 @@ def make_sources(config: Config, links: LinkPool) -> Sources:
     )
 
 
+def list_voices(config: Config, sources: Sources) -> list[Voice]:
+    """What `voices` lists: the local engines' voices, or the configured service's. Blocks
+    (runs espeak-ng --voices once)."""
+    if not config.api.embedded:
+        return service_voices(config.api.voice)
+    return local_voices(sources.local or Synthesizer(config.local_server.synth))
+
+
 def _control_socket(config: Config) -> tuple[Any, Path | None]:
     """The socket systemd passed us, else our own bound at the configured path."""
     inherited = systemd.listen_sockets()
@@ -289,7 +298,8 @@ async def open_daemon(config: Config) -> AsyncIterator[Daemon]:
                     "volume": round(player.volume * 100, 1),
                 }
             )
-            builder = UtteranceBuilder(config.api, config.speech.default_priority)
+            voices = await trio.to_thread.run_sync(list_voices, config, sources)
+            builder = UtteranceBuilder(config.api, config.speech.default_priority, voices)
             handler = CommandHandler(speaker, hub, builder, report)
             control = ControlServer(
                 sock,

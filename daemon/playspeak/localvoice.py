@@ -2,9 +2,9 @@
 
 With no API key and no URL, this is what speaks (docs/local-server.md): no server, no
 websocket, no encoding to decode again, no simulated delay or pacing. An utterance's text is
-synthesised one sentence at a time in the background, a few sentences ahead of the player
-(bounded), and read by the speaker like any reply, as raw 16-bit mono PCM at the engine's
-rate (`audio_format`).
+synthesised one sentence at a time in the background, a little ahead of the player (bounded,
+in slices), and read by the speaker like any reply, as raw 16-bit mono PCM at the engine's rate
+(`audio_format`).
 """
 
 from __future__ import annotations
@@ -21,7 +21,11 @@ from playspeak.localserver.sentences import split_sentences
 
 log = logging.getLogger(__name__)
 
-AHEAD = 2  # sentences synthesised before the speaker reads them; then synthesis waits
+AHEAD = 4  # slices made before the speaker reads them; then synthesis waits
+# A sentence goes to the speaker in slices this long (seconds): its first is decoded (resampled
+# to the device's rate) and playing in well under a millisecond, where a whole 3 s sentence
+# took 4-7 ms.
+SLICE = 0.1
 PCM_FORMAT = "raw"  # what the engines make: int16 mono, little-endian (the decoder's name)
 
 
@@ -57,7 +61,9 @@ class LocalReply:
                         for sentence in split_sentences(text) or [text]:
                             for piece in synth.pieces(sentence, voice):
                                 pcm, rate = await synth.pcm(piece, voice, speed)
-                                await self._send.send((pcm.astype("<i2").tobytes(), rate))
+                                data, step = pcm.astype("<i2").tobytes(), 2 * round(rate * SLICE)
+                                for start in range(0, len(data), step):
+                                    await self._send.send((data[start : start + step], rate))
                     except (OSError, RuntimeError, subprocess.CalledProcessError) as e:
                         log.warning("the local voice failed: %s", e)
                         await self._send.send(LinkError(f"the local voice failed: {e}"))

@@ -15,6 +15,7 @@ from playspeak.config import ApiConfig
 from playspeak.errors import ProtocolError
 from playspeak.limits import SPEED, text_limit
 from playspeak.speech import Outbox, Utterance
+from playspeak.voices import Voice, for_language
 
 
 @dataclass(frozen=True)
@@ -47,9 +48,12 @@ class UtteranceBuilder:
     """The defaults in force and the one way an utterance's fields are filled in from them.
     Owned by the daemon; `api` and `default_priority` are replaced when a reload changes them."""
 
-    def __init__(self, api: ApiConfig, default_priority: str = "message") -> None:
+    def __init__(
+        self, api: ApiConfig, default_priority: str = "message", voices: list[Voice] | None = None
+    ) -> None:
         self.api = api
         self.default_priority = default_priority
+        self.voices = voices or []  # what `voices` lists (voices.py)
 
     def check(self, request: SpeechRequest) -> None:
         """TextTooLong when the text is over its model's limit (`build` checks it too; a
@@ -65,9 +69,13 @@ class UtteranceBuilder:
         speed = request.speed if request.speed is not None else api.speed
         if request.speed_factor != 1.0:
             speed = min(SPEED[1], max(SPEED[0], speed * request.speed_factor))
+        voice = request.voice
+        if not voice and request.language:  # a voice of that language, if one is listed
+            chosen = for_language(self.voices, request.language)
+            voice = chosen.id if chosen else None
         params: dict[str, Any] = {
             "text": request.text,
-            "voice": request.voice or api.voice,
+            "voice": voice or api.voice,
             "output_format": request.output_format or api.output_format,
             "sample_rate": api.sample_rate,
             "speed": speed,

@@ -48,6 +48,11 @@ class Ping:
 
 
 @dataclass(frozen=True)
+class Voices:
+    """The voices a speak may name (voices.py)."""
+
+
+@dataclass(frozen=True)
 class Status:
     pass
 
@@ -101,7 +106,20 @@ class Cache:
     model: str | None = None
 
 
-Command = Cache | Speak | Ping | Status | Subscribe | Stop | Skip | Cancel | Pause | Resume | Volume
+Command = (
+    Cache
+    | Speak
+    | Ping
+    | Voices
+    | Status
+    | Subscribe
+    | Stop
+    | Skip
+    | Cancel
+    | Pause
+    | Resume
+    | Volume
+)
 
 
 def echo(value: Any) -> str:
@@ -257,6 +275,7 @@ _PARSERS: dict[str, Any] = {
     "speak": _speak,
     "say": _speak,
     "ping": lambda obj: Ping(),
+    "voices": lambda obj: Voices(),
     "status": lambda obj: Status(),
     "subscribe": lambda obj: Subscribe(),
     "watch": lambda obj: Subscribe(),

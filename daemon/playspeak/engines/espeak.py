@@ -36,8 +36,11 @@ def espeak_available() -> bool:
 
 
 def espeak_voice(voice: str) -> str:
-    """The espeak voice standing in for a PlayAI voice id or name (deterministic)."""
+    """The espeak voice for `espeak:<language>` (voices.py), else the one standing in for a
+    PlayAI voice id or name (deterministic)."""
     lowered = voice.strip().lower()
+    if lowered.startswith("espeak:") and len(lowered) > 7:
+        return lowered[7:]
     if lowered in _KNOWN_VOICES:
         return _KNOWN_VOICES[lowered]
     for key, mapped in _KNOWN_VOICES.items():

@@ -36,6 +36,7 @@ from playspeak.ssip.protocol import (
     parse_target,
 )
 from playspeak.utterances import SpeechRequest, TextTooLong, UtteranceBuilder
+from playspeak.voices import Voice, service_voices
 
 log = logging.getLogger(__name__)
 
@@ -307,9 +308,14 @@ class SsipSession:
         if what == "OUTPUT_MODULES":
             return Reply(250, "OK MODULE LIST SENT", (s.OUTPUT_MODULE,))
         if what == "SYNTHESIS_VOICES":
-            voices = dict.fromkeys(v for v in (self.shared.builder.api.voice,) if v)
-            return Reply(249, "OK VOICE LIST SENT", tuple(f"{v}\ten\tnone" for v in voices))
+            # name, language, variant: as speechd lists them (spd-say -L)
+            lines = tuple(f"{v.id}\t{v.language or 'none'}\tnone" for v in self._voices())
+            return Reply(249, "OK VOICE LIST SENT", lines)
         raise invalid_parameter()
+
+    def _voices(self) -> list[Voice]:
+        builder = self.shared.builder
+        return builder.voices or service_voices(builder.api.voice)
 
     def _history(self, c: Command) -> Reply:
         words = c.args.upper().split()
