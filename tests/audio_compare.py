@@ -45,3 +45,56 @@ def loud_span(samples: np.ndarray, threshold: float = SOUND_THRESHOLD) -> int:
     """Samples from the first loud one to the last loud one (0 when silent)."""
     index = loud(samples, threshold)
     return int(index[-1] - index[0] + 1) if len(index) else 0
+
+
+QUIET = 2  # |int16| below this is silence, which is also what an underrun leaves behind
+GAP = RATE // 200  # 5 ms of silence splits the recording into islands of sound
+ISLAND = RATE // 200  # 5 ms: shorter islands are too short to recognise
+
+
+def islands(samples: np.ndarray) -> list[tuple[int, int]]:
+    """(start, end) of each stretch of sound at least ISLAND long, split at silences of GAP."""
+    quiet = np.concatenate([[True], np.abs(samples) < QUIET, [True]])
+    edges = np.flatnonzero(np.diff(quiet.astype(np.int8)))
+    spans: list[list[int]] = []
+    for start, end in zip(edges[::2], edges[1::2], strict=True):
+        if spans and start - spans[-1][1] < GAP:
+            spans[-1][1] = end
+        else:
+            spans.append([start, end])
+    return [(a, b) for a, b in spans if b - a >= ISLAND]
+
+
+def locate(reference: np.ndarray, piece: np.ndarray) -> tuple[int, float, float]:
+    """Where `piece` best matches `reference` (normalised cross-correlation, so a quiet piece
+    is not drawn to a loud stretch), with the correlation and `piece`'s gain there."""
+    size = 1 << int(np.ceil(np.log2(len(reference) + len(piece))))
+    spectrum = np.fft.rfft(reference, size) * np.conj(np.fft.rfft(piece, size))
+    xcorr = np.fft.irfft(spectrum, size)[: len(reference) - len(piece) + 1]
+    energy = np.concatenate([[0.0], np.cumsum(reference**2)])
+    window = energy[len(piece) :] - energy[: -len(piece)]
+    lag = int(np.argmax(xcorr / np.sqrt(np.maximum(window, 1.0))))
+    segment = reference[lag : lag + len(piece)]
+    gain = piece @ segment / (segment @ segment)
+    return lag, float(np.corrcoef(segment, piece)[0, 1]), float(gain)
+
+
+def covered_share(recorded: np.ndarray, rendered: np.ndarray) -> tuple[float, float]:
+    """Which share of `rendered` ((n, 1) float) the int16 `recorded` holds, and at what gain.
+
+    Each island of sound in the recording is looked up in the rendering; an exact (scaled)
+    copy covers its stretch of it. Unlike one alignment of the whole, this still recognises
+    speech that an underrun on a busy machine split with silence (recovering from it may
+    also drop a few ms, hence "share")."""
+    reference = rendered[:, 0].astype(np.float64) * 32768
+    heard = recorded.astype(np.float64)
+    covered = np.zeros(len(reference), dtype=bool)
+    gains = []
+    for start, end in islands(heard):
+        if end - start <= len(reference):
+            lag, corr, gain = locate(reference, heard[start:end])
+            if corr >= 0.99:
+                covered[lag : lag + end - start] = True
+                gains.append(gain)
+    loud = np.abs(reference) > SOUND_THRESHOLD
+    return float(covered[loud].mean()), float(np.median(gains)) if gains else 0.0

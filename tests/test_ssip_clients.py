@@ -13,7 +13,6 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import pytest
 import trio
 
@@ -29,7 +28,7 @@ from playspeak.daemon import Daemon, open_daemon
 from playspeak.errors import PlayspeakError
 from playspeak.ssip.server import bind_ssip_socket, ssip_socket_path
 
-from audio_compare import RATE, SOUND_THRESHOLD, reference_pcm
+from audio_compare import RATE, covered_share, reference_pcm
 from daemon_helpers import ENDINGS, LineClient
 from soundcard import PulseNullSink, Recorder
 
@@ -145,60 +144,12 @@ def outcomes(lines: list[dict]) -> dict[str, str]:
     return {e["id"]: e["event"] for e in lines if e["event"] in ENDINGS}
 
 
-QUIET = 2  # |int16| below this is silence, which is also what an underrun leaves behind
-GAP = RATE // 200  # 5 ms of silence splits the recording into islands of sound
-ISLAND = RATE // 200  # 5 ms: shorter islands are too short to recognise
-
-
-def islands(samples: np.ndarray) -> list[tuple[int, int]]:
-    """(start, end) of each stretch of sound at least ISLAND long, split at silences of GAP."""
-    quiet = np.concatenate([[True], np.abs(samples) < QUIET, [True]])
-    edges = np.flatnonzero(np.diff(quiet.astype(np.int8)))
-    spans: list[list[int]] = []
-    for start, end in zip(edges[::2], edges[1::2], strict=True):
-        if spans and start - spans[-1][1] < GAP:
-            spans[-1][1] = end
-        else:
-            spans.append([start, end])
-    return [(a, b) for a, b in spans if b - a >= ISLAND]
-
-
-def locate(reference: np.ndarray, piece: np.ndarray) -> tuple[int, float, float]:
-    """Where `piece` best matches `reference` (normalised cross-correlation, so a quiet piece
-    is not drawn to a loud stretch), with the correlation and `piece`'s gain there."""
-    size = 1 << int(np.ceil(np.log2(len(reference) + len(piece))))
-    spectrum = np.fft.rfft(reference, size) * np.conj(np.fft.rfft(piece, size))
-    xcorr = np.fft.irfft(spectrum, size)[: len(reference) - len(piece) + 1]
-    energy = np.concatenate([[0.0], np.cumsum(reference**2)])
-    window = energy[len(piece) :] - energy[: -len(piece)]
-    lag = int(np.argmax(xcorr / np.sqrt(np.maximum(window, 1.0))))
-    segment = reference[lag : lag + len(piece)]
-    gain = piece @ segment / (segment @ segment)
-    return lag, float(np.corrcoef(segment, piece)[0, 1]), float(gain)
-
-
 async def heard(
     daemon: Daemon, recorder: Recorder, text: str, voice: str = DEFAULT_VOICE, speed: float = 1.0
 ) -> tuple[float, float]:
-    """Which share of `text` (as the service renders it) was recorded, and at what gain.
-
-    Each island of sound in the recording is looked up in the rendering; an exact (scaled)
-    copy covers its stretch of it. Unlike one alignment of the whole, this still recognises
-    speech that an underrun on a busy machine split with silence (recovering from it may
-    also drop a few ms, hence "share")."""
+    """Which share of `text` (as the service renders it) was recorded, and at what gain."""
     rendered = reference_pcm(await daemon.local_server.render(text=text, voice=voice, speed=speed))
-    reference = rendered[:, 0].astype(np.float64) * 32768
-    recorded = (await recorder.heard()).astype(np.float64)
-    covered = np.zeros(len(reference), dtype=bool)
-    gains = []
-    for start, end in islands(recorded):
-        if end - start <= len(reference):
-            lag, corr, gain = locate(reference, recorded[start:end])
-            if corr >= 0.99:
-                covered[lag : lag + end - start] = True
-                gains.append(gain)
-    loud = np.abs(reference) > SOUND_THRESHOLD
-    return float(covered[loud].mean()), float(np.median(gains)) if gains else 0.0
+    return covered_share(await recorder.heard(), rendered)
 
 
 async def test_spd_say_wait_returns_once_the_words_were_heard(

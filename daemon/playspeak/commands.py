@@ -10,6 +10,7 @@ from playspeak.errors import ProtocolError
 from playspeak.events import Ok, Warmed
 from playspeak.speaker import Speaker
 from playspeak.speech import EventHub, Outbox, QueueFull, Utterance
+from playspeak.style import Style
 from playspeak.utterances import SpeechRequest, UtteranceBuilder
 
 
@@ -90,6 +91,7 @@ class CommandHandler:
             gain=c.volume / 100 if c.volume is not None else 1.0,
             chime=c.chime,
             cache=c.cache is not False,
+            style=Style(round(c.pitch or 0), c.punctuation or "none", c.capitals or "none"),
         )
         self.builder.check(request)  # a text too long is refused before a full queue
         if len(self.speaker.queue) >= self.speaker.queue.limit:

@@ -18,6 +18,7 @@ from playspeak.cache.replies import SERVICE
 from playspeak.engines import Synthesizer
 from playspeak.errors import LinkError
 from playspeak.localserver.sentences import split_sentences
+from playspeak.style import Style
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +52,9 @@ class LocalReply:
         `receive_stamped` returned its first chunk."""
         return PCM_FORMAT, self.rate
 
-    async def produce(self, synth: Synthesizer, text: str, voice: str, speed: float) -> None:
+    async def produce(
+        self, synth: Synthesizer, text: str, voice: str, speed: float, style: Style
+    ) -> None:
         """Synthesise `text` sentence by sentence into the reply; a failure is handed to the
         reader as a LinkError naming it."""
         try:
@@ -60,7 +63,7 @@ class LocalReply:
                     try:
                         for sentence in split_sentences(text) or [text]:
                             for piece in synth.pieces(sentence, voice):
-                                pcm, rate = await synth.pcm(piece, voice, speed)
+                                pcm, rate = await synth.pcm(piece, voice, speed, style)
                                 data, step = pcm.astype("<i2").tobytes(), 2 * round(rate * SLICE)
                                 for start in range(0, len(data), step):
                                     await self._send.send((data[start : start + step], rate))

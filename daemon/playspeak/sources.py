@@ -24,6 +24,7 @@ from playspeak.fallback import FallbackVoice
 from playspeak.localvoice import LocalReply
 from playspeak.playai.link import LinkPool
 from playspeak.speech import Utterance
+from playspeak.style import Style
 
 log = logging.getLogger(__name__)
 
@@ -101,10 +102,16 @@ class Sources:
         return reply
 
     def _speak_locally(self, u: Utterance) -> LocalReply:
-        reply = LocalReply()
+        """Raises LinkError when the voice cannot speak as asked (its engine has no pitch…)."""
+        assert self.local is not None
         params = u.params
         text, voice = str(params["text"]), str(params.get("voice") or "")
-        if not self._spawn(reply.produce, self.local, text, voice, float(params["speed"])):
+        style = Style.from_params(params)
+        if (why := self.local.refusal(voice, style)) is not None:
+            raise LinkError(why)
+        reply = LocalReply()
+        speed = float(params["speed"])
+        if not self._spawn(reply.produce, self.local, text, voice, speed, style):
             raise LinkError("the daemon is shutting down")
         return reply
 

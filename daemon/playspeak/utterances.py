@@ -8,13 +8,14 @@ limits.py and makes the Utterance. I/O-free; runs on trio's thread and never blo
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from playspeak.config import ApiConfig
 from playspeak.errors import ProtocolError
 from playspeak.limits import SPEED, text_limit
 from playspeak.speech import Outbox, Utterance
+from playspeak.style import Style
 from playspeak.voices import Voice, for_language
 
 
@@ -34,6 +35,7 @@ class SpeechRequest:
     gain: float = 1.0  # this utterance's volume, 0–1
     chime: bool | None = None  # None: as configured for its priority
     cache: bool = True  # False: neither played from nor stored in the phrase cache
+    style: Style = field(default_factory=Style)  # pitch, punctuation, capitals (espeak-ng)
 
 
 class TextTooLong(ProtocolError):
@@ -85,6 +87,7 @@ class UtteranceBuilder:
             params["temperature"] = temperature
         if request.language is not None:
             params["language"] = request.language
+        params.update(request.style.params())
         return params
 
     def build(self, request: SpeechRequest, *, id: str, owner: Outbox | None) -> Utterance:

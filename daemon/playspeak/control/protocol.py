@@ -19,6 +19,7 @@ from playspeak.config import MODELS, OUTPUT_FORMATS, PRIORITIES, is_model_name
 from playspeak.errors import ProtocolError
 from playspeak.events import Error, Message, Ok, Warmed
 from playspeak.limits import SPEED, TEMPERATURE, VOLUME
+from playspeak.style import CAPITALS, PITCH, PUNCTUATION
 
 ID_MAX_LEN = 200
 ECHO_MAX_LEN = 40  # how much of a client's bad value an error (or a log line) repeats
@@ -40,6 +41,9 @@ class Speak:
     chime: bool | None = None  # None: as configured for its priority
     cache: bool | None = None  # False: not from (nor into) the phrase cache
     language: str | None = None  # passed to the service as the command's `language`
+    pitch: float | None = None  # -100..100; these three: the local voice's espeak-ng only
+    punctuation: str | None = None  # none, some, most, all: spoken by name
+    capitals: str | None = None  # none, spell, icon
 
 
 @dataclass(frozen=True)
@@ -222,6 +226,9 @@ def _speak(obj: dict[str, Any]) -> Speak:
         chime=_flag(obj, "chime"),
         language=_language(obj),
         cache=_flag(obj, "cache"),
+        pitch=_number_in(obj, "pitch", *PITCH),
+        punctuation=_choice(obj, "punctuation", PUNCTUATION),
+        capitals=_choice(obj, "capitals", CAPITALS),
     )
 
 

@@ -23,6 +23,7 @@ import trio.testing
 
 from playspeak.engines import espeak, generated, piper
 from playspeak.errors import ConfigError
+from playspeak.style import Style
 
 T = TypeVar("T")
 
@@ -101,15 +102,27 @@ class Synthesizer:
             return piper.split_clauses(sentence)
         return [sentence]
 
-    async def pcm(self, text: str, voice: str, speed: float) -> tuple[np.ndarray, int]:
+    def refusal(self, voice: str, style: Style) -> str | None:
+        """Why `voice` cannot speak in `style` (None: it can): only espeak-ng has a pitch,
+        punctuation and capitals to set."""
+        engine = self.engine_of(voice)
+        if engine is EngineName.ESPEAK or style == Style():
+            return None
+        asked = ", ".join(style.params())
+        return f"the voice {voice!r} ({engine.value}) cannot set {asked}"
+
+    async def pcm(
+        self, text: str, voice: str, speed: float, style: Style | None = None
+    ) -> tuple[np.ndarray, int]:
         """One sentence's samples and their rate. Raises RuntimeError (or OSError) when the
-        engine fails; cancellable (a running espeak-ng is killed; Piper's thread finishes)."""
+        engine fails; cancellable (a running espeak-ng is killed; Piper's thread finishes).
+        A style other engines cannot honour is espeak-ng's alone (see `refusal`)."""
         engine = self.engine_of(voice)
         if engine is EngineName.PIPER:
             model = self._piper_model(voice)
             return await cpu(self._piper.synthesize, model, text, speed), model.rate
         if engine is EngineName.ESPEAK:
             if virtual_time():
-                return espeak.espeak_pcm_blocking(text, voice, speed)
-            return await self.espeak_spares.pcm(text, voice, speed)
+                return espeak.espeak_pcm_blocking(text, voice, speed, style)
+            return await self.espeak_spares.pcm(text, voice, speed, style)
         return await cpu(generated.generate, text, voice, speed), generated.RATE

@@ -11,6 +11,8 @@ from collections import OrderedDict
 import numpy as np
 import trio
 
+from playspeak.style import Style
+
 ESPEAK = "espeak-ng"
 WAV_HEADER = 44
 
@@ -50,9 +52,31 @@ def espeak_voice(voice: str) -> str:
     return _FALLBACK_VOICES[digest[0] % len(_FALLBACK_VOICES)]
 
 
-def _command(voice: str, speed: float) -> list[str]:
+# SSIP's punctuation levels as espeak-ng's --punct: the characters spoken by name
+_PUNCT = {
+    "some": "--punct=#$%&*+/<=>@\\^_|~",
+    "most": "--punct=\"#$%&'()*+-/<=>@[\\]^_`{|}~",
+    "all": "--punct",
+}
+_CAPITALS = {"icon": "-k1", "spell": "-k2"}  # a click before a capital; the word "capital"
+
+
+def style_args(style: Style) -> list[str]:
+    """espeak-ng's options for a style: pitch -100..100 → -p 0..99 (50 is its default)."""
+    args = []
+    if style.pitch:
+        args.append(f"-p{min(99, max(0, round(50 + style.pitch / 2)))}")
+    if style.punctuation in _PUNCT:
+        args.append(_PUNCT[style.punctuation])
+    if style.capitals in _CAPITALS:
+        args.append(_CAPITALS[style.capitals])
+    return args
+
+
+def _command(voice: str, speed: float, style: Style | None = None) -> list[str]:
     wpm = round(175 * speed)
-    return [ESPEAK, "--stdout", "--stdin", "-v", espeak_voice(voice), "-s", str(wpm)]
+    extra = style_args(style) if style is not None else []
+    return [ESPEAK, "--stdout", "--stdin", "-v", espeak_voice(voice), "-s", str(wpm), *extra]
 
 
 def _parse_wav(data: bytes) -> tuple[np.ndarray, int]:
@@ -65,18 +89,22 @@ def _parse_wav(data: bytes) -> tuple[np.ndarray, int]:
     return pcm, rate
 
 
-async def espeak_pcm(text: str, voice: str, speed: float) -> tuple[np.ndarray, int]:
+async def espeak_pcm(
+    text: str, voice: str, speed: float, style: Style | None = None
+) -> tuple[np.ndarray, int]:
     """Run espeak-ng in a subprocess (cancellable); returns (int16 samples, sample rate)."""
     result = await trio.run_process(
-        _command(voice, speed), stdin=text.encode(), capture_stdout=True
+        _command(voice, speed, style), stdin=text.encode(), capture_stdout=True
     )
     return _parse_wav(result.stdout)
 
 
-def espeak_pcm_blocking(text: str, voice: str, speed: float) -> tuple[np.ndarray, int]:
+def espeak_pcm_blocking(
+    text: str, voice: str, speed: float, style: Style | None = None
+) -> tuple[np.ndarray, int]:
     """The same as espeak_pcm, blocking the calling thread (for use under a mock clock)."""
     result = subprocess.run(
-        _command(voice, speed), input=text.encode(), capture_output=True, check=True
+        _command(voice, speed, style), input=text.encode(), capture_output=True, check=True
     )
     return _parse_wav(result.stdout)
 
@@ -101,12 +129,14 @@ class EspeakSpares:
         self._wanted: list[list[str]] = []  # commands to start a spare for, in order
         self._wake: trio.Event | None = None  # run() waits on it; None when it does not run
 
-    async def pcm(self, text: str, voice: str, speed: float) -> tuple[np.ndarray, int]:
+    async def pcm(
+        self, text: str, voice: str, speed: float, style: Style | None = None
+    ) -> tuple[np.ndarray, int]:
         """Like espeak_pcm, on a spare when one is ready; then a new spare is asked for."""
-        command = _command(voice, speed)
+        command = _command(voice, speed, style)
         spare = self._spares.pop(tuple(command), None)
         if spare is None:
-            result = await espeak_pcm(text, voice, speed)
+            result = await espeak_pcm(text, voice, speed, style)
         else:
             self.used += 1
             result = _parse_wav(await _speak_once(spare, text.encode()))

@@ -35,6 +35,7 @@ from playspeak.ssip.protocol import (
     notification,
     parse_target,
 )
+from playspeak.style import Style
 from playspeak.utterances import SpeechRequest, TextTooLong, UtteranceBuilder
 from playspeak.voices import Voice, service_voices
 
@@ -231,6 +232,7 @@ class SsipSession:
             language=settings.language if settings.language_chosen else None,
             priority=settings.priority,
             gain=settings.gain,
+            style=Style(settings.pitch, settings.punctuation, settings.cap_let_recogn),
         )
         owner = MessageEvents(self, msg_id, frozenset(settings.notifications))
         try:

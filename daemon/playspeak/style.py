@@ -1,0 +1,35 @@
+"""How a voice is to speak beyond its rate: pitch, punctuation and capital letters, as Speech
+Dispatcher's clients set them (SSIP's PITCH, PUNCTUATION, CAP_LET_RECOGN) and a speak carries
+them (`pitch`, `punctuation`, `capitals`). No I/O."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+PUNCTUATION = ("none", "some", "most", "all")
+CAPITALS = ("none", "spell", "icon")
+PITCH = (-100, 100)
+
+
+@dataclass(frozen=True)
+class Style:
+    pitch: int = 0  # -100..100, 0: the voice's own
+    punctuation: str = "none"  # which punctuation is spoken by name
+    capitals: str = "none"  # how a capital letter is marked
+
+    @classmethod
+    def from_params(cls, params: Mapping[str, Any]) -> Style:
+        """The style an utterance's params carry (the builder puts non-defaults there)."""
+        return cls(
+            int(params.get("pitch", 0)),
+            str(params.get("punctuation", "none")),
+            str(params.get("capitals", "none")),
+        )
+
+    def params(self) -> dict[str, Any]:
+        """The fields that differ from the default (so that a plain request's params, and the
+        phrase cache's key, stay as they were)."""
+        default = Style()
+        return {k: v for k, v in vars(self).items() if v != getattr(default, k)}
