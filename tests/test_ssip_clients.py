@@ -193,24 +193,25 @@ async def test_volume_becomes_the_gain(daemon: Daemon, ssip_path: Path, recorder
     assert share >= 0.9 and gain == pytest.approx((-30 + 100) / 200, abs=0.02)
 
 
-async def test_synthesis_voice_is_the_playai_voice(
-    daemon: Daemon, ssip_path: Path, recorder: Recorder
+@pytest.mark.parametrize(
+    ("option", "text", "voice"),
+    [
+        (("-y", "angelo"), "Another voice.", "angelo"),  # SYNTHESIS_VOICE: the PlayAI voice
+        # LANGUAGE de: espeak-ng's German voice, not the English one
+        (("-l", "de"), "Die Haustür ist offen.", "espeak:de"),
+    ],
+)
+async def test_synthesis_voice_or_language_chooses_the_voice(
+    daemon: Daemon,
+    ssip_path: Path,
+    recorder: Recorder,
+    option: tuple[str, str],
+    text: str,
+    voice: str,
 ) -> None:
-    text = "Another voice."
-    said = await spd_say(ssip_path, "-w", "-y", "angelo", text)
+    said = await spd_say(ssip_path, "-w", *option, text)
     assert said.returncode == 0, said.output
-    assert (await heard(daemon, recorder, text, voice="angelo"))[0] >= 0.9
-    assert (await heard(daemon, recorder, text))[0] < 0.5
-
-
-async def test_language_picks_a_voice_of_that_language(
-    daemon: Daemon, ssip_path: Path, recorder: Recorder
-) -> None:
-    """`spd-say -l de` (SET SELF LANGUAGE de): espeak-ng's German voice, not the English one."""
-    text = "Die Haustür ist offen."
-    said = await spd_say(ssip_path, "-w", "-l", "de", text)
-    assert said.returncode == 0, said.output
-    assert (await heard(daemon, recorder, text, voice="espeak:de"))[0] >= 0.9
+    assert (await heard(daemon, recorder, text, voice=voice))[0] >= 0.9
     assert (await heard(daemon, recorder, text))[0] < 0.5
 
 
