@@ -112,9 +112,13 @@ class DaemonProcess:
 
 @asynccontextmanager
 async def daemon_process(
-    tmp_path: Path, env: dict[str, str] | None = None, args: tuple[str, ...] = ()
+    tmp_path: Path,
+    env: dict[str, str] | None = None,
+    args: tuple[str, ...] = (),
+    stderr: Path | None = None,
 ) -> AsyncIterator[DaemonProcess]:
-    """`playspeak run` as a child process; yields once it sent READY=1. SIGTERM on exit."""
+    """`playspeak run` as a child process; yields once it sent READY=1. SIGTERM on exit. Its
+    log goes to the file `stderr` when given."""
     notify_path = tmp_path / f"notify-{os.urandom(4).hex()}"
     notify = trio.socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     await notify.bind(str(notify_path))
@@ -129,10 +133,11 @@ async def daemon_process(
         if env is None or key not in env:
             child_env.pop(key, None)
     command = [sys.executable, "-m", "playspeak", "run", *args]
+    log = stderr.open("ab") if stderr is not None else None
     async with trio.open_nursery() as nursery:
         process = await nursery.start(
             lambda task_status: trio.run_process(
-                command, env=child_env, check=False, task_status=task_status
+                command, env=child_env, check=False, stderr=log, task_status=task_status
             )
         )
         daemon = DaemonProcess(process, socket_path, notify)
@@ -148,3 +153,5 @@ async def daemon_process(
             if scope.cancelled_caught:
                 process.kill()
             notify.close()
+            if log is not None:
+                log.close()

@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import signal
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -31,7 +32,7 @@ from playspeak.daemon import Daemon, open_daemon
 from playspeak.localserver import LocalServer
 
 from audio_compare import align, loud_span, reference_pcm
-from daemon_helpers import CONTENT_LATENCY, CONTENT_PREROLL_MS, LineClient
+from daemon_helpers import CONTENT_LATENCY, CONTENT_PREROLL_MS, ENDINGS, LineClient, daemon_process
 from soundcard import PulseNullSink, Recorder
 
 KEY, USER = "cache-key-0123456789", "cache-user"
@@ -237,3 +238,45 @@ async def test_cache_warm_makes_phrases_work_offline(
     )
     assert json.loads(cleared.stdout) == {"cleared": 2}
     assert daemon.status()["cache"]["entries"] == 0
+
+
+async def test_a_fifo_in_place_of_an_entry_neither_freezes_speech_nor_the_stop(
+    tmp_path: Path, sound_card: PulseNullSink
+) -> None:
+    env = {"XDG_CACHE_HOME": str(tmp_path / "xdg")}
+    async with daemon_process(tmp_path, env) as daemon:
+        client = await LineClient.open(daemon.socket_path)
+        text = "The post has come."
+        with trio.fail_after(20):
+            first = await speak_and_end(client, text)
+            assert first["source"] == "service"
+            [entry] = (tmp_path / "xdg" / "playspeak").glob("*.entry")
+            entry.unlink()
+            os.mkfifo(entry)  # nobody writes it: reading it would wait for ever
+            again = await speak_and_end(client, text)
+            assert (again["event"], again["source"]) == ("finished", "service")
+        daemon.process.send_signal(signal.SIGTERM)
+        with trio.fail_after(10):
+            assert await daemon.process.wait() == 0
+
+
+async def speak_and_end(client: LineClient, text: str) -> dict:
+    ident = (await client.command(cmd="speak", text=text))["id"]
+    [end] = [e for e in await client.events_until_end({ident}) if e["event"] in ENDINGS]
+    return end
+
+
+async def test_a_cache_directory_others_may_write_turns_the_cache_off_not_the_speech(
+    tmp_path: Path, service: Service, sound_card: PulseNullSink, caplog: pytest.LogCaptureFixture
+) -> None:
+    (tmp_path / "cache").mkdir(mode=0o777)
+    (tmp_path / "cache").chmod(0o777)  # past the umask
+    async with open_daemon(config_for(tmp_path, service)) as daemon:
+        text = "Someone is at the front door."
+        for _ in range(2):
+            said = await say(daemon, text)
+            assert said["finished"]["source"] == "service"
+        assert daemon.status()["cache"] == {"enabled": False}
+    [warning] = [r.getMessage() for r in caplog.records if "phrase cache off" in r.getMessage()]
+    assert "has mode 0777: other users may write to it" in warning
+    assert list((tmp_path / "cache").iterdir()) == []

@@ -6,6 +6,7 @@ from __future__ import annotations
 import errno
 import logging
 import os
+import secrets
 from pathlib import Path
 
 import pytest
@@ -13,8 +14,15 @@ import trio
 import trio.testing
 
 from playspeak.cache.replies import BytesReply, GuardedReply
-from playspeak.cache.store import HEADER, TEMP_PREFIX, PhraseStore, cache_key, default_cache_dir
-from playspeak.errors import LinkError
+from playspeak.cache.store import (
+    HEADER,
+    TEMP_PREFIX,
+    PhraseStore,
+    cache_key,
+    default_cache_dir,
+    pack,
+)
+from playspeak.errors import ConfigError, LinkError
 from playspeak.fallback import FallbackVoice
 from playspeak.playai.link import Reply
 
@@ -108,6 +116,97 @@ def test_a_directory_over_its_cap_shrinks_to_it_when_opened(tmp_path: Path) -> N
     assert small.stats()["bytes"] <= 35_000
     assert sum(p.stat().st_size for p in tmp_path.iterdir()) <= 35_000
     assert small.stats()["entries"] == 3
+
+
+NOBODY = 65534
+needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (plays other users)")
+
+
+def make_unusable(path: Path, kind: str, limit: int) -> None:
+    """Put at `path` what a stray process or another user might: never an entry to play."""
+    if kind == "directory":
+        path.mkdir()
+    elif kind == "fifo":
+        os.mkfifo(path)  # nobody writes it: a blocking open or read would wait for ever
+    elif kind == "symlink to /dev/zero":
+        path.symlink_to("/dev/zero")  # read whole: memory without end
+    elif kind == "too large":
+        with path.open("wb") as f:
+            f.truncate(limit + 1)
+    else:  # another user's: a well-formed entry, but not ours
+        path.write_bytes(pack(b"not our audio"))
+        os.chown(path, NOBODY, NOBODY)
+
+
+UNUSABLE = [
+    "directory",
+    "fifo",
+    "symlink to /dev/zero",
+    "too large",
+    pytest.param("another user's", marks=needs_root),
+]
+
+
+@pytest.mark.parametrize("kind", UNUSABLE)
+def test_an_entry_that_is_not_a_plausible_file_of_ours_is_a_miss(tmp_path: Path, kind: str) -> None:
+    store = PhraseStore(tmp_path / "c", max_bytes=100_000)
+    store.open()
+    path = tmp_path / "c" / "k.entry"
+    make_unusable(path, kind, store.max_bytes)
+    if kind != "too large":  # (opening would evict that one: over the cap on its own)
+        store.open()  # indexing passes over it
+    assert store.get("k") is None
+    stats = store.stats()
+    assert (stats["hits"], stats["misses"], stats["damaged_dropped"]) == (0, 1, 1)
+    assert path.is_dir() == (kind == "directory"), "anything but a directory is removed"
+    if kind != "directory":
+        assert store.put("k", b"audio") and store.get("k") == b"audio"
+
+
+@pytest.mark.parametrize("mode", [0o777, 0o730, 0o703])
+def test_a_cache_directory_others_may_write_is_refused(tmp_path: Path, mode: int) -> None:
+    directory = tmp_path / "c"
+    directory.mkdir()
+    directory.chmod(mode)
+    with pytest.raises(ConfigError, match=f"has mode {mode:04o}: other users may write to it"):
+        PhraseStore(directory).open()
+    directory.chmod(0o755)  # systemd's CacheDirectory= mode: others may read, not write
+    PhraseStore(directory).open()
+
+
+@needs_root
+def test_a_cache_directory_of_another_user_is_refused(tmp_path: Path) -> None:
+    directory = tmp_path / "c"
+    directory.mkdir(mode=0o700)
+    os.chown(directory, NOBODY, NOBODY)
+    with pytest.raises(ConfigError, match=f"belongs to uid {NOBODY}, not to this user"):
+        PhraseStore(directory).open()
+
+
+def test_temp_files_have_new_names_and_are_never_one_planted_in_their_place(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = PhraseStore(tmp_path / "c")
+    store.open()
+    renamed: list[str] = []
+    replace = os.replace
+
+    def noting(source: str, target: str) -> None:  # the real rename, its temp name noted
+        renamed.append(os.path.basename(source))
+        replace(source, target)
+
+    monkeypatch.setattr(os, "replace", noting)
+    for n in range(3):
+        assert store.put(f"k{n}", b"audio")
+    assert len(set(renamed)) == 3 and all(name.startswith(TEMP_PREFIX) for name in renamed)
+    assert not any("k" in name[len(TEMP_PREFIX) :] for name in renamed), "not from the key"
+    victim = tmp_path / "victim"
+    victim.write_bytes(b"precious")
+    # The name is random: force the one an attacker guessed, to show the open refuses it.
+    monkeypatch.setattr(secrets, "token_hex", lambda n: "guessed")
+    (tmp_path / "c" / f"{TEMP_PREFIX}guessed").symlink_to(victim)
+    assert store.put("k", b"audio") is False
+    assert victim.read_bytes() == b"precious" and store.get("k") is None
 
 
 async def test_bytes_reply_gives_its_data_in_chunks() -> None:

@@ -11,6 +11,7 @@ import re
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -242,7 +243,73 @@ def test_a_key_file_others_can_read(tmp_path: Path, capsys: pytest.CaptureFixtur
 def test_a_missing_key_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     path = write(tmp_path, f'[api]\napi_key_file = "{tmp_path / "nokey"}"\nuser_id = "u"\n')
     code, _, err = check(capsys, "--config", str(path))
-    assert code == 2 and f"api.api_key_file {tmp_path / 'nokey'}: No such file" in err
+    assert (
+        code == 2
+        and f"api.api_key_file {tmp_path / 'nokey'}: cannot read the secret: No such file" in err
+    )
+
+
+def not_utf8(path: Path) -> str:
+    path.write_bytes(b"[speech]\n# caf\xe9\n")
+    return "line 2: configuration is not UTF-8 (column 6)"
+
+
+def a_directory(path: Path) -> str:
+    path.mkdir()
+    return "cannot read configuration: it is a directory, not a regular file"
+
+
+def a_fifo(path: Path) -> str:
+    os.mkfifo(path)  # nobody writes it: a blocking open would wait for ever
+    return "cannot read configuration: it is a FIFO (named pipe), not a regular file"
+
+
+def too_large(path: Path) -> str:
+    path.write_text("# " + "x" * (1 << 20) + "\n")
+    return "cannot read configuration: larger than 1048576 bytes"
+
+
+BAD_FILES = [not_utf8, a_directory, a_fifo, too_large]
+
+
+@pytest.mark.parametrize("make", BAD_FILES)
+def test_a_configuration_file_that_cannot_be_read_is_named_with_exit_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], make: Any
+) -> None:
+    path = tmp_path / "playspeak.toml"
+    why = make(path)
+    code, _, err = check(capsys, "--config", str(path))
+    assert (code, err) == (2, f"playspeak: {path}{',' if why.startswith('line') else ':'} {why}\n")
+
+
+@pytest.mark.parametrize("make", BAD_FILES)
+def test_secret_files_go_through_the_same_reader(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], make: Any
+) -> None:
+    key, password = tmp_path / "api-key", tmp_path / "mqtt-password"
+    why = make(key).replace("configuration", "the secret").replace("1048576", "65536")
+    if key.is_file():
+        key.chmod(0o600)
+    path = write(tmp_path, f'[api]\napi_key_file = "{key}"\nuser_id = "u"\n')
+    code, _, err = check(capsys, "--config", str(path))
+    assert code == 2 and f"api.api_key_file {key}" in err and why in err, err
+    make(password)
+    if password.is_file():
+        password.chmod(0o600)
+    path = write(tmp_path, f'[mqtt]\nbroker = "mqtt://localhost"\npassword_file = "{password}"\n')
+    code, _, err = check(capsys, "--config", str(path))
+    assert code == 2 and f"mqtt.password_file {password}" in err and why in err, err
+
+
+def test_playspeak_run_with_a_file_that_is_not_utf8_exits_2(tmp_path: Path) -> None:
+    path = tmp_path / "playspeak.toml"
+    why = not_utf8(path)
+    env = {**os.environ, "PLAYSPEAK_SOCKET": str(tmp_path / "playspeak.sock")}
+    done = subprocess.run(
+        [PLAYSPEAK, "run", "--config", str(path)], env=env, capture_output=True, text=True
+    )
+    assert done.returncode == 2 and f"{path}, {why}" in done.stderr, done.stderr
+    assert "Traceback" not in done.stderr
 
 
 def test_a_key_from_the_environment_without_a_user_id(

@@ -139,28 +139,29 @@ class Conn:
 
 def test_a_full_door_takes_a_newcomer_from_the_uid_beyond_its_share() -> None:
     limits = Limits(max_clients=4, uid_share=2)
-    assert make_room([Conn(1, 0)], 1, limits, 5) is None, "room: everyone comes in"
+    assert make_room([Conn(1, 0)], 1, limits) is None, "room: everyone comes in"
     old, older, oldest = Conn(1, 3), Conn(1, 2), Conn(1, 1, waiting=True)
     door = [old, older, oldest, Conn(0, 0)]
-    assert make_room(door, 2, limits, 5) is older, "idle before busy, then least recently active"
-    assert make_room(door, 0, limits, 5) is older, "uid 0 holds 1 of its 2"
-    assert make_room(door, 1, limits, 5) == "too many clients (limit 4)", "the hog itself"
-    fair = [Conn(1, 0), Conn(1, 0), Conn(2, 0), Conn(2, 0)]
-    assert make_room(fair, 3, limits, 5) == "too many clients (limit 4)", "nobody beyond its share"
+    assert make_room(door, 2, limits) is older, "idle before busy, then least recently active"
+    assert make_room(door, 0, limits) is older, "uid 0 holds 1 of its 2"
     unknown = [Conn(None, 0) for _ in range(4)]  # no SO_PEERCRED: one uid among others
-    assert make_room(unknown, 5, limits, 5) is unknown[0]
+    assert make_room(unknown, 5, limits) is unknown[0]
 
 
-def test_a_full_door_takes_a_newcomer_from_a_connection_idle_ten_seconds() -> None:
+def test_a_full_door_takes_a_newcomer_from_the_connection_idle_the_longest() -> None:
     limits = Limits(max_clients=4, uid_share=2)
-    stale, fresh = Conn(1, 0), Conn(1, 5)
-    fair = [fresh, stale, Conn(2, 1, waiting=True), Conn(2, 2)]
-    assert make_room(fair, 1, limits, 9.9) == "too many clients (limit 4)"
-    assert make_room(fair, 1, limits, 10) is stale, "its own idle one, when at its share"
-    assert make_room(fair, 3, limits, 12) is stale, "anyone's, when below"
+    longest, recent = Conn(1, 0), Conn(1, 5)
+    fair = [recent, longest, Conn(2, -1, waiting=True), Conn(2, 2)]
+    assert make_room(fair, 1, limits) is longest, "its own, when at its share"
+    assert make_room(fair, 3, limits) is longest, "anyone's, when below; never a busy one"
     mine = [Conn(2, 0), Conn(2, 0), Conn(1, 1), Conn(1, 9)]
-    assert make_room(mine, 1, limits, 12) is mine[2], "never another uid's when at its share"
-    assert make_room(mine, 1, limits, 10.5) == "too many clients (limit 4)"
+    assert make_room(mine, 1, limits) is mine[2], "never another uid's when at its share"
+    hog = [Conn(1, 9), Conn(1, 1), Conn(1, 5, waiting=True), Conn(0, 0)]
+    assert make_room(hog, 1, limits) is hog[1], "the hog itself: its own idle longest"
+    busy = [Conn(1, 0, waiting=True), Conn(1, 0, waiting=True), Conn(2, 0), Conn(2, 0)]
+    assert make_room(busy, 1, limits) == "too many clients (limit 4)", "its own are all busy"
+    all_busy = [Conn(uid, 0, waiting=True) for uid in (1, 1, 2, 2)]
+    assert make_room(all_busy, 3, limits) == "too many clients (limit 4)", "nobody beyond share"
 
 
 def test_timeouts_idle_and_unfinished_lines() -> None:
@@ -299,10 +300,10 @@ async def test_a_thousand_idle_connections_to_each_door_leave_others_served(
             print(
                 f"with 1,000 idle connections: control {control_took:.3f} s, SSIP {ssip_took:.3f} s"
             )
-            # nobody, at its share, stays refused; the clients keep their places
-            assert (await as_nobody(daemon.socket_path, b'{"cmd":"ping"}\n')) == (
-                '{"event": "error", "error": "too many clients (limit 256)"}\n'
-            )
+            # a new client of nobody's, at its share, is served too: its own connection idle
+            # the longest gives way, never another uid's; the clients keep their places
+            said = json_lines((await as_nobody(daemon.socket_path, b'{"cmd":"ping"}\n')).encode())
+            assert [line["event"] for line in said] == ["ok"]
             assert (await client.command(cmd="ping"))["event"] == "ok"
         finally:
             with trio.move_on_after(10):
@@ -311,8 +312,9 @@ async def test_a_thousand_idle_connections_to_each_door_leave_others_served(
             if hog.returncode is None:
                 hog.kill()
     warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
-    assert len([w for w in warnings if "refusing client" in w]) == 2, "one per door, not 1,488"
+    assert not [w for w in warnings if "refusing client" in w], "its own idle ones made room"
     assert len([w for w in warnings if "holds more than its share" in w]) == 2
+    assert len([w for w in warnings if "idle, and the door" in w]) == 2, "one per door, not 1,488"
     assert not [r for r in caplog.records if r.exc_info]
 
 
@@ -320,7 +322,9 @@ async def test_a_thousand_idle_connections_to_each_door_leave_others_served(
 
 
 @asynccontextmanager
-async def control_door(tmp_path: Path, **limits: Any) -> AsyncIterator[tuple[Path, list[str]]]:
+async def control_door(
+    tmp_path: Path, max_clients: int = 16, **limits: Any
+) -> AsyncIterator[tuple[Path, list[str]]]:
     """A control socket whose handler answers ping and subscribe, and notes what it was sent."""
     path = tmp_path / "door.sock"
     heard: list[str] = []
@@ -334,9 +338,9 @@ async def control_door(tmp_path: Path, **limits: Any) -> AsyncIterator[tuple[Pat
         bind_unix_socket(path, 0o600),
         handler,
         max_line_bytes=65536,
-        max_clients=16,
+        max_clients=max_clients,
         client_buffer=16,
-        limits=Limits(max_clients=16, uid_share=16, **limits),
+        limits=Limits(max_clients=max_clients, uid_share=min(64, max_clients), **limits),
     )
     async with trio.open_nursery() as nursery:
         await nursery.start(server.run)
@@ -389,29 +393,28 @@ async def test_a_line_trickled_slower_than_line_timeout_is_dropped_unsaid(
         assert heard == []
 
 
-async def test_a_flood_of_ones_own_idle_connections_gives_way_after_ten_seconds(
+async def test_a_door_full_of_ones_own_idle_connections_serves_a_new_one_at_once(
     tmp_path: Path, autojump_clock: trio.testing.MockClock
 ) -> None:
-    async with control_door(tmp_path) as (path, _):
-        flood = [await trio.open_unix_socket(str(path)) for _ in range(16)]  # the cap: 16
-        refused = await trio.open_unix_socket(str(path))
-        assert json_lines(await read_to_end(refused)) == [
-            {"event": "error", "error": "too many clients (limit 16)"}
-        ]
-        await trio.sleep(10)
+    async with control_door(tmp_path, max_clients=256) as (path, _):
+        flood = []
+        for _ in range(256):  # the cap, all of one uid (ours), none with anything in flight
+            flood.append(await trio.open_unix_socket(str(path)))
+            await trio.sleep(0.01)  # each a little less idle than the one before
+        watcher = await LineClient.open(path)  # busy (subscribed): it never gives way
+        assert (await watcher.command(cmd="subscribe"))["event"] == "ok"
+        started = trio.current_time()
         client = await LineClient.open(path)
         assert (await client.command(cmd="ping"))["event"] == "ok"
-        farewells: list[dict] = []
-
-        async def farewell(stream: trio.SocketStream) -> None:
-            farewells.extend(json_lines(await read_to_end(stream)))
-
-        async with trio.open_nursery() as nursery:  # the rest go when their idle time is up
-            for stream in flood:
-                nursery.start_soon(farewell, stream)
-        assert sorted(line["error"] for line in farewells) == [
-            "idle for 300 s: disconnected"
-        ] * 15 + ["idle, and the door is full: disconnected"]
+        assert trio.current_time() - started < 0.01, "served at once, no waiting for staleness"
+        # The two idle the longest made room, each told why.
+        for stream in flood[:2]:
+            assert json_lines(await read_to_end(stream)) == [
+                {"event": "error", "error": "idle, and the door is full: disconnected"}
+            ]
+        assert (await watcher.command(cmd="ping"))["event"] == "ok"
+        for stream in flood:
+            await stream.aclose()
 
 
 async def test_an_ssip_text_that_never_ends_is_dropped(

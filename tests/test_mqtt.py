@@ -11,6 +11,7 @@ import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -76,7 +77,7 @@ def test_payloads_become_control_protocol_lines() -> None:
         ("say", b"\xff\xfe", "invalid UTF-8"),
         ("say", b"  ", "empty"),
         ("say", b'{"cmd": "stop"}', "speak messages"),
-        ("say", b'{"text": ', "bad JSON"),
+        ("say", b'{"text": ', "invalid JSON"),
         ("cmd", b"dance", "cmd topic takes JSON"),
         ("cmd", b'{"cmd": "speak", "text": "x"}', "cmd must be one of"),
     ]:
@@ -379,3 +380,32 @@ async def test_a_broker_that_wants_a_password_gets_it_from_a_private_file(
     finally:
         watcher.close()
         broker.stop()
+
+
+DEEP = '{"a":' + "[" * 1000 + "]" * 1000 + "}"  # 2 KB that Python's parser cannot nest
+
+
+def test_a_deeply_nested_payload_is_refused_by_every_reader() -> None:
+    assert too_old(DEEP.encode(), 1_000_000.0, 300) is None
+    assert Deduper.key("t", 1, DEEP.encode()).startswith("mid:")
+    with pytest.raises(ProtocolError, match="nested too deeply"):
+        to_line("say", DEEP.encode())
+
+
+async def test_a_deeply_nested_say_retained_or_not_costs_only_itself(
+    tmp_path: Path, broker: Mosquitto, probe: Probe, sound_card: PulseNullSink
+) -> None:
+    # Retained before the daemon starts: it is the first thing every start reads.
+    probe.publish("playspeak/cellar/say", DEEP, retain=True)
+    async with node(tmp_path, broker, "cellar") as daemon:
+        await online(probe, "cellar")
+        probe.publish("playspeak/cellar/say", DEEP)
+
+        def refusals() -> list[dict[str, Any]]:
+            events = probe.events("playspeak/cellar/event")
+            return [e for e in events if "nested too deeply" in e.get("error", "")]
+
+        await probe.wait(lambda: len(refusals()) == 2)
+        probe.publish("playspeak/cellar/say", {"text": "Still speaking.", "id": "c1"})
+        assert (await probe.ended("playspeak/cellar/event", "c1"))["event"] == "finished"
+        assert daemon.process.returncode is None

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import json
 import logging
 from contextlib import AbstractAsyncContextManager
 from typing import Any
@@ -9,6 +11,7 @@ from typing import Any
 import httpx
 import pytest
 import trio
+import trio_websocket
 
 import link_helpers
 from link_helpers import VOICE, collect, command
@@ -248,3 +251,56 @@ async def test_a_stalled_service_that_is_gone_fails_the_request_with_the_reason(
             await link.request(command("hello"))
         assert trio.current_time() - asked < FIRST_AUDIO + 1.0
         nursery.cancel_scope.cancel()
+
+
+DEEP_FRAME = '{"type":' + "[" * 5000 + "]" * 5000 + "}"
+
+
+async def serve_auth(ws_url: str, *, task_status: trio.TaskStatus[str]) -> None:
+    """A loopback HTTP server answering every request with an auth answer naming `ws_url`."""
+    body = json.dumps({"websocket_url": ws_url}).encode()
+    answer = (
+        b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nConnection: close\r\n"
+        b"Content-Length: %d\r\n\r\n%s" % (len(body), body)
+    )
+
+    async def handler(stream: trio.SocketStream) -> None:
+        async with stream:
+            head = b""
+            while b"\r\n\r\n" not in head and (chunk := await stream.receive_some(4096)):
+                head += chunk
+            await stream.send_all(answer)
+
+    listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
+    task_status.started(f"http://127.0.0.1:{listeners[0].socket.getsockname()[1]}")
+    await trio.serve_listeners(handler, listeners)
+
+
+async def test_a_frame_nested_too_deeply_is_ignored_and_the_link_goes_on(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # A service of our own on loopback: the local server sends no such frame on purpose.
+    async def service(request: trio_websocket.WebSocketRequest) -> None:
+        ws = await request.accept()
+        with contextlib.suppress(trio_websocket.ConnectionClosed):
+            while True:
+                rid = json.loads(await ws.get_message())["request_id"]
+                await ws.send_message(DEEP_FRAME)
+                await ws.send_message(json.dumps({"type": "start", "request_id": rid}))
+                await ws.send_message(b"audio of " + rid.encode())
+                await ws.send_message(json.dumps({"type": "end", "request_id": rid}))
+
+    async with httpx.AsyncClient() as http, trio.open_nursery() as nursery:
+        ws_server = await nursery.start(
+            trio_websocket.serve_websocket, service, "127.0.0.1", 0, None
+        )
+        base_url = await nursery.start(serve_auth, f"ws://127.0.0.1:{ws_server.port}/tts")
+        link = Link(LinkSettings(base_url, KEY, USER), http)
+        await nursery.start(link.run)
+        with trio.fail_after(10):
+            for rid in ("a", "b"):
+                reply = await link.request({**command("hi"), "request_id": rid})
+                assert await collect(reply) == b"audio of " + rid.encode()
+        assert link.connections == 1
+        nursery.cancel_scope.cancel()
+    assert any("nested too deeply" in r.getMessage() for r in caplog.records)

@@ -241,6 +241,29 @@ async def test_sighup_reloads_the_configuration_and_keeps_the_queue(
         assert ends == {long["id"]: "cancelled", urgent["id"]: "finished"}
 
 
+async def test_sighup_with_a_file_that_is_not_utf8_mid_utterance_keeps_the_old_configuration(
+    tmp_path: Path, sound_card: PulseNullSink
+) -> None:
+    config = tmp_path / "playspeak.toml"
+    config.write_text('[speech]\ndefault_priority = "message"\n')
+    log = tmp_path / "daemon.log"
+    async with daemon_process(tmp_path, {"PLAYSPEAK_CONFIG": str(config)}, stderr=log) as daemon:
+        client = await LineClient.open(daemon.socket_path)
+        speaking = (await client.command(cmd="speak", text="A long message " * 4))["id"]
+        await until_event(client, "started")
+        config.write_bytes(b'[speech]\ndefault_priority = "important"\n# caf\xe9\n')
+        daemon.process.send_signal(signal.SIGHUP)
+        while "READY=1" not in await daemon.next_notification():  # RELOADING=1 first
+            pass
+        lines = await client.events_until_end({speaking})
+        assert [e["event"] for e in lines if e["event"] in ENDINGS] == ["finished"]
+        assert (await client.command(cmd="ping"))["event"] == "ok"
+    said = log.read_text()
+    assert "kept the old configuration" in said
+    assert f"{config}, line 3: configuration is not UTF-8 (column 6)" in said
+    assert "Traceback" not in said
+
+
 async def test_an_unreachable_service_fails_utterances_but_not_the_daemon(
     tmp_path: Path, sound_card: PulseNullSink
 ) -> None:

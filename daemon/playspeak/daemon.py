@@ -462,6 +462,6 @@ def _reload(daemon: Daemon, reload: Callable[[], Config] | None) -> None:
     try:
         daemon.apply(reload())
     except ConfigError as e:
-        log.error("SIGHUP: configuration not reloaded: %s", e)
+        log.error("SIGHUP: configuration not reloaded, kept the old configuration: %s", e)
     finally:
         systemd.notify("READY=1")

@@ -15,6 +15,14 @@ class ProtocolError(PlayspeakError):
     """A control-socket line could not be understood: the message names what was wrong."""
 
 
+class BadJsonError(ProtocolError):
+    """Untrusted text that is not the JSON asked for (jsonguard.load_json): `reason` says why."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
 class LinkError(PlayspeakError):
     """The websocket link to the TTS service failed."""
 

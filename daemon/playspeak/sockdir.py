@@ -59,30 +59,42 @@ def _is_fallback(directory: AnyPath) -> bool:
     return os.path.abspath(directory) == os.path.abspath(fallback_dir())  # both normalised
 
 
-def check_private_dir(directory: AnyPath) -> None:
-    """Raise ConfigError unless `directory` is a real directory (not a symlink) that belongs to
-    this user and that nobody else may enter (mode & 0o077 == 0). The message says what to do."""
+def check_own_dir(
+    directory: AnyPath, use: str, fix: str, *, forbidden: int = 0o077, follow: bool = False
+) -> None:
+    """Raise ConfigError unless `directory` is a directory that belongs to this user and whose
+    mode grants nothing in `forbidden` (by default: nobody else may enter). A symlink is refused
+    unless `follow`. `use` names what the directory is for and `fix` ends the message with
+    what else the user can do."""
     try:
-        st = os.lstat(directory)
+        st = os.stat(directory) if follow else os.lstat(directory)
     except OSError as e:
-        raise ConfigError(f"cannot check the socket directory {directory}: {e.strerror}") from None
-    fix = "or set XDG_RUNTIME_DIR or PLAYSPEAK_SOCKET to a directory of your own"
+        raise ConfigError(
+            f"cannot check the directory for {use} {directory}: {e.strerror}"
+        ) from None
     if not stat.S_ISDIR(st.st_mode):
         raise ConfigError(
-            f"{directory} is not a directory (a symlink or a file): refusing to use it for the "
-            f"control socket; remove it, {fix}"
+            f"{directory} is not a directory (a symlink or a file): refusing to use it for "
+            f"{use}; remove it, {fix}"
         )
     if st.st_uid != os.getuid():
         raise ConfigError(
             f"{directory} belongs to uid {st.st_uid}, not to this user (uid {os.getuid()}): "
-            f"someone else may have made it to take over the control socket; refusing to use "
+            f"someone else may have made it to take over {use}; refusing to use "
             f"it. Have it removed, {fix}"
         )
-    if st.st_mode & 0o077:
+    if st.st_mode & forbidden:
+        may = "write to it" if st.st_mode & forbidden & 0o022 else "reach into it"
         raise ConfigError(
-            f"{directory} has mode {stat.S_IMODE(st.st_mode):04o}: other users may reach into "
-            f"it; refusing to use it for the control socket. Run chmod 700 {directory}, {fix}"
+            f"{directory} has mode {stat.S_IMODE(st.st_mode):04o}: other users may {may}; "
+            f"refusing to use it for {use}. Run chmod 700 {directory}, {fix}"
         )
+
+
+def check_private_dir(directory: AnyPath) -> None:
+    """The socket directory's check: ours, a real directory (no symlink), mode & 0o077 == 0."""
+    fix = "or set XDG_RUNTIME_DIR or PLAYSPEAK_SOCKET to a directory of your own"
+    check_own_dir(directory, "the control socket", fix)
 
 
 def prepare_socket_dir(directory: AnyPath) -> bool:

@@ -19,7 +19,7 @@ import trio
 from playspeak.cache.replies import CACHE, AnyReply, BytesReply, GuardedReply
 from playspeak.cache.store import PhraseStore, cache_key
 from playspeak.engines import Synthesizer
-from playspeak.errors import LinkError
+from playspeak.errors import ConfigError, LinkError
 from playspeak.fallback import FallbackVoice
 from playspeak.localvoice import LocalReply
 from playspeak.playai.link import LinkPool
@@ -51,7 +51,7 @@ class Sources:
         if self.store is not None:
             try:
                 await trio.to_thread.run_sync(self.store.open)
-            except OSError as e:
+            except (OSError, ConfigError) as e:  # ConfigError: the directory is not ours alone
                 log.warning("phrase cache off: cannot use %s: %s", self.store.directory, e)
                 self.store = None
         async with trio.open_nursery() as nursery:

@@ -10,14 +10,19 @@ touched on every hit) go first once the total passes `max_bytes`.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
+import secrets
+import stat
 import struct
 import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from playspeak.sockdir import check_own_dir
 
 MAGIC = b"PSCACHE1"
 HEADER = struct.Struct(">8sQ32s")  # magic, payload length, sha256(payload)
@@ -80,50 +85,85 @@ class PhraseStore:
         self.dropped = 0  # damaged entries found and removed
 
     def open(self) -> None:
-        """Create the directory (mode 0700), index what is there, remove stray temp files and
-        shrink to the cap."""
+        """Create the directory (mode 0700), check that it is ours and that nobody else may
+        write to it (ConfigError otherwise: whoever can write it decides what is spoken),
+        index what is there, remove stray temp files and shrink to the cap."""
         self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+        # Group and others may read (systemd's CacheDirectory= is 0755), never write; a
+        # symlink is followed (DynamicUser= makes one into /var/cache/private).
+        fix = "or set cache.dir to a directory of your own"
+        check_own_dir(self.directory, "the phrase cache", fix, forbidden=0o022, follow=True)
         with self._lock:
             self._index.clear()
             for path in self.directory.iterdir():
                 if path.name.startswith(TEMP_PREFIX):
-                    path.unlink(missing_ok=True)  # a write that never finished
+                    _remove(path)  # a write that never finished
                 elif path.name.endswith(SUFFIX):
                     try:
-                        st = path.stat()
+                        st = path.lstat()
                     except FileNotFoundError:
                         continue
-                    self._index[path.name[: -len(SUFFIX)]] = _Entry(st.st_size, st.st_mtime)
+                    if stat.S_ISREG(st.st_mode):  # anything else is dropped when asked for
+                        self._index[path.name[: -len(SUFFIX)]] = _Entry(st.st_size, st.st_mtime)
             self._evict(0)
 
     def _path(self, key: str) -> Path:
         return self.directory / f"{key}{SUFFIX}"
 
     def get(self, key: str) -> bytes | None:
-        """The stored audio for `key`, or None (absent or damaged: a damaged one is removed)."""
+        """The stored audio for `key`, or None: absent, or not a regular file of ours within
+        the cap, or damaged (then removed). Never waits on what is there (a FIFO, a device)."""
         path = self._path(key)
         try:
-            blob = path.read_bytes()
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
         except FileNotFoundError:
             with self._lock:
                 self._index.pop(key, None)
                 self.misses += 1
             return None
-        payload = unpack(blob)
-        with self._lock:
+        except OSError:  # a symlink (ELOOP), unreadable, ...
+            self._drop(key)
+            return None
+        try:
+            payload = self._read(fd)
             if payload is None:
-                path.unlink(missing_ok=True)
-                self._index.pop(key, None)
-                self.dropped += 1
-                self.misses += 1
+                self._drop(key)
                 return None
-            self.hits += 1
-            try:
-                os.utime(path)  # least recently *used*: a hit counts as use
-                self._index[key] = _Entry(len(blob), path.stat().st_mtime)
-            except FileNotFoundError:
-                pass
-        return payload
+            with self._lock:
+                self.hits += 1
+                with contextlib.suppress(OSError):
+                    os.utime(fd)  # least recently *used*: a hit counts as use
+                    st = os.fstat(fd)
+                    self._index[key] = _Entry(st.st_size, st.st_mtime)
+            return payload
+        finally:
+            os.close(fd)
+
+    def _read(self, fd: int) -> bytes | None:
+        """The payload of the open entry `fd`; None unless it is a regular file of this user
+        of at most `max_bytes`, whole and matching its checksum."""
+        try:
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode) or st.st_uid != os.getuid():
+                return None
+            if st.st_size > self.max_bytes:
+                return None
+            parts, left = [], st.st_size + 1  # one byte more: a file that grew is damaged
+            while left > 0 and (chunk := os.read(fd, min(left, 1 << 20))):
+                parts.append(chunk)
+                left -= len(chunk)
+        except OSError:
+            return None
+        return unpack(b"".join(parts))
+
+    def _drop(self, key: str) -> None:
+        """`key`'s entry cannot be used: a miss, and whatever is there goes (a directory
+        stays: never removed recursively)."""
+        _remove(self._path(key))
+        with self._lock:
+            self._index.pop(key, None)
+            self.dropped += 1
+            self.misses += 1
 
     def put(self, key: str, payload: bytes) -> bool:
         """Store atomically; False when it cannot be (e.g. disk full: nothing is left behind).
@@ -131,23 +171,29 @@ class PhraseStore:
         blob = pack(payload)
         if len(blob) > self.max_bytes:
             return False
-        temp = self.directory / f"{TEMP_PREFIX}{key}-{os.getpid()}-{threading.get_ident()}"
+        # An unpredictable name, created here and now: nothing planted in its place is used.
+        temp = self.directory / f"{TEMP_PREFIX}{secrets.token_hex(16)}"
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
         try:
-            fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            fd = os.open(temp, flags, 0o600)
+        except OSError:
+            return False
+        try:
             try:
                 view = memoryview(blob)
                 while view:
                     view = view[os.write(fd, view) :]
                 os.fsync(fd)
+                mtime = os.fstat(fd).st_mtime
             finally:
                 os.close(fd)
             os.replace(temp, self._path(key))
             _fsync_dir(self.directory)
         except OSError:
-            temp.unlink(missing_ok=True)
+            _remove(temp)
             return False
         with self._lock:
-            self._index[key] = _Entry(len(blob), self._path(key).stat().st_mtime)
+            self._index[key] = _Entry(len(blob), mtime)
             self._evict(keep=1)
         return True
 
@@ -161,7 +207,7 @@ class PhraseStore:
         for key, entry in order[: max(0, len(order) - keep)]:
             if total <= self.max_bytes:
                 break
-            self._path(key).unlink(missing_ok=True)
+            _remove(self._path(key))
             del self._index[key]
             total -= entry.size
 
@@ -170,7 +216,7 @@ class PhraseStore:
         with self._lock:
             count = len(self._index)
             for key in list(self._index):
-                self._path(key).unlink(missing_ok=True)
+                _remove(self._path(key))
             self._index.clear()
         return count
 
@@ -185,6 +231,12 @@ class PhraseStore:
                 "misses": self.misses,
                 "damaged_dropped": self.dropped,
             }
+
+
+def _remove(path: Path) -> None:
+    """Unlink `path` if it can be (not a directory); errors are not ours to report here."""
+    with contextlib.suppress(OSError):
+        path.unlink(missing_ok=True)
 
 
 def _fsync_dir(directory: Path) -> None:

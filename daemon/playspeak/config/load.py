@@ -8,12 +8,12 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import os
-import stat
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from playspeak.config.files import MAX_CONFIG_BYTES, MAX_SECRET_BYTES, read_text_file
 from playspeak.config.schema import Entry, Invalid, entries_of
 from playspeak.config.sections import (
     CREDENTIAL_API_KEY,
@@ -92,14 +92,9 @@ def _from_mapping(data: dict[str, Any], where: str, text: str = "") -> Config:
 def read_secret_file(path: str, key: str = "api.api_key_file") -> str:
     """A secret (the API key, the MQTT password) from a file that only its owner may read;
     ConfigError naming `key` otherwise."""
-    p = Path(path)
-    try:
-        st = p.stat()
-        if st.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
-            raise ConfigError(f"{key} {path} is readable by other users: run chmod 600 {path}")
-        return p.read_text(encoding="utf-8").strip()
-    except OSError as e:
-        raise ConfigError(f"{key} {path}: {e.strerror}") from None
+    return read_text_file(
+        path, f"{key} {path}", "the secret", MAX_SECRET_BYTES, private=True
+    ).strip()
 
 
 def _replace(config: Config, section: str, **values: Any) -> Config:
@@ -126,7 +121,8 @@ def _apply_environment(config: Config, env: Mapping[str, str]) -> Config:
     creds_dir = env.get("CREDENTIALS_DIRECTORY")
     credential = Path(creds_dir) / CREDENTIAL_API_KEY if creds_dir else None
     if not key and credential is not None and credential.exists():
-        key = credential.read_text(encoding="utf-8").strip()
+        where = f"systemd credential {credential}"
+        key = read_text_file(credential, where, "the secret", MAX_SECRET_BYTES).strip()
     return _replace(config, "api", api_key=key)
 
 
@@ -176,10 +172,7 @@ def load_config(path: str | Path | None = None, env: dict[str, str] | None = Non
     config, text = Config(), ""
     if path is not None:
         where = str(path)
-        try:
-            text = Path(path).read_text(encoding="utf-8")
-        except OSError as e:
-            raise ConfigError(f"{where}: cannot read configuration: {e.strerror}") from None
+        text = read_text_file(path, where, "configuration", MAX_CONFIG_BYTES)
         try:
             data = tomllib.loads(text)
         except tomllib.TOMLDecodeError as e:

@@ -239,9 +239,9 @@ class ControlConfig:
         64,
         "A uid may hold more than uid_share connections while there is room; once the door is "
         "full, a newcomer of a uid holding fewer takes the place of the least recently active "
-        "connection of the uid holding the most (idle ones first); failing that, a connection "
-        "idle for 10 s gives way (one of the newcomer's own uid, when that uid is at its "
-        "share). Else it is refused.",
+        "connection of the uid holding the most (idle ones first); failing that, the "
+        "connection idle the longest with nothing pending and not subscribed gives way (one of "
+        "the newcomer's own uid, when that uid is at its share). Else it is refused.",
         low=1,
     )
     idle_timeout: float = setting(

@@ -18,6 +18,7 @@ from typing import Any
 from playspeak.config import MODELS, OUTPUT_FORMATS, PRIORITIES, is_model_name
 from playspeak.errors import ProtocolError
 from playspeak.events import Error, Message, Ok, Warmed
+from playspeak.jsonguard import load_json
 from playspeak.limits import SPEED, TEMPERATURE, VOLUME
 from playspeak.style import CAPITALS, PITCH, PUNCTUATION
 
@@ -297,27 +298,6 @@ _PARSERS: dict[str, Any] = {
 COMMAND_NAMES = tuple(_PARSERS)
 
 
-def _load_json(text: str) -> Any:
-    """json.loads, with every way it can fail on hostile input turned into a ProtocolError."""
-    try:
-        obj = json.loads(text)
-    except json.JSONDecodeError as e:
-        raise ProtocolError(f"invalid JSON: {e.msg} at column {e.colno}") from None
-    except RecursionError:
-        raise ProtocolError("invalid JSON: nested too deeply") from None
-    except ValueError:  # Python's limit on the digits of an integer
-        raise ProtocolError("invalid JSON: a number with too many digits") from None
-    try:
-        # A \u escape may name half a surrogate pair: valid JSON, but not a character, and
-        # a reply or event repeating it could not be written as UTF-8.
-        json.dumps(obj, ensure_ascii=False).encode("utf-8")
-    except UnicodeEncodeError:
-        raise ProtocolError("invalid JSON: a \\u escape names a lone surrogate") from None
-    except RecursionError:
-        raise ProtocolError("invalid JSON: nested too deeply") from None
-    return obj
-
-
 def parse_line(line: str) -> Command:
     """Parse one line (without its newline) into a command; ProtocolError names the fault."""
     stripped = line.strip()
@@ -325,7 +305,7 @@ def parse_line(line: str) -> Command:
         raise ProtocolError("empty line")
     if not stripped.startswith("{"):
         return Speak(text=_text(stripped))
-    obj = _load_json(stripped)
+    obj = load_json(stripped)
     if not isinstance(obj, dict):
         raise ProtocolError("a JSON command must be an object")
     name = obj.get("cmd", "speak" if "text" in obj else None)

@@ -193,7 +193,7 @@ class Door:
                 await self._refuse(stream, refusal)
                 return
             staying = [v for v in self.visitors if not v.ended]  # not those already leaving
-            room = make_room(staying, peer.uid, self.limits, trio.current_time())
+            room = make_room(staying, peer.uid, self.limits)
             if isinstance(room, str):
                 self._log_full(peer)
                 await self._refuse(stream, room)
@@ -215,11 +215,12 @@ class Door:
                     give_back_memory()
 
     def _make_room(self, leaving: Visitor, newcomer: Peer) -> None:
-        if len([v for v in self.visitors if v.uid == leaving.uid]) > self.limits.uid_share:
-            why = f"uid {leaving.uid} holds more than its share of clients"
+        held = len([v for v in self.visitors if v.uid == leaving.uid])
+        if leaving.uid != newcomer.uid and held > self.limits.uid_share:
+            kind, why = "room: share", f"uid {leaving.uid} holds more than its share of clients"
         else:
-            why = "idle, and the door is full"
-        self._warn("room", "%s makes room for uid %s (%s)", leaving, newcomer.uid, why)
+            kind, why = "room: idle", "idle, and the door is full"
+        self._warn(kind, "%s makes room for uid %s (%s)", leaving, newcomer.uid, why)
         leaving.end(f"{why}: disconnected")
 
     async def _visit(self, stream: trio.SocketStream, visitor: Visitor) -> None:

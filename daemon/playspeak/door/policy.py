@@ -48,21 +48,19 @@ def too_many(limits: Limits) -> str:
 
 
 T = TypeVar("T", bound=Occupant)
-STALE_AFTER = 10.0  # seconds idle after which a connection gives way to a newcomer at a full door
 K = TypeVar("K")
 
 
-def make_room(
-    occupants: Iterable[T], uid: int | None, limits: Limits, now: float
-) -> T | str | None:
-    """For a newcomer of `uid` at a door with `occupants`, at `now`: None when there is room;
+def make_room(occupants: Iterable[T], uid: int | None, limits: Limits) -> T | str | None:
+    """For a newcomer of `uid` at a door with `occupants`: None when there is room;
     else the connection that gives way, or why the newcomer is refused.
 
     A full door takes a newcomer of a uid below its share from the uid holding the most beyond
-    its share (its least recently active connection, idle ones first). Failing that, a
-    connection idle for STALE_AFTER seconds (nothing pending, no line in or out) gives way: the
-    newcomer's own uid's when it is at its share (a uid cannot take others' places), anyone's
-    otherwise. Failing that, the newcomer is refused."""
+    its share (its least recently active connection, idle ones first). Failing that, the
+    connection idle the longest with nothing in flight (nothing pending, not subscribed) gives
+    way: one of the newcomer's own uid when that uid is at its share (a uid cannot take others'
+    places), anyone's otherwise; so a uid that leaks connections locks out no new client of its
+    own. Failing that (all busy), the newcomer is refused."""
     present = list(occupants)
     if len(present) < limits.max_clients:
         return None
@@ -71,13 +69,9 @@ def make_room(
     hog, held = max(counts.items(), key=lambda item: item[1])
     if not at_share and held > limits.uid_share:
         return min((o for o in present if o.uid == hog), key=lambda o: (o.busy(), o.last_active))
-    stale = [
-        o
-        for o in present
-        if (o.uid == uid or not at_share) and now - o.last_active >= STALE_AFTER and not o.busy()
-    ]
-    if stale:
-        return min(stale, key=lambda o: o.last_active)
+    idle = [o for o in present if (o.uid == uid or not at_share) and not o.busy()]
+    if idle:
+        return min(idle, key=lambda o: o.last_active)
     return too_many(limits)
 
 

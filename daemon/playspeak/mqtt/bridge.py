@@ -158,16 +158,17 @@ class MqttBridge:
     def handle(self, topic: str, mid: int, dup: bool, payload: bytes) -> None:
         """One message from the broker: deduped, aged, parsed and acted on; never raises."""
         self._lines += 1
-        key = Deduper.key(topic, mid, payload)
-        first = self.dedupe.first_time(key)
-        if not first and (dup or key.startswith("id:")):
-            log.info("MQTT %s: a message delivered again (%s): ignored", topic, key.split(":")[0])
-            return
-        age = too_old(payload, time.time(), self.config.max_age)
-        if age is not None:
-            self._refuse(topic, f"message is {age:.0f} s old, past its max age: not spoken")
-            return
         try:
+            key = Deduper.key(topic, mid, payload)
+            first = self.dedupe.first_time(key)
+            if not first and (dup or key.startswith("id:")):
+                kind = key.split(":")[0]
+                log.info("MQTT %s: a message delivered again (%s): ignored", topic, kind)
+                return
+            age = too_old(payload, time.time(), self.config.max_age)
+            if age is not None:
+                self._refuse(topic, f"message is {age:.0f} s old, past its max age: not spoken")
+                return
             line = to_line(self.topics.kind_of(topic), payload)
             command = p.parse_line(line)
             reply = self.handler(self.session, command, self._lines)

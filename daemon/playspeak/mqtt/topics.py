@@ -18,7 +18,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from playspeak.errors import ConfigError, ProtocolError
+from playspeak.errors import BadJsonError, ConfigError, ProtocolError
+from playspeak.jsonguard import load_json
 
 if TYPE_CHECKING:
     from playspeak.config import MqttConfig
@@ -146,10 +147,7 @@ def to_line(kind: str, payload: bytes) -> str:
             # line-based: send it as JSON so that the breaks stay inside the text)
             return json.dumps({"cmd": SAY_FIELDS_CMD, "text": text}, ensure_ascii=False)
         return text
-    try:
-        obj = json.loads(text)
-    except json.JSONDecodeError as e:
-        raise ProtocolError(f"bad JSON: {e.msg} at column {e.colno}") from None
+    obj = load_json(text)
     if not isinstance(obj, dict):
         raise ProtocolError("a JSON message must be an object")
     if kind == "say":
@@ -169,13 +167,8 @@ def too_old(payload: bytes, now: float, default_max_age: float) -> float | None:
 
     A message without a stamp has no age we could know (MQTT 3 carries none); the publisher
     can bound it with MQTT 5's message expiry instead, which the broker enforces."""
-    if not payload.lstrip().startswith(b"{"):
-        return None
-    try:
-        obj = json.loads(payload)
-    except (ValueError, UnicodeDecodeError):
-        return None  # to_line reports it
-    if not isinstance(obj, dict):
+    obj = _object_of(payload)
+    if obj is None:
         return None
     sent, limit = obj.get("t"), obj.get("max_age", default_max_age)
     numbers = (int, float)
@@ -183,6 +176,16 @@ def too_old(payload: bytes, now: float, default_max_age: float) -> float | None:
         return None
     age = now - float(sent)
     return age if limit > 0 and age > limit else None
+
+
+def _object_of(payload: bytes) -> dict[str, Any] | None:
+    """A JSON object's payload as a dict; None for anything else (to_line reports what)."""
+    if not payload.lstrip().startswith(b"{"):
+        return None
+    try:
+        return load_json(payload, want_object=True)
+    except BadJsonError:
+        return None
 
 
 class Deduper:
@@ -196,13 +199,9 @@ class Deduper:
 
     @staticmethod
     def key(topic: str, mid: int, payload: bytes) -> str:
-        if payload.lstrip().startswith(b"{"):
-            try:
-                ident = json.loads(payload).get("id")
-            except (ValueError, UnicodeDecodeError, AttributeError):
-                ident = None
-            if isinstance(ident, str) and ident:
-                return f"id:{ident}"
+        ident = (_object_of(payload) or {}).get("id")
+        if isinstance(ident, str) and ident:
+            return f"id:{ident}"
         digest = hashlib.blake2b(payload, digest_size=12).hexdigest()
         return f"mid:{topic}:{mid}:{digest}"
 

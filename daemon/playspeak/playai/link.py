@@ -49,7 +49,8 @@ from trio_websocket import (
 )
 
 from playspeak.backoff import Backoff
-from playspeak.errors import AuthError, LinkError, leaves
+from playspeak.errors import AuthError, BadJsonError, LinkError, leaves
+from playspeak.jsonguard import load_json
 from playspeak.log import redact, register_secret
 from playspeak.playai.auth import ModelNotOffered, RateLimited
 from playspeak.playai.urls import UrlCache
@@ -605,12 +606,9 @@ class Link:
 
     def _on_text(self, conn: _Connection, message: str) -> None:
         try:
-            frame = json.loads(message)
-        except ValueError:
-            log.warning("ignoring a text frame that is not JSON (%d chars)", len(message))
-            return
-        if not isinstance(frame, dict):
-            log.warning("ignoring a JSON frame that is not an object")
+            frame = load_json(message, want_object=True)
+        except BadJsonError as e:
+            log.warning("ignoring a text frame (%d chars): %s", len(message), e.reason)
             return
         request_id = frame.get("request_id")
         kind = frame.get("type")
