@@ -34,6 +34,7 @@ REPLIES = {
     "speak": {"event": "queued", "id": "u1"},
     "status": {"event": "status", "state": "idle", "queued": 0},
     "volume": {"event": "volume", "level": 50.0},
+    **{verb: {"event": "ok", "cmd": verb, "line": 1} for verb in ("ping", "pause", "resume")},
 }
 
 
@@ -351,3 +352,21 @@ def test_lines_are_split_as_they_arrive() -> None:
     assert lines.take() is None
     lines.feed(b": 2}\n\n")
     assert (lines.take(), lines.take(), lines.take()) == (b'{"b": 2}', b"", None)
+
+
+@pytest.mark.parametrize("verb", ["ping", "pause", "resume"])
+def test_a_verb_with_a_bare_reply_prints_it_too(tmp_path: Path, verb: str) -> None:
+    sock = tmp_path / "playspeak.sock"
+    with fake_daemon(sock):
+        _, result = imported_by(verb, env={"PLAYSPEAK_SOCKET": str(sock)})
+    assert (result.returncode, result.stderr) == (0, "")
+    assert json.loads(result.stdout) == {"cmd": verb}
+
+
+def test_cache_warm_of_a_missing_file_says_so_in_one_line(tmp_path: Path) -> None:
+    missing = tmp_path / "nonexistent"
+    _, result = imported_by("cache", "warm", str(missing), env={})
+    assert result.returncode == 2
+    assert result.stderr.strip() == (
+        f"playspeak: cache warm: cannot read {missing}: No such file or directory"
+    )

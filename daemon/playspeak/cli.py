@@ -189,7 +189,7 @@ def _request(cmd: str, *, socket: str | None, **fields: Any) -> int:
         reply = client.request(cmd, **fields)
     reply.pop("event", None)
     reply.pop("line", None)
-    if len(reply) > 1:
+    if reply:  # every verb says what the daemon answered, even a bare {"cmd": "ping"}
         print(_json(reply, indent=2 if cmd == "status" else None))
     return 0
 
@@ -207,6 +207,7 @@ def cmd_voices(args: argparse.Namespace) -> int:
 def cmd_cache(args: argparse.Namespace) -> int:
     """stats / clear through the daemon (it owns the cache); warm: each line of FILE fetched
     into the cache, one at a time, without playing it."""
+    phrases = _read_phrases(args.file) if args.action == "warm" and args.file else []
     with BlockingClient(args.socket) as client:
         if args.action != "warm":
             reply = client.request("cache", action=args.action)
@@ -217,8 +218,6 @@ def cmd_cache(args: argparse.Namespace) -> int:
             return 0
         if not args.file:
             return _fail("cache warm needs a FILE (one phrase a line; - for standard input)")
-        with open(args.file, encoding="utf-8") if args.file != "-" else sys.stdin as lines:
-            phrases = [line.strip() for line in lines if line.strip()]
         failed = 0
         for phrase in phrases:
             client.request("cache", action="warm", text=phrase, voice=args.voice)
@@ -229,6 +228,21 @@ def cmd_cache(args: argparse.Namespace) -> int:
             reason = f": {event['reason']}" if event.get("reason") else ""
             print(f"{event['result']}{reason}\t{phrase}")
         return EXIT_FAILED if failed else 0
+
+
+def _read_phrases(path: str) -> list[str]:
+    """FILE's non-empty lines (- is standard input), read before the daemon is asked anything."""
+    try:
+        with open(path, encoding="utf-8") if path != "-" else sys.stdin as lines:
+            return [line.strip() for line in lines if line.strip()]
+    except (OSError, UnicodeDecodeError) as e:
+        raise UsageError(
+            f"cache warm: cannot read {path}: {getattr(e, 'strerror', None) or e}"
+        ) from e
+
+
+class UsageError(Exception):
+    """A command line that names something unusable: one line on stderr, exit 2 as argparse."""
 
 
 def cmd_watch(args: argparse.Namespace) -> int:
@@ -265,7 +279,7 @@ def main(argv: list[str] | None = None) -> int:
         verb = argv[0] if argv and not argv[0].startswith("-") else None
         args = build_parser(only=verb).parse_args(argv)
         return args.func(args)
-    except ConfigError as e:
+    except (ConfigError, UsageError) as e:
         return _fail(str(e), EXIT_CONFIG)
     except (ClientError, AudioDeviceError) as e:
         return _fail(str(e))
