@@ -329,6 +329,12 @@ class Speaker:
         except AudioDeviceError as e:
             if job.reply is not None:
                 job.reply.discard()
+            if u.state != "speaking" and not u.ended:
+                # nothing of it was heard (e.g. the sound server went away while the daemon
+                # was idle): it waits for the device like the rest of the queue
+                log.info("utterance %s: %s; it waits for the audio device", u.id, e)
+                self._respeak_unheard()
+                return
             self.hub.failed(u, f"audio device lost: {e}")
 
     async def _feed_audio(self, job: Job) -> None:
@@ -517,6 +523,12 @@ class Speaker:
             scope.cancel()
         job.received.set()
         self._forget(job)
+
+    def _respeak_unheard(self) -> None:
+        """The device was lost: every job none of whose audio was heard is asked for again
+        (the queue keeps their order), and waits for the device."""
+        for job in [j for j in self.jobs if j.utterance.state != "speaking"]:
+            self._respeak(job)
 
     def _respeak(self, job: Job) -> None:
         """Its audio had to be dropped with a cancelled one: say it again from the start."""
