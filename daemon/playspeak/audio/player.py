@@ -346,7 +346,9 @@ class Player:
         again; one that cannot be opened raises AudioDeviceError (run() ends: the device is
         lost, and waited for). About 2 ms of work through ALSA and PulseAudio."""
         interval = self.idle_check_seconds
-        if not interval or not self.stop_when_idle or time.monotonic() - self._checked_at < interval:
+        if not (interval and self.stop_when_idle):
+            return
+        if time.monotonic() - self._checked_at < interval:
             return
         self._checked_at = time.monotonic()
         if self._ring is not None and self._ring.used:
