@@ -204,6 +204,26 @@ def make_sources(config: Config, links: LinkPool) -> Sources:
     )
 
 
+def voice_warnings(config: Config) -> list[str]:
+    """What a missing espeak-ng costs this configuration, said at start and in `status`."""
+    from playspeak.localserver.espeak import espeak_available
+
+    if espeak_available():
+        return []
+    found: list[str] = []
+    if config.fallback.enabled:
+        found.append(
+            "espeak-ng is not installed: there is no fallback voice; when the TTS service "
+            "cannot speak, utterances fail with the reason (apt-get install espeak-ng)"
+        )
+    if config.api.embedded and config.local_server.synth != "generated":
+        found.append(
+            "espeak-ng is not installed: the embedded local server speaks a generated signal, "
+            "not words (apt-get install espeak-ng)"
+        )
+    return found
+
+
 def _control_socket(config: Config) -> tuple[Any, Path | None]:
     """The socket systemd passed us, else our own bound at the configured path."""
     inherited = systemd.listen_sockets()
@@ -292,8 +312,12 @@ async def open_daemon(config: Config) -> AsyncIterator[Daemon]:
                 allow_groups=config.control.allow_groups,
                 limits=Limits.from_config(config.control),
             )
+            warnings = voice_warnings(config)
+            for warning in warnings:
+                log.warning("%s", warning)
             report.add(
                 lambda: {
+                    "warnings": warnings,
                     "clients": len(control.clients),
                     "embedded_server": local_server is not None,
                     **sources.status(),

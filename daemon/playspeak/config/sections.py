@@ -119,8 +119,9 @@ class ApiConfig:
     )
     request_patience: float = setting(
         30.0,
-        "An utterance waits this long (seconds) for a working connection (e.g. while "
-        "credentials are refused), then fails with the reason.",
+        "An utterance waits this long (seconds) for a working connection (e.g. while the "
+        "service is unreachable), then fails with the reason; refused credentials (401/403) "
+        "fail it at once.",
     )
     first_audio_timeout: float = setting(
         5.0,

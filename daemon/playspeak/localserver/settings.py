@@ -62,8 +62,15 @@ class LocalServerSettings:
     connect_delay: float = 0.0  # each websocket handshake is answered this late
     idle_timeout: float = 0.0  # close a websocket with nothing asked of it this long; 0: never
     auth_rate: AuthRate | None = None  # past it, auth answers 429 with Retry-After
-    auth_status: int = 200  # the status of a successful auth answer (any 2xx)
+    # every auth answer's status: any 2xx (success), or a 4xx other than 429 that refuses
+    # every call (401: a revoked key)
+    auth_status: int = 200
     error_frames: ErrorFrames = "legacy"
+
+    @property
+    def refuses_auth(self) -> bool:
+        """`auth_status` is a 4xx (not 429, which is the rate limit's): every auth refused."""
+        return 400 <= self.auth_status <= 499 and self.auth_status != 429
 
     @classmethod
     def realistic(cls, **overrides: Any) -> LocalServerSettings:
@@ -84,8 +91,10 @@ class LocalServerSettings:
             value = getattr(self, name)
             if not (math.isfinite(value) and value >= 0):
                 raise ValueError(f"{name} must be a number of seconds, 0 or more")
-        if not 200 <= self.auth_status <= 299:
-            raise ValueError(f"auth_status must be a 2xx code, not {self.auth_status}")
+        if not (200 <= self.auth_status <= 299 or self.refuses_auth):
+            raise ValueError(
+                f"auth_status must be a 2xx code or a 4xx refusal, not {self.auth_status}"
+            )
         if self.error_frames not in ("legacy", "typed"):
             raise ValueError(f"error_frames must be legacy or typed, not {self.error_frames!r}")
 

@@ -51,7 +51,7 @@ from trio_websocket import (
 from playspeak.backoff import Backoff
 from playspeak.errors import AuthError, LinkError, leaves
 from playspeak.log import redact, register_secret
-from playspeak.playai.auth import ModelNotOffered, RateLimited
+from playspeak.playai.auth import CredentialsRefused, ModelNotOffered, RateLimited
 from playspeak.playai.urls import UrlCache
 
 log = logging.getLogger(__name__)
@@ -216,6 +216,10 @@ class Link:
         # connection, new requests fail at once with the reason.
         self._after_stall = False
         self._unreachable_after_stall = False
+        # The auth call refused the credentials (401/403): until a connection opens again,
+        # requests fail at once with that reason instead of waiting `request_patience` for a
+        # retry that the same credentials cannot pass (the supervisor still retries).
+        self._credentials_refused = ""
         register_secret(settings.api_key)
         register_secret(settings.user_id)
 
@@ -235,6 +239,8 @@ class Link:
                         )
                     if self._refused != refused:
                         raise LinkError(self._refusal)
+                    if self._credentials_refused:
+                        raise AuthError(self._credentials_refused)
                     self._demand.set()
                     self._waiting += 1
                     try:
@@ -317,6 +323,11 @@ class Link:
                 except RateLimited as e:
                     self._note_failure("reconnecting", str(e))
                     wait = max(backoff.next(), e.retry_after or 0.0)
+                except CredentialsRefused as e:
+                    self._note_failure("auth-failed", str(e))
+                    self._credentials_refused = self.last_error
+                    self._wake()
+                    wait = backoff.next()
                 except AuthError as e:
                     self._note_failure("auth-failed", str(e))
                     wait = backoff.next()
@@ -331,6 +342,7 @@ class Link:
                     self._note_failure("reconnecting", f"{type(e).__name__}: {e}")
                     wait = backoff.next()
                 else:
+                    self._credentials_refused = ""
                     old, self._restart_now = self._conn, False
                     self._set_conn(conn)
                     if old is not None:
