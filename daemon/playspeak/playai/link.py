@@ -59,6 +59,11 @@ log = logging.getLogger(__name__)
 MAX_MODELS = 16  # links (one per model name) a pool starts at most
 REPLY_BUFFER_CHUNKS = 32  # per request; bytes beyond wait in the socket, not in memory
 STABLE_CONNECTION = 5.0  # seconds: a connection that lived this long resets the backoff
+# A URL expiry shorter than this is not used to time renewals: an open connection does not
+# need its URL again, and renewing every few seconds would cost an auth call each time (a 2 s
+# expiry: 20 auth calls in 32 s from an idle daemon). A new connection still authenticates
+# again once the kept URL has expired (playai/urls.py).
+MIN_RENEWAL_LIFETIME = 30.0
 
 
 class Reply:
@@ -395,11 +400,17 @@ class Link:
         if left is not None:
             left += trio.current_time() - conn.opened
             if left > 0:
-                lifetime = min(lifetime, left)
+                lifetime = min(lifetime, max(left, MIN_RENEWAL_LIFETIME))
         renew_at = conn.opened + lifetime - min(s.renew_margin, lifetime / 4)
         with trio.move_on_at(renew_at):
             await conn.closed.wait()
             return False
+        if self._lazy:
+            # A link that closes when idle renews only once it is asked for something:
+            # renewing an idle one would restart its idle clock, so it would never close.
+            while not conn.pending:
+                if await _closed_or_poked(conn):
+                    return False
         log.info("model %s: renewing the connection before it expires", s.model)
         return True
 
@@ -698,6 +709,20 @@ class Link:
             return Link._find(conn, request_id)
         current = conn.current
         return current if current is not None and not current.echoed else None
+
+
+async def _closed_or_poked(conn: _Connection) -> bool:
+    """Wait until `conn` closes (True) or something changes on it (False)."""
+    poked = conn.progress
+    async with trio.open_nursery() as nursery:
+
+        async def wait(event: trio.Event) -> None:
+            await event.wait()
+            nursery.cancel_scope.cancel()
+
+        nursery.start_soon(wait, conn.closed)
+        nursery.start_soon(wait, poked)
+    return conn.closed.is_set()
 
 
 def _shown(request_id: Any) -> str:
