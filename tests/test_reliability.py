@@ -3,6 +3,7 @@ corrupt audio, a sound server that dies and comes back, and the daemon's signals
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import signal
 from collections.abc import AsyncIterator, Iterator
@@ -19,9 +20,12 @@ from playspeak.config import (
     AudioConfig,
     Config,
     ControlConfig,
+    SpeechConfig,
 )
 from playspeak.daemon import Daemon, open_daemon
 from playspeak.localserver import LocalServer, open_local_server
+from playspeak.speaker import REPLY_BASE_SECONDS, REPLY_SECONDS_PER_CHAR, reply_limit
+from playspeak.speech import Utterance
 
 from audio_compare import align, loud, reference_pcm
 from daemon_helpers import (
@@ -246,6 +250,33 @@ async def test_status_tells_a_sound_server_gone_while_idle(
         with sound_server_back():
             assert (await until_event(watcher, "device"))["state"] == "open"
             assert daemon.status()["device"]["state"] == "open"
+
+
+async def test_a_reply_that_never_ends_fails_and_frees_the_queue(
+    tmp_path: Path, server: LocalServer, sound_card: PulseNullSink
+) -> None:
+    """The service's audio for one text repeats for ever: past speech.max_reply_seconds the
+    utterance fails with the reason, nothing of it is cached, and the next one is heard."""
+    server.faults.endless_on_text = "for ever"
+    config = dataclasses.replace(
+        config_for(tmp_path, server), speech=SpeechConfig(max_reply_seconds=1.5)
+    )
+    async with open_daemon(config) as daemon:
+        with trio.fail_after(20):
+            ends = await say_all(daemon, "This goes on for ever.", priority="text")
+            event = ends["This goes on for ever."]
+            assert event["event"] == "failed", event
+            assert "passed 1.5 s of audio (speech.max_reply_seconds)" in event["reason"]
+            assert daemon.status()["cache"]["entries"] == 0
+            after = await say_all(daemon, "After it.")
+        assert after["After it."]["event"] == "finished"
+
+
+def test_a_reply_is_bounded_by_its_text_unless_configured() -> None:
+    short = Utterance("Hello.", {"speed": 1.0})
+    assert reply_limit(short, 0.0) == REPLY_BASE_SECONDS + 6 * REPLY_SECONDS_PER_CHAR
+    assert reply_limit(Utterance("Hello.", {"speed": 0.5}), 0.0) == 2 * reply_limit(short, 0.0)
+    assert reply_limit(short, 12.0) == 12.0
 
 
 async def until_event(client: LineClient, name: str) -> dict:

@@ -279,6 +279,7 @@ async def open_daemon(config: Config) -> AsyncIterator[Daemon]:
                 chime_priorities=config.chime.priorities,
                 max_age=config.speech.max_age,
                 max_attempts=config.speech.max_attempts,
+                max_reply_seconds=config.speech.max_reply_seconds,
                 interrupt_reconnect=config.speech.interrupt_reconnect,
                 preroll_seconds=config.audio.preroll_ms / 1000,
                 adaptive_preroll=config.audio.adaptive_preroll,

@@ -23,7 +23,7 @@ from playspeak.audio.decoder import make_decoder
 from playspeak.audio.silence import UtteranceStart
 from playspeak.cache.replies import AnyReply
 from playspeak.chime import load_chime
-from playspeak.errors import AudioDeviceError, DecodeError, LinkError
+from playspeak.errors import AudioDeviceError, DecodeError, LinkError, ReplyTooLong
 from playspeak.playai.link import LinkPool, Reply
 from playspeak.priorities import admit
 from playspeak.sources import Sources
@@ -35,6 +35,18 @@ log = logging.getLogger(__name__)
 # Buffered beyond what the device takes at once when an utterance starts before its pre-roll:
 # trio's scheduling and the decoder's frame granularity.
 START_MARGIN_SECONDS = 0.010
+# The longest reply an utterance may have when speech.max_reply_seconds is 0: a generous
+# bound from its text (speech takes about 0.07 s a character at speed 1).
+REPLY_BASE_SECONDS = 30.0
+REPLY_SECONDS_PER_CHAR = 0.5
+
+
+def reply_limit(u: Utterance, configured: float) -> float:
+    """Seconds of audio `u`'s reply may bring: `configured`, or (0) a bound from its text."""
+    if configured:
+        return configured
+    speed = float(u.params.get("speed") or 1.0)
+    return (REPLY_BASE_SECONDS + REPLY_SECONDS_PER_CHAR * len(u.text)) / speed
 
 
 class AudioSink(Protocol):
@@ -100,6 +112,7 @@ class Speaker:
         max_queue: int,
         pipeline: bool = True,
         max_attempts: int = 3,
+        max_reply_seconds: float = 0.0,
         chime: np.ndarray | None = None,
         chime_priorities: tuple[str, ...] = ("important",),
         max_age: float = 300.0,
@@ -124,6 +137,7 @@ class Speaker:
         self.queue = SpeechQueue(max_queue)
         self.pipeline = pipeline
         self.max_attempts = max_attempts
+        self.max_reply_seconds = max_reply_seconds  # 0: from each utterance's text
         self.jobs: list[Job] = []  # requested and not ended, in request order
         self.feeding: Job | None = None  # the one the feeder is decoding into the player
         self.paused = False
@@ -360,6 +374,13 @@ class Speaker:
                 job.reply.discard()
                 self.hub.failed(u, f"undecodable audio: {e}")
                 return
+            except ReplyTooLong as e:
+                unfinished = not job.reply.complete.is_set()
+                job.reply.discard()
+                if unfinished:  # the connection still streams it: a fresh one for the queue
+                    self.links.restart_busy()
+                self.hub.failed(u, str(e))
+                return
         if u.ended:
             return
         if job.start_pos is None:
@@ -393,6 +414,7 @@ class Speaker:
         # state is known: idle (trim the leading silence) or playing another utterance
         idle = False
         trace, decoded = ReplyTrace(), 0  # also where the reply's pace is counted from
+        limit = reply_limit(u, self.max_reply_seconds)
         while True:
             hold = start.wait(trace.elapsed(trio.current_time())) if start else math.inf
             with trio.move_on_after(hold) as holding:
@@ -407,6 +429,11 @@ class Speaker:
             chunk, arrived = stamped
             blocks = decoder.feed(chunk)
             before, decoded = decoded, decoded + sum(map(len, blocks))
+            if decoded > limit * rate:
+                raise ReplyTooLong(
+                    f"the reply passed {limit:g} s of audio (speech.max_reply_seconds): "
+                    "it did not end"
+                )
             trace.add(arrived, before / rate, decoded / rate)
             if blocks and start is None:
                 start, idle = self._utterance_start(job)

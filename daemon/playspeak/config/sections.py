@@ -372,6 +372,14 @@ class SpeechConfig:
         "start).",
         low=1,
     )
+    max_reply_seconds: float = setting(
+        0.0,
+        "The most audio one reply may bring, in seconds; past it the utterance fails with the "
+        "reason and its connection is reopened (a reply that never ends must not hold the "
+        "queue, nor its audio be kept for the cache). 0: 30 s plus half a second per "
+        "character, divided by the speed.",
+        low=0,
+    )
     interrupt_reconnect: bool = setting(
         True,
         "When an utterance is interrupted while its audio is still streaming in, open a fresh "

@@ -129,6 +129,7 @@ class Faults:
     drop_after_requests: int | None = None  # abort a connection when its Nth command arrives
     reject_auth: bool = False  # auth calls answer 401
     error_on_text: str | None = None  # commands whose text contains this get an error frame
+    endless_on_text: str | None = None  # ... get a reply whose audio repeats and never ends
     corrupt_after_bytes: int | None = None  # one reply's audio after this offset is garbage
     garbage_frames: bool = False  # a non-JSON frame and an unknown-type frame before each start
     stall_after_bytes: int | None = None  # a reply goes silent after N of its audio bytes (0:
