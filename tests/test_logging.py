@@ -5,12 +5,21 @@ from __future__ import annotations
 
 import logging
 import re
+import secrets
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from playspeak.log import register_secret, setup_logging, stream_is_journal, utterance_event
+from playspeak.log import (
+    URL_TOKENS_KEPT,
+    redact,
+    register_secret,
+    register_url_tokens,
+    setup_logging,
+    stream_is_journal,
+    utterance_event,
+)
 from playspeak.speech import Utterance
 
 TIMESTAMPED = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3} (DEBUG|INFO|WARNING|ERROR) ")
@@ -166,3 +175,18 @@ def test_queued_and_started_are_debug_only(caplog: pytest.LogCaptureFixture) -> 
         "utterance u42 queued",
         "utterance u42 started",
     ]
+
+
+def test_url_tokens_are_bounded_and_ordinary_words_stay() -> None:
+    """Tokens from auth answers' URLs: only those long enough to be secrets, and only the most
+    recent (an older one has expired); the registry no longer grows with every auth answer."""
+    register_url_tokens("wss://api/ws?a=utterance&fal_jwt_token=" + "t" * 40)
+    assert redact("the utterance ended") == "the utterance ended"
+    assert redact("echoed " + "t" * 40) == "echoed <redacted>"
+    tokens = [f"{n:04d}-" + secrets.token_hex(16) for n in range(10_000)]
+    for token in tokens:
+        register_url_tokens(f"wss://api/ws?key={token}")
+    assert redact(f"echoed {tokens[-1]}") == "echoed <redacted>"
+    assert redact(f"echoed {tokens[0]}") == f"echoed {tokens[0]}"  # long expired
+    kept = [t for t in tokens if redact(t) == "<redacted>"]
+    assert kept == tokens[-URL_TOKENS_KEPT:]

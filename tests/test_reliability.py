@@ -3,23 +3,29 @@ corrupt audio, a sound server that dies and comes back, and the daemon's signals
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import signal
 from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 import trio
 
+from playspeak.audio.player import IDLE_CHECK_SECONDS
 from playspeak.config import (
     DEFAULT_VOICE,
     ApiConfig,
     AudioConfig,
     Config,
     ControlConfig,
+    SpeechConfig,
 )
 from playspeak.daemon import Daemon, open_daemon
 from playspeak.localserver import LocalServer, open_local_server
+from playspeak.speaker import REPLY_BASE_SECONDS, REPLY_SECONDS_PER_CHAR, reply_limit
+from playspeak.speech import Utterance
 
 from audio_compare import align, loud, reference_pcm
 from daemon_helpers import (
@@ -173,26 +179,104 @@ async def test_a_lost_sound_server_is_reported_and_speech_resumes_when_it_return
         lost = await until_event(watcher, "device")
         assert lost["state"] == "lost"
         assert daemon.status()["device"]["state"] == "lost"
-        back = PulseNullSink(sink="back")
-        back.start()
-        try:
-            os.environ.update(back.env)  # the reopened stream finds the new server
-            with back.recorder() as recorder:
-                opened = await until_event(watcher, "device")
-                assert opened["state"] == "open"
-                lines = await client.events_until_end({first, second})
-                ends = {e["id"]: e for e in lines if e["event"] in ENDINGS}
-                assert ends[first]["event"] == "failed", [
-                    (e["event"], e.get("reason")) for e in lines
-                ]
-                assert "audio device lost" in ends[first]["reason"]
-                assert ends[second]["event"] == "finished"
-                expected = reference_pcm(
-                    await server.render(text="After the outage.", voice=DEFAULT_VOICE)
-                )
-                assert align(await recorder.heard(), expected)[1] >= 0.99
-        finally:
-            back.stop()
+        with sound_server_back() as recorder:
+            opened = await until_event(watcher, "device")
+            assert opened["state"] == "open"
+            lines = await client.events_until_end({first, second})
+            ends = {e["id"]: e for e in lines if e["event"] in ENDINGS}
+            assert ends[first]["event"] == "failed", [(e["event"], e.get("reason")) for e in lines]
+            assert "audio device lost" in ends[first]["reason"]
+            assert ends[second]["event"] == "finished"
+            expected = reference_pcm(
+                await server.render(text="After the outage.", voice=DEFAULT_VOICE)
+            )
+            assert align(await recorder.heard(), expected)[1] >= 0.99
+
+
+@contextmanager
+def sound_server_back() -> Iterator[Recorder]:
+    """A new sound server in place of the one that died (the environment points at it, so a
+    reopened stream finds it), recorded from before the daemon can reopen its device."""
+    back = PulseNullSink(sink="back")
+    back.start()
+    try:
+        os.environ.update(back.env)
+        with back.recorder() as recorder:
+            yield recorder
+    finally:
+        back.stop()
+
+
+async def test_speech_sent_while_the_sound_server_is_down_waits_for_it(
+    tmp_path: Path, server: LocalServer, doomed_card: PulseNullSink
+) -> None:
+    """The daemon is idle (no stream open) when the sound server dies: an announcement sent
+    then is not failed at the first attempt to open the device but waits with the queue, and
+    both it and the one behind it are heard, each ending once, when the server is back."""
+    texts = ["Sent during the outage.", "Queued behind it."]
+    async with open_daemon(config_for(tmp_path, server)) as daemon:
+        watcher = await LineClient.open(daemon.socket_path)
+        await watcher.command(cmd="subscribe")
+        client = await LineClient.open(daemon.socket_path)
+        doomed_card.stop()
+        ids = [(await client.command(cmd="speak", text=t))["id"] for t in texts]
+        assert (await until_event(watcher, "device"))["state"] == "lost"
+        assert daemon.status()["device"]["state"] == "lost"
+        with sound_server_back() as recorder:
+            assert (await until_event(watcher, "device"))["state"] == "open"
+            lines = await client.events_until_end(set(ids))
+            outcomes = [(e["id"], e["event"]) for e in lines if e["event"] in ENDINGS]
+            assert outcomes == [(i, "finished") for i in ids], lines
+            assert [e["id"] for e in lines if e["event"] == "started"] == ids
+            heard = await recorder.heard()
+            for text in texts:
+                expected = reference_pcm(await server.render(text=text, voice=DEFAULT_VOICE))
+                assert align(heard, expected)[1] >= 0.99, text
+
+
+async def test_status_tells_a_sound_server_gone_while_idle(
+    tmp_path: Path, server: LocalServer, doomed_card: PulseNullSink
+) -> None:
+    """No speech at all: the idle device is checked (audio.player.IDLE_CHECK_SECONDS), so
+    `status` and the subscribers learn that it is gone, and that it is back."""
+    async with open_daemon(config_for(tmp_path, server)) as daemon:
+        watcher = await LineClient.open(daemon.socket_path)
+        await watcher.command(cmd="subscribe")
+        assert daemon.status()["device"]["state"] == "open"
+        doomed_card.stop()
+        with trio.fail_after(3 * IDLE_CHECK_SECONDS):
+            assert (await until_event(watcher, "device"))["state"] == "lost"
+        assert daemon.status()["device"]["state"] == "lost"
+        with sound_server_back():
+            assert (await until_event(watcher, "device"))["state"] == "open"
+            assert daemon.status()["device"]["state"] == "open"
+
+
+async def test_a_reply_that_never_ends_fails_and_frees_the_queue(
+    tmp_path: Path, server: LocalServer, sound_card: PulseNullSink
+) -> None:
+    """The service's audio for one text repeats for ever: past speech.max_reply_seconds the
+    utterance fails with the reason, nothing of it is cached, and the next one is heard."""
+    server.faults.endless_on_text = "for ever"
+    config = dataclasses.replace(
+        config_for(tmp_path, server), speech=SpeechConfig(max_reply_seconds=1.5)
+    )
+    async with open_daemon(config) as daemon:
+        with trio.fail_after(20):
+            ends = await say_all(daemon, "This goes on for ever.", priority="text")
+            event = ends["This goes on for ever."]
+            assert event["event"] == "failed", event
+            assert "passed 1.5 s of audio (speech.max_reply_seconds)" in event["reason"]
+            assert daemon.status()["cache"]["entries"] == 0
+            after = await say_all(daemon, "After it.")
+        assert after["After it."]["event"] == "finished"
+
+
+def test_a_reply_is_bounded_by_its_text_unless_configured() -> None:
+    short = Utterance("Hello.", {"speed": 1.0})
+    assert reply_limit(short, 0.0) == REPLY_BASE_SECONDS + 6 * REPLY_SECONDS_PER_CHAR
+    assert reply_limit(Utterance("Hello.", {"speed": 0.5}), 0.0) == 2 * reply_limit(short, 0.0)
+    assert reply_limit(short, 12.0) == 12.0
 
 
 async def until_event(client: LineClient, name: str) -> dict:

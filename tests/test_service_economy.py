@@ -382,3 +382,22 @@ async def test_an_interruption_costs_no_auth(
         stats = server.stats.snapshot()
         assert stats["auth_requests"] == 1
         assert stats["ws_connections"] == (2 if reconnect else 1)
+
+
+async def test_a_short_url_expiry_leaves_an_idle_link_alone(
+    clock: trio.testing.MockClock,
+) -> None:
+    """URLs said to expire after 2 s: one request, then 32 s of nothing. The renewal is timed
+    from a floor (link.MIN_RENEWAL_LIFETIME), not from the 2 s, and the idle link closes after
+    idle_close (20 s) instead of being renewed, and its idle clock restarted, every 1.5 s."""
+    async with served(realistic(token_lifetime=2.0, idle_timeout=0, auth_rate=None)) as (
+        server,
+        link,
+    ):
+        await collect(await link.request(command("one")))
+        await trio.sleep(32)
+        assert server.stats.auth_calls == 1
+        assert link.status()["state"] == "idle" and server.stats.ws_open == 0
+        # the next request opens a new connection, authenticating again (the URL expired)
+        assert await collect(await link.request(command("two")))
+        assert server.stats.auth_calls == 2

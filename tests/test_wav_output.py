@@ -91,3 +91,24 @@ async def test_the_daemon_refuses_a_planted_link_with_exit_2(tmp_path: Path) -> 
     assert "Traceback" not in err
     assert victim.read_bytes() == VICTIM
     assert not (tmp_path / "playspeak.sock").exists()
+
+
+async def test_a_full_file_goes_on_in_the_next_one(tmp_path: Path) -> None:
+    """A WAV file holds at most 4 GiB; the bound is lowered here to 1 s of audio (16 000
+    bytes at 8 kHz mono) so that no test writes 4 GiB. 2.5 s go to three files, each whole."""
+    out = tmp_path / "out.wav"
+    player = WavFilePlayer(out, samplerate=8000)
+    player.max_bytes = 16000
+    async with trio.open_nursery() as nursery:
+        await nursery.start(player.run)
+        for _ in range(5):  # half a second each: the bound falls inside a write
+            assert await player.play(np.full((4000, 1), 0.5, dtype=np.float32)) > 0
+        nursery.cancel_scope.cancel()
+    files = [out, tmp_path / "out-2.wav", tmp_path / "out-3.wav"]
+    frames = []
+    for path in files:
+        with wave.open(str(path), "rb") as wav:
+            frames.append(wav.getnframes())
+            assert set(np.frombuffer(wav.readframes(wav.getnframes()), "<i2")) == {16383}
+    assert frames == [8000, 8000, 4000]
+    assert player.frames_written == 20000

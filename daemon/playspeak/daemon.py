@@ -224,6 +224,26 @@ def list_voices(config: Config, sources: Sources) -> list[Voice]:
     return local_voices(sources.local or Synthesizer(config.local_server.synth))
 
 
+def voice_warnings(config: Config) -> list[str]:
+    """What a missing espeak-ng costs this configuration, said at start and in `status`."""
+    from playspeak.engines.espeak import espeak_available
+
+    if espeak_available():
+        return []
+    found: list[str] = []
+    if config.fallback.enabled:
+        found.append(
+            "espeak-ng is not installed: there is no fallback voice; when the TTS service "
+            "cannot speak, utterances fail with the reason (apt-get install espeak-ng)"
+        )
+    if config.api.embedded and config.local_server.synth != "generated":
+        found.append(
+            "espeak-ng is not installed: the local voice speaks a generated signal, "
+            "not words (apt-get install espeak-ng)"
+        )
+    return found
+
+
 def _control_socket(config: Config) -> tuple[Any, Path | None]:
     """The socket systemd passed us, else our own bound at the configured path."""
     inherited = systemd.listen_sockets()
@@ -281,6 +301,7 @@ async def open_daemon(config: Config) -> AsyncIterator[Daemon]:
                 chime_priorities=config.chime.priorities,
                 max_age=config.speech.max_age,
                 max_attempts=config.speech.max_attempts,
+                max_reply_seconds=config.speech.max_reply_seconds,
                 interrupt_reconnect=config.speech.interrupt_reconnect,
                 preroll_seconds=config.audio.preroll_ms / 1000,
                 adaptive_preroll=config.audio.adaptive_preroll,
@@ -315,8 +336,12 @@ async def open_daemon(config: Config) -> AsyncIterator[Daemon]:
                 allow_groups=config.control.allow_groups,
                 limits=Limits.from_config(config.control),
             )
+            warnings = voice_warnings(config)
+            for warning in warnings:
+                log.warning("%s", warning)
             report.add(
                 lambda: {
+                    "warnings": warnings,
                     "clients": len(control.clients),
                     "embedded_server": local_server is not None,
                     "local_voice": sources.local is not None,

@@ -39,6 +39,10 @@ class DecodeError(PlayspeakError):
     """Audio bytes from the service could not be decoded."""
 
 
+class ReplyTooLong(PlayspeakError):
+    """A reply brought more audio than its utterance may have (speech.max_reply_seconds)."""
+
+
 def leaves(error: BaseException) -> list[BaseException]:
     """The exceptions inside trio's (nested) exception groups, in order; [error] for a plain
     one. The one place that looks inside groups: callers pick what they expect from these."""

@@ -27,6 +27,9 @@ class UtteranceEvent:
 
     id: str
     t: float
+    # Why the fallback voice speaks it (a contract: "fallback_reason"); "" while it does not.
+    # Last on the wire, and left out when empty.
+    fallback_reason: str = field(default="", kw_only=True)
     name: ClassVar[str] = ""
     ends: ClassVar[bool] = False  # finished, cancelled or failed: its one ending
 

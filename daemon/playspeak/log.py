@@ -10,6 +10,7 @@ import re
 import sys
 import time
 import weakref
+from collections import deque
 from collections.abc import Mapping
 from typing import Any, TextIO
 
@@ -21,7 +22,18 @@ _TOKEN_PATTERNS = [
     re.compile(r"(token=)[^&\s\"']+"),
     re.compile(r"(Bearer\s+)[^\s\"']+", re.IGNORECASE),
 ]
+# Configured secrets (the API key, the user id, passwords): few, kept for the process's life.
 _secrets: set[str] = set()
+# Tokens from the websocket URLs of auth answers: redacted wherever they appear (a service may
+# echo one in an error) while they are among the most recent URL_TOKENS_KEPT; an older one has
+# expired, and a registry that only grew made every log line slower (10,000 tokens: 0.88 ms a
+# line). Only values of URL_TOKEN_MIN characters or more: real tokens are long (the local
+# server's 43, PlayAI's JWTs hundreds), while a short value is a word (`a=utterance` must not
+# hide "utterance" in every later line). The patterns above redact `token=` values of any
+# length where they stand.
+URL_TOKENS_KEPT = 32
+URL_TOKEN_MIN = 16
+_url_tokens: deque[str] = deque(maxlen=URL_TOKENS_KEPT)
 
 # syslog priorities for journald's `<N>` line prefixes (sd-daemon(3)).
 _JOURNAL_PRIORITY = {
@@ -43,9 +55,19 @@ def register_secret(value: str | None) -> None:
         _secrets.add(value)
 
 
+def register_url_tokens(url: str) -> None:
+    """Redact the query values of a websocket URL (from an auth answer) that look like
+    tokens: long enough to be secrets, and while among the most recent (see above)."""
+    _, _, query = url.partition("?")
+    for part in query.split("&"):
+        value = part.partition("=")[2]
+        if len(value) >= URL_TOKEN_MIN and value not in _url_tokens:
+            _url_tokens.append(value)
+
+
 def redact(text: str) -> str:
     """`text` with every registered secret and URL token replaced by `<redacted>`."""
-    for secret in sorted(_secrets, key=len, reverse=True):
+    for secret in sorted({*_secrets, *_url_tokens}, key=len, reverse=True):
         text = text.replace(secret, "<redacted>")
     for pattern in _TOKEN_PATTERNS:
         text = pattern.sub(r"\1<redacted>", text)

@@ -80,6 +80,7 @@ class Sources:
         if fallback is not None and not fallback.covers(u.priority):
             fallback = None
         params = dict(u.params)
+        u.fallback_reason = ""  # asked again: the service may answer this time
         wait = fallback.after if fallback else 0.0
         if fallback is not None and fallback.active and not self._connected(u.model):
             wait = 0.0  # still down since the last fallback: no point waiting again
@@ -87,7 +88,7 @@ class Sources:
             deadline=trio.current_time() + wait,
             late=f"no audio within {fallback.after:g} s" if fallback else "",
             fallback=(lambda: fallback.render(params)) if fallback else None,
-            on_fallback=fallback.note_used if fallback else None,
+            on_fallback=(lambda reason: self._fell_back(u, reason)) if fallback else None,
             on_audio=self.fallback.note_service if self.fallback else None,
             store=(lambda data: self._save(store, key, data)) if store else None,
         )
@@ -114,6 +115,12 @@ class Sources:
         if not self._spawn(reply.produce, self.local, text, voice, speed, style):
             raise LinkError("the daemon is shutting down")
         return reply
+
+    def _fell_back(self, u: Utterance, reason: str) -> None:
+        """The local voice speaks `u`: its events say why from now on (`fallback_reason`)."""
+        u.fallback_reason = reason
+        assert self.fallback is not None
+        self.fallback.note_used(reason)
 
     def _connected(self, model: str | None) -> bool:
         """Whether the model's link is up now: connected, or closed by choice while idle (a

@@ -23,7 +23,7 @@ from playspeak.audio.decoder import StreamDecoder, make_decoder
 from playspeak.audio.silence import UtteranceStart
 from playspeak.cache.replies import AnyReply
 from playspeak.chime import load_chime
-from playspeak.errors import AudioDeviceError, DecodeError, LinkError
+from playspeak.errors import AudioDeviceError, DecodeError, LinkError, ReplyTooLong
 from playspeak.playai.link import LinkPool, Reply
 from playspeak.priorities import admit
 from playspeak.sources import Sources
@@ -35,6 +35,18 @@ log = logging.getLogger(__name__)
 # Buffered beyond what the device takes at once when an utterance starts before its pre-roll:
 # trio's scheduling and the decoder's frame granularity.
 START_MARGIN_SECONDS = 0.010
+# The longest reply an utterance may have when speech.max_reply_seconds is 0: a generous
+# bound from its text (speech takes about 0.07 s a character at speed 1).
+REPLY_BASE_SECONDS = 30.0
+REPLY_SECONDS_PER_CHAR = 0.5
+
+
+def reply_limit(u: Utterance, configured: float) -> float:
+    """Seconds of audio `u`'s reply may bring: `configured`, or (0) a bound from its text."""
+    if configured:
+        return configured
+    speed = float(u.params.get("speed") or 1.0)
+    return (REPLY_BASE_SECONDS + REPLY_SECONDS_PER_CHAR * len(u.text)) / speed
 
 
 class AudioSink(Protocol):
@@ -100,6 +112,7 @@ class Speaker:
         max_queue: int,
         pipeline: bool = True,
         max_attempts: int = 3,
+        max_reply_seconds: float = 0.0,
         chime: np.ndarray | None = None,
         chime_priorities: tuple[str, ...] = ("important",),
         max_age: float = 300.0,
@@ -124,6 +137,7 @@ class Speaker:
         self.queue = SpeechQueue(max_queue)
         self.pipeline = pipeline
         self.max_attempts = max_attempts
+        self.max_reply_seconds = max_reply_seconds  # 0: from each utterance's text
         self.jobs: list[Job] = []  # requested and not ended, in request order
         self.feeding: Job | None = None  # the one the feeder is decoding into the player
         self.paused = False
@@ -329,6 +343,12 @@ class Speaker:
         except AudioDeviceError as e:
             if job.reply is not None:
                 job.reply.discard()
+            if u.state != "speaking" and not u.ended:
+                # nothing of it was heard (e.g. the sound server went away while the daemon
+                # was idle): it waits for the device like the rest of the queue
+                log.info("utterance %s: %s; it waits for the audio device", u.id, e)
+                self._respeak_unheard()
+                return
             self.hub.failed(u, f"audio device lost: {e}")
 
     async def _feed_audio(self, job: Job) -> None:
@@ -353,6 +373,13 @@ class Speaker:
             except DecodeError as e:
                 job.reply.discard()
                 self.hub.failed(u, f"undecodable audio: {e}")
+                return
+            except ReplyTooLong as e:
+                unfinished = not job.reply.complete.is_set()
+                job.reply.discard()
+                if unfinished:  # the connection still streams it: a fresh one for the queue
+                    self.links.restart_busy()
+                self.hub.failed(u, str(e))
                 return
         if u.ended:
             return
@@ -381,6 +408,7 @@ class Speaker:
         # state is known: idle (trim the leading silence) or playing another utterance
         idle = False
         trace, decoded = ReplyTrace(), 0  # also where the reply's pace is counted from
+        limit = reply_limit(job.utterance, self.max_reply_seconds)
         while True:
             hold = start.wait(trace.elapsed(trio.current_time())) if start else math.inf
             with trio.move_on_after(hold) as holding:
@@ -397,6 +425,11 @@ class Speaker:
                 decoder = self._decoder_for(job.utterance, reply)
             blocks = decoder.feed(chunk)
             before, decoded = decoded, decoded + sum(map(len, blocks))
+            if decoded > limit * rate:
+                raise ReplyTooLong(
+                    f"the reply passed {limit:g} s of audio (speech.max_reply_seconds): "
+                    "it did not end"
+                )
             trace.add(arrived, before / rate, decoded / rate)
             if blocks and start is None:
                 start, idle = self._utterance_start(job)
@@ -524,6 +557,12 @@ class Speaker:
             scope.cancel()
         job.received.set()
         self._forget(job)
+
+    def _respeak_unheard(self) -> None:
+        """The device was lost: every job none of whose audio was heard is asked for again
+        (the queue keeps their order), and waits for the device."""
+        for job in [j for j in self.jobs if j.utterance.state != "speaking"]:
+            self._respeak(job)
 
     def _respeak(self, job: Job) -> None:
         """Its audio had to be dropped with a cancelled one: say it again from the start."""

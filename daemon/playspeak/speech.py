@@ -4,6 +4,7 @@ Free of front ends: events go out typed (events.py) to each client's Outbox."""
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import time
 from collections import deque
@@ -70,6 +71,7 @@ class Utterance:
     state: str = "new"  # new, queued, speaking, finished, cancelled, failed
     created: float = field(default_factory=time.time)
     attempts: int = 0
+    fallback_reason: str = ""  # why the fallback voice speaks it ("": it does not)
     done: trio.Event = field(default_factory=trio.Event)
 
     @property
@@ -103,7 +105,10 @@ class EventHub:
 
     def emit(self, utterance: Utterance, event: UtteranceEvent) -> None:
         """Update the utterance's state and send `event` to its owner and every subscriber;
-        a second ending of one utterance is dropped (exactly one per utterance)."""
+        a second ending of one utterance is dropped (exactly one per utterance). Once the
+        fallback voice speaks it, every event carries why (`fallback_reason`)."""
+        if utterance.fallback_reason and not event.fallback_reason:
+            event = dataclasses.replace(event, fallback_reason=utterance.fallback_reason)
         if event.ends:
             if utterance.ended:
                 return

@@ -90,7 +90,14 @@ class AudioOutput:
         AudioDeviceError if the device is lost while this call holds PCM for it."""
         await self._ready.wait()
         base = self._base
-        end = await self.player.play(pcm)
+        try:
+            end = await self.player.play(pcm)
+        except AudioDeviceError as e:
+            if not self.player.running:
+                # known lost now (the stream could not start): waiters wait from here on,
+                # not from when the supervisor gets round to it
+                self._lost(str(e))
+            raise
         if base != self._base:
             # The device was lost and reopened while this call waited for space: the start of
             # this audio is gone, so what was just written would be a fragment. Drop it.

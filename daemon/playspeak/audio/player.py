@@ -56,6 +56,10 @@ log = logging.getLogger(__name__)
 BLOCK_SECONDS = 0.010  # callback period: small enough for prompt cancel, large enough for Python
 _STALL_SECONDS = 2.0  # no callback for this long while open: the device or server is gone
 _WATCH_SECONDS = 0.25  # how often run() looks for a stalled or idle stream (4 wake-ups a second)
+# While no stream is open (stop_when_idle), the device is opened and closed this often to see
+# that it is still there: a sound server that went away is then reported (and waited for)
+# before speech is sent to it, not found gone by the next announcement.
+IDLE_CHECK_SECONDS = 2.0
 _MAX_SANE_LATENCY = 1.0  # reported DAC latencies outside [0, this) are not believed
 _REFILL_DIVISOR = 4  # a full ring is topped up once a quarter of it is free again
 # Silence after the last frame was heard before the stream stops: utterances queued back to
@@ -94,6 +98,7 @@ class Player:
         buffer_seconds: float = 2.0,
         stop_when_idle: bool = True,
         steady_latency: float = 0.0,
+        idle_check_seconds: float = IDLE_CHECK_SECONDS,
     ) -> None:
         self._device_spec = device
         self.samplerate = samplerate or 0
@@ -106,6 +111,7 @@ class Player:
         self._buffer_seconds = buffer_seconds
         self.stop_when_idle = stop_when_idle
         self.steady_latency = steady_latency  # 0: a stretch stays on its first stream
+        self.idle_check_seconds = idle_check_seconds  # 0: the idle device is not checked
         # Owned by the trio thread (written only there, mostly by the owner task):
         self.device_name = ""
         self.latency = 0.0  # the quick (first) stream's reported output latency, seconds
@@ -120,6 +126,7 @@ class Player:
         self._stop_now = False  # cancel() emptied the ring: close without waiting
         self._starts = 0
         self._switches = 0
+        self._checked_at = 0.0  # monotonic time the idle device was last opened to check it
         self._opened = 0  # streams opened: each one's callback knows its number
         self._switch_at: int | None = None  # the quick stream reads up to here (in a pause)
         self._switch_due: float | None = None  # when to start the steady stream (monotonic)
@@ -172,6 +179,7 @@ class Player:
         self._start_wanted = False
         try:
             await self._open_stream()  # the device works
+            self._checked_at = time.monotonic()
             self._running = True
             if self.stop_when_idle:
                 await self._close_stream()  # opened again for each stretch of speech
@@ -308,7 +316,10 @@ class Player:
                 self._wake()
                 continue
             stream = self._stream
-            if not self._active or stream is None:
+            if stream is None:
+                await self._check_idle_device()
+                continue
+            if not self._active:
                 continue  # closed on purpose (idle)
             silent_for = time.monotonic() - self._last_callback
             if self._failure and not stream.active:
@@ -329,6 +340,21 @@ class Player:
                 refused = self.steady_refused
                 if self.steady_latency and deeper and not refused and self._active:
                     await self._toward_steady()
+
+    async def _check_idle_device(self) -> None:
+        """Owner: no stream is open (idle): every `idle_check_seconds`, open one and close it
+        again; one that cannot be opened raises AudioDeviceError (run() ends: the device is
+        lost, and waited for). About 2 ms of work through ALSA and PulseAudio."""
+        interval = self.idle_check_seconds
+        if not (interval and self.stop_when_idle):
+            return
+        if time.monotonic() - self._checked_at < interval:
+            return
+        self._checked_at = time.monotonic()
+        if self._ring is not None and self._ring.used:
+            return  # a start is wanted: that open is the check
+        await self._open_stream()
+        await self._close_stream()
 
     async def _close_if_idle(self) -> None:
         """Owner: close the stream once nothing has played for IDLE_STOP_SECONDS after the
@@ -695,6 +721,11 @@ class Player:
     @property
     def paused(self) -> bool:
         return self._paused
+
+    @property
+    def running(self) -> bool:
+        """True from run()'s start to its end (the device opened, not lost)."""
+        return self._running
 
     @property
     def volume(self) -> float:

@@ -1,7 +1,9 @@
 """A player that writes a WAV file instead of a sound card: for machines without one.
 
 Same verbs as the sound-card player; nothing is paced, so each utterance "leaves the device" as
-soon as it is written.
+soon as it is written. A WAV file holds at most 4 GiB of audio (its sizes are 32-bit): when the
+next frames would pass that, the file is closed and the audio goes on in the next one,
+`NAME-2.wav`, `NAME-3.wav`, … beside it (about 12 hours each at 48 kHz mono).
 """
 
 from __future__ import annotations
@@ -18,9 +20,12 @@ from typing import Any, BinaryIO
 import numpy as np
 import trio
 
-from playspeak.errors import ConfigError
+from playspeak.errors import AudioDeviceError, ConfigError
 
 log = logging.getLogger(__name__)
+
+# The most audio bytes one WAV file may hold: its RIFF size (data + 36 header bytes) is 32-bit.
+MAX_DATA_BYTES = 0xFFFFFFFF - 36
 
 
 def open_output(path: Path) -> BinaryIO:
@@ -76,6 +81,9 @@ class WavFilePlayer:
         self._raw: BinaryIO | None = None  # the file under `_file` (wave does not close it)
         self.prefill_seconds = 0.0  # a file never runs dry
         self.losses = 0  # a file is never lost
+        self.max_bytes = MAX_DATA_BYTES  # per file (tests lower it)
+        self.files = 0  # files opened so far: the current one is files_path(files)
+        self._file_bytes = 0  # audio bytes in the current file
 
     @property
     def frames_written(self) -> int:
@@ -85,25 +93,57 @@ class WavFilePlayer:
     def frames_read(self) -> int:
         return self._written  # a file takes every frame at once
 
+    def file_path(self, number: int) -> Path:
+        """The `number`th file (1: the configured path; then NAME-2.wav, …)."""
+        if number == 1:
+            return self.path
+        return self.path.with_name(f"{self.path.stem}-{number}{self.path.suffix}")
+
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        self._raw = open_output(self.path)
         try:
-            self._file = wave.open(self._raw, "wb")  # noqa: SIM115 - closed in finally
-            self._file.setnchannels(self.channels)
-            self._file.setsampwidth(2)
-            self._file.setframerate(self.samplerate)
-            log.info("audio goes to the WAV file %s", self.path)
+            self._next_file()
             task_status.started()
             await trio.sleep_forever()
         finally:
-            if self._file is not None:
-                self._file.close()
+            self._close_file()
+
+    def _next_file(self) -> None:
+        """Close the current file (if any) and open the next. Raises ConfigError (open_output)."""
+        self._close_file()
+        path = self.file_path(self.files + 1)
+        self._raw = open_output(path)
+        self.files += 1
+        self._file_bytes = 0
+        self._file = wave.open(self._raw, "wb")  # noqa: SIM115 - closed in _close_file
+        self._file.setnchannels(self.channels)
+        self._file.setsampwidth(2)
+        self._file.setframerate(self.samplerate)
+        log.info("audio goes to the WAV file %s", path)
+
+    def _close_file(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+        if self._raw is not None:
             self._raw.close()
+            self._raw = None
 
     async def play(self, pcm: np.ndarray) -> int:
         assert self._file is not None
         scaled = np.clip(pcm * self.volume, -1.0, 1.0)
-        self._file.writeframes((scaled * 32767).astype("<i2").tobytes())
+        data = (scaled * 32767).astype("<i2").tobytes()
+        frame = 2 * self.channels
+        while data:
+            room = (self.max_bytes - self._file_bytes) // frame * frame
+            if room <= 0:
+                try:
+                    self._next_file()  # this one is full: the audio goes on in the next
+                except ConfigError as e:
+                    raise AudioDeviceError(str(e)) from None
+                continue
+            part, data = data[:room], data[room:]
+            self._file.writeframes(part)
+            self._file_bytes += len(part)
         self._written += len(pcm)
         await trio.lowlevel.checkpoint()
         return self._written

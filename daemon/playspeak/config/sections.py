@@ -134,8 +134,9 @@ class ApiConfig:
     )
     request_patience: float = setting(
         30.0,
-        "An utterance waits this long (seconds) for a working connection (e.g. while "
-        "credentials are refused), then fails with the reason.",
+        "An utterance waits this long (seconds) for a working connection (e.g. while the "
+        "service is unreachable), then fails with the reason; refused credentials (401/403) "
+        "fail it at once.",
     )
     first_audio_timeout: float = setting(
         5.0,
@@ -385,6 +386,14 @@ class SpeechConfig:
         "Requests per utterance when the connection drops mid-way (each replays it from the "
         "start).",
         low=1,
+    )
+    max_reply_seconds: float = setting(
+        0.0,
+        "The most audio one reply may bring, in seconds; past it the utterance fails with the "
+        "reason and its connection is reopened (a reply that never ends must not hold the "
+        "queue, nor its audio be kept for the cache). 0: 30 s plus half a second per "
+        "character, divided by the speed.",
+        low=0,
     )
     interrupt_reconnect: bool = setting(
         True,

@@ -148,5 +148,9 @@ def _refusal(
         return Reply(429, {"error": message}, (("Retry-After", retry_after),))
     if faults.reject_auth:
         return Reply(401, {"error": "unauthorized (injected)"})
+    if settings.refuses_auth:
+        return Reply(
+            settings.auth_status, {"error": f"refused (--auth-status {settings.auth_status})"}
+        )
     problem = _credentials_error(headers, settings)
     return None if problem is None else Reply(401, {"error": problem})

@@ -98,7 +98,8 @@ def _add_service_costs(parser: argparse.ArgumentParser) -> None:
         "--auth-status",
         type=int,
         metavar="CODE",
-        help=f"the 2xx status of a successful auth [{r['auth_status']}]",
+        help="every auth answer's status: a 2xx succeeds, a 4xx (401, 403) refuses every "
+        f"call [{r['auth_status']}]",
     )
     group.add_argument(
         "--error-frames",

@@ -136,6 +136,9 @@ class Session:
         if faults.error_on_text is not None and faults.error_on_text in command.text:
             await self._send_error("synthesis failed (injected)", rid)
             return
+        if faults.endless_on_text is not None and faults.endless_on_text in command.text:
+            await self._send_endless(command, rid)
+            return
         send, recv = trio.open_memory_channel[Piece | None](1)
         async with trio.open_nursery() as nursery:
             nursery.start_soon(self._synthesize, command, send)
@@ -151,6 +154,18 @@ class Session:
             await self._send_json({"type": "end", "request_id": end_rid})
         else:
             await self._send_error("synthesis failed", end_rid)
+
+    async def _send_endless(self, command: Command, rid: object) -> None:
+        """A reply that never ends (injected): its audio again and again, as fast as the
+        client reads."""
+        encoded = await self._shared.audio.render(
+            command.text, command.voice, command.speed, command.sample_rate, command.output_format
+        )
+        audio, step = encoded.data, self._shared.settings.chunk_max
+        await self._send_json({"type": "start", "request_id": rid})
+        while True:
+            for offset in range(0, len(audio), step):
+                await self._send_audio(audio[offset : offset + step])
 
     async def _synthesize(
         self, command: Command, send: trio.MemorySendChannel[Piece | None]

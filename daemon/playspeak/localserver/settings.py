@@ -65,8 +65,15 @@ class LocalServerSettings:
     connect_delay: float = 0.0  # each websocket handshake is answered this late
     idle_timeout: float = 0.0  # close a websocket with nothing asked of it this long; 0: never
     auth_rate: AuthRate | None = None  # past it, auth answers 429 with Retry-After
-    auth_status: int = 200  # the status of a successful auth answer (any 2xx)
+    # every auth answer's status: any 2xx (success), or a 4xx other than 429 that refuses
+    # every call (401: a revoked key)
+    auth_status: int = 200
     error_frames: ErrorFrames = "legacy"
+
+    @property
+    def refuses_auth(self) -> bool:
+        """`auth_status` is a 4xx (not 429, which is the rate limit's): every auth refused."""
+        return 400 <= self.auth_status <= 499 and self.auth_status != 429
 
     @classmethod
     def realistic(cls, **overrides: Any) -> LocalServerSettings:
@@ -87,8 +94,10 @@ class LocalServerSettings:
             value = getattr(self, name)
             if not (math.isfinite(value) and value >= 0):
                 raise ValueError(f"{name} must be a number of seconds, 0 or more")
-        if not 200 <= self.auth_status <= 299:
-            raise ValueError(f"auth_status must be a 2xx code, not {self.auth_status}")
+        if not (200 <= self.auth_status <= 299 or self.refuses_auth):
+            raise ValueError(
+                f"auth_status must be a 2xx code or a 4xx refusal, not {self.auth_status}"
+            )
         if self.error_frames not in ("legacy", "typed"):
             raise ValueError(f"error_frames must be legacy or typed, not {self.error_frames!r}")
 
@@ -123,6 +132,7 @@ class Faults:
     drop_after_requests: int | None = None  # abort a connection when its Nth command arrives
     reject_auth: bool = False  # auth calls answer 401
     error_on_text: str | None = None  # commands whose text contains this get an error frame
+    endless_on_text: str | None = None  # ... get a reply whose audio repeats and never ends
     corrupt_after_bytes: int | None = None  # one reply's audio after this offset is garbage
     garbage_frames: bool = False  # a non-JSON frame and an unknown-type frame before each start
     stall_after_bytes: int | None = None  # a reply goes silent after N of its audio bytes (0:

@@ -27,6 +27,11 @@ class RateLimited(LinkError):
         self.retry_after = retry_after
 
 
+class CredentialsRefused(AuthError):
+    """The auth call answered 401 or 403: the key or the user id is wrong (retrying the same
+    ones soon will not help)."""
+
+
 class ModelNotOffered(AuthError):
     """The auth answer names no websocket for the model asked for."""
 
@@ -127,8 +132,8 @@ async def authenticate(
     except httpx.HTTPError as e:
         raise LinkError(f"cannot reach {base_url}: {type(e).__name__}: {redact(str(e))}") from e
     if response.status_code in (401, 403):
-        raise AuthError(
-            f"{base_url} refused the credentials (HTTP {response.status_code}: "
+        raise CredentialsRefused(
+            f"the TTS service at {base_url} refused the credentials (HTTP {response.status_code}: "
             f"{_server_message(response)}): check PLAYAI_API_KEY and PLAYAI_USER_ID"
         )
     if response.status_code == 429:

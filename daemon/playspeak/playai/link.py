@@ -52,7 +52,7 @@ from playspeak.backoff import Backoff
 from playspeak.errors import AuthError, BadJsonError, LinkError, leaves
 from playspeak.jsonguard import load_json
 from playspeak.log import redact, register_secret
-from playspeak.playai.auth import ModelNotOffered, RateLimited
+from playspeak.playai.auth import CredentialsRefused, ModelNotOffered, RateLimited
 from playspeak.playai.urls import UrlCache
 
 log = logging.getLogger(__name__)
@@ -60,6 +60,11 @@ log = logging.getLogger(__name__)
 MAX_MODELS = 16  # links (one per model name) a pool starts at most
 REPLY_BUFFER_CHUNKS = 32  # per request; bytes beyond wait in the socket, not in memory
 STABLE_CONNECTION = 5.0  # seconds: a connection that lived this long resets the backoff
+# A URL expiry shorter than this is not used to time renewals: an open connection does not
+# need its URL again, and renewing every few seconds would cost an auth call each time (a 2 s
+# expiry: 20 auth calls in 32 s from an idle daemon). A new connection still authenticates
+# again once the kept URL has expired (playai/urls.py).
+MIN_RENEWAL_LIFETIME = 30.0
 
 
 class Reply:
@@ -217,6 +222,10 @@ class Link:
         # connection, new requests fail at once with the reason.
         self._after_stall = False
         self._unreachable_after_stall = False
+        # The auth call refused the credentials (401/403): until a connection opens again,
+        # requests fail at once with that reason instead of waiting `request_patience` for a
+        # retry that the same credentials cannot pass (the supervisor still retries).
+        self._credentials_refused = ""
         register_secret(settings.api_key)
         register_secret(settings.user_id)
 
@@ -236,6 +245,8 @@ class Link:
                         )
                     if self._refused != refused:
                         raise LinkError(self._refusal)
+                    if self._credentials_refused:
+                        raise AuthError(self._credentials_refused)
                     self._demand.set()
                     self._waiting += 1
                     try:
@@ -318,6 +329,11 @@ class Link:
                 except RateLimited as e:
                     self._note_failure("reconnecting", str(e))
                     wait = max(backoff.next(), e.retry_after or 0.0)
+                except CredentialsRefused as e:
+                    self._note_failure("auth-failed", str(e))
+                    self._credentials_refused = self.last_error
+                    self._wake()
+                    wait = backoff.next()
                 except AuthError as e:
                     self._note_failure("auth-failed", str(e))
                     wait = backoff.next()
@@ -332,6 +348,7 @@ class Link:
                     self._note_failure("reconnecting", f"{type(e).__name__}: {e}")
                     wait = backoff.next()
                 else:
+                    self._credentials_refused = ""
                     old, self._restart_now = self._conn, False
                     self._set_conn(conn)
                     if old is not None:
@@ -384,11 +401,17 @@ class Link:
         if left is not None:
             left += trio.current_time() - conn.opened
             if left > 0:
-                lifetime = min(lifetime, left)
+                lifetime = min(lifetime, max(left, MIN_RENEWAL_LIFETIME))
         renew_at = conn.opened + lifetime - min(s.renew_margin, lifetime / 4)
         with trio.move_on_at(renew_at):
             await conn.closed.wait()
             return False
+        if self._lazy:
+            # A link that closes when idle renews only once it is asked for something:
+            # renewing an idle one would restart its idle clock, so it would never close.
+            while not conn.pending:
+                if await _closed_or_poked(conn):
+                    return False
         log.info("model %s: renewing the connection before it expires", s.model)
         return True
 
@@ -684,6 +707,20 @@ class Link:
             return Link._find(conn, request_id)
         current = conn.current
         return current if current is not None and not current.echoed else None
+
+
+async def _closed_or_poked(conn: _Connection) -> bool:
+    """Wait until `conn` closes (True) or something changes on it (False)."""
+    poked = conn.progress
+    async with trio.open_nursery() as nursery:
+
+        async def wait(event: trio.Event) -> None:
+            await event.wait()
+            nursery.cancel_scope.cancel()
+
+        nursery.start_soon(wait, conn.closed)
+        nursery.start_soon(wait, poked)
+    return conn.closed.is_set()
 
 
 def _shown(request_id: Any) -> str:

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import httpx
 import trio
 
-from playspeak.log import register_secret
+from playspeak.log import register_url_tokens
 from playspeak.playai.auth import AuthResult, authenticate
 
 log = logging.getLogger(__name__)
@@ -62,8 +62,7 @@ class UrlCache:
         with trio.fail_after(self.timeout):
             result = await authenticate(self.http, self.base_url, self.api_key, self.user_id)
         for url in result.urls.values():
-            for value in url.split("=")[1:]:
-                register_secret(value.split("&")[0])
+            register_url_tokens(url)
         now = trio.current_time()
         life = self.lifetime
         if result.expires_at is not None:

@@ -1,0 +1,124 @@
+"""A refused API key is named to the user: through the real daemon and a real local server whose
+every auth call answers 401 (`serve-local --auth-status 401`), the fallback voice's events say
+why it speaks (`fallback_reason`, a contract), `say --wait` prints that on stderr, a `text`
+message (which the fallback does not cover) fails at once with the 401, and with espeak-ng
+missing too the failure still names the 401."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+import trio
+
+from playspeak.config import ApiConfig, AudioConfig, Config, ControlConfig, FallbackConfig
+from playspeak.daemon import Daemon, open_daemon
+from playspeak.localserver import LocalServer, open_local_server
+
+from daemon_helpers import LineClient
+from soundcard import PulseNullSink
+
+REFUSED = "refused the credentials (HTTP 401"
+# The patience a request would wait for a connection before this fix: a refusal must not wait
+# for it (nor for the fallback's deadline).
+PATIENCE = 30.0
+FALLBACK_AFTER = 2.0
+
+
+@pytest.fixture
+async def refusing_server() -> AsyncIterator[LocalServer]:
+    async with open_local_server(auth_status=401) as server:
+        yield server
+
+
+def config_for(tmp_path: Path, server: LocalServer) -> Config:
+    return Config(
+        api=ApiConfig(
+            url=server.base_url, api_key="wrong-key", user_id="me", request_patience=PATIENCE
+        ),
+        control=ControlConfig(socket=str(tmp_path / "playspeak.sock")),
+        audio=AudioConfig(samplerate=48000),
+        fallback=FallbackConfig(after=FALLBACK_AFTER),
+    )
+
+
+@pytest.fixture
+async def daemon(
+    tmp_path: Path, refusing_server: LocalServer, sound_card: PulseNullSink
+) -> AsyncIterator[Daemon]:
+    async with open_daemon(config_for(tmp_path, refusing_server)) as d:
+        yield d
+
+
+async def say(daemon: Daemon, text: str, **fields: object) -> list[dict]:
+    client = await LineClient.open(daemon.socket_path)
+    ident = (await client.command(cmd="speak", text=text, **fields))["id"]
+    events = await client.events_until_end({ident})
+    await client.stream.aclose()
+    return [e for e in events if e.get("id") == ident]
+
+
+async def test_every_event_of_the_fallback_voice_names_the_refused_key(daemon: Daemon) -> None:
+    events = await say(daemon, "The front door is open.")
+    spoken = {e["event"]: e for e in events if e["event"] != "queued"}
+    assert set(spoken) == {"started", "finished"}, events
+    for event in spoken.values():
+        assert event["source"] == "fallback"
+        assert REFUSED in event["fallback_reason"], event
+    # the refusal is known at once: the local voice does not wait for fallback.after
+    assert spoken["started"]["t"] - events[0]["t"] < FALLBACK_AFTER
+    assert "fallback_reason" not in events[0]  # queued: nobody knew yet
+
+
+async def test_a_text_message_with_a_refused_key_fails_at_once_naming_it(daemon: Daemon) -> None:
+    with trio.fail_after(FALLBACK_AFTER):  # not after api.request_patience (30 s)
+        events = await say(daemon, "Nobody hears this.", priority="text")
+    assert [e["event"] for e in events] == ["queued", "failed"]
+    assert REFUSED in events[-1]["reason"]
+
+
+async def test_say_wait_prints_the_fallback_reason_and_exits_0(daemon: Daemon) -> None:
+    done = await trio.run_process(
+        [
+            sys.executable,
+            "-m",
+            "playspeak",
+            "say",
+            "--wait",
+            "--socket",
+            str(daemon.socket_path),
+            "The washing machine has finished.",
+        ],
+        capture_stdout=True,
+        capture_stderr=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert REFUSED in done.stderr.decode()
+    assert "fallback voice" in done.stderr.decode()
+
+
+async def test_without_espeak_ng_the_failure_still_names_the_401(
+    tmp_path: Path,
+    refusing_server: LocalServer,
+    sound_card: PulseNullSink,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """espeak-ng really missing: PATH holds nothing (the daemon runs in this process)."""
+    empty = tmp_path / "empty-path"
+    empty.mkdir()
+    monkeypatch.setenv("PATH", str(empty))
+    caplog.set_level(logging.WARNING)
+    async with open_daemon(config_for(tmp_path, refusing_server)) as daemon:
+        warnings = daemon.status()["warnings"]
+        assert any("espeak-ng is not installed" in w for w in warnings), warnings
+        assert "espeak-ng is not installed" in caplog.text  # said at start, in the log
+        with trio.fail_after(FALLBACK_AFTER):
+            events = await say(daemon, "Water leak in the basement.", priority="important")
+    assert [e["event"] for e in events] == ["queued", "failed"]
+    reason = events[-1]["reason"]
+    assert REFUSED in reason and "local voice failed" in reason, reason
