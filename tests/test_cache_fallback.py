@@ -243,7 +243,10 @@ async def test_cache_warm_makes_phrases_work_offline(
 async def test_a_fifo_in_place_of_an_entry_neither_freezes_speech_nor_the_stop(
     tmp_path: Path, sound_card: PulseNullSink
 ) -> None:
-    env = {"XDG_CACHE_HOME": str(tmp_path / "xdg")}
+    # The embedded server, not the direct local voice: only a service's replies are cached.
+    config = tmp_path / "playspeak.toml"
+    config.write_text('[local_server]\nembedded = "server"\n')
+    env = {"XDG_CACHE_HOME": str(tmp_path / "xdg"), "PLAYSPEAK_CONFIG": str(config)}
     async with daemon_process(tmp_path, env) as daemon:
         client = await LineClient.open(daemon.socket_path)
         text = "The post has come."

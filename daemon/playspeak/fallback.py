@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from playspeak.engines import Synthesizer, cpu
+from playspeak.engines import EngineName, Synthesizer, cpu
 
 log = logging.getLogger(__name__)
 
@@ -33,8 +33,12 @@ class FallbackVoice:
         thread)."""
         from playspeak.localserver import encode  # lazy: PyAV's encoders
 
+        voice = str(params.get("voice", ""))
+        if self.synth.words_missing and self.synth.engine_of(voice) is EngineName.GENERATED:
+            # an announcement must be understood: a murmur in its place hides the failure
+            raise RuntimeError("no local voice: espeak-ng is not installed")
         pcm, rate = await self.synth.pcm(
-            str(params["text"]), str(params.get("voice", "")), float(params.get("speed") or 1.0)
+            str(params["text"]), voice, float(params.get("speed") or 1.0)
         )
         sample_rate = int(params.get("sample_rate") or 24000)
         fmt = str(params.get("output_format") or "mp3")

@@ -75,6 +75,8 @@ class Synthesizer:
 
     def __init__(self, mode: str = "auto") -> None:
         self.engine = resolve_engine(mode)
+        # The generated signal only because espeak-ng is missing: a murmur, not words
+        self.words_missing = self.engine is EngineName.GENERATED and mode != "generated"
         self.espeak_spares = espeak.EspeakSpares()
         self.piper_models = {m.id: m for m in piper.find_models()}
         self._piper = piper.PiperVoices()
