@@ -13,7 +13,6 @@ import pytest
 from playspeak.config import DEFAULT_VOICE, LocalServerConfig
 from playspeak.daemon import open_daemon
 from playspeak.engines import EngineName, Synthesizer
-from playspeak.engines.espeak import espeak_pcm
 from playspeak.engines.piper import find_models, split_clauses
 
 from audio_compare import RATE, loud_span
@@ -46,15 +45,14 @@ def seconds(pcm: np.ndarray, rate: int) -> float:
 async def test_a_piper_voice_is_heard_through_the_daemon(
     tmp_path: Path, sound_card: PulseNullSink, recorder: Recorder
 ) -> None:
-    """`voice: piper:<model>` in a speak selects Piper (its audio is not the same twice: the
-    model samples noise, so it is told from espeak-ng by its length, which differs by more
-    than Piper's own variation)."""
+    """`voice: piper:<model>` in a speak selects Piper. Its audio is not the same twice (the
+    model samples noise, and the length varies by ~0.1 s, as much as it differs from
+    espeak-ng's for a short sentence), so the daemon's own engine is asked which model spoke,
+    and the heard length is checked against Piper's."""
     voice = find_models()[0].id
     text = "The front door is open."
     piper_pcm, piper_rate = await Synthesizer().pcm(text, voice, 1.0)
-    espeak_s = seconds(*await espeak_pcm(text, DEFAULT_VOICE, 1.0))
     piper_s = seconds(piper_pcm, piper_rate)
-    assert abs(piper_s - espeak_s) > 0.15, (piper_s, espeak_s)
     config = dataclasses.replace(sound_card_config(tmp_path), local_server=LocalServerConfig())
     async with open_daemon(config) as daemon:
         client = await LineClient.open(daemon.socket_path)
@@ -62,8 +60,12 @@ async def test_a_piper_voice_is_heard_through_the_daemon(
         events = await client.events_until_end({uid})
         assert [e["event"] for e in events] == ["queued", "started", "finished"]
         heard_s = loud_span(await recorder.heard()) / RATE
-    assert abs(heard_s - piper_s) < abs(heard_s - espeak_s), (heard_s, piper_s, espeak_s)
-    assert abs(heard_s - piper_s) < 0.15
+        assert daemon.speaker.sources is not None
+        synth = daemon.speaker.sources.local
+        assert synth is not None
+        spoke = synth._piper._loaded  # the models this daemon's engine synthesised with
+        assert [path.name for path in spoke] == [find_models()[0].path.name]
+    assert abs(heard_s - piper_s) < 0.3, (heard_s, piper_s)
 
 
 @needs_piper
