@@ -19,6 +19,7 @@ import pytest
 import trio
 
 from playspeak.cache.store import PhraseStore
+from playspeak.commands import MAX_WARMING_PER_CLIENT
 from playspeak.config import (
     DEFAULT_VOICE,
     ApiConfig,
@@ -283,3 +284,32 @@ async def test_a_cache_directory_others_may_write_turns_the_cache_off_not_the_sp
     [warning] = [r.getMessage() for r in caplog.records if "phrase cache off" in r.getMessage()]
     assert "has mode 0777: other users may write to it" in warning
     assert list((tmp_path / "cache").iterdir()) == []
+
+
+async def test_many_warm_requests_neither_pile_up_nor_hold_up_speech(
+    daemon: Daemon, service: Service
+) -> None:
+    """150 `cache warm` requests on one connection: beyond commands.MAX_WARMING_PER_CLIENT in
+    flight each is refused with the reason (nothing is dropped unsaid), and a `text` say on
+    another connection is heard behind at most one warm reply, not behind all of them."""
+    warmer = await LineClient.open(daemon.socket_path)
+    replies = [
+        await warmer.command(cmd="cache", action="warm", text=f"Phrase number {n}.")
+        for n in range(150)
+    ]
+    accepted = [r for r in replies if r["event"] == "ok"]
+    refused = [r for r in replies if r["event"] == "error"]
+    assert len(accepted) == MAX_WARMING_PER_CLIENT
+    assert len(refused) == 150 - MAX_WARMING_PER_CLIENT
+    assert all("in flight" in r["error"] for r in refused)
+    with trio.fail_after(10):  # 150 warm replies first would take over a minute
+        events = await say(daemon, "Speech goes first.", priority="text")
+    assert events["finished"]["source"] == "service"
+    warmed = []
+    with trio.fail_after(20):
+        while len(warmed) < MAX_WARMING_PER_CLIENT:
+            if (event := await warmer.event())["event"] == "warmed":
+                warmed.append(event["result"])
+    assert warmed == ["stored"] * MAX_WARMING_PER_CLIENT
+    # their `warmed` events free the client's share again
+    assert (await warmer.command(cmd="cache", action="warm", text="One more."))["event"] == "ok"

@@ -13,6 +13,10 @@ from playspeak.speech import EventHub, Outbox, QueueFull, Utterance
 from playspeak.style import Style
 from playspeak.utterances import SpeechRequest, UtteranceBuilder
 
+# `cache warm` requests one client may have in flight: more are refused with the reason (the
+# CLI sends one at a time), so that one connection cannot line up hundreds of service requests.
+MAX_WARMING_PER_CLIENT = 4
+
 
 class Requester(Outbox, Protocol):
     """Who sent a command, as the handler needs it: where its replies and events go, its own
@@ -46,6 +50,7 @@ class CommandHandler:
         self.builder = builder  # the defaults in force (the daemon replaces them on reload)
         self.stopping = False  # set at shutdown: speak is refused
         self._status = status
+        self._warming: dict[Requester, int] = {}  # clients with warm requests in flight
         self._table: dict[type, Callable[[Requester, Any], dict[str, Any]]] = {
             p.Speak: self._speak,
             p.Ping: lambda s, c: {},
@@ -116,15 +121,24 @@ class CommandHandler:
             raise ProtocolError("the phrase cache is off (cache.enabled = false)")
         text = c.text
         assert text is not None
+        if self._warming.get(session, 0) >= MAX_WARMING_PER_CLIENT:
+            raise ProtocolError(
+                f"{MAX_WARMING_PER_CLIENT} cache warm requests of this client are in flight: "
+                "send more after their `warmed` events"
+            )
         request = SpeechRequest(text, voice=c.voice, speed=c.speed, model=c.model)
         utterance = Utterance(
             text=text, params=self.builder.params(request), model=c.model, id="warm"
         )
 
         def done(result: str, reason: str) -> None:
+            if (left := self._warming.pop(session) - 1) > 0:
+                self._warming[session] = left
             session.send(Warmed(text[:80], result, reason))
 
-        sources.spawn_warm(utterance, done)
+        self._warming[session] = self._warming.get(session, 0) + 1
+        # speech first: a warm request goes to the service only while nothing is to be said
+        sources.spawn_warm(utterance, done, before=self.speaker.wait_idle)
         return {"warming": text[:80]}
 
     def _check_id(self, ident: str) -> None:

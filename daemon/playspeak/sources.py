@@ -12,6 +12,7 @@ daemon's root) for cache writes, background requests and `cache warm`.
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import trio
@@ -27,6 +28,8 @@ from playspeak.speech import Utterance
 from playspeak.style import Style
 
 log = logging.getLogger(__name__)
+
+Waiter = Callable[[], Awaitable[None]]
 
 
 class Sources:
@@ -45,6 +48,9 @@ class Sources:
         self.store = store
         self.fallback = fallback
         self._nursery: trio.Nursery | None = None
+        # One warm request at a time on the link: speech asked for meanwhile waits behind at
+        # most one warm reply, not behind every phrase a client asked to warm.
+        self._warming = trio.Lock()
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Open the cache directory (index it, shrink it to its cap); serve until cancelled."""
@@ -158,9 +164,10 @@ class Sources:
 
     # ---- cache warm / clear / stats ---------------------------------------------------------
 
-    async def warm(self, u: Utterance) -> str:
+    async def warm(self, u: Utterance, before: Waiter | None = None) -> str:
         """Fetch `u` from the service into the cache unless it is there: "cached" or "stored".
-        Raises LinkError."""
+        One warm request at a time, each after `before()` (the speaker's wait_idle: speech
+        goes first). Raises LinkError."""
         if self.store is None:
             raise LinkError("the phrase cache is off")
         if self.local is not None:
@@ -168,6 +175,17 @@ class Sources:
         store, key = self.store, self.key(u.params, u.model)
         if await trio.to_thread.run_sync(store.get, key) is not None:
             return "cached"
+        async with self._warming:
+            if before is not None:
+                await before()
+            parts = await self._fetch(u)
+        if not parts:
+            raise LinkError("the service sent no audio")
+        if not await trio.to_thread.run_sync(store.put, key, b"".join(parts)):
+            raise LinkError(f"could not write to {store.directory}")
+        return "stored"
+
+    async def _fetch(self, u: Utterance) -> list[bytes]:
         link = await self.links.get(u.model)
         reply = await link.request(dict(u.params))
         parts = []
@@ -176,18 +194,14 @@ class Sources:
                 parts.append(chunk)
         finally:
             reply.discard()  # on cancel too: the link's reader must not wait on it
-        if not parts:
-            raise LinkError("the service sent no audio")
-        if not await trio.to_thread.run_sync(store.put, key, b"".join(parts)):
-            raise LinkError(f"could not write to {store.directory}")
-        return "stored"
+        return parts
 
-    def spawn_warm(self, u: Utterance, done: Any) -> None:
+    def spawn_warm(self, u: Utterance, done: Any, before: Waiter | None = None) -> None:
         """Warm in the background; `done(result, reason)` when it ended."""
 
         async def task() -> None:
             try:
-                done(await self.warm(u), "")
+                done(await self.warm(u, before), "")
             except LinkError as e:
                 done("failed", str(e))
 
