@@ -371,7 +371,12 @@ async def open_daemon(config: Config) -> AsyncIterator[Daemon]:
                 from playspeak.mqtt.bridge import MqttBridge
 
                 bridge = MqttBridge(
-                    config.mqtt, handler, report, config.control.client_buffer, __version__
+                    config.mqtt,
+                    handler,
+                    report,
+                    config.control.client_buffer,
+                    __version__,
+                    max_payload=config.control.max_line_bytes,
                 )
                 report.add(lambda: {"mqtt": bridge.status()})
                 await nursery.start(bridge.run)

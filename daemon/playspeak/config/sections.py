@@ -598,6 +598,13 @@ class MqttConfig:
         unit="seconds",
     )
     keepalive: float = setting(30.0, "Seconds between keep-alive pings.", low=5, unit="seconds")
+    inbox: int = setting(
+        64,
+        "QoS 1 messages delivered to this node and not yet acted on, at most (MQTT 5's Receive "
+        "Maximum): the broker holds the rest until there is room.",
+        low=1,
+        high=65535,
+    )
 
 
 @dataclass(frozen=True)

@@ -5,11 +5,17 @@ from trio's loop: that thread already owns reconnection with backoff, keepalive,
 retransmission and TLS, which an external-loop integration would make us re-implement (more
 of our code, for the saving of one mostly idle thread). The hand-over is one-way and narrow:
 
-- paho's thread → trio: ``on_message`` only copies (topic, packet id, dup, payload) into a
-  bounded trio channel through ``TrioToken.run_sync_soon``; it never touches daemon state.
-- trio → paho: ``publish``/``subscribe`` (thread-safe in paho: they lock the client) from
-  the trio thread; ``on_connect`` (paho's thread) subscribes and publishes the retained
+- paho's thread → trio: ``on_message`` only copies an `Inbound` into a bounded trio channel
+  (``trio.from_thread.run``); it never touches daemon state.
+- trio → paho: ``publish``/``subscribe``/``ack`` (thread-safe in paho: they queue a packet)
+  from the trio thread; ``on_connect`` (paho's thread) subscribes and publishes the retained
   status and discovery configs, whose payloads are built before the thread starts.
+
+Keeping our word: a QoS 1 message is acknowledged (paho's manual acknowledgement) only once
+it was acted on — queued to speak, or refused with an error event. The inbox holds
+``mqtt.inbox`` messages; when it is full, ``on_message`` blocks paho's thread until there is
+room, so nothing is dropped and the broker holds the rest (it sends at most that many
+unacknowledged ones anyway: MQTT 5's Receive Maximum).
 
 Every message becomes a line of the control protocol and goes through the same
 CommandHandler as the socket's clients, on a session of its own that is subscribed to every
@@ -23,6 +29,7 @@ import json
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import trio
@@ -32,7 +39,7 @@ from playspeak.config import MqttConfig, read_secret_file
 from playspeak.control import protocol as p
 from playspeak.control.session import ClientSession
 from playspeak.errors import PlayspeakError
-from playspeak.events import Error, Message, Ok
+from playspeak.events import Error, Message, Ok, UtteranceEvent
 from playspeak.log import register_secret
 from playspeak.mqtt.topics import (
     OFFLINE,
@@ -49,10 +56,22 @@ from playspeak.mqtt.topics import (
 
 log = logging.getLogger(__name__)
 
-INBOX = 256  # messages waiting for the trio side; beyond, the broker's QoS 1 holds them
 STATE_EVERY = 2.0  # seconds between looks at the retained state (published only on change)
 QUEUED_WHILE_AWAY = 1024  # event lines paho holds for a broker that is away
 SESSION_EXPIRY = 3600  # seconds the broker keeps our subscriptions and QoS 1 backlog
+PACKET_ROOM = 4  # the broker discards (unseen) messages over this many payload limits
+
+
+@dataclass(frozen=True)
+class Inbound:
+    """A message as paho's thread hands it over."""
+
+    topic: str
+    mid: int
+    qos: int
+    dup: bool
+    retain: bool
+    payload: bytes
 
 
 class _EventPublisher(trio.abc.Stream):
@@ -79,9 +98,15 @@ class _EventPublisher(trio.abc.Stream):
 
 class _BridgeSession(ClientSession):
     """The bridge's client session: events and errors are published as control-protocol lines;
-    the "ok" replies to the messages it passes on are not."""
+    the "ok" replies to the messages it passes on are not. `on_end` hears every ending."""
+
+    def __init__(self, stream: trio.abc.Stream, buffer: int, on_end: Callable[[str], None]):
+        super().__init__(stream, buffer)
+        self._on_end = on_end
 
     def send(self, message: Message) -> None:
+        if isinstance(message, UtteranceEvent) and message.ends:
+            self._on_end(message.id)
         if not isinstance(message, Ok):
             super().send(message)
 
@@ -94,6 +119,7 @@ class MqttBridge:
         status: Callable[[], dict[str, Any]],
         client_buffer: int,
         version: str = "",
+        max_payload: int = 65536,
     ) -> None:
         self.config = config
         self.broker = Broker.parse(config.broker)
@@ -101,14 +127,17 @@ class MqttBridge:
         self.handler = handler
         self._status = status
         self._version = version
+        self.max_payload = max_payload  # bytes: the control protocol's line limit
         self._password = (
             read_secret_file(config.password_file, "mqtt.password_file")
             if config.password_file
             else ""
         )
         register_secret(self._password)
-        self.session = _BridgeSession(_EventPublisher(self._publish_line), client_buffer)
         self.dedupe = Deduper()
+        self.session = _BridgeSession(
+            _EventPublisher(self._publish_line), client_buffer, self.dedupe.ended
+        )
         self.connected = False  # written by paho's thread (a bool: read whole by trio)
         self._last_state: bytes | None = None
         self._poke = trio.Event()  # an event went out: the state may have changed
@@ -124,18 +153,11 @@ class MqttBridge:
         """Connect in the background and serve until cancelled; then say ``offline``."""
         import paho.mqtt.client as mqtt  # lazy: only a configured bridge pays for it
 
-        send, recv = trio.open_memory_channel[tuple[str, int, bool, bytes]](INBOX)
+        send, recv = trio.open_memory_channel[Inbound](self.config.inbox)
         token = trio.lowlevel.current_trio_token()
         self._client = client = self._make_client(mqtt, send, token)
         self.handler(self.session, p.Subscribe(), 0)  # every utterance's events
-        client.connect_async(
-            self.broker.host,
-            self.broker.port,
-            keepalive=max(5, round(self.config.keepalive)),
-            clean_start=False,  # a persistent session: QoS 1 messages wait for us
-            properties=_connect_properties(),
-        )
-        client.loop_start()
+        self._connect()
         log.info(
             "MQTT: node %s, broker %s:%d%s, groups %s",
             self.topics.node,
@@ -149,39 +171,54 @@ class MqttBridge:
                 nursery.start_soon(self.session.write_lines)
                 nursery.start_soon(self._publish_state_changes)
                 task_status.started()
-                async for topic, mid, dup, payload in recv:
-                    self.handle(topic, mid, dup, payload)
+                async for message in recv:
+                    self.handle(message)
+                    if message.qos:  # acted on: now the broker may forget it
+                        client.ack(message.mid, message.qos)
         finally:
+            recv.close()  # frees a paho thread blocked on a full inbox: _close joins it
             with trio.CancelScope(shield=True):
                 await trio.to_thread.run_sync(self._close)
 
-    def handle(self, topic: str, mid: int, dup: bool, payload: bytes) -> None:
-        """One message from the broker: deduped, aged, parsed and acted on; never raises."""
+    def handle(self, message: Inbound) -> None:
+        """One message from the broker: deduped, aged, parsed and acted on (or refused with an
+        error event); never raises."""
         self._lines += 1
+        topic, payload = message.topic, message.payload
+        ident: str | None = None
         try:
-            key = Deduper.key(topic, mid, payload)
-            first = self.dedupe.first_time(key)
-            if not first and (dup or key.startswith("id:")):
+            if message.retain:  # kept by the broker, sent at subscribe: not news (see subscribe)
+                log.info("MQTT %s: a retained message at subscribe: ignored", topic)
+                return
+            if len(payload) > self.max_payload:
+                self._refuse(topic, f"message of {len(payload)} bytes, over {self.max_payload}")
+                return
+            key = Deduper.key(topic, message.mid, payload)
+            if self.dedupe.redelivered(key, message.dup):
                 kind = key.split(":")[0]
                 log.info("MQTT %s: a message delivered again (%s): ignored", topic, kind)
                 return
+            ident = key[3:] if key.startswith("id:") else None
             age = too_old(payload, time.time(), self.config.max_age)
             if age is not None:
-                self._refuse(topic, f"message is {age:.0f} s old, past its max age: not spoken")
+                why = f"message is {age:.0f} s old, past its max age: not spoken"
+                self._refuse(topic, why, ident)
                 return
             line = to_line(self.topics.kind_of(topic), payload)
             command = p.parse_line(line)
             reply = self.handler(self.session, command, self._lines)
         except PlayspeakError as e:  # ProtocolError, QueueFull, ...
-            self._refuse(topic, str(e))
+            self._refuse(topic, str(e), ident)
             return
         except Exception:  # a bug must cost this message, not the bridge
             log.exception("MQTT %s: internal error", topic)
-            self._refuse(topic, "internal error (see the daemon's log)")
+            self._refuse(topic, "internal error (see the daemon's log)", ident)
             return
         log.info("MQTT %s: %s", topic, p.describe(command, reply))
 
-    def _refuse(self, topic: str, why: str) -> None:
+    def _refuse(self, topic: str, why: str, ident: str | None = None) -> None:
+        if ident is not None:  # no utterance will end it: its id is free again
+            self.dedupe.ended(ident)
         log.info("MQTT %s: refused: %s", topic, why)
         self.session.send(Error(why, topic=topic))
 
@@ -204,7 +241,7 @@ class MqttBridge:
 
     # ---- paho's thread ------------------------------------------------------------------
 
-    def _make_client(self, mqtt: Any, send: trio.MemorySendChannel[Any], token: Any) -> Any:
+    def _make_client(self, mqtt: Any, send: trio.MemorySendChannel[Inbound], token: Any) -> Any:
         from paho.mqtt.enums import CallbackAPIVersion
         from paho.mqtt.subscribeoptions import SubscribeOptions
 
@@ -212,6 +249,7 @@ class MqttBridge:
             CallbackAPIVersion.VERSION2,
             client_id=f"playspeak-{self.topics.node}",
             protocol=mqtt.MQTTv5,
+            manual_ack=True,  # acknowledged once acted on: see run
         )
         if self.config.username:
             client.username_pw_set(self.config.username, self._password or None)
@@ -225,7 +263,10 @@ class MqttBridge:
         retained = retained_configs(
             self.topics, self.config.discovery_prefix, self._version, self.config.discovery
         )
-        subscriptions = [(t, SubscribeOptions(qos=1)) for t in self.topics.subscriptions()]
+        # A retained say would be spoken again at every subscribe (each reconnect, each
+        # restart): the broker sends none; one published live is delivered once, as any other
+        options = SubscribeOptions(qos=1, retainHandling=SubscribeOptions.RETAIN_DO_NOT_SEND)
+        subscriptions = [(t, options) for t in self.topics.subscriptions()]
 
         def on_connect(client: Any, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
             if reason.is_failure:
@@ -245,14 +286,36 @@ class MqttBridge:
             self.connected = False
 
         def on_message(client: Any, userdata: Any, message: Any) -> None:
-            item = (message.topic, message.mid, bool(message.dup), bytes(message.payload))
-            with contextlib.suppress(trio.RunFinishedError):  # shutting down
-                token.run_sync_soon(_offer, send, item)
+            item = Inbound(
+                message.topic,
+                message.mid,
+                message.qos,
+                bool(message.dup),
+                bool(message.retain),
+                bytes(message.payload),
+            )
+            # blocks paho's thread while the inbox is full (an unacknowledged message that we
+            # dropped would come back only at the next reconnect); the inbox closed: stopping
+            with contextlib.suppress(
+                trio.RunFinishedError, trio.BrokenResourceError, trio.ClosedResourceError
+            ):
+                trio.from_thread.run(send.send, item, trio_token=token)
 
         client.on_connect = on_connect
         client.on_disconnect = on_disconnect
         client.on_message = on_message
         return client
+
+    def _connect(self) -> None:
+        """Start paho's thread, connecting (and reconnecting) in the background."""
+        self._client.connect_async(
+            self.broker.host,
+            self.broker.port,
+            keepalive=max(5, round(self.config.keepalive)),
+            clean_start=False,  # a persistent session: QoS 1 messages wait for us
+            properties=_connect_properties(self.config.inbox, PACKET_ROOM * self.max_payload),
+        )
+        self._client.loop_start()
 
     def _forget_state(self) -> None:
         """Trio thread: (re)connected; the broker may have lost the retained state."""
@@ -274,21 +337,12 @@ class MqttBridge:
         client.loop_stop()
 
 
-def _offer(send: trio.MemorySendChannel[Any], item: Any) -> None:
-    """Trio thread: queue a message for the bridge, or drop it (the broker's session keeps
-    nothing we acknowledged, so say so)."""
-    try:
-        send.send_nowait(item)
-    except trio.WouldBlock:
-        log.warning("MQTT %s: %d messages waiting already: dropped", item[0], INBOX)
-    except (trio.ClosedResourceError, trio.BrokenResourceError):
-        pass
-
-
-def _connect_properties() -> Any:
+def _connect_properties(receive_maximum: int, maximum_packet: int) -> Any:
     from paho.mqtt.packettypes import PacketTypes
     from paho.mqtt.properties import Properties
 
     props = Properties(PacketTypes.CONNECT)
     props.SessionExpiryInterval = SESSION_EXPIRY
+    props.ReceiveMaximum = receive_maximum
+    props.MaximumPacketSize = maximum_packet
     return props

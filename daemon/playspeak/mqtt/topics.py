@@ -189,13 +189,18 @@ def _object_of(payload: bytes) -> dict[str, Any] | None:
 
 
 class Deduper:
-    """Remembers the last `size` messages, so that a QoS 1 message the broker delivers again
-    after a reconnect is acted on once. The key is the utterance ``id`` when the message gives
-    one, else the topic, the MQTT packet id and a digest of the payload."""
+    """Tells a redelivery from a new message, among the last `size` messages. The key is the
+    utterance ``id`` when the message gives one, else the topic, the MQTT packet id and a digest
+    of the payload.
+
+    A redelivery is a message seen before that carries MQTT's DUP flag (the broker sends it
+    again because our acknowledgement was lost), or whose id names an utterance still pending
+    (queued or speaking). Once that utterance ended its id is free: a doorbell automation with
+    a fixed id speaks at every ring."""
 
     def __init__(self, size: int = 1024) -> None:
         self.size = size
-        self._seen: OrderedDict[str, None] = OrderedDict()
+        self._seen: OrderedDict[str, bool] = OrderedDict()  # key → its utterance is pending
 
     @staticmethod
     def key(topic: str, mid: int, payload: bytes) -> str:
@@ -205,15 +210,24 @@ class Deduper:
         digest = hashlib.blake2b(payload, digest_size=12).hexdigest()
         return f"mid:{topic}:{mid}:{digest}"
 
-    def first_time(self, key: str) -> bool:
-        """True the first time `key` is seen (among the last `size`)."""
-        if key in self._seen:
+    def redelivered(self, key: str, dup: bool) -> bool:
+        """Whether the message with `key` is one already acted on; else it is remembered (as
+        pending while its utterance has not ended, for an id key)."""
+        pending = self._seen.get(key)
+        if pending is not None and (dup or pending):
             self._seen.move_to_end(key)
-            return False
-        self._seen[key] = None
+            return True
+        self._seen[key] = key.startswith("id:")
+        self._seen.move_to_end(key)
         if len(self._seen) > self.size:
             self._seen.popitem(last=False)
-        return True
+        return False
+
+    def ended(self, ident: str) -> None:
+        """The utterance `ident` ended (or its message was refused): the id may be used again."""
+        key = f"id:{ident}"
+        if key in self._seen:
+            self._seen[key] = False
 
 
 def state_of(status: dict[str, Any]) -> dict[str, Any]:
