@@ -2,7 +2,8 @@
 every auth call answers 401 (`serve-local --auth-status 401`), the fallback voice's events say
 why it speaks (`fallback_reason`, a contract), `say --wait` prints that on stderr, a `text`
 message (which the fallback does not cover) fails at once with the 401, and with espeak-ng
-missing too the failure still names the 401."""
+missing too the failure still names the 401 (or an installed Piper voice speaks instead); the
+direct local voice without espeak-ng says on every event that it speaks a murmur."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ import trio
 
 from playspeak.config import ApiConfig, AudioConfig, Config, ControlConfig, FallbackConfig
 from playspeak.daemon import Daemon, open_daemon
+from playspeak.engines import MURMUR, piper
 from playspeak.localserver import LocalServer, open_local_server
 
 from daemon_helpers import LineClient
@@ -101,24 +103,83 @@ async def test_say_wait_prints_the_fallback_reason_and_exits_0(daemon: Daemon) -
     assert "fallback voice" in done.stderr.decode()
 
 
-async def test_without_espeak_ng_the_failure_still_names_the_401(
-    tmp_path: Path,
-    refusing_server: LocalServer,
-    sound_card: PulseNullSink,
-    monkeypatch: pytest.MonkeyPatch,
-    caplog: pytest.LogCaptureFixture,
-) -> None:
+@pytest.fixture
+def no_espeak_ng(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """espeak-ng really missing: PATH holds nothing (the daemon runs in this process)."""
     empty = tmp_path / "empty-path"
     empty.mkdir()
     monkeypatch.setenv("PATH", str(empty))
+
+
+@pytest.fixture
+def no_piper(monkeypatch: pytest.MonkeyPatch) -> None:
+    """As on a machine without the extra playspeak[piper] (CI installs it: the one stand-in
+    here is that the installed voice is not found)."""
+    monkeypatch.setattr(piper, "find_models", list)
+
+
+@pytest.mark.usefixtures("no_espeak_ng", "no_piper")
+async def test_without_espeak_ng_the_failure_still_names_the_401(
+    tmp_path: Path,
+    refusing_server: LocalServer,
+    sound_card: PulseNullSink,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     caplog.set_level(logging.WARNING)
     async with open_daemon(config_for(tmp_path, refusing_server)) as daemon:
         warnings = daemon.status()["warnings"]
-        assert any("espeak-ng is not installed" in w for w in warnings), warnings
+        assert any("there is no fallback voice" in w for w in warnings), warnings
         assert "espeak-ng is not installed" in caplog.text  # said at start, in the log
         with trio.fail_after(FALLBACK_AFTER):
             events = await say(daemon, "Water leak in the basement.", priority="important")
     assert [e["event"] for e in events] == ["queued", "failed"]
     reason = events[-1]["reason"]
     assert REFUSED in reason and "local voice failed" in reason, reason
+
+
+@pytest.mark.skipif(not piper.find_models(), reason="the extra playspeak[piper] is not installed")
+@pytest.mark.usefixtures("no_espeak_ng")
+async def test_without_espeak_ng_an_installed_piper_voice_is_the_fallback(
+    tmp_path: Path, refusing_server: LocalServer, sound_card: PulseNullSink
+) -> None:
+    async with open_daemon(config_for(tmp_path, refusing_server)) as daemon:
+        assert daemon.status()["warnings"] == []
+        events = await say(daemon, "Water leak in the basement.", priority="important")
+    assert [e["event"] for e in events] == ["queued", "started", "finished"], events
+    assert REFUSED in events[-1]["fallback_reason"]
+    assert "warning" not in events[-1]
+
+
+@pytest.mark.usefixtures("no_espeak_ng", "no_piper")
+async def test_the_local_voice_without_espeak_ng_says_on_every_event_it_is_a_murmur(
+    tmp_path: Path, sound_card: PulseNullSink
+) -> None:
+    """No service configured: the direct local voice speaks the generated signal, and every
+    event from its start says so, as `say --wait` does on stderr (never a silent default)."""
+    config = Config(
+        control=ControlConfig(socket=str(tmp_path / "playspeak.sock")),
+        audio=AudioConfig(samplerate=48000),
+    )
+    async with open_daemon(config) as daemon:
+        assert daemon.status()["warnings"] == [MURMUR]
+        events = await say(daemon, "Dinner is ready.")
+        assert [e["event"] for e in events] == ["queued", "started", "finished"], events
+        # queued is sent before the voice is chosen, as with fallback_reason
+        assert all(e["warning"] == MURMUR for e in events[1:]), events
+        done = await trio.run_process(
+            [
+                sys.executable,
+                "-m",
+                "playspeak",
+                "say",
+                "--wait",
+                "--socket",
+                str(daemon.socket_path),
+                "Dinner is ready.",
+            ],
+            capture_stdout=True,
+            capture_stderr=True,
+            check=False,
+        )
+    assert done.returncode == 0, done.stderr
+    assert f"warning: {MURMUR}" in done.stderr.decode()

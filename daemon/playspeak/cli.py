@@ -173,6 +173,8 @@ def _say(text: str, *, socket: str | None, wait: bool, **fields: Any) -> int:
         return 0
     if reason := event.get("fallback_reason"):
         print(f"playspeak: spoken by the fallback voice: {reason}", file=sys.stderr)
+    if warning := event.get("warning"):
+        print(f"playspeak: warning: {warning}", file=sys.stderr)
     if event["event"] == "finished":
         return 0
     return _fail(f"{event['event']}: {event.get('reason', '')}".rstrip(": "))

@@ -224,23 +224,20 @@ def list_voices(config: Config, sources: Sources) -> list[Voice]:
     return local_voices(sources.local or Synthesizer(config.local_server.synth))
 
 
-def voice_warnings(config: Config) -> list[str]:
+def voice_warnings(config: Config, sources: Sources) -> list[str]:
     """What a missing espeak-ng costs this configuration, said at start and in `status`."""
-    from playspeak.engines.espeak import espeak_available
-
-    if espeak_available():
-        return []
     found: list[str] = []
-    if config.fallback.enabled:
+    fallback = sources.fallback
+    if fallback is not None and fallback.synth.warning(""):
         found.append(
             "espeak-ng is not installed: there is no fallback voice; when the TTS service "
             "cannot speak, utterances fail with the reason (apt-get install espeak-ng)"
         )
-    if config.api.embedded and config.local_server.synth != "generated":
-        found.append(
-            "espeak-ng is not installed: the local voice speaks a generated signal, "
-            "not words (apt-get install espeak-ng)"
-        )
+    local = sources.local
+    if local is None and config.api.embedded:  # the embedded server's engines: the same choice
+        local = Synthesizer(config.local_server.synth)
+    if local is not None and (murmur := local.warning("")):
+        found.append(murmur)
     return found
 
 
@@ -336,7 +333,7 @@ async def open_daemon(config: Config) -> AsyncIterator[Daemon]:
                 allow_groups=config.control.allow_groups,
                 limits=Limits.from_config(config.control),
             )
-            warnings = voice_warnings(config)
+            warnings = voice_warnings(config, sources)
             for warning in warnings:
                 log.warning("%s", warning)
             report.add(

@@ -30,6 +30,9 @@ class UtteranceEvent:
     # Why the fallback voice speaks it (a contract: "fallback_reason"); "" while it does not.
     # Last on the wire, and left out when empty.
     fallback_reason: str = field(default="", kw_only=True)
+    # What the listener should know of the voice that speaks it ("warning"), e.g. that it is a
+    # generated murmur because espeak-ng is missing; left out when empty.
+    warning: str = field(default="", kw_only=True)
     name: ClassVar[str] = ""
     ends: ClassVar[bool] = False  # finished, cancelled or failed: its one ending
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from playspeak.engines import EngineName, Synthesizer, cpu
+from playspeak.engines import Synthesizer, cpu
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +34,7 @@ class FallbackVoice:
         from playspeak.localserver import encode  # lazy: PyAV's encoders
 
         voice = str(params.get("voice", ""))
-        if self.synth.words_missing and self.synth.engine_of(voice) is EngineName.GENERATED:
+        if self.synth.warning(voice):
             # an announcement must be understood: a murmur in its place hides the failure
             raise RuntimeError("no local voice: espeak-ng is not installed")
         pcm, rate = await self.synth.pcm(

@@ -116,6 +116,7 @@ class Sources:
         style = Style.from_params(params)
         if (why := self.local.refusal(voice, style)) is not None:
             raise LinkError(why)
+        u.warning = self.local.warning(voice)
         reply = LocalReply()
         speed = float(params["speed"])
         if not self._spawn(reply.produce, self.local, text, voice, speed, style):

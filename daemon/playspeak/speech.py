@@ -72,6 +72,7 @@ class Utterance:
     created: float = field(default_factory=time.time)
     attempts: int = 0
     fallback_reason: str = ""  # why the fallback voice speaks it ("": it does not)
+    warning: str = ""  # what the listener should know of the voice that speaks it (events)
     done: trio.Event = field(default_factory=trio.Event)
 
     @property
@@ -106,9 +107,12 @@ class EventHub:
     def emit(self, utterance: Utterance, event: UtteranceEvent) -> None:
         """Update the utterance's state and send `event` to its owner and every subscriber;
         a second ending of one utterance is dropped (exactly one per utterance). Once the
-        fallback voice speaks it, every event carries why (`fallback_reason`)."""
+        fallback voice speaks it, every event carries why (`fallback_reason`); likewise its
+        `warning`."""
         if utterance.fallback_reason and not event.fallback_reason:
             event = dataclasses.replace(event, fallback_reason=utterance.fallback_reason)
+        if utterance.warning and not event.warning:
+            event = dataclasses.replace(event, warning=utterance.warning)
         if event.ends:
             if utterance.ended:
                 return

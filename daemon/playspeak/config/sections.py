@@ -476,9 +476,10 @@ class LocalServerConfig:
     )
     synth: str = setting(
         "auto",
-        "The engine of voices not named by engine: auto is espeak-ng when installed, else "
-        "generated audio; piper: the first Piper voice found (the extra playspeak[piper]). A "
-        'voice "piper:<model>" is always spoken by that Piper model.',
+        "The engine of voices not named by engine: auto is espeak-ng when installed, else the "
+        "first Piper voice found, else generated audio (a warning says so); piper: the first "
+        'Piper voice found (the extra playspeak[piper]). A voice "piper:<model>" is always '
+        "spoken by that Piper model.",
         choices=SYNTH_MODES,
     )
     realistic: bool = setting(

@@ -365,6 +365,6 @@ def encode_message(message: Message) -> bytes:
     else:
         fields = {f.name: getattr(message, f.name) for f in dataclasses.fields(message)}
         if isinstance(message, UtteranceEvent):
-            reason = fields.pop("fallback_reason")
-            fields.update(_present(fallback_reason=reason or None))
+            reason, warning = fields.pop("fallback_reason"), fields.pop("warning")
+            fields.update(_present(fallback_reason=reason or None, warning=warning or None))
     return encode(message.name, **fields)

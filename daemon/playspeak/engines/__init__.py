@@ -36,8 +36,17 @@ class EngineName(enum.Enum):
     PIPER = "piper"  # the extra playspeak[piper]
 
 
+# What the local voice says in events and at start when espeak-ng is missing (and no Piper voice
+# stands in): the generated signal is never a silent default.
+MURMUR = (
+    "espeak-ng is not installed: the local voice speaks a generated signal, not words "
+    "(apt-get install espeak-ng)"
+)
+
+
 def resolve_engine(mode: str) -> EngineName:
-    """The engine that a `synth` setting ("auto", "espeak", "generated", "piper") means here."""
+    """The engine that a `synth` setting ("auto", "espeak", "generated", "piper") means here:
+    "auto" is espeak-ng, else an installed Piper voice, else the generated signal."""
     if mode == "generated":
         return EngineName.GENERATED
     if mode == "piper":
@@ -50,6 +59,8 @@ def resolve_engine(mode: str) -> EngineName:
         return EngineName.ESPEAK
     if mode == "espeak":
         raise ConfigError("synth = 'espeak' but espeak-ng is not installed")
+    if piper.find_models():
+        return EngineName.PIPER
     return EngineName.GENERATED
 
 
@@ -96,6 +107,12 @@ class Synthesizer:
     def engine_of(self, voice: str) -> EngineName:
         """The engine that speaks `voice`."""
         return EngineName.PIPER if voice in self.piper_models else self.engine
+
+    def warning(self, voice: str) -> str:
+        """What every event of an utterance in `voice` says about it ("": nothing): that it
+        is a murmur, not words."""
+        murmur = self.words_missing and self.engine_of(voice) is EngineName.GENERATED
+        return MURMUR if murmur else ""
 
     def pieces(self, sentence: str, voice: str) -> list[str]:
         """`sentence` in the parts synthesised one at a time: Piper's first audio waits for a
