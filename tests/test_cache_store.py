@@ -16,6 +16,7 @@ import trio.testing
 from playspeak.cache.replies import BytesReply, GuardedReply
 from playspeak.cache.store import (
     HEADER,
+    MAX_ENTRY_BYTES,
     TEMP_PREFIX,
     PhraseStore,
     cache_key,
@@ -272,6 +273,26 @@ async def test_a_complete_reply_is_stored_whole() -> None:
     while (stamped := await reply.receive_stamped()) is not None:
         got.append(stamped[0])
     assert got == [b"ab", b"cd"] and stored == [b"abcd"] and reply.source == "service"
+
+
+async def test_a_reply_longer_than_an_entry_may_be_is_played_but_not_held_or_stored() -> None:
+    stored: list[bytes] = []
+    reply = GuardedReply(store=stored.append, store_limit=5)
+    inner = Reply("r1")
+    reply.attach(inner)
+    await feed(inner, b"abc", b"def", b"ghi")
+    got = []
+    while (stamped := await reply.receive_stamped()) is not None:
+        got.append(stamped[0])
+        assert sum(map(len, reply._parts)) <= 5  # memory held for the cache stays bounded
+    assert got == [b"abc", b"def", b"ghi"] and stored == []
+
+
+def test_the_store_refuses_an_entry_over_its_entry_cap(tmp_path: Path) -> None:
+    store = PhraseStore(tmp_path / "c", max_bytes=10 * MAX_ENTRY_BYTES)
+    assert store.max_entry_bytes == MAX_ENTRY_BYTES
+    assert store.put("big", bytes(MAX_ENTRY_BYTES + 1)) is False and store.get("big") is None
+    assert PhraseStore(tmp_path / "d", max_bytes=1000).max_entry_bytes == 1000
 
 
 async def test_a_failed_or_discarded_reply_is_never_stored() -> None:

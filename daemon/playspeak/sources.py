@@ -97,6 +97,7 @@ class Sources:
             on_fallback=(lambda reason: self._fell_back(u, reason)) if fallback else None,
             on_audio=self.fallback.note_service if self.fallback else None,
             store=(lambda data: self._save(store, key, data)) if store else None,
+            store_limit=store.max_entry_bytes if store else 0,
         )
         if fallback is None:
             link = await self.links.get(u.model)

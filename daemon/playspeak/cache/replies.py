@@ -62,7 +62,8 @@ class GuardedReply:
     Until its first audio, a `fallback` (if given) replaces it when the request fails or no
     audio came by `deadline`: the service's reply is then discarded, even if it comes later,
     so the utterance is spoken once, by one voice. A reply that ends normally is handed whole
-    to `store`; one that failed or was discarded never is.
+    to `store` (unless it passed `store_limit` bytes: then it is not kept in memory either);
+    one that failed or was discarded never is.
     """
 
     def __init__(
@@ -74,6 +75,7 @@ class GuardedReply:
         on_fallback: Callable[[str], None] | None = None,
         on_audio: Callable[[], None] | None = None,
         store: Callable[[bytes], None] | None = None,
+        store_limit: int = 0,
     ) -> None:
         self.source = SERVICE
         self.deadline = deadline
@@ -82,6 +84,8 @@ class GuardedReply:
         self._on_fallback = on_fallback
         self._on_audio = on_audio
         self._store = store
+        self._store_limit = store_limit  # 0: no limit
+        self._stored_bytes = 0
         self.inner: Reply | None = None
         self._ready = trio.Event()  # attached or failed
         self._request_error: LinkError | None = None
@@ -157,6 +161,9 @@ class GuardedReply:
         if stamped is not None:
             if self._store is not None:
                 self._parts.append(stamped[0])
+                self._stored_bytes += len(stamped[0])
+                if self._store_limit and self._stored_bytes > self._store_limit:
+                    self._store, self._parts = None, []  # too long to keep: played, not stored
         elif self._store is not None and self._parts and not self.discarded:
             self._store(b"".join(self._parts))  # ended normally: complete audio
             self._parts = []

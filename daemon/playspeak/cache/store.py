@@ -29,6 +29,9 @@ HEADER = struct.Struct(">8sQ32s")  # magic, payload length, sha256(payload)
 SUFFIX = ".entry"
 TEMP_PREFIX = ".tmp-"
 DEFAULT_MAX_BYTES = 200_000_000
+# The largest entry kept (or a smaller cap): a phrase is seconds of audio, 16 MiB of MP3 is over
+# half an hour, and a reply is held in memory until it ends before it is stored.
+MAX_ENTRY_BYTES = 16 * 1024 * 1024
 
 
 def cache_key(fields: dict[str, Any]) -> str:
@@ -78,6 +81,7 @@ class PhraseStore:
     def __init__(self, directory: Path, max_bytes: int = DEFAULT_MAX_BYTES) -> None:
         self.directory = directory
         self.max_bytes = max_bytes
+        self.max_entry_bytes = min(max_bytes, MAX_ENTRY_BYTES)  # payload bytes
         self._index: dict[str, _Entry] = {}
         self._lock = threading.Lock()
         self.hits = 0
@@ -167,7 +171,9 @@ class PhraseStore:
 
     def put(self, key: str, payload: bytes) -> bool:
         """Store atomically; False when it cannot be (e.g. disk full: nothing is left behind).
-        An entry larger than the whole cap is not stored."""
+        An entry larger than `max_entry_bytes` is not stored."""
+        if len(payload) > self.max_entry_bytes:
+            return False
         blob = pack(payload)
         if len(blob) > self.max_bytes:
             return False
