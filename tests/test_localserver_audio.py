@@ -11,7 +11,13 @@ import trio
 import trio.testing
 import trio_websocket
 
-from playspeak.engines.espeak import EspeakSpares, espeak_pcm, espeak_voice
+from playspeak.engines.espeak import (
+    WAV_HEADER,
+    EspeakSpares,
+    WavStream,
+    espeak_pcm,
+    espeak_voice,
+)
 from playspeak.engines.generated import CHAR_SECONDS, RATE, generate
 from playspeak.localserver import LocalServer, open_local_server
 from playspeak.localserver.encode import wav_header
@@ -154,6 +160,38 @@ async def test_a_spare_espeak_speaks_what_a_fresh_one_would_and_is_ended_with_it
     await spares.pcm(TEXT, "Angelo", 1.0)  # run() ended: no more spares are started
     await trio.testing.wait_all_tasks_blocked()
     assert not spares._spares
+
+
+@needs_espeak
+async def test_espeak_output_is_handed_on_as_it_is_written_and_adds_up_to_the_whole() -> None:
+    """A long sentence comes in pieces as espeak-ng writes them, together what a fresh process
+    writes. Its audio is several times a pipe's 64 KiB: espeak-ng cannot have finished writing
+    it when the first piece came (the pipe would have been full)."""
+    sentence = " and ".join(["the kitchen window is open"] * 12) + "."
+    fresh, rate = await espeak_pcm(sentence, "Angelo", 1.0)
+    assert fresh.nbytes > 4 * 65536
+    pieces: list[np.ndarray] = []
+
+    async def sink(pcm: np.ndarray, pcm_rate: int) -> None:
+        assert pcm_rate == rate
+        pieces.append(pcm)
+
+    await EspeakSpares().stream(sentence, "Angelo", 1.0, None, sink)
+    assert len(pieces) > 1 and pieces[0].nbytes < 65536
+    assert np.array_equal(np.concatenate(pieces), fresh)
+
+
+def test_a_wav_stream_split_anywhere_gives_the_same_samples() -> None:
+    header = b"RIFF" + bytes(4) + b"WAVE" + bytes(12) + (22050).to_bytes(4, "little")
+    header += bytes(WAV_HEADER - len(header))
+    body = np.arange(-500, 500, dtype="<i2").tobytes()
+    data = header + body
+    for cut in (1, 3, 43, 44, 45, 101, len(data) - 1):
+        wav = WavStream()
+        pcm = np.concatenate([wav.feed(data[:cut]), wav.feed(data[cut:])])
+        assert wav.rate == 22050 and np.array_equal(pcm, np.arange(-500, 500))
+    with pytest.raises(RuntimeError, match="WAV"):
+        WavStream().feed(b"not a wav header at all, but long enough to be one......")
 
 
 async def started(spares: EspeakSpares, voice: str) -> None:

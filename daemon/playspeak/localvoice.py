@@ -3,8 +3,9 @@
 With no API key and no URL, this is what speaks (docs/local-server.md): no server, no
 websocket, no encoding to decode again, no simulated delay or pacing. An utterance's text is
 synthesised one sentence at a time in the background, a little ahead of the player (bounded,
-in slices), and read by the speaker like any reply, as raw 16-bit mono PCM at the engine's rate
-(`audio_format`).
+in slices; espeak-ng's output is passed on as it writes it, so that a sentence's first audio
+does not wait for its last), and read by the speaker like any reply, as raw 16-bit mono PCM
+at the engine's rate (`audio_format`).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import logging
 import subprocess
 
+import numpy as np
 import trio
 
 from playspeak.cache.replies import SERVICE
@@ -63,10 +65,7 @@ class LocalReply:
                     try:
                         for sentence in split_sentences(text) or [text]:
                             for piece in synth.pieces(sentence, voice):
-                                pcm, rate = await synth.pcm(piece, voice, speed, style)
-                                data, step = pcm.astype("<i2").tobytes(), 2 * round(rate * SLICE)
-                                for start in range(0, len(data), step):
-                                    await self._send.send((data[start : start + step], rate))
+                                await synth.stream(piece, voice, speed, style, self._slices)
                     except (OSError, RuntimeError, subprocess.CalledProcessError) as e:
                         log.warning("the local voice failed: %s", e)
                         await self._send.send(LinkError(f"the local voice failed: {e}"))
@@ -74,6 +73,12 @@ class LocalReply:
             pass  # discarded while it was being made: nobody reads the rest
         finally:
             self.complete.set()
+
+    async def _slices(self, pcm: np.ndarray, rate: int) -> None:
+        """Samples from the engine, on to the reader in slices of at most SLICE seconds."""
+        data, step = pcm.astype("<i2").tobytes(), 2 * round(rate * SLICE)
+        for start in range(0, len(data), step):
+            await self._send.send((data[start : start + step], rate))
 
     async def receive_stamped(self) -> tuple[bytes, float] | None:
         """The next sentence's PCM and when it came; None at the end (or once discarded).

@@ -130,6 +130,17 @@ class Synthesizer:
         asked = ", ".join(style.params())
         return f"the voice {voice!r} ({engine.value}) cannot set {asked}"
 
+    async def stream(
+        self, text: str, voice: str, speed: float, style: Style, sink: espeak.Sink
+    ) -> None:
+        """One sentence's samples handed to `sink` as they are made: espeak-ng's in pieces
+        as it writes them (its first come ~as soon as it starts), the other engines' whole.
+        Raises as `pcm` does."""
+        if self.engine_of(voice) is EngineName.ESPEAK and not virtual_time():
+            await self.espeak_spares.stream(text, voice, speed, style, sink)
+            return
+        await sink(*await self.pcm(text, voice, speed, style))
+
     async def pcm(
         self, text: str, voice: str, speed: float, style: Style | None = None
     ) -> tuple[np.ndarray, int]:

@@ -7,6 +7,7 @@ import shutil
 import struct
 import subprocess
 from collections import OrderedDict
+from collections.abc import Awaitable, Callable
 
 import numpy as np
 import trio
@@ -79,14 +80,41 @@ def _command(voice: str, speed: float, style: Style | None = None) -> list[str]:
     return [ESPEAK, "--stdout", "--stdin", "-v", espeak_voice(voice), "-s", str(wpm), *extra]
 
 
+Sink = Callable[[np.ndarray, int], Awaitable[None]]  # takes samples and their rate
+
+
 def _parse_wav(data: bytes) -> tuple[np.ndarray, int]:
-    # espeak writes 0x7fffffff as its size fields, so trust only the fixed 44-byte layout.
-    if len(data) < WAV_HEADER or data[:4] != b"RIFF" or data[8:12] != b"WAVE":
+    wav = WavStream()
+    pcm = wav.feed(data)
+    if wav.rate == 0:
         raise RuntimeError("espeak-ng did not write a WAV stream")
-    (rate,) = struct.unpack_from("<I", data, 24)
-    body = data[WAV_HEADER:]
-    pcm = np.frombuffer(body[: len(body) // 2 * 2], dtype="<i2").astype(np.int16)
-    return pcm, rate
+    return pcm, wav.rate
+
+
+class WavStream:
+    """espeak-ng's WAV output read as it comes: the header first, then whole samples.
+
+    espeak writes 0x7fffffff as its size fields, so only the fixed 44-byte layout is trusted."""
+
+    def __init__(self) -> None:
+        self.rate = 0  # known once the header has come
+        self._pending = b""  # a header not yet whole, or the odd byte of a sample
+
+    def feed(self, data: bytes) -> np.ndarray:
+        """The whole samples that `data` completes (maybe none). Raises RuntimeError when
+        the stream does not start as a WAV header."""
+        data = self._pending + data
+        if self.rate == 0:
+            if len(data) < WAV_HEADER:
+                self._pending = data
+                return np.zeros(0, np.int16)
+            if data[:4] != b"RIFF" or data[8:12] != b"WAVE":
+                raise RuntimeError("espeak-ng did not write a WAV stream")
+            (self.rate,) = struct.unpack_from("<I", data, 24)
+            data = data[WAV_HEADER:]
+        whole = len(data) // 2 * 2
+        self._pending = data[whole:]
+        return np.frombuffer(data[:whole], dtype="<i2").astype(np.int16)
 
 
 async def espeak_pcm(
@@ -133,17 +161,42 @@ class EspeakSpares:
         self, text: str, voice: str, speed: float, style: Style | None = None
     ) -> tuple[np.ndarray, int]:
         """Like espeak_pcm, on a spare when one is ready; then a new spare is asked for."""
+        parts: list[np.ndarray] = []
+        rates: list[int] = []
+
+        async def collect(pcm: np.ndarray, rate: int) -> None:
+            parts.append(pcm)
+            rates.append(rate)
+
+        await self.stream(text, voice, speed, style, collect)
+        if not rates:
+            raise RuntimeError("espeak-ng did not write a WAV stream")
+        return np.concatenate(parts), rates[0]
+
+    async def stream(
+        self, text: str, voice: str, speed: float, style: Style | None, sink: Sink
+    ) -> None:
+        """Hand `text`'s samples to `sink` as espeak-ng writes them (in 4 KiB pieces: its
+        first arrive before it has made the rest), on a spare when one is ready; then a new
+        spare is asked for."""
         command = _command(voice, speed, style)
         spare = self._spares.pop(tuple(command), None)
         if spare is None:
-            result = await espeak_pcm(text, voice, speed, style)
+            spare = await _open(command)
         else:
             self.used += 1
-            result = _parse_wav(await _speak_once(spare, text.encode()))
         if self._wake is not None:
             self._wanted.append(command)
             self._wake.set()
-        return result
+        wav = WavStream()
+
+        async def decode(data: bytes) -> None:
+            if len(pcm := wav.feed(data)):
+                await sink(pcm, wav.rate)
+
+        await _speak_once(spare, text.encode(), decode)
+        if wav.rate == 0:
+            raise RuntimeError("espeak-ng did not write a WAV stream")
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Start the spares `pcm` asks for until cancelled; then end them all."""
@@ -164,19 +217,25 @@ class EspeakSpares:
                 await _reap(spare)
 
     async def _start(self, command: list[str]) -> None:
-        self._spares[tuple(command)] = await trio.lowlevel.open_process(
-            command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL
-        )
+        self._spares[tuple(command)] = await _open(command)
         while len(self._spares) > self._limit:
             _, oldest = self._spares.popitem(last=False)
             await _reap(oldest)
 
 
-async def _speak_once(process: trio.Process, text: bytes) -> bytes:
-    """Write `text` to a waiting espeak-ng and read its WAV to the end (killed if cancelled)."""
+async def _open(command: list[str]) -> trio.Process:
+    return await trio.lowlevel.open_process(
+        command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL
+    )
+
+
+async def _speak_once(
+    process: trio.Process, text: bytes, out: Callable[[bytes], Awaitable[None]]
+) -> None:
+    """Write `text` to a waiting espeak-ng and hand its WAV to `out` as it comes, to the end
+    (killed if cancelled, or when `out` raises)."""
     assert process.stdin is not None and process.stdout is not None
     stdin, stdout = process.stdin, process.stdout
-    out = bytearray()
     try:
 
         async def write() -> None:
@@ -187,7 +246,7 @@ async def _speak_once(process: trio.Process, text: bytes) -> bytes:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(write)
             while chunk := await stdout.receive_some():
-                out += chunk
+                await out(bytes(chunk))
         code = await process.wait()
     except BaseException:
         await _reap(process)
@@ -195,7 +254,6 @@ async def _speak_once(process: trio.Process, text: bytes) -> bytes:
     await stdout.aclose()
     if code != 0:
         raise subprocess.CalledProcessError(code, process.args)
-    return bytes(out)
 
 
 async def _reap(process: trio.Process) -> None:
