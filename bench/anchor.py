@@ -138,7 +138,9 @@ class Servers:
             f'[api]\noutput_format = "{args.output_format}"\n'
         )
         # each trial synthesised, as speechd does: the phrase cache would answer repeats
-        config.write_text((server if args.server else "") + "[cache]\nenabled = false\n")
+        config.write_text(
+            (server if args.server else "") + "[cache]\nenabled = false\n" + args.config
+        )
         self.ps_env = {
             **env,
             "PLAYSPEAK_SOCKET": str(self.ps_socket),
@@ -225,6 +227,12 @@ def main() -> int:
         help="with --server: what playspeak asks of it; mp3 is encoded there, decoded here",
     )
     parser.add_argument("--no-piper", action="store_true", help="leave out the Piper row")
+    parser.add_argument(
+        "--config",
+        default="",
+        help="TOML appended to playspeak's configuration, to try a setting (e.g. "
+        "'[audio]\\nlatency = \"low\"')",
+    )
     parser.add_argument("--clicks", type=int, default=30, help="calibration clicks; 0: -8.2 ms")
     args = parser.parse_args()
     ensure_tools(["speech-dispatcher", "spd-say"])
@@ -326,6 +334,8 @@ def run(
         )
     else:
         print("shipped defaults (the direct local voice); ", end="")
+    if args.config:
+        print(f"with {args.config!r}; ", end="")
     print(f"{missed} trials heard nothing\n")
     rows = []
     for (name, text_name), values in results.items():
