@@ -250,7 +250,12 @@ async def node(
         '[audio]\nlatency = "0.1"\nsteady_latency = 0.0\n'
         f"{extra}\n"
     )
-    env = {"PLAYSPEAK_CONFIG": str(config), "PLAYSPEAK_MQTT_BROKER": broker.url, **env}
+    env = {
+        "PLAYSPEAK_CONFIG": str(config),
+        "PLAYSPEAK_MQTT_BROKER": broker.url,
+        "XDG_STATE_HOME": str(directory / "state"),  # kept across its restarts
+        **env,
+    }
     async with daemon_process(directory, env) as daemon:
         yield daemon
 
@@ -572,3 +577,20 @@ async def test_home_assistant_finds_a_dotted_node_and_braces_are_spoken(
 
 def finished_any(probe: Probe, name: str) -> int:
     return sum(e["event"] == "finished" for e in probe.events(f"playspeak/{name}/event"))
+
+
+async def test_the_volume_survives_a_restart_and_a_bad_state_file_is_only_a_warning(
+    tmp_path: Path, broker: Mosquitto, probe: Probe, sound_card: PulseNullSink
+) -> None:
+    async with node(tmp_path, broker, "den") as daemon:
+        await online(probe, "den")
+        probe.publish("playspeak/den/cmd", {"cmd": "volume", "level": 40})
+        saved = tmp_path / "den" / "state" / "playspeak" / "state.json"
+        await probe.wait(lambda: saved.exists() and json.loads(saved.read_text())["volume"] == 40)
+    async with node(tmp_path, broker, "den") as daemon:
+        client = await LineClient.open(daemon.socket_path)
+        assert (await client.command(cmd="volume"))["level"] == 40.0
+    saved.write_text("{not json")  # the defaults, with a warning (tests/test_userstate.py)
+    async with node(tmp_path, broker, "den") as daemon:
+        client = await LineClient.open(daemon.socket_path)
+        assert (await client.command(cmd="volume"))["level"] == 100.0
