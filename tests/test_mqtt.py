@@ -15,12 +15,15 @@ from typing import Any
 
 import pytest
 
+from ha_rules import problems
 from mqtt_helpers import ENDINGS, MOSQUITTO_PASSWD, Mosquitto, Probe
 from playspeak.config import MqttConfig, load_config
 from playspeak.errors import ConfigError, ProtocolError
 from playspeak.mqtt.topics import (
+    BUTTONS,
     Broker,
     Deduper,
+    NodeState,
     Topics,
     discovery,
     retained_configs,
@@ -73,11 +76,20 @@ def test_payloads_become_control_protocol_lines() -> None:
     assert said == {"text": "Hi", "priority": "important", "cmd": "speak"}
     assert json.loads(to_line("cmd", b'{"cmd": "volume", "level": 30}'))["level"] == 30
     assert json.loads(to_line("cmd", b"pause")) == {"cmd": "pause"}
+    # a say is text unless it is a JSON object with "text"
+    for text in ("{braces} are fine", '{"text":', '{"volume": 30}'):
+        assert json.loads(to_line("say", text.encode())) == {"cmd": "speak", "text": text}
+    # a title is spoken first, unless that is turned off
+    titled = b'{"title": "Laundry.", "text": "The washing is done."}'
+    assert json.loads(to_line("say", titled))["text"] == "Laundry. The washing is done."
+    assert json.loads(to_line("say", titled, speak_title=False)) == {
+        "cmd": "speak",
+        "text": "The washing is done.",
+    }
     for kind, bad, why in [
         ("say", b"\xff\xfe", "invalid UTF-8"),
         ("say", b"  ", "empty"),
         ("say", b'{"cmd": "stop"}', "speak messages"),
-        ("say", b'{"text": ', "invalid JSON"),
         ("cmd", b"dance", "cmd topic takes JSON"),
         ("cmd", b'{"cmd": "speak", "text": "x"}', "cmd must be one of"),
     ]:
@@ -141,12 +153,41 @@ def test_state_and_discovery_describe_the_node() -> None:
     for config in configs.values():
         assert config["availability_topic"] == "playspeak/kitchen/status"
         assert config["device"]["identifiers"] == ["playspeak_kitchen"]
+    for topic, config in configs.items():
+        assert problems(topic, config) == [], topic
+        assert config["qos"] == 1 and config["origin"]["name"] == "playspeak"
+    assert sensor["device_class"] == "enum"
+    assert sensor["options"] == [s.value for s in NodeState] == ["idle", "speaking", "paused"]
+    for verb in BUTTONS:
+        button = configs[f"homeassistant/button/playspeak_kitchen/{verb}/config"]
+        assert to_line("cmd", button["payload_press"].encode()) == json.dumps({"cmd": verb})
+    text = configs["homeassistant/text/playspeak_kitchen/speak/config"]
+    assert text["command_topic"] == "playspeak/kitchen/say"
+    event = configs["homeassistant/event/playspeak_kitchen/events/config"]
+    assert event["state_topic"] == "playspeak/kitchen/event"
+    assert {"queued", "started", "finished", "cancelled", "failed", "error"} <= set(
+        event["event_types"]
+    )
     # published at each connect; with discovery off, empty payloads remove the entities
     on = retained_configs(TOPICS, "homeassistant", "1.0", enabled=True)
     assert {t: json.loads(v) for t, v in on.items()} == configs
     assert retained_configs(TOPICS, "homeassistant", "1.0", enabled=False) == dict.fromkeys(
         configs, b""
     )
+
+
+def test_a_dotted_node_name_gets_discovery_ids_home_assistant_takes() -> None:
+    dotted = Topics("playspeak", "living.room")
+    configs = discovery(dotted, "homeassistant", "1.0")
+    for topic, config in configs.items():
+        assert problems(topic, config) == [], topic
+        assert "/playspeak_living_room/" in topic
+        assert config["unique_id"].startswith("playspeak_living_room_")
+    notify = configs["homeassistant/notify/playspeak_living_room/say/config"]
+    assert notify["command_topic"] == "playspeak/living.room/say"  # the topics stay
+    assert notify["device"]["name"] == "playspeak living.room"
+    # the old configs, under the id Home Assistant refused: the checker refuses it too
+    assert problems("homeassistant/notify/playspeak_living.room/say/config", notify)
 
 
 def test_broker_urls_and_the_environment_override(tmp_path: Path) -> None:
@@ -209,7 +250,12 @@ async def node(
         '[audio]\nlatency = "0.1"\nsteady_latency = 0.0\n'
         f"{extra}\n"
     )
-    env = {"PLAYSPEAK_CONFIG": str(config), "PLAYSPEAK_MQTT_BROKER": broker.url, **env}
+    env = {
+        "PLAYSPEAK_CONFIG": str(config),
+        "PLAYSPEAK_MQTT_BROKER": broker.url,
+        "XDG_STATE_HOME": str(directory / "state"),  # kept across its restarts
+        **env,
+    }
     async with daemon_process(directory, env) as daemon:
         yield daemon
 
@@ -507,3 +553,44 @@ def finished(probe: Probe, name: str, ident: str) -> int:
 
 def porch_errors(probe: Probe) -> list[dict]:
     return [e for e in probe.events("playspeak/porch/event") if e["event"] == "error"]
+
+
+async def test_home_assistant_finds_a_dotted_node_and_braces_are_spoken(
+    tmp_path: Path, broker: Mosquitto, probe: Probe, sound_card: PulseNullSink, recorder: Recorder
+) -> None:
+    async with node(tmp_path, broker, "living.room"):
+        await online(probe, "living.room")
+        probe.publish("playspeak/living.room/say", "{braces} are fine")
+        await probe.wait(lambda: finished_any(probe, "living.room") == 1)
+        assert await heard(recorder)
+        assert not [e for e in probe.events("playspeak/living.room/event") if "error" in e]
+        configs = {
+            m.topic: m.json() for m in probe.messages if m.topic.startswith("homeassistant/")
+        }
+        assert len(configs) == 9, sorted(configs)  # notify, text, 4 buttons, number, sensor, event
+        for topic, config in configs.items():  # what the broker holds, by HA's rules
+            assert problems(topic, config) == [], topic
+            assert config["qos"] == 1 and "origin" in config
+        notify = configs["homeassistant/notify/playspeak_living_room/say/config"]
+        assert notify["command_topic"] == "playspeak/living.room/say"
+
+
+def finished_any(probe: Probe, name: str) -> int:
+    return sum(e["event"] == "finished" for e in probe.events(f"playspeak/{name}/event"))
+
+
+async def test_the_volume_survives_a_restart_and_a_bad_state_file_is_only_a_warning(
+    tmp_path: Path, broker: Mosquitto, probe: Probe, sound_card: PulseNullSink
+) -> None:
+    async with node(tmp_path, broker, "den") as daemon:
+        await online(probe, "den")
+        probe.publish("playspeak/den/cmd", {"cmd": "volume", "level": 40})
+        saved = tmp_path / "den" / "state" / "playspeak" / "state.json"
+        await probe.wait(lambda: saved.exists() and json.loads(saved.read_text())["volume"] == 40)
+    async with node(tmp_path, broker, "den") as daemon:
+        client = await LineClient.open(daemon.socket_path)
+        assert (await client.command(cmd="volume"))["level"] == 40.0
+    saved.write_text("{not json")  # the defaults, with a warning (tests/test_userstate.py)
+    async with node(tmp_path, broker, "den") as daemon:
+        client = await LineClient.open(daemon.socket_path)
+        assert (await client.command(cmd="volume"))["level"] == 100.0

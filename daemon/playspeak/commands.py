@@ -49,6 +49,7 @@ class CommandHandler:
         self.hub = hub
         self.builder = builder  # the defaults in force (the daemon replaces them on reload)
         self.stopping = False  # set at shutdown: speak is refused
+        self.state_changed: Callable[[], None] = lambda: None  # a setting to save was set
         self._status = status
         self._warming: dict[Requester, int] = {}  # clients with warm requests in flight
         self._table: dict[type, Callable[[Requester, Any], dict[str, Any]]] = {
@@ -175,4 +176,5 @@ class CommandHandler:
     def _volume(self, session: Requester, c: p.Volume) -> dict[str, Any]:
         if c.level is not None:
             self.speaker.player.volume = c.level / 100
+            self.state_changed()
         return {"level": round(self.speaker.player.volume * 100, 1)}

@@ -32,6 +32,7 @@ from playspeak.playai.link import LinkPool, LinkSettings
 from playspeak.sources import Sources
 from playspeak.speaker import AudioSink, Speaker
 from playspeak.speech import EventHub
+from playspeak.userstate import FILE_NAME, StateKeeper, default_state_dir, load_state
 from playspeak.utterances import UtteranceBuilder
 from playspeak.voices import Voice, local_voices, service_voices
 
@@ -267,6 +268,7 @@ async def open_daemon(config: Config) -> AsyncIterator[Daemon]:
                 config, lambda state, error: hub.broadcast(DeviceChanged(timestamp(), state, error))
             )
             await nursery.start(player.run)
+            keeper = await _keep_state(player, nursery)
             links = LinkPool(
                 LinkSettings(
                     base_url=base_url,
@@ -319,6 +321,7 @@ async def open_daemon(config: Config) -> AsyncIterator[Daemon]:
             voices = await trio.to_thread.run_sync(list_voices, config, sources)
             builder = UtteranceBuilder(config.api, config.speech.default_priority, voices)
             handler = CommandHandler(speaker, hub, builder, report)
+            handler.state_changed = keeper.changed
             control = ControlServer(
                 sock,
                 handler,
@@ -388,6 +391,21 @@ async def open_daemon(config: Config) -> AsyncIterator[Daemon]:
         sock.close()
         if path is not None:  # ours: a start that failed half-way leaves no socket file behind
             path.unlink(missing_ok=True)
+
+
+async def _keep_state(player: AudioSink, nursery: trio.Nursery) -> StateKeeper:
+    """The saved volume applied to `player`; a keeper that saves it when it is set."""
+    path = default_state_dir() / FILE_NAME
+    saved = await trio.to_thread.run_sync(load_state, path)
+    volume = saved.get("volume")
+    if isinstance(volume, int | float) and not isinstance(volume, bool) and 0 <= volume <= 100:
+        player.volume = volume / 100
+        log.info("volume %s, as it was set before the restart", volume)
+    elif volume is not None:
+        log.warning("state file %s: volume %r is not 0–100: not used", path, volume)
+    keeper = StateKeeper(path, lambda: {"volume": round(player.volume * 100, 1)})
+    await nursery.start(keeper.run)
+    return keeper
 
 
 def embedded_server_settings(ls: LocalServerConfig, key: str, user: str) -> Any:

@@ -587,10 +587,14 @@ class MqttConfig:
     topic_prefix: str = setting("playspeak", "The first level of every topic.")
     discovery: bool = setting(
         True,
-        "Home Assistant MQTT discovery: a device per node with a notify entity, a state sensor "
-        "and a volume number. false removes what an earlier run published.",
+        "Home Assistant MQTT discovery: a device per node with notify and text entities to "
+        "speak, stop/skip/pause/resume buttons, a volume number, a state sensor and an event "
+        "entity. false removes what an earlier run published.",
     )
     discovery_prefix: str = setting("homeassistant", "Home Assistant's discovery prefix.")
+    speak_title: bool = setting(
+        True, 'A say message\'s "title" is spoken before its text; false: the text alone.'
+    )
     max_age: float = setting(
         300.0,
         'A JSON message stamped with "t" (Unix seconds when sent) older than this is not '

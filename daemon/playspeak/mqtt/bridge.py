@@ -204,7 +204,7 @@ class MqttBridge:
                 why = f"message is {age:.0f} s old, past its max age: not spoken"
                 self._refuse(topic, why, ident)
                 return
-            line = to_line(self.topics.kind_of(topic), payload)
+            line = to_line(self.topics.kind_of(topic), payload, self.config.speak_title)
             command = p.parse_line(line)
             reply = self.handler(self.session, command, self._lines)
         except PlayspeakError as e:  # ProtocolError, QueueFull, ...

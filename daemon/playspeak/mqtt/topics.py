@@ -15,11 +15,12 @@ import re
 import socket
 from collections import OrderedDict
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from playspeak.errors import BadJsonError, ConfigError, ProtocolError
-from playspeak.jsonguard import load_json
+from playspeak.jsonguard import NESTED, load_json
 
 if TYPE_CHECKING:
     from playspeak.config import MqttConfig
@@ -29,6 +30,22 @@ RESERVED_NODES = ("group", "all")  # they name the shared topics
 _NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")  # no MQTT wildcards or levels in a name
 SAY_FIELDS_CMD = "speak"
 CMD_VERBS = ("stop", "skip", "cancel", "pause", "resume", "volume", "status", "ping")
+BUTTONS = ("stop", "skip", "pause", "resume")  # Home Assistant buttons: bare verbs to cmd
+TEXT_MAX = 255  # Home Assistant's longest text entity value
+# Every event the node's event topic carries: the options of Home Assistant's event entity
+EVENT_TYPES = (
+    *("queued", "started", "paused", "resumed", "finished", "cancelled", "failed"),
+    *("error", "device", "mark"),
+)
+_DISCOVERY_ID = re.compile(r"^[A-Za-z0-9_-]+$")  # Home Assistant's node_id and object_id
+
+
+class NodeState(StrEnum):
+    """What the retained state says a node does (the options of its enum sensor)."""
+
+    IDLE = "idle"
+    SPEAKING = "speaking"
+    PAUSED = "paused"
 
 
 def check_name(kind: str, name: str) -> str:
@@ -62,6 +79,17 @@ class Broker:
 
 def node_name(config: MqttConfig) -> str:
     return config.node or socket.gethostname().split(".")[0]
+
+
+def discovery_id(node: str) -> str:
+    """The node's id in Home Assistant's discovery topics and unique ids, which take only
+    ``[A-Za-z0-9_-]``: a node name's dots become underscores (``living.room`` →
+    ``living_room``). Two nodes whose names map alike (``a.b`` and ``a_b``) would share their
+    entities: name them apart."""
+    uid = node.replace(".", "_")
+    if not _DISCOVERY_ID.match(uid):
+        raise ConfigError(f"mqtt.node {node!r} cannot be a Home Assistant discovery id")
+    return uid
 
 
 def check_config(config: MqttConfig) -> None:
@@ -126,10 +154,12 @@ class Topics:
         raise ProtocolError(f"not a topic of this node: {topic}")
 
 
-def to_line(kind: str, payload: bytes) -> str:
-    """An MQTT message as the control protocol's line: a say topic takes plain text or JSON
-    with the speak fields (``cmd`` may be left out); the cmd topic takes a JSON command.
-    ProtocolError names what is wrong."""
+def to_line(kind: str, payload: bytes, speak_title: bool = True) -> str:
+    """An MQTT message as the control protocol's line. A say topic takes plain text, or a JSON
+    object with ``text`` and the other speak fields (``cmd`` may be left out; a ``title`` is
+    spoken before the text unless `speak_title` is off); anything else starting with ``{`` is
+    text too ("{braces} are fine"), except JSON too deeply nested to read. The cmd topic takes
+    a JSON command or a bare verb. ProtocolError names what is wrong."""
     try:
         text = payload.decode("utf-8")
     except UnicodeDecodeError as e:
@@ -137,25 +167,56 @@ def to_line(kind: str, payload: bytes) -> str:
     text = text.strip()
     if not text:
         raise ProtocolError("empty message")
+    if kind == "cmd":
+        return _cmd_line(text)
+    obj = _say_fields(text)
+    if obj is None:
+        return _text_line(text)
+    cmd = obj.setdefault("cmd", SAY_FIELDS_CMD)
+    if cmd != SAY_FIELDS_CMD:
+        raise ProtocolError(f"a say topic takes speak messages, not {cmd!r}")
+    title = obj.pop("title", None)
+    if speak_title and isinstance(title, str) and title.strip() and isinstance(obj["text"], str):
+        obj["text"] = f"{title.strip().rstrip('.')}. {obj['text']}"
+    return _without_mqtt_fields(obj)
+
+
+def _say_fields(text: str) -> dict[str, Any] | None:
+    """A say payload's JSON object, when it is one with ``text`` (or a ``cmd``, refused as a
+    command sent to the wrong topic); None when it is text."""
     if not text.startswith("{"):
-        if kind == "cmd":
-            if text in CMD_VERBS:  # a bare verb: what a button in a dashboard sends
-                return json.dumps({"cmd": text})
-            raise ProtocolError(f"the cmd topic takes JSON or one of {', '.join(CMD_VERBS)}")
-        if "\n" in text or "\r" in text:
-            # one message is one utterance, whatever its lines (the socket's protocol is
-            # line-based: send it as JSON so that the breaks stay inside the text)
-            return json.dumps({"cmd": SAY_FIELDS_CMD, "text": text}, ensure_ascii=False)
-        return text
+        return None
+    try:
+        obj = load_json(text)
+    except BadJsonError as e:
+        if str(e) == NESTED:  # JSON we cannot read, not words: refused
+            raise
+        return None
+    return obj if isinstance(obj, dict) and ("text" in obj or "cmd" in obj) else None
+
+
+def _text_line(text: str) -> str:
+    if "\n" in text or "\r" in text or text.startswith("{"):
+        # one message is one utterance, whatever its lines, and text is never taken for a
+        # command (the socket's protocol is line-based: JSON keeps both inside the text)
+        return json.dumps({"cmd": SAY_FIELDS_CMD, "text": text}, ensure_ascii=False)
+    return text
+
+
+def _cmd_line(text: str) -> str:
+    if not text.startswith("{"):
+        if text in CMD_VERBS:  # a bare verb: what a button in a dashboard sends
+            return json.dumps({"cmd": text})
+        raise ProtocolError(f"the cmd topic takes JSON or one of {', '.join(CMD_VERBS)}")
     obj = load_json(text)
     if not isinstance(obj, dict):
         raise ProtocolError("a JSON message must be an object")
-    if kind == "say":
-        cmd = obj.setdefault("cmd", SAY_FIELDS_CMD)
-        if cmd != SAY_FIELDS_CMD:
-            raise ProtocolError(f"a say topic takes speak messages, not {cmd!r}")
-    elif obj.get("cmd") not in CMD_VERBS:
+    if obj.get("cmd") not in CMD_VERBS:
         raise ProtocolError(f"cmd must be one of {', '.join(CMD_VERBS)}")
+    return _without_mqtt_fields(obj)
+
+
+def _without_mqtt_fields(obj: dict[str, Any]) -> str:
     for key in ("t", "max_age"):  # MQTT's own fields, not the control protocol's
         obj.pop(key, None)
     return json.dumps(obj, ensure_ascii=False)
@@ -237,7 +298,13 @@ def state_of(status: dict[str, Any]) -> dict[str, Any]:
     waiting += [u.get("id") for u in status.get("queue", [])]
     links = status.get("links") or [{}]
     return {
-        "state": "paused" if status.get("paused") else "speaking" if speaking else "idle",
+        "state": (
+            NodeState.PAUSED
+            if status.get("paused")
+            else NodeState.SPEAKING
+            if speaking
+            else NodeState.IDLE
+        ).value,
         "speaking": speaking,
         "queue": len(waiting),
         "volume": status.get("volume"),
@@ -246,54 +313,76 @@ def state_of(status: dict[str, Any]) -> dict[str, Any]:
 
 
 def discovery(topics: Topics, discovery_prefix: str, version: str) -> dict[str, dict[str, Any]]:
-    """Home Assistant MQTT discovery configs (retained) by topic: a device per node with a
-    ``notify`` entity (it publishes to the node's say topic), a state sensor and a volume
-    number (it publishes ``{"cmd": "volume", ...}`` to the cmd topic)."""
-    uid = f"playspeak_{topics.node}"
-    device = {
-        "identifiers": [uid],
-        "name": f"playspeak {topics.node}",
-        "manufacturer": "playspeak",
-        "model": "speech daemon",
-        "sw_version": version,
-    }
+    """Home Assistant MQTT discovery configs (retained) by topic, for a device per node: a
+    ``notify`` and a ``text`` entity that publish to the node's say topic, buttons for stop,
+    skip, pause and resume and a volume ``number`` that publish to its cmd topic, a state
+    ``sensor`` (an enum) and an ``event`` entity fed by its event topic. Every one at QoS 1,
+    so that what Home Assistant sends while a node is away waits for it on the broker."""
+    uid = f"playspeak_{discovery_id(topics.node)}"
     common = {
-        "device": device,
+        "device": {
+            "identifiers": [uid],
+            "name": f"playspeak {topics.node}",
+            "manufacturer": "playspeak",
+            "model": "speech daemon",
+            "sw_version": version,
+        },
+        "origin": {"name": "playspeak", "sw_version": version},
         "availability_topic": topics.status,
         "payload_available": ONLINE.decode(),
         "payload_not_available": OFFLINE.decode(),
+        "qos": 1,
     }
-    return {
-        f"{discovery_prefix}/notify/{uid}/say/config": {
-            **common,
-            "name": "Say",
-            "unique_id": f"{uid}_say",
-            "command_topic": topics.say,
-        },
-        f"{discovery_prefix}/sensor/{uid}/state/config": {
-            **common,
-            "name": "State",
-            "unique_id": f"{uid}_state",
-            "state_topic": topics.state,
-            "value_template": "{{ value_json.state }}",
-            "json_attributes_topic": topics.state,
-            "icon": "mdi:account-voice",
-        },
-        f"{discovery_prefix}/number/{uid}/volume/config": {
-            **common,
-            "name": "Volume",
-            "unique_id": f"{uid}_volume",
-            "command_topic": topics.cmd,
-            "command_template": '{"cmd": "volume", "level": {{ value }}}',
-            "state_topic": topics.state,
-            "value_template": "{{ value_json.volume }}",
-            "min": 0,
-            "max": 100,
-            "step": 1,
-            "unit_of_measurement": "%",
-            "mode": "slider",
-        },
-    }
+
+    def entity(component: str, object_id: str, name: str, **fields: Any) -> tuple[str, dict]:
+        topic = f"{discovery_prefix}/{component}/{uid}/{object_id}/config"
+        return topic, {**common, "name": name, "unique_id": f"{uid}_{object_id}", **fields}
+
+    entities = [
+        entity("notify", "say", "Say", command_topic=topics.say),
+        entity(
+            "text", "speak", "Speak", command_topic=topics.say, mode="text", max=TEXT_MAX, min=1
+        ),
+        entity(
+            "sensor",
+            "state",
+            "State",
+            state_topic=topics.state,
+            value_template="{{ value_json.state }}",
+            json_attributes_topic=topics.state,
+            device_class="enum",
+            options=[s.value for s in NodeState],
+            icon="mdi:account-voice",
+        ),
+        entity(
+            "number",
+            "volume",
+            "Volume",
+            command_topic=topics.cmd,
+            command_template='{"cmd": "volume", "level": {{ value }}}',
+            state_topic=topics.state,
+            value_template="{{ value_json.volume }}",
+            min=0,
+            max=100,
+            step=1,
+            unit_of_measurement="%",
+            mode="slider",
+        ),
+        entity(
+            "event",
+            "events",
+            "Speech",
+            state_topic=topics.event,
+            # our events name themselves "event"; Home Assistant wants "event_type"
+            value_template="{{ dict(value_json, event_type=value_json.event) | to_json }}",
+            event_types=list(EVENT_TYPES),
+        ),
+        *(
+            entity("button", verb, verb.capitalize(), command_topic=topics.cmd, payload_press=verb)
+            for verb in BUTTONS
+        ),
+    ]
+    return dict(entities)
 
 
 def retained_configs(
