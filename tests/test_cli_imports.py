@@ -370,3 +370,13 @@ def test_cache_warm_of_a_missing_file_says_so_in_one_line(tmp_path: Path) -> Non
     assert result.stderr.strip() == (
         f"playspeak: cache warm: cannot read {missing}: No such file or directory"
     )
+
+
+def test_version_prints_the_installed_package_version() -> None:
+    from importlib.metadata import version
+
+    done = subprocess.run(
+        [sys.executable, "-m", "playspeak", "--version"], capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == f"playspeak {version('playspeak')}"

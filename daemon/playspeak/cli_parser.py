@@ -44,11 +44,37 @@ class _Unbuilt:
         pass
 
 
+def package_version() -> str:
+    """The installed package's version (pyproject.toml's), or "unknown" outside an install."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("playspeak")
+    except PackageNotFoundError:
+        return "unknown"
+
+
+class _Version(argparse.Action):
+    """--version, looked up only when asked for: importlib.metadata costs every other
+    command its imports (pathlib, zipfile, …)."""
+
+    def __call__(self, parser: argparse.ArgumentParser, *args: object) -> None:
+        print(f"playspeak {package_version()}")  # on stdout, as argparse's own action does
+        parser.exit()
+
+
 def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     """The whole command line; with `only`, the top level and that verb alone (the whole one
     when there is no such verb, so that the error lists them)."""
     parser = argparse.ArgumentParser(
         prog="playspeak", description=cli.__doc__, formatter_class=_Formatter
+    )
+    parser.add_argument(
+        "--version",
+        action=_Version,
+        nargs=0,
+        default=argparse.SUPPRESS,
+        help="show the package's version and exit",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
