@@ -217,12 +217,23 @@ def make_sources(config: Config, links: LinkPool) -> Sources:
     )
 
 
+def local_engines(config: Config, sources: Sources) -> Synthesizer:
+    """The local voice's engines: those the direct voice or the fallback voice already has
+    (make_sources builds them from the same setting), else new ones (the embedded server's
+    choice, with the fallback off)."""
+    if sources.local is not None:
+        return sources.local
+    if sources.fallback is not None:
+        return sources.fallback.synth
+    return Synthesizer(config.local_server.synth)
+
+
 def list_voices(config: Config, sources: Sources) -> list[Voice]:
     """What `voices` lists: the local engines' voices, or the configured service's. Blocks
     (runs espeak-ng --voices once)."""
     if not config.api.embedded:
         return service_voices(config.api.voice)
-    return local_voices(sources.local or Synthesizer(config.local_server.synth))
+    return local_voices(local_engines(config, sources))
 
 
 def voice_warnings(config: Config, sources: Sources) -> list[str]:
@@ -234,10 +245,7 @@ def voice_warnings(config: Config, sources: Sources) -> list[str]:
             "espeak-ng is not installed: there is no fallback voice; when the TTS service "
             "cannot speak, utterances fail with the reason (apt-get install espeak-ng)"
         )
-    local = sources.local
-    if local is None and config.api.embedded:  # the embedded server's engines: the same choice
-        local = Synthesizer(config.local_server.synth)
-    if local is not None and (murmur := local.warning("")):
+    if config.api.embedded and (murmur := local_engines(config, sources).warning("")):
         found.append(murmur)
     return found
 

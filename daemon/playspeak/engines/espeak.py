@@ -162,23 +162,19 @@ class EspeakSpares:
     ) -> tuple[np.ndarray, int]:
         """Like espeak_pcm, on a spare when one is ready; then a new spare is asked for."""
         parts: list[np.ndarray] = []
-        rates: list[int] = []
 
         async def collect(pcm: np.ndarray, rate: int) -> None:
             parts.append(pcm)
-            rates.append(rate)
 
-        await self.stream(text, voice, speed, style, collect)
-        if not rates:
-            raise RuntimeError("espeak-ng did not write a WAV stream")
-        return np.concatenate(parts), rates[0]
+        rate = await self.stream(text, voice, speed, style, collect)
+        return (np.concatenate(parts) if parts else np.zeros(0, np.int16)), rate
 
     async def stream(
         self, text: str, voice: str, speed: float, style: Style | None, sink: Sink
-    ) -> None:
+    ) -> int:
         """Hand `text`'s samples to `sink` as espeak-ng writes them (in 4 KiB pieces: its
         first arrive before it has made the rest), on a spare when one is ready; then a new
-        spare is asked for."""
+        spare is asked for. Returns their sample rate."""
         command = _command(voice, speed, style)
         spare = self._spares.pop(tuple(command), None)
         if spare is None:
@@ -197,6 +193,7 @@ class EspeakSpares:
         await _speak_once(spare, text.encode(), decode)
         if wav.rate == 0:
             raise RuntimeError("espeak-ng did not write a WAV stream")
+        return wav.rate
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Start the spares `pcm` asks for until cancelled; then end them all."""
