@@ -8,6 +8,7 @@ direct local voice without espeak-ng says on every event that it speaks a murmur
 from __future__ import annotations
 
 import logging
+import subprocess
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -63,6 +64,17 @@ async def say(daemon: Daemon, text: str, **fields: object) -> list[dict]:
     return [e for e in events if e.get("id") == ident]
 
 
+async def say_wait(daemon: Daemon, text: str) -> subprocess.CompletedProcess[bytes]:
+    """`playspeak say --wait TEXT` to the daemon, as a user runs it."""
+    command = [sys.executable, "-m", "playspeak", "say", "--wait"]
+    return await trio.run_process(
+        [*command, "--socket", str(daemon.socket_path), text],
+        capture_stdout=True,
+        capture_stderr=True,
+        check=False,
+    )
+
+
 async def test_every_event_of_the_fallback_voice_names_the_refused_key(daemon: Daemon) -> None:
     events = await say(daemon, "The front door is open.")
     spoken = {e["event"]: e for e in events if e["event"] != "queued"}
@@ -83,21 +95,7 @@ async def test_a_text_message_with_a_refused_key_fails_at_once_naming_it(daemon:
 
 
 async def test_say_wait_prints_the_fallback_reason_and_exits_0(daemon: Daemon) -> None:
-    done = await trio.run_process(
-        [
-            sys.executable,
-            "-m",
-            "playspeak",
-            "say",
-            "--wait",
-            "--socket",
-            str(daemon.socket_path),
-            "The washing machine has finished.",
-        ],
-        capture_stdout=True,
-        capture_stderr=True,
-        check=False,
-    )
+    done = await say_wait(daemon, "The washing machine has finished.")
     assert done.returncode == 0, done.stderr
     assert REFUSED in done.stderr.decode()
     assert "fallback voice" in done.stderr.decode()
@@ -166,20 +164,6 @@ async def test_the_local_voice_without_espeak_ng_says_on_every_event_it_is_a_mur
         assert [e["event"] for e in events] == ["queued", "started", "finished"], events
         # queued is sent before the voice is chosen, as with fallback_reason
         assert all(e["warning"] == MURMUR for e in events[1:]), events
-        done = await trio.run_process(
-            [
-                sys.executable,
-                "-m",
-                "playspeak",
-                "say",
-                "--wait",
-                "--socket",
-                str(daemon.socket_path),
-                "Dinner is ready.",
-            ],
-            capture_stdout=True,
-            capture_stderr=True,
-            check=False,
-        )
+        done = await say_wait(daemon, "Dinner is ready.")
     assert done.returncode == 0, done.stderr
     assert f"warning: {MURMUR}" in done.stderr.decode()
