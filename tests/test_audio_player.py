@@ -35,6 +35,10 @@ MS = RATE // 1000
 # default "low" (20 ms) latency occasionally underruns, and a dropout would spoil the
 # sample-exact comparison. Timing tests (drain, wait_played, cancel) keep the default.
 CONTENT_LATENCY = 0.1
+# The steady stream of the switch tests: deeper than CONTENT_LATENCY by more than the player's
+# factor for a switch. Their quick stream is CONTENT_LATENCY, not 40 ms: with two CPU burners,
+# 40/100 ms failed 35 of 240 runs of the two tests (underruns, spoilt sweeps), 100/200 ms 0 of 120.
+STEADY_LATENCY = 0.2
 
 StartPlayer = Callable[..., Awaitable[Player]]
 
@@ -309,9 +313,9 @@ def pause_between_whole_sweeps(
 async def test_a_long_stretch_moves_to_the_steady_stream_inside_its_pause(
     start_player: StartPlayer, recorder: Recorder
 ) -> None:
-    # Starts on the quick 40 ms stream, continues on the deeper one from the pause on: every
-    # sample arrives, the sweeps unchanged, and the pause longer only by the switch's moment.
-    player = await start_player(latency=0.04, steady_latency=0.1)
+    # Starts on the quick stream, continues on the deeper one from the pause on: every sample
+    # arrives, the sweeps unchanged, and the pause longer only by the switch's moment.
+    player = await start_player(latency=CONTENT_LATENCY, steady_latency=STEADY_LATENCY)
     signal, first, second = speech_with_a_pause(0.3)
     await player.play(signal)
     await player.drain()
@@ -359,7 +363,7 @@ async def test_a_device_that_refuses_a_second_stream_keeps_the_first(
         return real_open(self, died, steady)
 
     monkeypatch.setattr(Player, "_open", busy_when_steady)
-    player = await start_player(latency=0.04, steady_latency=0.1)
+    player = await start_player(latency=CONTENT_LATENCY, steady_latency=STEADY_LATENCY)
     signal, first, second = speech_with_a_pause(0.3)
     await player.play(signal)
     await player.drain()
@@ -367,7 +371,7 @@ async def test_a_device_that_refuses_a_second_stream_keeps_the_first(
     stats = player.stats
     assert (stats["steady_switches"], stats["stream_starts"]) == (0, 1)
     assert "Device unavailable" in stats["steady_refused"]
-    assert stats["frames_played"] == len(signal) and stats["underruns"] == 0
+    assert (stats["frames_played"], stats["underruns"]) == (len(signal), 0), stats
     # the first stream padded the pause with silence until the switch was given up
     pause, expected = pause_between_whole_sweeps(recorded, first, second, 0.3)
     assert expected - 0.015 <= pause <= expected + 0.150
