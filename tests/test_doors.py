@@ -417,13 +417,20 @@ async def test_a_door_full_of_ones_own_idle_connections_serves_a_new_one_at_once
             await stream.aclose()
 
 
+class NoSpeaker:
+    """A stand-in: a closing SSIP connection only ends its pause (it never paused)."""
+
+    def release(self, holder: object) -> bool:
+        return False
+
+
 async def test_an_ssip_text_that_never_ends_is_dropped(
     tmp_path: Path, autojump_clock: trio.testing.MockClock
 ) -> None:
     path = tmp_path / "speechd.sock"
     server = SsipServer(
         bind_ssip_socket(path, 0o600),
-        None,  # type: ignore[arg-type]  # nothing gets as far as the speaker
+        NoSpeaker(),  # type: ignore[arg-type]  # nothing gets as far as the speaker
         UtteranceBuilder(Config().api),
         limits=Limits(idle_timeout=300, line_timeout=15),
     )

@@ -236,7 +236,7 @@ class FakeSpeaker:
         self.hub = EventHub()
         self.submitted: list[Utterance] = []
         self.cancelled: list[str] = []
-        self.paused = False
+        self.holds: dict[object, Callable[[Utterance], bool]] = {}
         self.jobs: list[Any] = []
         self.limit = limit
 
@@ -256,11 +256,11 @@ class FakeSpeaker:
         self.cancelled += ids
         return ids
 
-    def pause(self) -> None:
-        self.paused = True
+    def hold(self, holder: object, select: Callable[[Utterance], bool]) -> None:
+        self.holds[holder] = select
 
-    def resume(self) -> None:
-        self.paused = False
+    def release(self, holder: object) -> bool:
+        return self.holds.pop(holder, None) is not None
 
 
 class Client:
@@ -360,12 +360,18 @@ def test_set_all_and_set_by_id_reach_other_connections(shared: Shared) -> None:
 
 
 def test_pause_resume_and_the_4xx_for_resuming_what_is_not_paused(shared: Shared) -> None:
-    client = Client(shared)
-    assert client.say(b"RESUME self\r\n").startswith(b"4")
-    assert client.say(b"PAUSE all\r\n") == b"211 OK PAUSED\r\n"
-    assert shared.speaker.paused
-    assert client.say(b"RESUME all\r\n") == b"212 OK RESUMED\r\n"
-    assert not shared.speaker.paused
+    a, b = Client(shared), Client(shared)
+    holds = shared.speaker.holds  # type: ignore[attr-defined]
+    assert a.say(b"RESUME self\r\n").startswith(b"4")
+    assert a.say(b"PAUSE self\r\n") == b"211 OK PAUSED\r\n"
+    assert set(holds) == {a.session}  # its own messages only
+    assert a.say(b"RESUME self\r\n") == b"212 OK RESUMED\r\n"
+    assert a.say(b"PAUSE all\r\n") == b"211 OK PAUSED\r\n"
+    assert set(holds) == {a.session, b.session}
+    b.session.close()  # a connection's pause ends with it
+    assert set(holds) == {a.session}
+    assert a.say(b"RESUME all\r\n") == b"212 OK RESUMED\r\n"
+    assert not holds
 
 
 def test_lists_history_help_and_quit(shared: Shared) -> None:

@@ -71,6 +71,7 @@ class AudioSink(Protocol):
     def frames_read(self) -> int: ...  # taken by the device (heard, or about to be)
     async def play(self, pcm: np.ndarray) -> int: ...
     async def wait_played(self, position: int) -> bool: ...
+    async def wait_quiet(self) -> None: ...  # what the device held has left it
     async def wait_ready(self) -> None: ...
     def cancel(self) -> int: ...
     def skip_to(self, position: int) -> int: ...
@@ -142,6 +143,10 @@ class Speaker:
         self.feeding: Job | None = None  # the one the feeder is decoding into the player
         self.paused = False
         self._paused_jobs: list[Job] = []
+        # Who holds which utterances back (an SSIP client's PAUSE): by holder, the selection
+        # and those of them that were cut off while audible (told "paused").
+        self._holds: dict[object, tuple[Callable[[Utterance], bool], list[Utterance]]] = {}
+        self.queue.held = lambda u: any(select(u) for select, _ in self._holds.values())
         self._nursery: trio.Nursery | None = None
 
     # ---- commands -----------------------------------------------------------------------
@@ -202,6 +207,14 @@ class Speaker:
             # The websocket is still busy streaming a reply nobody wants: a fresh connection
             # gets the next request answered sooner than waiting for the rest (bench/).
             self.links.restart_busy()
+        self._cut(selected)
+        for job in selected:
+            self.hub.cancelled(job.utterance, reason)
+        return [j.utterance.id for j in selected]
+
+    def _cut(self, selected: list[Job]) -> None:
+        """Drop the jobs and their buffered audio at once (their utterances' fate is the
+        caller's); the other jobs' audio plays on, or is asked for again (plan_cancel)."""
         spans = [Span(j, j.start_pos, j.end_pos) for j in self.jobs]
         plan = plan_cancel(spans, set(selected), self.player.frames_read)
         for job in selected:
@@ -215,9 +228,44 @@ class Speaker:
         for planned in plan.respeak:
             assert isinstance(planned, Job)
             self._respeak(planned)
-        for job in selected:
-            self.hub.cancelled(job.utterance, reason)
-        return [j.utterance.id for j in selected]
+
+    def hold(self, holder: object, select: Callable[[Utterance], bool]) -> None:
+        """Hold back every utterance `select` picks, queued or arriving, until `release`;
+        the others go on. One in flight is cut and waits in the queue, to be said again from
+        its start; one that was audible is told `paused` once its sound has left the device.
+        A second hold by the same holder replaces the first."""
+        cut = [j for j in self.jobs if select(j.utterance)]
+        audible = [j.utterance for j in cut if j.start_pos is not None and j.utterance.started]
+        self._cut(cut)
+        for job in cut:
+            job.utterance.attempts = 0
+            self.queue.put(job.utterance, again=True)
+        _, before = self._holds.pop(holder, (select, []))
+        self._holds[holder] = (select, before + audible)
+        if audible:
+            assert self._nursery is not None
+            self._nursery.start_soon(self._announce_paused, audible)
+
+    async def _announce_paused(self, utterances: list[Utterance]) -> None:
+        await self.player.wait_quiet()
+        for u in utterances:
+            if not u.ended:
+                self.hub.paused(u)
+
+    def release(self, holder: object) -> bool:
+        """End `holder`'s hold: its utterances take their turn again, and those told `paused`
+        are told `resumed`. False when it held nothing."""
+        held = self._holds.pop(holder, None)
+        if held is None:
+            return False
+        self.queue.wake()
+        for u in held[1]:
+            if not u.ended:
+                self.hub.resumed(u)
+        return True
+
+    def holding(self, holder: object) -> bool:
+        return holder in self._holds
 
     async def wait_idle(self) -> None:
         """Wait until nothing is speaking or queued (new arrivals are waited for too)."""
@@ -509,7 +557,8 @@ class Speaker:
                         break
                 if previous is not None:
                     await previous.settled.wait()
-                if heard is not False and not job.dropped:
+                # (one said again after a pause was told `started` the first time)
+                if heard is not False and not job.dropped and not job.utterance.started:
                     self.hub.started(job.utterance, _source(job))
             finally:
                 job.start_announced.set()

@@ -83,6 +83,11 @@ class Utterance:
     def ended(self) -> bool:
         return self.state in TERMINAL
 
+    @property
+    def started(self) -> bool:
+        """Told `started` and not ended (also while a pause holds it back in the queue)."""
+        return self.state == "speaking"
+
 
 class EventHub:
     """Sends each utterance's events to the client that asked and to every subscriber."""
@@ -171,6 +176,9 @@ class SpeechQueue:
         self.limit = limit
         self._items: deque[Utterance] = deque()
         self._changed = trio.Event()
+        # Utterances that wait without being taken (a paused SSIP client's); call `wake`
+        # when what it picks changes.
+        self.held: Callable[[Utterance], bool] = lambda u: False
 
     def __len__(self) -> int:
         return len(self._items)
@@ -190,11 +198,17 @@ class SpeechQueue:
         self._changed.set()
 
     async def get(self) -> Utterance:
-        """The next utterance; waits while the queue is empty. Cancellation loses nothing."""
-        while not self._items:
+        """The next utterance not held; waits while there is none. Cancellation loses
+        nothing."""
+        while (u := next((u for u in self._items if not self.held(u)), None)) is None:
             self._changed = trio.Event()
             await self._changed.wait()
-        return self._items.popleft()
+        self._items.remove(u)
+        return u
+
+    def wake(self) -> None:
+        """What `held` picks has changed: a waiting `get` looks again."""
+        self._changed.set()
 
     def remove(self, predicate: Callable[[Utterance], bool]) -> list[Utterance]:
         """Take out and return every waiting utterance the predicate selects."""

@@ -117,6 +117,13 @@ class AudioOutput:
             return False
         return base == self._base
 
+    async def wait_quiet(self) -> None:
+        """Return once the device holds nothing of what was dropped (Player.wait_quiet)."""
+        if self.state == "open":
+            await self.player.wait_quiet()
+        else:
+            await trio.lowlevel.checkpoint()
+
     def cancel(self) -> int:
         return self.player.cancel() if self.state == "open" else 0
 

@@ -649,6 +649,15 @@ class Player:
         """Wait until everything written so far has been heard (wait_played of the end)."""
         await self.wait_played(self.frames_written)
 
+    async def wait_quiet(self) -> None:
+        """Return once what the device held at the call has left it: the stream was closed
+        (cancel() closes it at once) or its latency has passed. At once when none plays."""
+        await trio.lowlevel.checkpoint()
+        with trio.move_on_after(self._stream_latency):
+            while self._active:
+                event = self._changed
+                await event.wait()
+
     def cancel(self) -> int:
         """Drop everything buffered; returns the number of frames dropped.
 

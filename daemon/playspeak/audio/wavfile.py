@@ -158,6 +158,9 @@ class WavFilePlayer:
     async def drain(self) -> None:
         await trio.lowlevel.checkpoint()
 
+    async def wait_quiet(self) -> None:
+        await trio.lowlevel.checkpoint()
+
     def cancel(self) -> int:
         return 0
 

@@ -7,6 +7,7 @@ parsed and writes what it sends.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import itertools
 import logging
 from collections.abc import Callable, Iterator
@@ -168,6 +169,7 @@ class SsipSession:
             self._end_block()
         self.closed = True
         self.shared.sessions.pop(self.client_id, None)
+        self.shared.speaker.release(self)  # its pause ends with it: its messages are said
 
     def _answer(self, item: Item) -> Reply:
         try:
@@ -263,23 +265,28 @@ class SsipSession:
         return reply
 
     def _targets(self, target: Target) -> list[s.Settings]:
+        return [session.settings for session in self._sessions(target)]
+
+    def _sessions(self, target: Target) -> list[SsipSession]:
+        """The connections a target names."""
         if target == "self":
-            return [self.settings]
+            return [self]
         if target == "all":
-            return [session.settings for session in self.shared.sessions.values()]
+            return list(self.shared.sessions.values())
         assert isinstance(target, int)
         session = self.shared.sessions.get(target)
         if session is None:
             raise SsipError(402, "ERR NO SUCH CLIENT")
-        return [session.settings]
+        return [session]
 
     def _selector(self, c: Command) -> Callable[[Utterance], bool] | None:
-        """The utterances a STOP/CANCEL/PAUSE/RESUME target names; None for `all`."""
+        """The utterances a STOP/CANCEL target names; None for `all`."""
         target = parse_target(c.words(1)[0])
         if target == "all":
             return None
         client = self.client_id if target == "self" else target
-        return lambda u: isinstance(u.owner, MessageEvents) and u.owner.client_id == client
+        assert isinstance(client, int)
+        return functools.partial(_from_client, client)
 
     def _stop(self, c: Command) -> Reply:
         select = self._selector(c)
@@ -292,15 +299,19 @@ class SsipSession:
         return Reply(213, "OK CANCELED")
 
     def _pause(self, c: Command) -> Reply:
-        self._selector(c)  # checks the target; playspeak pauses its one output, whoever asks
-        self.shared.speaker.pause()
+        # Each connection's pause is its own (speechd's): its messages wait, the others'
+        # speak; it ends with RESUME or when the connection closes.
+        for session in self._sessions(parse_target(c.words(1)[0])):
+            self.shared.speaker.hold(session, functools.partial(_from_client, session.client_id))
         return Reply(211, "OK PAUSED")
 
     def _resume(self, c: Command) -> Reply:
-        self._selector(c)
-        if not self.shared.speaker.paused:
+        released = [
+            self.shared.speaker.release(session)
+            for session in self._sessions(parse_target(c.words(1)[0]))
+        ]
+        if not any(released):
             raise SsipError(400, "ERR NOT PAUSED")  # ssip.texi: a 4xx error
-        self.shared.speaker.resume()
         return Reply(212, "OK RESUMED")
 
     def _list(self, c: Command) -> Reply:
@@ -359,3 +370,8 @@ class SsipSession:
         if self.block is not None:
             self._end_block()
         return BYE
+
+
+def _from_client(client_id: int, u: Utterance) -> bool:
+    """Whether `u` is a message of SSIP connection `client_id`."""
+    return isinstance(u.owner, MessageEvents) and u.owner.client_id == client_id
