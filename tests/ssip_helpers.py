@@ -3,8 +3,27 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import trio
+
+from playspeak.config import AudioConfig, Config, ControlConfig, LocalServerConfig, SsipConfig
+
+from audio_compare import RATE
+
+
+def ssip_config(tmp_path: Path, **sections: Any) -> Config:
+    """A daemon with its SSIP door beside the control socket (speechd.sock), the embedded
+    local server a little slower than real time's third, and any other sections given."""
+    return Config(
+        control=ControlConfig(socket=str(tmp_path / "playspeak.sock")),
+        audio=AudioConfig(samplerate=RATE),
+        local_server=LocalServerConfig(
+            embedded="server", first_byte_delay=0.05, realtime_factor=3.0
+        ),
+        ssip=SsipConfig(socket=str(tmp_path / "speechd.sock")),
+        **sections,
+    )
 
 
 class SsipClient:
@@ -29,12 +48,16 @@ class SsipClient:
 
     async def speak(self, text: str) -> int:
         """SPEAK a text; its message id."""
+        reply = await self.try_speak(text)
+        assert reply[-1].startswith("225"), reply
+        return int(reply[0][4:])
+
+    async def try_speak(self, text: str) -> list[str]:
+        """SPEAK a text; the reply to its text (225, or why it was refused)."""
         assert (await self.command("SPEAK"))[-1].startswith("230")
         body = "\r\n".join(".." + x if x.startswith(".") else x for x in text.split("\n"))
         await self.stream.send_all(body.encode() + b"\r\n.\r\n")
-        reply = await self._reply()
-        assert reply[-1].startswith("225"), reply
-        return int(reply[0][4:])
+        return await self._reply()
 
     async def event(self) -> list[str]:
         """The next 7xx event's lines (code-msgid, code-clientid, code TEXT)."""

@@ -13,13 +13,11 @@ import numpy as np
 import pytest
 import trio
 
-from playspeak.config import AudioConfig, Config, ControlConfig, LocalServerConfig, SsipConfig
 from playspeak.daemon import Daemon, open_daemon
 
-from audio_compare import RATE
 from daemon_helpers import ENDINGS, LineClient
 from soundcard import SOUND_THRESHOLD, PulseNullSink, Recorder
-from ssip_helpers import SsipClient
+from ssip_helpers import SsipClient, ssip_config
 
 LONG = (
     "This is a long weather report that goes on for quite a while, about the clouds, "
@@ -32,15 +30,7 @@ CAPTURE_LAG = 0.06
 
 @pytest.fixture
 async def daemon(tmp_path: Path, sound_card: PulseNullSink) -> AsyncIterator[Daemon]:
-    config = Config(
-        control=ControlConfig(socket=str(tmp_path / "playspeak.sock")),
-        audio=AudioConfig(samplerate=RATE),
-        local_server=LocalServerConfig(
-            embedded="server", first_byte_delay=0.05, realtime_factor=3.0
-        ),
-        ssip=SsipConfig(socket=str(tmp_path / "speechd.sock")),
-    )
-    async with open_daemon(config) as d:
+    async with open_daemon(ssip_config(tmp_path)) as d:
         yield d
 
 

@@ -9,7 +9,7 @@ from playspeak.control import protocol as p
 from playspeak.errors import ProtocolError
 from playspeak.events import Ok, Warmed
 from playspeak.speaker import Speaker
-from playspeak.speech import EventHub, Outbox, QueueFull, Utterance
+from playspeak.speech import EventHub, Outbox, Utterance
 from playspeak.style import Style
 from playspeak.utterances import SpeechRequest, UtteranceBuilder
 
@@ -100,8 +100,7 @@ class CommandHandler:
             style=Style(round(c.pitch or 0), c.punctuation or "none", c.capitals or "none"),
         )
         self.builder.check(request)  # a text too long is refused before a full queue
-        if len(self.speaker.queue) >= self.speaker.queue.limit:
-            raise QueueFull(f"queue full ({self.speaker.queue.limit} utterances waiting)")
+        self.speaker.queue.check_room()
         if c.id is not None:
             self._check_id(c.id)
         ident = c.id if c.id is not None else self.hub.fresh_id()

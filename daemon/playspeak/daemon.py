@@ -303,6 +303,7 @@ async def open_daemon(config: Config) -> AsyncIterator[Daemon]:
                 player=player,
                 hub=hub,
                 max_queue=config.speech.max_queue,
+                client_queue_bytes=config.speech.client_queue_bytes,
                 pipeline=config.speech.pipeline,
                 chime=load_chime(config.chime.sound, player.samplerate, player.channels),
                 chime_priorities=config.chime.priorities,

@@ -111,6 +111,7 @@ class Speaker:
         player: AudioSink,
         hub: EventHub,
         max_queue: int,
+        client_queue_bytes: int = 0,
         pipeline: bool = True,
         max_attempts: int = 3,
         max_reply_seconds: float = 0.0,
@@ -135,7 +136,7 @@ class Speaker:
         self.links = links
         self.player = player
         self.hub = hub
-        self.queue = SpeechQueue(max_queue)
+        self.queue = SpeechQueue(max_queue, client_queue_bytes)
         self.pipeline = pipeline
         self.max_attempts = max_attempts
         self.max_reply_seconds = max_reply_seconds  # 0: from each utterance's text

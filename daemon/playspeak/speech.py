@@ -10,7 +10,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 import trio
 
@@ -168,12 +168,36 @@ class EventHub:
             subscriber.send(event)
 
 
+@runtime_checkable
+class OneOfMany(Protocol):
+    """An owner made for one message of a longer-lived client (an SSIP connection's)."""
+
+    client: object
+
+
+def client_of(u: Utterance) -> object:
+    """Who an utterance counts against in the queue's per-client budget: its connection."""
+    owner = u.owner
+    return owner.client if isinstance(owner, OneOfMany) else owner
+
+
+# What a waiting utterance holds beside its text (the object, its parameters and events), for
+# the per-client budget: a burst of key names is bounded by memory, not by their number.
+UTTERANCE_BYTES = 1024
+
+
+def held_bytes(u: Utterance) -> int:
+    return len(u.text.encode("utf-8", "surrogatepass")) + UTTERANCE_BYTES
+
+
 class SpeechQueue:
     """Utterances waiting to be requested, by priority rank then arrival; bounded (QueueFull
-    beyond `limit`)."""
+    beyond `limit` utterances, or beyond `client_bytes` of one client's, as held_bytes counts)."""
 
-    def __init__(self, limit: int) -> None:
+    def __init__(self, limit: int, client_bytes: int = 0) -> None:
         self.limit = limit
+        self.client_bytes = client_bytes  # 0: no per-client bound
+        self._held: dict[int, int] = {}  # id(client_of(u)) -> bytes its waiting ones hold
         self._items: deque[Utterance] = deque()
         self._changed = trio.Event()
         # Utterances that wait without being taken (a paused SSIP client's); call `wake`
@@ -188,14 +212,33 @@ class SpeechQueue:
 
     def put(self, utterance: Utterance, *, again: bool = False) -> None:
         """Insert in order. `again`: one already admitted, to be spoken again (no limit)."""
-        if not again and len(self._items) >= self.limit:
-            raise QueueFull(f"queue full ({self.limit} utterances waiting)")
+        client, size = id(client_of(utterance)), held_bytes(utterance)
+        if not again:
+            self.check_room()
+            held = self._held.get(client, 0)
+            if self.client_bytes and held + size > self.client_bytes:
+                raise QueueFull(
+                    f"this client's queue is full ({held} bytes waiting, limit {self.client_bytes})"
+                )
         key = (rank(utterance), utterance.seq)
         index = next(
             (i for i, u in enumerate(self._items) if (rank(u), u.seq) > key), len(self._items)
         )
         self._items.insert(index, utterance)
+        self._held[client] = self._held.get(client, 0) + size
         self._changed.set()
+
+    def check_room(self) -> None:
+        """QueueFull when `limit` utterances wait already."""
+        if len(self._items) >= self.limit:
+            raise QueueFull(f"queue full ({self.limit} utterances waiting)")
+
+    def _taken(self, u: Utterance) -> None:
+        self._items.remove(u)
+        client = id(client_of(u))
+        left = self._held.pop(client, 0) - held_bytes(u)
+        if left > 0:
+            self._held[client] = left
 
     async def get(self) -> Utterance:
         """The next utterance not held; waits while there is none. Cancellation loses
@@ -203,7 +246,7 @@ class SpeechQueue:
         while (u := next((u for u in self._items if not self.held(u)), None)) is None:
             self._changed = trio.Event()
             await self._changed.wait()
-        self._items.remove(u)
+        self._taken(u)
         return u
 
     def wake(self) -> None:
@@ -214,5 +257,5 @@ class SpeechQueue:
         """Take out and return every waiting utterance the predicate selects."""
         taken = [u for u in self._items if predicate(u)]
         for u in taken:
-            self._items.remove(u)
+            self._taken(u)
         return taken

@@ -364,7 +364,14 @@ class AudioConfig:
 class SpeechConfig:
     """The speech queue."""
 
-    max_queue: int = setting(100, "Utterances waiting at most.", low=1)
+    max_queue: int = setting(10_000, "Utterances waiting at most, of all clients.", low=1)
+    client_queue_bytes: int = setting(
+        4 << 20,
+        "The memory one client's waiting utterances may hold (their text and about 1 KiB "
+        "each): a burst of 500 keys from a screen reader is taken, a runaway client is not. "
+        "0: no per-client bound.",
+        low=0,
+    )
     pipeline: bool = setting(
         True,
         "Request the next utterance while the current one plays: no gap between announcements.",

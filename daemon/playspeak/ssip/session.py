@@ -76,6 +76,7 @@ class MessageEvents:
 
     def __init__(self, session: SsipSession, msg_id: int, notify: frozenset[str]) -> None:
         self.session = session
+        self.client = session  # its messages share one per-client queue budget (OneOfMany)
         self.client_id = session.client_id
         self.msg_id = msg_id
         self.notify = notify
