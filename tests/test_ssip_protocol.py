@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from playspeak.config import DEFAULT_VOICE, Config
 from playspeak.events import Failed, Finished, Paused, Resumed, Started
+from playspeak.marks import Segment
 from playspeak.speech import EventHub, QueueFull, Utterance
 from playspeak.ssip import settings as s
 from playspeak.ssip.protocol import (
@@ -211,10 +212,13 @@ def test_rate_and_volume_map_to_speed_and_gain() -> None:
 
 def test_texts_for_ssml_spelling_chars_keys_and_icons() -> None:
     ssml = s.Settings(ssml_mode=True)
+    assert ssml.text_for("<speak>Hello <b>world</b> &amp; you</speak>") == ("Hello world & you", ())
     assert ssml.text_for("<speak>Hello <mark name='m'/>world &amp; you</speak>") == (
-        "Hello world & you"
+        "Hello world & you",
+        (Segment((), "Hello"), Segment(("m",), "world & you")),
     )
-    assert s.Settings(spelling=True).text_for("ab c") == "a b c"
+    assert s.Settings(ssml_mode=False).text_for("a <mark name='m'/>") == ("a <mark name='m'/>", ())
+    assert s.Settings(spelling=True).text_for("ab c") == ("a b c", ())
     assert s.char_text("space") == "space" and s.char_text("é") == "é"
     assert s.key_text("control_alt_kp-enter") == "control alt kp enter"
     assert s.key_text("_") == "_" and s.key_text("shift_A") == "shift A"

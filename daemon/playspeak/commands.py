@@ -8,6 +8,7 @@ from typing import Any, Protocol
 from playspeak.control import protocol as p
 from playspeak.errors import ProtocolError
 from playspeak.events import Ok, Warmed
+from playspeak.marks import joined, split_marks
 from playspeak.speaker import Speaker
 from playspeak.speech import EventHub, Outbox, Utterance
 from playspeak.style import Style
@@ -85,8 +86,10 @@ class CommandHandler:
     def _speak(self, session: Requester, c: p.Speak) -> dict[str, Any]:
         if self.stopping:
             raise ProtocolError("the daemon is stopping: no new speech is accepted")
+        segments = split_marks(c.text, ssml=False)  # its index marks, if any
         request = SpeechRequest(
-            text=c.text,
+            text=joined(segments) if segments else c.text,
+            segments=segments,
             voice=c.voice,
             speed=c.speed,
             temperature=c.temperature,

@@ -62,6 +62,15 @@ class Resumed(UtteranceEvent):
 
 
 @dataclass(frozen=True)
+class Mark(UtteranceEvent):
+    """The audio at an index mark is heard. `mark` is the mark's name: "name" on the wire
+    (`name` is the kind of event here)."""
+
+    mark: str
+    name: ClassVar[str] = "mark"
+
+
+@dataclass(frozen=True)
 class Finished(UtteranceEvent):
     """Its last sample left the sound card."""
 
@@ -89,6 +98,7 @@ UTTERANCE_EVENTS: tuple[type[UtteranceEvent], ...] = (
     Started,
     Paused,
     Resumed,
+    Mark,
     Finished,
     Cancelled,
     Failed,

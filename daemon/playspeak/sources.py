@@ -71,13 +71,17 @@ class Sources:
     def key(self, params: dict[str, Any], model: str | None) -> str:
         return cache_key({**params, "model": model or self.model})
 
-    async def open(self, u: Utterance, *, may_fall_back: bool = True) -> AnyReply:
-        """A reply for `u`. Raises LinkError as the link does when the service cannot take
-        the request and no fallback covers it."""
+    async def open(
+        self, u: Utterance, *, may_fall_back: bool = True, text: str | None = None
+    ) -> AnyReply:
+        """A reply for `u`, or for `text`, one part of it (a segment between index marks).
+        Raises LinkError as the link does when the service cannot take the request and no
+        fallback covers it."""
+        params = u.params if text is None else {**u.params, "text": text}
         if self.local is not None:
-            return self._speak_locally(u)
+            return self._speak_locally(u, params)
         store = self.store if u.cache else None
-        key = self.key(u.params, u.model)
+        key = self.key(params, u.model)
         if store is not None:
             data = await trio.to_thread.run_sync(store.get, key)
             if data is not None:
@@ -85,7 +89,7 @@ class Sources:
         fallback = self.fallback if may_fall_back else None
         if fallback is not None and not fallback.covers(u.priority):
             fallback = None
-        params = dict(u.params)
+        params = dict(params)
         u.fallback_reason = ""  # asked again: the service may answer this time
         wait = fallback.after if fallback else 0.0
         if fallback is not None and fallback.active and not self._connected(u.model):
@@ -109,10 +113,9 @@ class Sources:
                 raise LinkError("the daemon is shutting down")
         return reply
 
-    def _speak_locally(self, u: Utterance) -> LocalReply:
+    def _speak_locally(self, u: Utterance, params: dict[str, Any]) -> LocalReply:
         """Raises LinkError when the voice cannot speak as asked (its engine has no pitch…)."""
         assert self.local is not None
-        params = u.params
         text, voice = str(params["text"]), str(params.get("voice") or "")
         style = Style.from_params(params)
         if (why := self.local.refusal(voice, style)) is not None:

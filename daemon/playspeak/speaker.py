@@ -97,6 +97,9 @@ class Job:
     # may be written again by others after a cut)
     announcers: list[trio.CancelScope] = field(default_factory=list)
     start_announced: trio.Event = field(default_factory=trio.Event)  # `started` sent or skipped
+    segment: int = 0  # which of the utterance's segments (marks.py) `reply` is for
+    marks_due: tuple[str, ...] = ()  # announced from the next frame written (its segment's first)
+    marks_told: trio.Event | None = None  # set once the last marks announced so far are told
     settled: trio.Event = field(default_factory=trio.Event)  # ended, or dropped: off the list
 
 
@@ -349,13 +352,16 @@ class Speaker:
         """Send the job's request; a failure is kept in the job for the feeder to report."""
         u = job.utterance
         u.attempts += 1
+        text = u.segments[job.segment].text if u.segments else None
         try:
             if self.sources is not None:
                 # a retry after audio was heard stays with the service's voice
-                job.reply = await self.sources.open(u, may_fall_back=job.start_pos is None)
+                job.reply = await self.sources.open(
+                    u, may_fall_back=job.start_pos is None, text=text
+                )
             else:
                 link = await self.links.get(u.model)
-                job.reply = await link.request(dict(u.params))
+                job.reply = await link.request({**u.params, **({"text": text} if text else {})})
             if job.dropped:  # cancelled while it was being asked for: nobody will read it,
                 job.reply.discard()  # and an unread reply would hold up the link's reader
         except LinkError as e:
@@ -405,10 +411,34 @@ class Speaker:
         if (chime := self._chime_for(u)) is not None:
             # The chime plays while the service synthesises the speech (already requested).
             await self._play(job, chime)
+        # Segments between index marks are asked for one by one, each once the one before is
+        # all received (most of it still to be heard: the request is not), and played back to
+        # back; each one's marks are told as its first frame is heard.
+        for index, segment in enumerate(u.segments or (None,)):
+            if segment is not None and not segment.text:  # marks after the last word
+                self._tell_marks(job, segment.marks, self.player.frames_written)
+                break
+            if index:
+                job.segment = index
+                await self._request(job)
+            job.marks_due = segment.marks if segment else ()
+            if not await self._feed_reply(job) or u.ended:
+                return
+        if job.start_pos is None:
+            self.hub.failed(u, "the service sent no audio")
+            return
+        job.end_pos = self.player.frames_written
+        assert self._nursery is not None
+        self._nursery.start_soon(self._announce_finished, job)
+
+    async def _feed_reply(self, job: Job) -> bool:
+        """Play the job's reply (for its segment), asking again as often as allowed; False
+        when the utterance failed."""
+        u = job.utterance
         while not u.ended:
             if job.reply is None:
                 self.hub.failed(u, job.error or "request failed")
-                return
+                return False
             try:
                 await self._play_reply(job, job.reply)
                 break
@@ -417,27 +447,20 @@ class Speaker:
                 log.warning("utterance %s: %s%s", u.id, e, "; asking again" if retry else "")
                 if not retry:
                     self.hub.failed(u, str(e))
-                    return
+                    return False
                 await self._request(job)  # replayed from its start
             except DecodeError as e:
                 job.reply.discard()
                 self.hub.failed(u, f"undecodable audio: {e}")
-                return
+                return False
             except ReplyTooLong as e:
                 unfinished = not job.reply.complete.is_set()
                 job.reply.discard()
                 if unfinished:  # the connection still streams it: a fresh one for the queue
                     self.links.restart_busy()
                 self.hub.failed(u, str(e))
-                return
-        if u.ended:
-            return
-        if job.start_pos is None:
-            self.hub.failed(u, "the service sent no audio")
-            return
-        job.end_pos = self.player.frames_written
-        assert self._nursery is not None
-        self._nursery.start_soon(self._announce_finished, job)
+                return False
+        return True
 
     def _chime_for(self, u: Utterance) -> np.ndarray | None:
         """The chime to play before `u`: the configured one for its priority, or for an
@@ -543,7 +566,39 @@ class Speaker:
         elif losses != job.device_generation:
             # Its beginning was played on a device that is gone: the rest would be a fragment.
             raise AudioDeviceError("the audio device was lost while it was playing")
+        if job.marks_due:
+            marks, job.marks_due = job.marks_due, ()
+            self._tell_marks(job, marks, self.player.frames_written + 1)
         await self.player.play(pcm)
+
+    def _tell_marks(self, job: Job, marks: tuple[str, ...], heard_at: int) -> None:
+        """Announce `marks` once frame position `heard_at` has been played, after the job's
+        `started` and its earlier marks."""
+        previous, job.marks_told = job.marks_told, trio.Event()
+        assert self._nursery is not None
+        self._nursery.start_soon(
+            self._announce_marks, job, marks, heard_at, previous, job.marks_told
+        )
+
+    async def _announce_marks(
+        self,
+        job: Job,
+        marks: tuple[str, ...],
+        heard_at: int,
+        previous: trio.Event | None,
+        told: trio.Event,
+    ) -> None:
+        try:
+            with self._announcer(job):  # a dropped job's marks are never told
+                heard = await self.player.wait_played(heard_at)
+                await job.start_announced.wait()
+                if previous is not None:
+                    await previous.wait()
+                if heard is not False and not job.dropped and not job.utterance.ended:
+                    for name in marks:
+                        self.hub.mark(job.utterance, name)
+        finally:
+            told.set()
 
     async def _announce_started(self, job: Job, previous: Job | None) -> None:
         """`started` once the job's first frame leaves the device, and never before the
@@ -571,6 +626,8 @@ class Speaker:
             # A short utterance can be fed whole before its `started` task ran (trio runs new
             # tasks in any order): `started` must still come first.
             await job.start_announced.wait()
+            if job.marks_told is not None:  # its marks before its end
+                await job.marks_told.wait()
             if job.dropped:
                 return
             if heard is False:

@@ -21,6 +21,7 @@ from playspeak.events import (
     DaemonEvent,
     Failed,
     Finished,
+    Mark,
     Message,
     Paused,
     Queued,
@@ -30,6 +31,7 @@ from playspeak.events import (
     timestamp,
 )
 from playspeak.log import utterance_event
+from playspeak.marks import Segment
 from playspeak.priorities import rank
 
 TERMINAL = ENDINGS
@@ -73,6 +75,9 @@ class Utterance:
     attempts: int = 0
     fallback_reason: str = ""  # why the fallback voice speaks it ("": it does not)
     warning: str = ""  # what the listener should know of the voice that speaks it (events)
+    # Its text cut at its index marks, each segment requested on its own (marks.py); ():
+    # none, the text is one request.
+    segments: tuple[Segment, ...] = ()
     done: trio.Event = field(default_factory=trio.Event)
 
     @property
@@ -152,6 +157,9 @@ class EventHub:
 
     def resumed(self, utterance: Utterance) -> None:
         self.emit(utterance, Resumed(utterance.id, timestamp()))
+
+    def mark(self, utterance: Utterance, name: str) -> None:
+        self.emit(utterance, Mark(utterance.id, timestamp(), name))
 
     def finished(self, utterance: Utterance, source: str) -> None:
         self.emit(utterance, Finished(utterance.id, timestamp(), source))

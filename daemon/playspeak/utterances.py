@@ -14,6 +14,7 @@ from typing import Any
 from playspeak.config import ApiConfig
 from playspeak.errors import ProtocolError
 from playspeak.limits import SPEED, text_limit
+from playspeak.marks import Segment
 from playspeak.speech import Outbox, Utterance
 from playspeak.style import Style
 from playspeak.voices import Voice, for_language
@@ -36,6 +37,8 @@ class SpeechRequest:
     chime: bool | None = None  # None: as configured for its priority
     cache: bool = True  # False: neither played from nor stored in the phrase cache
     style: Style = field(default_factory=Style)  # pitch, punctuation, capitals (espeak-ng)
+    # The text cut at its index marks (marks.py), `text` being their words; (): no marks.
+    segments: tuple[Segment, ...] = ()
 
 
 class TextTooLong(ProtocolError):
@@ -104,4 +107,5 @@ class UtteranceBuilder:
             chime=request.chime,
             cache=request.cache,
             gain=request.gain,
+            segments=request.segments,
         )

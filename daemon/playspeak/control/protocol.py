@@ -17,7 +17,7 @@ from typing import Any
 
 from playspeak.config import MODELS, OUTPUT_FORMATS, PRIORITIES, is_model_name
 from playspeak.errors import ProtocolError
-from playspeak.events import Error, Message, Ok, UtteranceEvent, Warmed
+from playspeak.events import Error, Mark, Message, Ok, UtteranceEvent, Warmed
 from playspeak.jsonguard import load_json
 from playspeak.limits import SPEED, TEMPERATURE, VOLUME
 from playspeak.style import CAPITALS, PITCH, PUNCTUATION
@@ -366,5 +366,7 @@ def encode_message(message: Message) -> bytes:
         fields = {f.name: getattr(message, f.name) for f in dataclasses.fields(message)}
         if isinstance(message, UtteranceEvent):
             reason, warning = fields.pop("fallback_reason"), fields.pop("warning")
+            if isinstance(message, Mark):
+                fields["name"] = fields.pop("mark")  # "name" on the wire (a contract)
             fields.update(_present(fallback_reason=reason or None, warning=warning or None))
     return encode(message.name, **fields)

@@ -13,6 +13,7 @@ from playspeak.events import (
     Cancelled,
     Failed,
     Finished,
+    Mark,
     Message,
     Paused,
     Resumed,
@@ -77,27 +78,30 @@ EVENTS: dict[type[UtteranceEvent], tuple[int, str, str]] = {
     Failed: (703, "CANCELED", "cancel"),  # SSIP has no "failed": the message was not said
     Paused: (704, "PAUSED", "pause"),
     Resumed: (705, "RESUMED", "resume"),
+    Mark: (700, "INDEX_MARK", "index_marks"),  # its name is a third line (event())
 }
 NOTIFICATION_TYPES = ("begin", "end", "cancel", "pause", "resume", "index_marks")
 
 
-def event(code: int, text: str, msg_id: int, client_id: int) -> bytes:
-    """An asynchronous 7xx notification: `701-<msg id>`, `701-<client id>`, `701 BEGIN`."""
-    return Reply(code, text, (str(msg_id), str(client_id))).encode()
+def event(code: int, text: str, msg_id: int, client_id: int, *more: str) -> bytes:
+    """An asynchronous 7xx notification: `701-<msg id>`, `701-<client id>`, `701 BEGIN`;
+    `more` lines before the last (an index mark's name)."""
+    return Reply(code, text, (str(msg_id), str(client_id), *more)).encode()
 
 
 def notification(
     message: Message, msg_id: int, client_id: int, wanted: frozenset[str] | set[str]
 ) -> bytes | None:
     """The 7xx line an utterance event becomes for an SSIP message, if its kind (begin, end,
-    cancel, pause, resume) is among those `wanted`; None for anything else."""
+    cancel, pause, resume, index_marks) is among those `wanted`; None for anything else."""
     if not isinstance(message, UtteranceEvent):
         return None
     mapped = EVENTS.get(type(message))
     if mapped is None or mapped[2] not in wanted:
         return None
     code, text, _ = mapped
-    return event(code, text, msg_id, client_id)
+    more = (message.mark,) if isinstance(message, Mark) else ()
+    return event(code, text, msg_id, client_id, *more)
 
 
 # ---- commands -------------------------------------------------------------------------------

@@ -177,7 +177,7 @@ class SsipSession:
             if isinstance(item, Reply):
                 return item
             if isinstance(item, Speak):
-                return self._message(self.settings.text_for(item.text))
+                return self._message(item.text)
             handler = self._table.get(item.name)
             if handler is None:
                 return INVALID_COMMAND
@@ -193,7 +193,8 @@ class SsipSession:
     # ---- messages ---------------------------------------------------------------------------
 
     def _message(self, text: str) -> Reply:
-        if not text.strip():
+        """A SPEAK text, as sent (SSML in SSML mode): queued, or kept for its block."""
+        if not self.settings.text_for(text)[0].strip():
             return Reply(227, "OK MESSAGE CANCELED")  # what Speech Dispatcher says to nothing
         try:
             check_controls(text)  # NULs and escape sequences are refused, as on the control socket
@@ -226,10 +227,12 @@ class SsipSession:
         # Notifications count as they were when the message was sent (ssip.texi).
         return dataclasses.replace(self.settings, notifications=set(self.settings.notifications))
 
-    def _utterance(self, text: str, settings: s.Settings, msg_id: int) -> Utterance:
+    def _utterance(self, sent: str, settings: s.Settings, msg_id: int) -> Utterance:
         """The message's utterance, built as the control protocol's `speak` builds one."""
+        text, segments = settings.text_for(sent)
         request = SpeechRequest(
             text=text,
+            segments=segments,
             voice=settings.synthesis_voice,
             speed_factor=settings.speed,
             language=settings.language if settings.language_chosen else None,

@@ -10,12 +10,11 @@ knob for them.
 
 from __future__ import annotations
 
-import html
-import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from playspeak.marks import Segment, joined, plain, split_marks
 from playspeak.ssip.protocol import (
     NOTIFICATION_TYPES,
     Reply,
@@ -71,14 +70,18 @@ class Settings:
         """The utterance gain for VOLUME: 0 at -100, 1 at 100."""
         return (self.volume + 100) / 200
 
-    def text_for(self, text: str) -> str:
-        """What to say for a SPEAK text: SSML tags dropped in SSML mode, letters spelled."""
-        if self.ssml_mode:
-            text = html.unescape(re.sub(r"<[^>]*>", " ", text))
-            text = " ".join(text.split())
-        if self.spelling:
-            text = " ".join(ch for ch in text if not ch.isspace())
-        return text
+    def text_for(self, text: str) -> tuple[str, tuple[Segment, ...]]:
+        """What to say for a SPEAK text, and in SSML mode its segments at index marks (()
+        without marks): SSML tags dropped in SSML mode, letters spelled."""
+        if not self.ssml_mode:
+            return self._spelled(text), ()
+        segments = tuple(
+            Segment(s.marks, self._spelled(s.text)) for s in split_marks(text, ssml=True)
+        )
+        return (joined(segments), segments) if segments else (self._spelled(plain(text)), ())
+
+    def _spelled(self, text: str) -> str:
+        return " ".join(ch for ch in text if not ch.isspace()) if self.spelling else text
 
 
 # ---- value parsers ---------------------------------------------------------------------------
