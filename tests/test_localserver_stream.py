@@ -13,7 +13,7 @@ from playspeak.localserver import open_local_server
 
 from localserver_helpers import mp3_frame_offsets, read_reply, speak, ws_url
 
-END = {"type": "end", "request_id": None}
+END = {"type": "end", "request_id": None, "status": 200}
 FAST = {"first_byte_delay": 0, "realtime_factor": 0, "synth": "generated"}
 
 
@@ -37,8 +37,8 @@ async def test_twenty_pipelined_requests_come_back_complete_and_in_order() -> No
         for command, reply in zip(commands, replies, strict=True):
             rid = command.get("request_id")
             assert reply.messages == [
-                {"type": "start", "request_id": rid},
-                {"type": "end", "request_id": rid},
+                {"type": "start", "request_id": rid, "status": 200},
+                {"type": "end", "request_id": rid, "status": 200},
             ]
             assert isinstance(reply.frames[0], str) and isinstance(reply.frames[-1], str)
             expected = await server.render(

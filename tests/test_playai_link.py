@@ -17,8 +17,8 @@ import link_helpers
 from link_helpers import VOICE, collect, command
 from playspeak.errors import AuthError, LinkError
 from playspeak.localserver import LocalServer, LocalServerSettings, open_local_server
-from playspeak.playai.auth import parse_auth_answer
 from playspeak.playai.link import Link, LinkSettings
+from playspeak.playai.wire import parse_auth_answer
 
 KEY, USER = "test-key-abcdef", "test-user-42"
 
@@ -48,7 +48,8 @@ async def test_pipelined_requests_come_back_in_order_and_whole() -> None:
         assert server.stats.connections == 1 and link.connections == 1
 
 
-async def test_an_error_frame_fails_only_its_request() -> None:
+async def test_an_error_frame_fails_only_its_request(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.WARNING, logger="playspeak.playai.link")
     async with served_link(
         dict(api_key=KEY, user_id=USER, first_byte_delay=0, realtime_factor=0)
     ) as (server, link):
@@ -59,6 +60,8 @@ async def test_an_error_frame_fails_only_its_request() -> None:
             await collect(bad)
         assert not bad.retriable
         assert await collect(good) == await server.render(text="fine", voice=VOICE)
+    # the failing start, the error frame and the end of one request: one failure, no news
+    assert "no known request" not in caplog.text
 
 
 async def test_a_dropped_connection_fails_pending_replies_and_reconnects() -> None:

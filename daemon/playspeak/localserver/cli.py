@@ -101,12 +101,6 @@ def _add_service_costs(parser: argparse.ArgumentParser) -> None:
         help="every auth answer's status: a 2xx succeeds, a 4xx (401, 403) refuses every "
         f"call [{r['auth_status']}]",
     )
-    group.add_argument(
-        "--error-frames",
-        choices=("legacy", "typed"),
-        help='legacy: {"error": …}; typed: {"type": "error", "message": …} '
-        f"[{r['error_frames']}; default legacy]",
-    )
 
 
 async def _serve(server: LocalServer) -> None:

@@ -12,7 +12,6 @@ import trio
 from playspeak.config.sections import SYNTH_MODES
 
 SynthMode = Literal["auto", "espeak", "generated", "piper"]
-ErrorFrames = Literal["legacy", "typed"]  # {"error": …} or {"type": "error", "message": …}
 
 
 @dataclass(frozen=True)
@@ -68,7 +67,6 @@ class LocalServerSettings:
     # every auth answer's status: any 2xx (success), or a 4xx other than 429 that refuses
     # every call (401: a revoked key)
     auth_status: int = 200
-    error_frames: ErrorFrames = "legacy"
 
     @property
     def refuses_auth(self) -> bool:
@@ -98,8 +96,6 @@ class LocalServerSettings:
             raise ValueError(
                 f"auth_status must be a 2xx code or a 4xx refusal, not {self.auth_status}"
             )
-        if self.error_frames not in ("legacy", "typed"):
-            raise ValueError(f"error_frames must be legacy or typed, not {self.error_frames!r}")
 
 
 # ``--realistic``: roughly what a paid streaming TTS service costs a client. A cold auth call
@@ -111,7 +107,6 @@ REALISTIC: dict[str, Any] = {
     "idle_timeout": 30.0,
     "auth_rate": AuthRate(10, 60.0),
     "auth_status": 201,
-    "error_frames": "typed",
 }
 
 
