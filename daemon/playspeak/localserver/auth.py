@@ -4,18 +4,17 @@ from __future__ import annotations
 
 import math
 import secrets
+import time
 from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
 from urllib.parse import parse_qs, urlsplit
 
 import trio
 
 from playspeak.localserver.models import MODELS
 from playspeak.localserver.settings import AuthRate, Faults, LocalServerSettings, Stats
-
-AUTH_PATHS = frozenset({"/api/v1/tts/websocket-auth", "/api/v1/websocket-auth"})
+from playspeak.playai.wire import AUTH_PATHS, AuthAnswer
 
 
 @dataclass(frozen=True)
@@ -101,10 +100,6 @@ def _credentials_error(headers: Mapping[str, str], settings: LocalServerSettings
     return None
 
 
-def _iso_utc(moment: datetime) -> str:
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
-
-
 def answer_auth(
     method: str,
     path: str,
@@ -117,10 +112,12 @@ def answer_auth(
     ws_base: str,
     stats: Stats,
 ) -> Reply:
-    """Answer one HTTP request (headers keyed in lower case); ws_base is ``ws://host:port``.
+    """Answer one HTTP request (headers keyed in lower case); ws_base is ``ws://host:port``
+    (or ``wss://``). Each auth path answers in its own shape (wire.AUTH_PATHS).
 
     Only admitted calls count against the rate limit, whatever their credentials."""
-    if urlsplit(path).path not in AUTH_PATHS:
+    shape = AUTH_PATHS.get(urlsplit(path).path)
+    if shape is None:
         return Reply(404, {"error": "not found"})
     if method != "POST":
         return Reply(405, {"error": f"method {method} not allowed, use POST"}, (("Allow", "POST"),))
@@ -131,9 +128,14 @@ def answer_auth(
         stats.auth_rate_limited += reply.status == 429
         return reply
     token = tokens.mint()
-    urls = {m.name: f"{ws_base}/{m.app}/ws?fal_jwt_token={token}" for m in MODELS}
-    expires = datetime.now(UTC) + timedelta(seconds=settings.token_lifetime)
-    return Reply(settings.auth_status, {"webSocketUrls": urls, "expiresAt": _iso_utc(expires)})
+    # pyht wants an HTTP streaming URL per model too: named, not served (it only warms it up)
+    http_base = "http" + ws_base.removeprefix("ws")
+    answer = AuthAnswer(
+        websocket_urls={m.name: f"{ws_base}/{m.app}/ws?fal_jwt_token={token}" for m in MODELS},
+        expires_at=time.time() + settings.token_lifetime,
+        http_urls={m.name: f"{http_base}/{m.app}/stream" for m in MODELS},
+    )
+    return Reply(settings.auth_status, answer.encode(shape))
 
 
 def _refusal(

@@ -23,6 +23,9 @@ log = logging.getLogger("playspeak.localserver")
 
 QUEUE_SIZE = 16  # commands read ahead of the reply being sent; then the reader waits
 CLOSE_TIMEOUT = 5.0
+# At its lifetime a connection reads no more commands but answers those it has read (the
+# reply in flight is not cut: pyht would return it truncated, silently); this long at most.
+LIFETIME_GRACE = 60.0
 
 
 @dataclass
@@ -53,22 +56,23 @@ class Session:
         self._received = 0
         self._audio_sent = 0
         self._unanswered = 0  # commands read and not yet answered
+        self._expires = trio.current_time() + shared.settings.connection_lifetime
+        self._expired = False  # the lifetime is over: the reader stopped
         # Cancelled when the connection has had nothing to do for settings.idle_timeout.
         self._idle = trio.CancelScope()
 
     async def run(self) -> None:
         """Serve the connection; returns when it is over (closed or aborted)."""
-        settings = self._shared.settings
         send, recv = trio.open_memory_channel[Command | CommandRejected](QUEUE_SIZE)
         self._set_idle_deadline()
-        with trio.move_on_after(settings.connection_lifetime) as lifetime, self._scope, self._idle:
+        with trio.move_on_at(self._expires + LIFETIME_GRACE), self._scope, self._idle:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(self._read, send)
                 nursery.start_soon(self._produce, recv)
         if self._aborted:
             return
         reason = None
-        if lifetime.cancelled_caught:
+        if self._expired or trio.current_time() >= self._expires:
             reason = "connection lifetime exceeded"
         elif self._idle.cancelled_caught:
             reason = "idle timeout"
@@ -83,9 +87,13 @@ class Session:
         async with send:
             while True:
                 try:
-                    frame = await self._ws.get_message()
+                    with trio.move_on_at(self._expires) as lifetime:
+                        frame = await self._ws.get_message()
                 except ConnectionClosed:
                     self._scope.cancel()  # nothing can be sent any more
+                    return
+                if lifetime.cancelled_caught:
+                    self._expired = True  # what was read is answered, then the close
                     return
                 self._received += 1
                 self._unanswered += 1
