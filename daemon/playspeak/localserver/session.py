@@ -42,7 +42,12 @@ class Session:
     """Serves one accepted websocket until the client leaves, its lifetime ends or a fault hits."""
 
     def __init__(
-        self, ws: WebSocketConnection, transport: trio.abc.Stream, model: Model, shared: Shared
+        self,
+        ws: WebSocketConnection,
+        transport: trio.abc.Stream,
+        model: Model,
+        shared: Shared,
+        slots: trio.Semaphore | None = None,
     ) -> None:
         self._ws = ws
         self._transport = transport
@@ -56,6 +61,11 @@ class Session:
         self._received = 0
         self._audio_sent = 0
         self._unanswered = 0  # commands read and not yet answered
+        # Its client's commands in flight (ClientBounds.requests): the reader takes one slot
+        # per command before queueing it (waiting stops the reading), the producer gives it
+        # back once answered; those still held when the session ends are given back then.
+        self._slots = slots
+        self._held = 0
         self._expires = trio.current_time() + shared.settings.connection_lifetime
         self._expired = False  # the lifetime is over: the reader stopped
         # Cancelled when the connection has had nothing to do for settings.idle_timeout.
@@ -65,10 +75,16 @@ class Session:
         """Serve the connection; returns when it is over (closed or aborted)."""
         send, recv = trio.open_memory_channel[Command | CommandRejected](QUEUE_SIZE)
         self._set_idle_deadline()
-        with trio.move_on_at(self._expires + LIFETIME_GRACE), self._scope, self._idle:
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(self._read, send)
-                nursery.start_soon(self._produce, recv)
+        try:
+            with trio.move_on_at(self._expires + LIFETIME_GRACE), self._scope, self._idle:
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(self._read, send)
+                    nursery.start_soon(self._produce, recv)
+        finally:
+            for _ in range(self._held):
+                assert self._slots is not None
+                self._slots.release()
+            self._held = 0
         if self._aborted:
             return
         reason = None
@@ -104,6 +120,9 @@ class Session:
                     faults.drop_after_requests = None
                     await self._abort(f"drop_after_requests={limit}")
                     return
+                if self._slots is not None:
+                    await self._slots.acquire()
+                    self._held += 1
                 try:
                     item: Command | CommandRejected = parse_command(frame, self._model)
                 except CommandRejected as e:
@@ -119,6 +138,9 @@ class Session:
                     else:
                         await self._answer(item)
                     self._unanswered -= 1
+                    if self._slots is not None:
+                        self._slots.release()
+                        self._held -= 1
                     self._set_idle_deadline()
         except ConnectionClosed:
             self._scope.cancel()
