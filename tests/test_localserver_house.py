@@ -71,6 +71,15 @@ def test_loopback_needs_none_and_beyond_it_credentials_suffice() -> None:
     assert parse_args(["--host", "0.0.0.0"], both).api_key == "k"
 
 
+def test_the_key_may_come_as_a_systemd_credential(tmp_path: Path) -> None:
+    """playspeak-voice.service hands it over with LoadCredential=playai-api-key."""
+    (tmp_path / "playai-api-key").write_text("from-systemd\n")
+    env = {"CREDENTIALS_DIRECTORY": str(tmp_path), "PLAYAI_USER_ID": "u"}
+    settings = parse_args(["--host", "0.0.0.0"], env)
+    assert (settings.api_key, settings.user_id) == ("from-systemd", "u")
+    assert parse_args([], {**env, "PLAYAI_API_KEY": "env-wins"}).api_key == "env-wins"
+
+
 def test_serve_local_beyond_loopback_without_credentials_exits_2() -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("PLAYAI_")}
     done = subprocess.run(

@@ -9,6 +9,7 @@ import signal
 
 import trio
 
+from playspeak.config.load import credential_api_key
 from playspeak.config.sections import SYNTH_MODES
 from playspeak.errors import ConfigError, leaves
 from playspeak.localserver.server import LocalServer
@@ -18,7 +19,8 @@ log = logging.getLogger("playspeak.localserver")
 
 
 def parse_args(argv: list[str], environ: dict[str, str] | None = None) -> LocalServerSettings:
-    """Settings from the command line, and credentials from PLAYAI_API_KEY / PLAYAI_USER_ID."""
+    """Settings from the command line, and credentials from PLAYAI_API_KEY / PLAYAI_USER_ID
+    (the key also from systemd's LoadCredential=playai-api-key, as for the daemon)."""
     env = os.environ if environ is None else environ
     defaults = LocalServerSettings()
     parser = argparse.ArgumentParser(
@@ -40,7 +42,7 @@ def parse_args(argv: list[str], environ: dict[str, str] | None = None) -> LocalS
         return LocalServerSettings(
             host=args.host,
             port=args.port,
-            api_key=env.get("PLAYAI_API_KEY") or None,
+            api_key=env.get("PLAYAI_API_KEY") or credential_api_key(env) or None,
             user_id=env.get("PLAYAI_USER_ID") or None,
             token_lifetime=args.token_lifetime,
             connection_lifetime=args.connection_lifetime,
@@ -54,7 +56,7 @@ def parse_args(argv: list[str], environ: dict[str, str] | None = None) -> LocalS
             client_requests=args.client_requests,
             **costs,
         )
-    except ValueError as e:
+    except (ValueError, ConfigError) as e:
         parser.error(str(e))
 
 
