@@ -18,6 +18,7 @@ import trio
 import trio.testing
 import trio_websocket
 
+from link_helpers import VOICE, collect, command, served_link
 from playspeak.localserver import LocalServer, LocalServerSettings, open_local_server
 from playspeak.localserver.cli import parse_args
 from playspeak.localserver.clients import ClientBounds
@@ -244,3 +245,17 @@ def test_a_certificate_that_cannot_be_loaded_stops_serve_local_with_2(tmp_path: 
         timeout=30,
     )
     assert done.returncode == 2 and str(bad) in done.stderr
+
+
+async def test_the_daemons_link_speaks_over_tls_with_the_house_certificate_trusted(
+    certificate: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A room's daemon trusts a house certificate through SSL_CERT_FILE (httpx for the auth
+    call, Python's default TLS context for the websocket)."""
+    monkeypatch.setenv("SSL_CERT_FILE", str(certificate[0]))
+    cert, key = map(str, certificate)
+    settings = LocalServerSettings(certfile=cert, keyfile=key, **FAST)
+    async with served_link(settings, "k", "u") as (server, link):
+        assert link.settings.base_url.startswith("https://")
+        reply = await link.request(command("Over TLS."))
+        assert await collect(reply) == await server.render(text="Over TLS.", voice=VOICE)
