@@ -15,10 +15,9 @@ import trio_websocket
 
 import link_helpers
 from link_helpers import VOICE, collect, command
-from playspeak.errors import AuthError, LinkError
+from playspeak.errors import LinkError
 from playspeak.localserver import LocalServer, LocalServerSettings, open_local_server
 from playspeak.playai.link import Link, LinkSettings
-from playspeak.playai.wire import parse_auth_answer
 
 KEY, USER = "test-key-abcdef", "test-user-42"
 
@@ -100,25 +99,6 @@ async def test_refused_auth_is_reported_without_the_secret(
     logged = "\n".join(r.getMessage() for r in caplog.records)
     assert "401" in logged
     assert KEY not in logged and USER not in logged
-
-
-def test_auth_answer_variants() -> None:
-    current = parse_auth_answer(
-        {
-            "webSocketUrls": {"Play3.0-mini": "wss://a/ws?fal_jwt_token=t"},
-            "expiresAt": "2024-12-11T22:17:37.429Z",
-        }
-    )
-    assert current.url_for("Play3.0-mini").startswith("wss://a")
-    assert current.expires_at == pytest.approx(1733955457.429)
-    v4 = parse_auth_answer({"websocket_urls": {"PlayDialog": "wss://b"}, "expires_at": None})
-    assert v4.url_for("PlayDialog") == "wss://b" and v4.expires_at is None
-    v3 = parse_auth_answer({"websocket_url": "wss://c", "expires_at": "2024-12-11T22:17:37Z"})
-    assert v3.url_for("PlayDialog") == "wss://c"
-    with pytest.raises(AuthError, match="no websocket for model"):
-        current.url_for("PlayDialog")
-    with pytest.raises(AuthError, match="no websocket URLs"):
-        parse_auth_answer({"nothing": 1})
 
 
 async def test_renewal_before_the_connection_lifetime_drops_no_reply() -> None:

@@ -228,10 +228,14 @@ def test_older_auth_answers_are_understood() -> None:
     v2024 = parse_auth_answer({"PlayDialog": {"webSocketUrl": "wss://a"}, "expiresAt": None})
     assert v2024.url_for("PlayDialog") == "wss://a" and v2024.expires_at is None
     v3 = parse_auth_answer({"websocket_url": "wss://c", "expires_at": "2024-12-11T22:17:37Z"})
-    assert v3.url_for("anything") == "wss://c"
+    assert v3.url_for("anything") == "wss://c" and v3.expires_at == pytest.approx(WHEN - 0.429)
+    v4 = parse_auth_answer({"websocket_urls": {"PlayDialog": "wss://b"}, "expires_at": None})
+    assert v4.url_for("PlayDialog") == "wss://b" and v4.expires_at is None
     with pytest.raises(AuthError, match="no websocket for model"):
         v2024.url_for("Play3.0-mini")
     with pytest.raises(AuthError, match="no websocket URLs"):
         parse_auth_answer({"PlayDialog": {"websocket_url": "http://not-ws"}})
+    with pytest.raises(AuthError, match="no websocket URLs"):
+        parse_auth_answer({"nothing": 1})
     with pytest.raises(AuthError, match="not a JSON object"):
         parse_auth_answer([])
