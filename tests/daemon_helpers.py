@@ -116,9 +116,11 @@ async def daemon_process(
     env: dict[str, str] | None = None,
     args: tuple[str, ...] = (),
     stderr: Path | None = None,
+    wrapper: tuple[str, ...] = (),
 ) -> AsyncIterator[DaemonProcess]:
     """`playspeak run` as a child process; yields once it sent READY=1. SIGTERM on exit. Its
-    log goes to the file `stderr` when given."""
+    log goes to the file `stderr` when given. `wrapper` comes before the command (e.g. `ip
+    netns exec NAME`, which execs it: the child is still the daemon)."""
     notify_path = tmp_path / f"notify-{os.urandom(4).hex()}"
     notify = trio.socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     await notify.bind(str(notify_path))
@@ -132,7 +134,7 @@ async def daemon_process(
     for key in ("PLAYAI_API_KEY", "PLAYAI_USER_ID", "PLAYSPEAK_API_URL", "PLAYSPEAK_CONFIG"):
         if env is None or key not in env:
             child_env.pop(key, None)
-    command = [sys.executable, "-m", "playspeak", "run", *args]
+    command = [*wrapper, sys.executable, "-m", "playspeak", "run", *args]
     log = stderr.open("ab") if stderr is not None else None
     async with trio.open_nursery() as nursery:
         process = await nursery.start(

@@ -65,13 +65,13 @@ def _json(frame: str) -> dict[str, object] | None:
 
 
 async def read_reply(ws: trio_websocket.WebSocketConnection) -> Reply:
-    """Frames up to and including an ``end`` or error frame (either shape); skips nothing."""
+    """Frames up to and including the ``end`` frame (a failed request's too); skips nothing."""
     reply = Reply()
     while True:
         frame = await ws.get_message()
         reply.frames.append(frame)
         message = _json(frame) if isinstance(frame, str) else None
-        if message is not None and (message.get("type") in ("end", "error") or "error" in message):
+        if message is not None and message.get("type") == "end":
             return reply
 
 

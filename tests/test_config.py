@@ -130,9 +130,9 @@ def test_local_server_costs_are_off_unless_realistic_and_keys_override_it(tmp_pa
         api_key="k", user_id="u", first_byte_delay=0.2, auth_rate=AuthRate(2, 5.0)
     )
     single = load_config(
-        write(tmp_path, '[local_server]\nembedded = "server"\nerror_frames = "typed"\n'), env={}
+        write(tmp_path, '[local_server]\nembedded = "server"\nauth_status = 201\n'), env={}
     )
-    assert embedded_server_settings(single.local_server, "k", "u").error_frames == "typed"
+    assert embedded_server_settings(single.local_server, "k", "u").auth_status == 201
 
 
 def test_a_cost_of_the_server_is_refused_for_the_direct_local_voice(tmp_path: Path) -> None:
@@ -154,7 +154,6 @@ def test_a_cost_of_the_server_is_refused_for_the_direct_local_voice(tmp_path: Pa
         'auth_rate = "0/60"',
         "auth_status = 404",
         "idle_timeout = -1",
-        'error_frames = "xml"',
         'realistic = "yes"',
     ],
 )

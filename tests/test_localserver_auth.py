@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import AsyncIterator
+from datetime import datetime
 
 import httpx
 import pytest
@@ -16,7 +17,8 @@ from playspeak.localserver import LocalServer, open_local_server
 from localserver_helpers import AUTH_PATH, GOOD_HEADERS, auth, speak, ws_url
 
 KEY, USER = "key-SECRET-1234", "user-SECRET-5678"
-PATHS = [AUTH_PATH, "/api/v1/websocket-auth"]
+V1_PATHS = [AUTH_PATH, "/api/v1/websocket-auth"]
+PATHS = [*V1_PATHS, "/api/v4/websocket-auth", "/api/v4/sdk-auth"]  # every one checks credentials
 MODELS = {"Play3.0-mini", "PlayDialog", "PlayDialogMultilingual", "PlayDialogArabic"}
 
 
@@ -32,7 +34,7 @@ def creds(key: str = KEY, user: str = USER) -> dict[str, str]:
     return {"Authorization": f"Bearer {key}", "X-User-Id": user}
 
 
-@pytest.mark.parametrize("path", PATHS)
+@pytest.mark.parametrize("path", V1_PATHS)
 async def test_auth_returns_a_url_per_model_and_an_iso_expiry(
     server: LocalServer, path: str
 ) -> None:
@@ -49,6 +51,30 @@ async def test_auth_returns_a_url_per_model_and_an_iso_expiry(
         apps.add(match[1])
     assert len(apps) == 4
     assert server.stats.auth_calls == 1
+
+
+async def test_pipecats_v4_auth_gets_snake_case_urls_that_connect(server: LocalServer) -> None:
+    headers = {**creds(), "Content-Type": "application/json"}  # what Pipecat sends
+    response = await auth(server, "/api/v4/websocket-auth", headers)
+    body = response.json()
+    assert response.status_code == 200 and set(body) == {"websocket_urls", "expires_at"}
+    assert set(body["websocket_urls"]) == MODELS
+    async with trio_websocket.open_websocket_url(body["websocket_urls"]["PlayDialog"]) as ws:
+        assert (await speak(ws, text=["Hello", "there."], output_format="raw")).audio
+
+
+async def test_pyhts_sdk_auth_gets_per_model_objects_it_accepts(server: LocalServer) -> None:
+    # pyht's own headers: lower case, no Content-Type, no body
+    headers = {"x-user-id": USER, "authorization": f"Bearer {KEY}"}
+    body = (await auth(server, "/api/v4/sdk-auth", headers)).json()
+    assert set(body) == MODELS | {"expires_at"}
+    # what pyht's get_coordinates() checks, and how it parses the expiry
+    assert datetime.strptime(body["expires_at"], "%Y-%m-%dT%H:%M:%S.%fZ")
+    for model in MODELS:
+        assert set(body[model]) == {"websocket_url", "http_streaming_url"}
+        assert body[model]["http_streaming_url"].startswith(server.base_url)
+    async with trio_websocket.open_websocket_url(body["Play3.0-mini"]["websocket_url"]) as ws:
+        assert (await speak(ws, output_format="raw")).audio
 
 
 async def test_each_auth_call_mints_a_fresh_token(server: LocalServer) -> None:

@@ -9,8 +9,9 @@ import pytest
 import trio_websocket
 
 from playspeak.localserver import LocalServer, open_local_server
-from playspeak.localserver.commands import Command, CommandError, parse_command
+from playspeak.localserver.commands import Command, parse_command
 from playspeak.localserver.models import MODELS_BY_APP, model_for_path
+from playspeak.playai.wire import CommandRejected
 
 from localserver_helpers import read_reply, speak, ws_url
 
@@ -65,18 +66,18 @@ def test_unknown_keys_and_known_optional_fields_are_accepted() -> None:
     ],
 )
 def test_bad_fields_are_named(fields: dict[str, object], named: str) -> None:
-    with pytest.raises(CommandError, match=named) as error:
+    with pytest.raises(CommandRejected, match=named) as error:
         parse_command(json.dumps({**fields, "request_id": ["r", 1]}), MINI)
     assert error.value.request_id == ["r", 1]
 
 
 def test_text_limits_follow_the_model() -> None:
     long_text = "a" * 20_001
-    with pytest.raises(CommandError, match="text is too long"):
+    with pytest.raises(CommandRejected, match="text is too long"):
         parse_command(frame(text=long_text, voice="v"), MINI)
     assert parse_command(frame(text=long_text, voice="v"), DIALOG).text == long_text
     assert parse_command(frame(text="a" * 50_000, voice="v"), DIALOG)
-    with pytest.raises(CommandError, match="text is too long"):
+    with pytest.raises(CommandRejected, match="text is too long"):
         parse_command(frame(text="a" * 50_001, voice="v"), DIALOG)
 
 
@@ -85,13 +86,13 @@ def test_text_limits_follow_the_model() -> None:
     [
         (b'{"text": "hi", "voice": "v"}', "binary"),
         ("{not json", "invalid JSON"),
-        ('{"text": "hi", "voice": "v", "speed": NaN}', "invalid JSON"),
+        ('{"text": "hi", "voice": "v", "speed": NaN}', "speed"),
         ('["text", "voice"]', "JSON object"),
         ("42", "JSON object"),
     ],
 )
 def test_frames_that_are_not_commands(raw: str | bytes, named: str) -> None:
-    with pytest.raises(CommandError, match=named) as error:
+    with pytest.raises(CommandRejected, match=named) as error:
         parse_command(raw, MINI)
     assert error.value.request_id is None
 
@@ -123,9 +124,10 @@ async def test_a_bad_command_gets_an_error_frame_and_the_connection_carries_on(
 ) -> None:
     async with trio_websocket.open_websocket_url(await ws_url(server)) as ws:
         await ws.send_message(raw)
-        error = (await read_reply(ws)).messages
-        assert len(error) == 1 and named in str(error[0]["error"])
-        assert error[0]["request_id"] == ("r1" if isinstance(raw, str) and "r1" in raw else None)
+        start, error, end = (await read_reply(ws)).messages
+        assert (start["status"], error["type"], end["type"]) == (400, "error", "end")
+        assert named in str(error["error"])
+        assert error["request_id"] == ("r1" if isinstance(raw, str) and "r1" in raw else None)
         good = await speak(ws, request_id="after", output_format="raw")
         assert [m["type"] for m in good.messages] == ["start", "end"]
         assert good.audio
@@ -138,7 +140,7 @@ async def test_errors_keep_their_place_in_the_reply_order(server: LocalServer) -
         await ws.send_message(frame(**GOOD, request_id=3, output_format="raw"))
         replies = [await read_reply(ws) for _ in range(3)]
     assert [r.messages[0].get("request_id") for r in replies] == [1, 2, 3]
-    assert "speed" in str(replies[1].last["error"])
+    assert "speed" in str(replies[1].messages[1]["error"])
 
 
 @pytest.mark.parametrize("request_id", ["abc", 17, 2.5, True, {"a": [1, None]}, [], ""])
@@ -146,8 +148,8 @@ async def test_request_id_is_echoed_exactly(server: LocalServer, request_id: obj
     async with trio_websocket.open_websocket_url(await ws_url(server)) as ws:
         reply = await speak(ws, request_id=request_id, output_format="raw")
     assert reply.messages == [
-        {"type": "start", "request_id": request_id},
-        {"type": "end", "request_id": request_id},
+        {"type": "start", "request_id": request_id, "status": 200},
+        {"type": "end", "request_id": request_id, "status": 200},
     ]
 
 
@@ -157,8 +159,8 @@ async def test_request_id_is_null_when_absent_or_null(server: LocalServer) -> No
         null = await speak(ws, output_format="raw", request_id=None)
     for reply in (absent, null):
         assert reply.messages == [
-            {"type": "start", "request_id": None},
-            {"type": "end", "request_id": None},
+            {"type": "start", "request_id": None, "status": 200},
+            {"type": "end", "request_id": None, "status": 200},
         ]
 
 

@@ -79,9 +79,13 @@ async def test_error_on_text_answers_matching_commands_with_an_error(server: Loc
     async with trio_websocket.open_websocket_url(await ws_url(server)) as ws:
         for _ in range(2):
             failed = await speak(ws, text="this goes boom", request_id="bad")
-            assert failed.messages == [
-                {"error": "synthesis failed (injected)", "request_id": "bad"}
+            said = "synthesis failed (injected)"
+            assert [(m["type"], m.get("error")) for m in failed.messages] == [
+                ("start", None),
+                ("error", said),
+                ("end", None),
             ]
+            assert {m["request_id"] for m in failed.messages} == {"bad"} and not failed.chunks
             assert (await speak(ws, text="this is fine", request_id="ok")).last["type"] == "end"
         server.faults.error_on_text = None
         assert (await speak(ws, text="this goes boom")).last["type"] == "end"
@@ -113,8 +117,12 @@ async def test_garbage_frames_come_before_each_start(server: LocalServer) -> Non
             with pytest.raises(ValueError):
                 json.loads(not_json)
             assert json.loads(str(unknown))["type"] not in ("start", "end")
-            assert json.loads(str(start)) == {"type": "start", "request_id": request_id}
-            assert reply.last == {"type": "end", "request_id": request_id}
+            assert json.loads(str(start)) == {
+                "type": "start",
+                "request_id": request_id,
+                "status": 200,
+            }
+            assert reply.last == {"type": "end", "request_id": request_id, "status": 200}
         server.faults.garbage_frames = False
         reply = await speak(ws, output_format="raw")
         assert json.loads(str(reply.frames[0]))["type"] == "start"
@@ -138,7 +146,7 @@ async def test_stall_after_bytes_holds_one_reply_until_resumed(
         frames = [await ws.get_message()]
         while sum(len(f) for f in frames if isinstance(f, bytes)) < offset:
             frames.append(await ws.get_message())
-        assert json.loads(frames[0]) == {"type": "start", "request_id": "s"}
+        assert json.loads(frames[0]) == {"type": "start", "request_id": "s", "status": 200}
         with trio.move_on_after(30) as silent:  # virtual time: nothing more comes
             frames.append(await ws.get_message())
         assert silent.cancelled_caught
@@ -146,5 +154,5 @@ async def test_stall_after_bytes_holds_one_reply_until_resumed(
         server.faults.resume_stalls()
         rest = await read_reply(ws)
         audio = b"".join(f for f in frames + rest.frames if isinstance(f, bytes))
-        assert audio == clean and rest.last == {"type": "end", "request_id": "s"}
+        assert audio == clean and rest.last == {"type": "end", "request_id": "s", "status": 200}
         assert (await speak(ws, text=TEXT)).audio == clean  # not held again

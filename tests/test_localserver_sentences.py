@@ -139,13 +139,17 @@ async def test_the_first_audio_byte_comes_while_later_sentences_are_still_synthe
         sent = trio.current_time()
         await ws.send_message(json.dumps({"text": LONG, "voice": "Angelo", "request_id": 1}))
         with trio.fail_after(5):  # virtual seconds; whole-text rendering would never get here
-            assert json.loads(await ws.get_message()) == {"type": "start", "request_id": 1}
+            assert json.loads(await ws.get_message()) == {
+                "type": "start",
+                "request_id": 1,
+                "status": 200,
+            }
             assert isinstance(await ws.get_message(), bytes)
         assert trio.current_time() - sent == pytest.approx(0.3, abs=1e-3)
         assert len(synthesized) == 1
         first_audio.set()
         rest = await read_reply(ws)
-    assert rest.last == {"type": "end", "request_id": 1}
+    assert rest.last == {"type": "end", "request_id": 1, "status": 200}
     assert len(synthesized) == len(split_sentences(LONG)) == 20
 
 
@@ -218,9 +222,8 @@ async def test_a_long_reply_is_paced_over_its_whole_duration(
     assert times == sorted(times) and len(set(times)) > 10
 
 
-@pytest.mark.parametrize("error_frames", ["legacy", "typed"])
 async def test_synthesis_failing_part_way_sends_the_audio_made_then_an_error(
-    monkeypatch: pytest.MonkeyPatch, error_frames: str
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     real_pcm = Synthesizer.pcm
 
@@ -231,15 +234,16 @@ async def test_synthesis_failing_part_way_sends_the_audio_made_then_an_error(
 
     monkeypatch.setattr(Synthesizer, "pcm", failing_pcm)
     async with (
-        open_local_server(error_frames=error_frames, **FAST) as server,
+        open_local_server(**FAST) as server,
         trio_websocket.open_websocket_url(await ws_url(server)) as ws,
     ):
         broken = await speak(ws, text=STORY, request_id="s", output_format="raw")
         fine = await speak(ws, text="Next, please.", request_id="t", output_format="raw")
-    assert broken.messages[0] == {"type": "start", "request_id": "s"}
-    error = broken.last
-    assert error["request_id"] == "s" and ("error" in error) == (error_frames == "legacy")
+    start, error, end = broken.messages
+    assert start == {"type": "start", "request_id": "s", "status": 200}
+    assert (error["type"], error["request_id"], error["status"]) == ("error", "s", 500)
+    assert end == {"type": "end", "request_id": "s", "status": 500}
     two_sentences = sum(len(generate(s, "Angelo")) for s in split_sentences(STORY)[:2])
     assert len(broken.audio) // 2 == pytest.approx(two_sentences * 24000 / RATE, abs=64)
     assert np.frombuffer(broken.audio, "<i2").any()
-    assert fine.last == {"type": "end", "request_id": "t"}
+    assert fine.last == {"type": "end", "request_id": "t", "status": 200}

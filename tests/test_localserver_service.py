@@ -35,11 +35,7 @@ async def stats(server: LocalServer) -> dict[str, int]:
 def test_every_cost_is_off_by_default() -> None:
     settings = LocalServerSettings()
     assert (settings.auth_delay, settings.connect_delay, settings.idle_timeout) == (0, 0, 0)
-    assert (settings.auth_rate, settings.auth_status, settings.error_frames) == (
-        None,
-        200,
-        "legacy",
-    )
+    assert (settings.auth_rate, settings.auth_status) == (None, 200)
     assert parse_args([], {}) == dataclasses.replace(settings, port=8765)
 
 
@@ -51,19 +47,18 @@ def test_realistic_turns_every_cost_on_and_single_flags_override() -> None:
         30.0,
     )
     assert realistic.auth_rate == AuthRate(10, 60.0)
-    assert (realistic.auth_status, realistic.error_frames) == (201, "typed")
+    assert realistic.auth_status == 201
     assert realistic == dataclasses.replace(LocalServerSettings.realistic(), port=8765)
     mixed = parse_args(["--realistic", "--auth-rate", "3/1.5", "--idle-timeout", "0"], {})
     assert (mixed.auth_rate, mixed.idle_timeout, mixed.auth_delay) == (AuthRate(3, 1.5), 0, 0.25)
-    single = parse_args(["--auth-status", "201", "--error-frames", "typed"], {})
-    assert (single.auth_status, single.error_frames, single.auth_delay) == (201, "typed", 0)
+    single = parse_args(["--auth-status", "201"], {})
+    assert (single.auth_status, single.auth_delay) == (201, 0)
     assert set(REALISTIC) == {
         "auth_delay",
         "connect_delay",
         "idle_timeout",
         "auth_rate",
         "auth_status",
-        "error_frames",
     }
 
 
@@ -76,7 +71,6 @@ def test_realistic_turns_every_cost_on_and_single_flags_override() -> None:
         ["--auth-status", "302"],
         ["--auth-delay", "-1"],
         ["--idle-timeout", "nan"],
-        ["--error-frames", "xml"],
     ],
 )
 def test_bad_cost_flags_exit_with_usage(argv: list[str]) -> None:
@@ -173,10 +167,11 @@ async def test_a_websocket_nobody_speaks_on_is_closed_after_the_idle_timeout(
         assert trio.current_time() - opened == pytest.approx(30, abs=1e-3)
 
 
-@pytest.mark.parametrize("error_frames", ["legacy", "typed"])
-async def test_error_frames_come_in_the_configured_shape(error_frames: str) -> None:
+async def test_a_failed_request_gets_a_failing_start_an_error_and_its_end() -> None:
+    """Every client finishes: pyht waits for start and end, Pipecat and the demo look for an
+    "error" key, third-party clients read a start's non-2xx status."""
     async with (
-        open_local_server(error_frames=error_frames, **FAST) as server,
+        open_local_server(**FAST) as server,
         trio_websocket.open_websocket_url(await ws_url(server)) as ws,
     ):
         bad = await speak(ws, text="", request_id="r-1")
@@ -185,16 +180,15 @@ async def test_error_frames_come_in_the_configured_shape(error_frames: str) -> N
         await ws.send_message("not json")
         garbled = await read_reply(ws)
         good = await speak(ws, text="Still fine.", request_id="r-2", output_format="raw")
-    assert good.last == {"type": "end", "request_id": "r-2"}
-    for reply, rid in ((bad, "r-1"), (failed, 7), (garbled, None)):
-        assert len(reply.frames) == 1
-        message = reply.last
-        if error_frames == "typed":
-            assert set(message) == {"type", "request_id", "message"}
-            assert (message["type"], message["request_id"]) == ("error", rid)
-            assert isinstance(message["message"], str) and message["message"]
-        else:
-            assert set(message) == {"error", "request_id"} and message["request_id"] == rid
+    assert good.last == {"type": "end", "request_id": "r-2", "status": 200}
+    for reply, rid, status in ((bad, "r-1", 400), (failed, 7, 500), (garbled, None, 400)):
+        start, error, end = reply.messages
+        assert len(reply.frames) == 3 and not reply.chunks
+        said = error["error"]
+        assert isinstance(said, str) and said and error["message"] == said
+        assert start == {"type": "start", "request_id": rid, "status": status, "message": said}
+        assert error == {**start, "type": "error", "error": said}
+        assert end == {"type": "end", "request_id": rid, "status": status}
 
 
 async def test_stats_count_auths_refusals_connections_and_requests(
@@ -243,7 +237,7 @@ async def test_a_realistic_server_in_process(autojump_clock: trio.testing.MockCl
         url = first.json()["webSocketUrls"]["Play3.0-mini"]
         async with trio_websocket.open_websocket_url(url) as ws:
             await ws.send_message(json.dumps({"voice": "Angelo"}))
-            assert (await read_reply(ws)).last["type"] == "error"
+            assert "text is required" in str((await read_reply(ws)).messages[1]["error"])
         codes = [(await auth(server)).status_code for _ in range(10)]
         assert codes == [201] * 9 + [429]
 

@@ -13,7 +13,7 @@ from playspeak.localserver import open_local_server
 
 from localserver_helpers import mp3_frame_offsets, read_reply, speak, ws_url
 
-END = {"type": "end", "request_id": None}
+END = {"type": "end", "request_id": None, "status": 200}
 FAST = {"first_byte_delay": 0, "realtime_factor": 0, "synth": "generated"}
 
 
@@ -37,8 +37,8 @@ async def test_twenty_pipelined_requests_come_back_complete_and_in_order() -> No
         for command, reply in zip(commands, replies, strict=True):
             rid = command.get("request_id")
             assert reply.messages == [
-                {"type": "start", "request_id": rid},
-                {"type": "end", "request_id": rid},
+                {"type": "start", "request_id": rid, "status": 200},
+                {"type": "end", "request_id": rid, "status": 200},
             ]
             assert isinstance(reply.frames[0], str) and isinstance(reply.frames[-1], str)
             expected = await server.render(
@@ -159,3 +159,26 @@ async def test_the_server_closes_a_connection_at_the_end_of_its_lifetime(
             assert trio.current_time() - opened == pytest.approx(5.0, abs=1e-3)
         assert closed.value.reason.code == 1000
         assert closed.value.reason.reason == "connection lifetime exceeded"
+
+
+async def test_at_its_lifetime_a_connection_finishes_the_reply_in_flight_then_closes(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """pyht returns a reply cut by a close as if it were whole: the close waits for its end."""
+    text = "A reply that is still streaming when the connection reaches its lifetime."
+    async with open_local_server(
+        connection_lifetime=1.0, first_byte_delay=0, realtime_factor=1.0, synth="generated"
+    ) as server:
+        expected = await server.render(text=text, voice="Angelo", output_format="raw")
+        seconds = len(expected) / 2 / 24000
+        assert seconds > 2  # so the lifetime falls inside the reply
+        async with trio_websocket.open_websocket_url(await ws_url(server)) as ws:
+            opened = trio.current_time()
+            reply = await speak(ws, text=text, output_format="raw", request_id="long")
+            ended = trio.current_time() - opened
+            with pytest.raises(trio_websocket.ConnectionClosed) as closed:
+                await ws.get_message()
+            closed_after = trio.current_time() - opened
+    assert reply.audio == expected and reply.last["status"] == 200
+    assert ended > 1.0 and closed_after == pytest.approx(ended, abs=1e-3)
+    assert closed.value.reason.reason == "connection lifetime exceeded"

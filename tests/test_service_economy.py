@@ -6,7 +6,6 @@ every wait (autojump: virtual time moves only while the test waits for timers al
 from __future__ import annotations
 
 import json
-import logging
 from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from typing import Any
@@ -23,8 +22,9 @@ from playspeak.daemon import open_daemon
 from playspeak.errors import AuthError, LinkError
 from playspeak.localserver import LocalServer, LocalServerSettings, open_local_server
 from playspeak.localserver.settings import AuthRate
-from playspeak.playai.auth import RateLimited, authenticate, parse_auth_answer
+from playspeak.playai.auth import RateLimited, authenticate
 from playspeak.playai.link import MAX_MODELS, Link, LinkPool, LinkSettings
+from playspeak.playai.wire import parse_auth_answer
 
 from daemon_helpers import LineClient, speak
 
@@ -217,15 +217,14 @@ async def test_auth_any_2xx_and_content_type_and_retry_after() -> None:
     assert seen[0].headers["authorization"] == f"Bearer {KEY}"
 
 
-def test_invalid_url_entries_are_skipped_with_a_log_line(caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.WARNING)
+def test_invalid_url_entries_are_skipped_and_named() -> None:
     answer = parse_auth_answer(
         {"webSocketUrls": {"Play3.0-mini": 5, "PlayDialog": None, "Custom-2": "wss://c/ws"}}
     )
-    assert answer.urls == {"Custom-2": "wss://c/ws"}
+    assert answer.websocket_urls == {"Custom-2": "wss://c/ws"}
+    assert answer.skipped == ("Play3.0-mini", "PlayDialog")  # authenticate() logs them
     with pytest.raises(AuthError, match=r"no websocket for model 'Play3\.0-mini'"):
         answer.url_for("Play3.0-mini")
-    assert "skipping an invalid websocket URL entry for 'Play3.0-mini'" in caplog.text
     with pytest.raises(AuthError, match="no websocket URLs"):
         parse_auth_answer({"webSocketUrls": {"Play3.0-mini": 5}})
 
@@ -243,9 +242,10 @@ async def test_a_model_the_service_does_not_offer_fails_at_once(
         assert server.stats.auth_calls == 1  # the kept answer said so again
 
 
-async def test_typed_error_frames_fail_only_their_request(clock: trio.testing.MockClock) -> None:
+async def test_an_error_fails_only_its_request_against_a_realistic_server(
+    clock: trio.testing.MockClock,
+) -> None:
     async with served(realistic()) as (server, link):
-        assert server.settings.error_frames == "typed"
         server.faults.error_on_text = "boom"
         bad = await link.request(command("boom now"))
         good = await link.request(command("fine"))

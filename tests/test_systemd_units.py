@@ -20,6 +20,7 @@ REPO = Path(__file__).resolve().parent.parent
 UNITS = REPO / "systemd"
 SYSTEM = ["playspeak.service", "playspeak.socket"]
 USER = ["user/playspeak.service", "user/playspeak.socket"]
+VOICE = "playspeak-voice.service"  # the house's voice server (serve-local)
 PLAYSPEAK = Path(sys.executable).with_name("playspeak")
 EXPOSURE_TARGET = 2.5  # systemd-analyze security: "OK" and below
 
@@ -97,17 +98,34 @@ def test_the_unmodified_service_only_misses_its_executable() -> None:
     assert not problems, result.stdout + result.stderr
 
 
-@pytest.mark.parametrize("service", [SYSTEM[0], USER[0]])
+@pytest.mark.parametrize("service", [SYSTEM[0], USER[0], VOICE])
 def test_each_service_exposure_meets_the_target(service: str) -> None:
     """`systemd-analyze security --offline=true` on the shipped file (it rates a user unit as if
     the system manager ran it: as root, so the sandbox has to make up for that)."""
     result = analyze("security", "--offline=true", "--no-pager", str(UNITS / service))
-    found = re.search(r"Overall exposure level for playspeak\.service: (\d+\.\d+)", result.stdout)
+    name = re.escape(Path(service).name)
+    found = re.search(rf"Overall exposure level for {name}: (\d+\.\d+)", result.stdout)
     assert found, result.stdout + result.stderr
     assert float(found.group(1)) <= EXPOSURE_TARGET, result.stdout
 
 
-@pytest.mark.parametrize("service", [SYSTEM[0], USER[0]])
+def test_the_voice_server_unit_verifies_and_serves_the_house_with_credentials(
+    tmp_path: Path,
+) -> None:
+    (copy,) = installed_copies([VOICE], tmp_path)
+    result = analyze("verify", str(copy))
+    about_ours = [line for line in (result.stdout + result.stderr).splitlines() if VOICE in line]
+    assert result.returncode == 0 and not about_ours, result.stdout + result.stderr
+    joined = (UNITS / VOICE).read_text().replace("\\\n", " ")  # continuation lines
+    command = re.findall(r"^ExecStart=(.*)$", joined, flags=re.M)[0].split()
+    assert command[1:4] == ["serve-local", "--host", "0.0.0.0"]
+    for bound in ("--client-auth-rate", "--client-connections", "--client-requests"):
+        assert bound in command
+    assert one(VOICE, "Service", "LoadCredential").startswith("playai-api-key:")
+    assert one(VOICE, "Service", "RestartPreventExitStatus") == str(EXIT_CONFIG)
+
+
+@pytest.mark.parametrize("service", [SYSTEM[0], USER[0], VOICE])
 def test_each_service_limits_its_open_files(service: str) -> None:
     limit = int(one(service, "Service", "LimitNOFILE"))
     assert 1024 <= limit <= 65536  # room above the client limits, and a bound below the kernel's

@@ -118,12 +118,18 @@ def _apply_environment(config: Config, env: Mapping[str, str]) -> Config:
     key = api.api_key
     if not key and api.api_key_file:
         key = read_secret_file(api.api_key_file)
+    return _replace(config, "api", api_key=key or credential_api_key(env))
+
+
+def credential_api_key(env: Mapping[str, str]) -> str:
+    """The API key systemd handed over (LoadCredential=playai-api-key), "" if none; raises
+    ConfigError when the file cannot be read."""
     creds_dir = env.get("CREDENTIALS_DIRECTORY")
     credential = Path(creds_dir) / CREDENTIAL_API_KEY if creds_dir else None
-    if not key and credential is not None and credential.exists():
-        where = f"systemd credential {credential}"
-        key = read_text_file(credential, where, "the secret", MAX_SECRET_BYTES).strip()
-    return _replace(config, "api", api_key=key)
+    if credential is None or not credential.exists():
+        return ""
+    where = f"systemd credential {credential}"
+    return read_text_file(credential, where, "the secret", MAX_SECRET_BYTES).strip()
 
 
 def _check_together(config: Config, text: str = "") -> None:

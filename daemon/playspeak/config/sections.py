@@ -33,7 +33,6 @@ SERVER_ONLY = (
     "idle_timeout",
     "auth_rate",
     "auth_status",
-    "error_frames",
 )
 
 # Stable names used by scripts, units and tests outside the project: keep them as they are.
@@ -492,8 +491,8 @@ class LocalServerConfig:
     realistic: bool = setting(
         False,
         "Turn every cost on, at: auth_delay 0.25, connect_delay 0.15, idle_timeout 30, "
-        'auth_rate "10/60", auth_status 201, error_frames "typed"; a key below set to other '
-        "than its default overrides that.",
+        'auth_rate "10/60", auth_status 201; a key below set to other than its default '
+        "overrides that.",
     )
     auth_delay: float = _delay("Seconds before each websocket-auth answer.")
     connect_delay: float = _delay("Seconds before each websocket handshake answer.")
@@ -508,12 +507,6 @@ class LocalServerConfig:
     )
     auth_status: int = setting(
         200, "The status of a successful auth answer (any 2xx).", low=200, high=299
-    )
-    error_frames: str = setting(
-        "legacy",
-        'Error frames: "legacy" {"error": …, "request_id": …} or "typed" {"type": "error", '
-        '"request_id": …, "message": …}.',
-        choices=("legacy", "typed"),
     )
 
     def server_costs(self) -> list[str]:

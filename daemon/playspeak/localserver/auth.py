@@ -4,18 +4,17 @@ from __future__ import annotations
 
 import math
 import secrets
+import time
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
 from urllib.parse import parse_qs, urlsplit
 
 import trio
 
 from playspeak.localserver.models import MODELS
 from playspeak.localserver.settings import AuthRate, Faults, LocalServerSettings, Stats
-
-AUTH_PATHS = frozenset({"/api/v1/tts/websocket-auth", "/api/v1/websocket-auth"})
+from playspeak.playai.wire import AUTH_PATHS, AuthAnswer
 
 
 @dataclass(frozen=True)
@@ -71,12 +70,21 @@ class RateLimiter:
         """None if admitted now (and counted), else the seconds until a slot frees."""
         if self._rate is None:
             return None
-        while self._admitted and self._admitted[0] <= now - self._rate.window:
-            self._admitted.popleft()
+        self._expire(now)
         if len(self._admitted) >= self._rate.limit:
             return self._admitted[0] + self._rate.window - now
         self._admitted.append(now)
         return None
+
+    def idle(self, now: float) -> bool:
+        """No admission inside the window any more: forgetting this limiter changes nothing."""
+        self._expire(now)
+        return not self._admitted
+
+    def _expire(self, now: float) -> None:
+        if self._rate is not None:
+            while self._admitted and self._admitted[0] <= now - self._rate.window:
+                self._admitted.popleft()
 
 
 def token_from_target(target: str) -> str | None:
@@ -101,10 +109,6 @@ def _credentials_error(headers: Mapping[str, str], settings: LocalServerSettings
     return None
 
 
-def _iso_utc(moment: datetime) -> str:
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
-
-
 def answer_auth(
     method: str,
     path: str,
@@ -116,36 +120,54 @@ def answer_auth(
     limiter: RateLimiter,
     ws_base: str,
     stats: Stats,
+    admit_client: Callable[[float], float | None] = lambda now: None,
 ) -> Reply:
-    """Answer one HTTP request (headers keyed in lower case); ws_base is ``ws://host:port``.
+    """Answer one HTTP request (headers keyed in lower case); ws_base is ``ws://host:port``
+    (or ``wss://``). Each auth path answers in its own shape (wire.AUTH_PATHS).
 
-    Only admitted calls count against the rate limit, whatever their credentials."""
-    if urlsplit(path).path not in AUTH_PATHS:
+    `admit_client` is the calling client's own rate limit (ClientBounds.admit_auth). Only
+    admitted calls count against the rate limits, whatever their credentials; a client past
+    its own limit does not use up the server's."""
+    shape = AUTH_PATHS.get(urlsplit(path).path)
+    if shape is None:
         return Reply(404, {"error": "not found"})
     if method != "POST":
         return Reply(405, {"error": f"method {method} not allowed, use POST"}, (("Allow", "POST"),))
     stats.auth_calls += 1
-    reply = _refusal(headers, settings, faults, limiter)
+    reply = _refusal(headers, settings, faults, limiter, admit_client)
     if reply is not None:
         stats.auth_refused += 1
         stats.auth_rate_limited += reply.status == 429
         return reply
     token = tokens.mint()
-    urls = {m.name: f"{ws_base}/{m.app}/ws?fal_jwt_token={token}" for m in MODELS}
-    expires = datetime.now(UTC) + timedelta(seconds=settings.token_lifetime)
-    return Reply(settings.auth_status, {"webSocketUrls": urls, "expiresAt": _iso_utc(expires)})
+    # pyht wants an HTTP streaming URL per model too: named, not served (it only warms it up)
+    http_base = "http" + ws_base.removeprefix("ws")
+    answer = AuthAnswer(
+        websocket_urls={m.name: f"{ws_base}/{m.app}/ws?fal_jwt_token={token}" for m in MODELS},
+        expires_at=time.time() + settings.token_lifetime,
+        http_urls={m.name: f"{http_base}/{m.app}/stream" for m in MODELS},
+    )
+    return Reply(settings.auth_status, answer.encode(shape))
+
+
+def _too_many(wait: float, rate: AuthRate | None, whose: str) -> Reply:
+    assert rate is not None  # a limiter without a rate admits everything
+    message = f"too many auth requests{whose}: at most {rate.limit} in {rate.window:g} seconds"
+    return Reply(429, {"error": message}, (("Retry-After", str(max(1, math.ceil(wait)))),))
 
 
 def _refusal(
-    headers: Mapping[str, str], settings: LocalServerSettings, faults: Faults, limiter: RateLimiter
+    headers: Mapping[str, str],
+    settings: LocalServerSettings,
+    faults: Faults,
+    limiter: RateLimiter,
+    admit_client: Callable[[float], float | None],
 ) -> Reply | None:
-    wait = limiter.admit(trio.current_time())
-    if wait is not None:
-        retry_after = str(max(1, math.ceil(wait)))
-        rate = settings.auth_rate
-        assert rate is not None  # a limiter without a rate admits everything
-        message = f"too many auth requests: at most {rate.limit} in {rate.window:g} seconds"
-        return Reply(429, {"error": message}, (("Retry-After", retry_after),))
+    now = trio.current_time()
+    if (wait := admit_client(now)) is not None:
+        return _too_many(wait, settings.client_auth_rate, " from this client")
+    if (wait := limiter.admit(now)) is not None:
+        return _too_many(wait, settings.auth_rate, "")
     if faults.reject_auth:
         return Reply(401, {"error": "unauthorized (injected)"})
     if settings.refuses_auth:

@@ -9,6 +9,7 @@ import signal
 
 import trio
 
+from playspeak.config.load import credential_api_key
 from playspeak.config.sections import SYNTH_MODES
 from playspeak.errors import ConfigError, leaves
 from playspeak.localserver.server import LocalServer
@@ -18,7 +19,8 @@ log = logging.getLogger("playspeak.localserver")
 
 
 def parse_args(argv: list[str], environ: dict[str, str] | None = None) -> LocalServerSettings:
-    """Settings from the command line, and credentials from PLAYAI_API_KEY / PLAYAI_USER_ID."""
+    """Settings from the command line, and credentials from PLAYAI_API_KEY / PLAYAI_USER_ID
+    (the key also from systemd's LoadCredential=playai-api-key, as for the daemon)."""
     env = os.environ if environ is None else environ
     defaults = LocalServerSettings()
     parser = argparse.ArgumentParser(
@@ -31,6 +33,7 @@ def parse_args(argv: list[str], environ: dict[str, str] | None = None) -> LocalS
     parser.add_argument("--token-lifetime", type=float, default=defaults.token_lifetime)
     parser.add_argument("--connection-lifetime", type=float, default=defaults.connection_lifetime)
     parser.add_argument("--synth", choices=SYNTH_MODES, default="auto")
+    _add_house_server(parser)
     _add_service_costs(parser)
     args = parser.parse_args(argv)
     costs = dict(REALISTIC) if args.realistic else {}
@@ -39,16 +42,21 @@ def parse_args(argv: list[str], environ: dict[str, str] | None = None) -> LocalS
         return LocalServerSettings(
             host=args.host,
             port=args.port,
-            api_key=env.get("PLAYAI_API_KEY") or None,
+            api_key=env.get("PLAYAI_API_KEY") or credential_api_key(env) or None,
             user_id=env.get("PLAYAI_USER_ID") or None,
             token_lifetime=args.token_lifetime,
             connection_lifetime=args.connection_lifetime,
             first_byte_delay=args.first_byte_delay,
             realtime_factor=args.realtime_factor,
             synth=args.synth,
+            certfile=args.certfile,
+            keyfile=args.keyfile,
+            client_auth_rate=args.client_auth_rate,
+            client_connections=args.client_connections,
+            client_requests=args.client_requests,
             **costs,
         )
-    except ValueError as e:
+    except (ValueError, ConfigError) as e:
         parser.error(str(e))
 
 
@@ -57,6 +65,44 @@ def _auth_rate(text: str) -> AuthRate:
         return AuthRate.parse(text)
     except ValueError as e:
         raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def _add_house_server(parser: argparse.ArgumentParser) -> None:
+    """TLS and the bounds on each client (by address), for a server beyond loopback (which
+    needs PLAYAI_API_KEY and PLAYAI_USER_ID)."""
+    group = parser.add_argument_group("a voice server for the house (docs/local-server.md)")
+    group.add_argument("--certfile", metavar="PEM", help="serve TLS: https and wss URLs")
+    group.add_argument("--keyfile", metavar="PEM", help="the certificate's key, if not in it")
+    group.add_argument(
+        "--client-auth-rate",
+        type=_auth_rate,
+        metavar="N/SECONDS",
+        help="answer 429 with Retry-After past N auth calls from one client in SECONDS",
+    )
+    group.add_argument(
+        "--client-connections",
+        type=_count,
+        default=0,
+        metavar="N",
+        help="refuse (429) a websocket past N open from one client; 0: no bound",
+    )
+    group.add_argument(
+        "--client-requests",
+        type=_count,
+        default=0,
+        metavar="N",
+        help="read no more commands from a client with N unanswered; 0: no bound",
+    )
+
+
+def _count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"a count, 0 or more, not {text!r}")
+    return value
 
 
 def _add_service_costs(parser: argparse.ArgumentParser) -> None:
@@ -100,12 +146,6 @@ def _add_service_costs(parser: argparse.ArgumentParser) -> None:
         metavar="CODE",
         help="every auth answer's status: a 2xx succeeds, a 4xx (401, 403) refuses every "
         f"call [{r['auth_status']}]",
-    )
-    group.add_argument(
-        "--error-frames",
-        choices=("legacy", "typed"),
-        help='legacy: {"error": …}; typed: {"type": "error", "message": …} '
-        f"[{r['error_frames']}; default legacy]",
     )
 
 

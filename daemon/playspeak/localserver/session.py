@@ -14,14 +14,18 @@ from trio_websocket import ConnectionClosed, WebSocketConnection
 
 from playspeak.localserver.audio import AudioEngine, Piece
 from playspeak.localserver.chunker import Chunker, Cut
-from playspeak.localserver.commands import Command, CommandError, parse_command
+from playspeak.localserver.commands import Command, parse_command
 from playspeak.localserver.models import Model
 from playspeak.localserver.settings import Faults, LocalServerSettings, Stats
+from playspeak.playai.wire import CommandRejected, End, ErrorFrame, Start, encode_frame
 
 log = logging.getLogger("playspeak.localserver")
 
 QUEUE_SIZE = 16  # commands read ahead of the reply being sent; then the reader waits
 CLOSE_TIMEOUT = 5.0
+# At its lifetime a connection reads no more commands but answers those it has read (the
+# reply in flight is not cut: pyht would return it truncated, silently); this long at most.
+LIFETIME_GRACE = 60.0
 
 
 @dataclass
@@ -38,7 +42,12 @@ class Session:
     """Serves one accepted websocket until the client leaves, its lifetime ends or a fault hits."""
 
     def __init__(
-        self, ws: WebSocketConnection, transport: trio.abc.Stream, model: Model, shared: Shared
+        self,
+        ws: WebSocketConnection,
+        transport: trio.abc.Stream,
+        model: Model,
+        shared: Shared,
+        slots: trio.Semaphore | None = None,
     ) -> None:
         self._ws = ws
         self._transport = transport
@@ -52,22 +61,34 @@ class Session:
         self._received = 0
         self._audio_sent = 0
         self._unanswered = 0  # commands read and not yet answered
+        # Its client's commands in flight (ClientBounds.requests): the reader takes one slot
+        # per command before queueing it (waiting stops the reading), the producer gives it
+        # back once answered; those still held when the session ends are given back then.
+        self._slots = slots
+        self._held = 0
+        self._expires = trio.current_time() + shared.settings.connection_lifetime
+        self._expired = False  # the lifetime is over: the reader stopped
         # Cancelled when the connection has had nothing to do for settings.idle_timeout.
         self._idle = trio.CancelScope()
 
     async def run(self) -> None:
         """Serve the connection; returns when it is over (closed or aborted)."""
-        settings = self._shared.settings
-        send, recv = trio.open_memory_channel[Command | CommandError](QUEUE_SIZE)
+        send, recv = trio.open_memory_channel[Command | CommandRejected](QUEUE_SIZE)
         self._set_idle_deadline()
-        with trio.move_on_after(settings.connection_lifetime) as lifetime, self._scope, self._idle:
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(self._read, send)
-                nursery.start_soon(self._produce, recv)
+        try:
+            with trio.move_on_at(self._expires + LIFETIME_GRACE), self._scope, self._idle:
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(self._read, send)
+                    nursery.start_soon(self._produce, recv)
+        finally:
+            for _ in range(self._held):
+                assert self._slots is not None
+                self._slots.release()
+            self._held = 0
         if self._aborted:
             return
         reason = None
-        if lifetime.cancelled_caught:
+        if self._expired or trio.current_time() >= self._expires:
             reason = "connection lifetime exceeded"
         elif self._idle.cancelled_caught:
             reason = "idle timeout"
@@ -77,14 +98,18 @@ class Session:
         with trio.move_on_after(CLOSE_TIMEOUT):
             await self._ws.aclose(1000, reason)
 
-    async def _read(self, send: trio.MemorySendChannel[Command | CommandError]) -> None:
+    async def _read(self, send: trio.MemorySendChannel[Command | CommandRejected]) -> None:
         faults, stats = self._shared.faults, self._shared.stats
         async with send:
             while True:
                 try:
-                    frame = await self._ws.get_message()
+                    with trio.move_on_at(self._expires) as lifetime:
+                        frame = await self._ws.get_message()
                 except ConnectionClosed:
                     self._scope.cancel()  # nothing can be sent any more
+                    return
+                if lifetime.cancelled_caught:
+                    self._expired = True  # what was read is answered, then the close
                     return
                 self._received += 1
                 self._unanswered += 1
@@ -95,21 +120,27 @@ class Session:
                     faults.drop_after_requests = None
                     await self._abort(f"drop_after_requests={limit}")
                     return
+                if self._slots is not None:
+                    await self._slots.acquire()
+                    self._held += 1
                 try:
-                    item: Command | CommandError = parse_command(frame, self._model)
-                except CommandError as e:
+                    item: Command | CommandRejected = parse_command(frame, self._model)
+                except CommandRejected as e:
                     item = e
                 await send.send(item)
 
-    async def _produce(self, recv: trio.MemoryReceiveChannel[Command | CommandError]) -> None:
+    async def _produce(self, recv: trio.MemoryReceiveChannel[Command | CommandRejected]) -> None:
         try:
             async with recv:
                 async for item in recv:
-                    if isinstance(item, CommandError):
-                        await self._send_error(item.message, item.request_id)
+                    if isinstance(item, CommandRejected):
+                        await self._fail(item.message, item.request_id, status=400)
                     else:
                         await self._answer(item)
                     self._unanswered -= 1
+                    if self._slots is not None:
+                        self._slots.release()
+                        self._held -= 1
                     self._set_idle_deadline()
         except ConnectionClosed:
             self._scope.cancel()
@@ -132,9 +163,11 @@ class Session:
             end_rid = None if wrong != "unknown" else rid
         if faults.garbage_frames:
             await self._ws.send_message("this frame is not JSON (injected)")
-            await self._send_json({"type": "metrics", "request_id": rid, "injected": True})
+            await self._ws.send_message(
+                json.dumps({"type": "metrics", "request_id": rid, "injected": True})
+            )
         if faults.error_on_text is not None and faults.error_on_text in command.text:
-            await self._send_error("synthesis failed (injected)", rid)
+            await self._fail("synthesis failed (injected)", rid)
             return
         if faults.endless_on_text is not None and faults.endless_on_text in command.text:
             await self._send_endless(command, rid)
@@ -145,15 +178,15 @@ class Session:
             async with recv:
                 first = await recv.receive()
                 if first is None:
-                    await self._send_error("synthesis failed", rid)
+                    await self._fail("synthesis failed", rid)
                     return
-                await self._send_json({"type": "start", "request_id": rid})
+                await self._send(Start(rid))
                 await trio.sleep_until(started + settings.first_byte_delay)
                 complete = await self._stream_audio(first, recv)
         if complete:
-            await self._send_json({"type": "end", "request_id": end_rid})
+            await self._send(End(end_rid))
         else:
-            await self._send_error("synthesis failed", end_rid)
+            await self._fail("synthesis failed", end_rid, started=True)
 
     async def _send_endless(self, command: Command, rid: object) -> None:
         """A reply that never ends (injected): its audio again and again, as fast as the
@@ -162,7 +195,7 @@ class Session:
             command.text, command.voice, command.speed, command.sample_rate, command.output_format
         )
         audio, step = encoded.data, self._shared.settings.chunk_max
-        await self._send_json({"type": "start", "request_id": rid})
+        await self._send(Start(rid))
         while True:
             for offset in range(0, len(audio), step):
                 await self._send_audio(audio[offset : offset + step])
@@ -278,14 +311,19 @@ class Session:
         await self._ws.send_message(chunk)
         self._audio_sent += len(chunk)
 
-    async def _send_json(self, message: dict[str, object]) -> None:
-        await self._ws.send_message(json.dumps(message))
+    async def _send(self, frame: Start | End | ErrorFrame) -> None:
+        await self._ws.send_message(encode_frame(frame))
 
-    async def _send_error(self, message: str, request_id: object) -> None:
-        if self._shared.settings.error_frames == "typed":
-            await self._send_json({"type": "error", "request_id": request_id, "message": message})
-        else:
-            await self._send_json({"error": message, "request_id": request_id})
+    async def _fail(
+        self, message: str, rid: object, *, started: bool = False, status: int = 500
+    ) -> None:
+        """Answer a failed request: its start with the failure's status (unless it went out
+        already), an error frame, then its end. So a client that reads only start and end
+        (pyht) finishes, and one that looks only for errors (Pipecat, the demo) sees one."""
+        if not started:
+            await self._send(Start(rid, status, message))
+        await self._send(ErrorFrame(message, rid, status))
+        await self._send(End(rid, status))
 
     async def _abort(self, why: str) -> None:
         # Closing TCP without a close frame is what a crash or a cut network looks like.

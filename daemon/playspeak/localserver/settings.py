@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import math
 from collections import Counter
 from dataclasses import dataclass, field
@@ -12,7 +13,6 @@ import trio
 from playspeak.config.sections import SYNTH_MODES
 
 SynthMode = Literal["auto", "espeak", "generated", "piper"]
-ErrorFrames = Literal["legacy", "typed"]  # {"error": …} or {"type": "error", "message": …}
 
 
 @dataclass(frozen=True)
@@ -68,7 +68,17 @@ class LocalServerSettings:
     # every auth answer's status: any 2xx (success), or a 4xx other than 429 that refuses
     # every call (401: a revoked key)
     auth_status: int = 200
-    error_frames: ErrorFrames = "legacy"
+    # The house voice server (docs/local-server.md): TLS, and bounds on each client (by its
+    # address): auth calls, open websockets, commands read and not yet answered (0: no bound).
+    certfile: str | None = None
+    keyfile: str | None = None
+    client_auth_rate: AuthRate | None = None
+    client_connections: int = 0
+    client_requests: int = 0
+
+    @property
+    def tls(self) -> bool:
+        return self.certfile is not None
 
     @property
     def refuses_auth(self) -> bool:
@@ -94,12 +104,30 @@ class LocalServerSettings:
             value = getattr(self, name)
             if not (math.isfinite(value) and value >= 0):
                 raise ValueError(f"{name} must be a number of seconds, 0 or more")
+        if (self.api_key is None or self.user_id is None) and not is_loopback(self.host):
+            raise ValueError(
+                f"host {self.host!r} is beyond loopback: serving it needs credentials that "
+                "every client must send (set PLAYAI_API_KEY and PLAYAI_USER_ID)"
+            )
+        if self.keyfile is not None and self.certfile is None:
+            raise ValueError("a keyfile needs its certfile")
+        if self.client_connections < 0 or self.client_requests < 0:
+            raise ValueError("client_connections and client_requests must be 0 (no bound) or more")
         if not (200 <= self.auth_status <= 299 or self.refuses_auth):
             raise ValueError(
                 f"auth_status must be a 2xx code or a 4xx refusal, not {self.auth_status}"
             )
-        if self.error_frames not in ("legacy", "typed"):
-            raise ValueError(f"error_frames must be legacy or typed, not {self.error_frames!r}")
+
+
+def is_loopback(host: str) -> bool:
+    """Whether listening on `host` reaches this machine alone ("", 0.0.0.0 and names other
+    than localhost do not)."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 # ``--realistic``: roughly what a paid streaming TTS service costs a client. A cold auth call
@@ -111,7 +139,6 @@ REALISTIC: dict[str, Any] = {
     "idle_timeout": 30.0,
     "auth_rate": AuthRate(10, 60.0),
     "auth_status": 201,
-    "error_frames": "typed",
 }
 
 

@@ -30,11 +30,11 @@ from __future__ import annotations
 
 import contextlib
 import itertools
-import json
 import logging
 import math
 from collections import deque
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import httpx
@@ -50,10 +50,20 @@ from trio_websocket import (
 
 from playspeak.backoff import Backoff
 from playspeak.errors import AuthError, BadJsonError, LinkError, leaves
-from playspeak.jsonguard import load_json
 from playspeak.log import redact, register_secret
-from playspeak.playai.auth import CredentialsRefused, ModelNotOffered, RateLimited
+from playspeak.playai.auth import CredentialsRefused, RateLimited
 from playspeak.playai.urls import UrlCache
+from playspeak.playai.wire import (
+    Action,
+    CommandRejected,
+    End,
+    ModelNotOffered,
+    OtherFrame,
+    TtsCommand,
+    failure_key,
+    parse_frame,
+    route,
+)
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +75,7 @@ STABLE_CONNECTION = 5.0  # seconds: a connection that lived this long resets the
 # expiry: 20 auth calls in 32 s from an idle daemon). A new connection still authenticates
 # again once the kept URL has expired (playai/urls.py).
 MIN_RENEWAL_LIFETIME = 30.0
+FAILED_KEPT = 64  # failed replies remembered until their end (a service may never send one)
 
 
 class Reply:
@@ -144,6 +155,8 @@ class _Connection:
     stalled: bool = False
     idle: bool = False  # closed by us: nothing was asked of it for idle_close seconds
     quiet: bool = False  # it closed with no reply pending (nothing was lost)
+    # wire.failure_key of replies the service failed whose end frame may still come
+    failed: deque[str | None] = field(default_factory=lambda: deque(maxlen=FAILED_KEPT))
 
     def poke(self) -> None:
         """Something the watcher's deadline depends on changed."""
@@ -231,9 +244,14 @@ class Link:
 
     # ---- public -------------------------------------------------------------------------
 
-    async def request(self, command: dict[str, Any]) -> Reply:
-        """Send one command; returns its Reply at once (audio follows). Waits for a connection
-        up to `request_patience`, then raises LinkError naming the last connection error."""
+    async def request(self, command: Mapping[str, Any]) -> Reply:
+        """Send one command (the fields of a TtsCommand); returns its Reply at once (audio
+        follows). Waits for a connection up to `request_patience`, then raises LinkError naming
+        the last connection error (or at once what is wrong with the command)."""
+        try:
+            wanted = TtsCommand.from_fields(command)
+        except CommandRejected as e:
+            raise LinkError(f"cannot ask the TTS service: {e.message}") from None
         refused = self._refused
         with trio.move_on_after(self.settings.request_patience):
             while True:
@@ -257,13 +275,11 @@ class Link:
                 async with self._send_lock:
                     if conn is not self._conn:
                         continue
-                    request_id = str(command.get("request_id") or f"r{next(self._ids)}")
+                    request_id = str(wanted.request_id or f"r{next(self._ids)}")
                     reply = Reply(request_id)
                     conn.add(reply)  # before sending: the answer may come at once
                     try:
-                        await conn.ws.send_message(
-                            json.dumps({**command, "request_id": request_id})
-                        )
+                        await conn.ws.send_message(replace(wanted, request_id=request_id).to_json())
                     except ConnectionClosed:
                         conn.remove(reply)
                         await self._wait_changed()
@@ -629,84 +645,56 @@ class Link:
 
     def _on_text(self, conn: _Connection, message: str) -> None:
         try:
-            frame = load_json(message, want_object=True)
+            frame = parse_frame(message)
         except BadJsonError as e:
             log.warning("ignoring a text frame (%d chars): %s", len(message), e.reason)
             return
-        request_id = frame.get("request_id")
-        kind = frame.get("type")
-        if kind == "error" or "error" in frame:
-            self._on_error(conn, request_id, frame)
-        elif kind == "start":
-            self._on_start(conn, request_id)
-        elif kind == "end":
-            reply = self._find_current(conn, request_id)
-            if reply is None:
-                log.warning("end frame for no known request (id %s): ignored", _shown(request_id))
-                return
-            conn.remove(reply)
-            reply._end()
-            if conn.current is reply:
-                conn.current = None
-            self._maybe_retire(conn)
-        else:
-            log.debug("ignoring a frame of type %r", kind)
-
-    def _on_start(self, conn: _Connection, request_id: Any) -> None:
-        if request_id is None:  # a service that does not echo ids: replies come in order
-            reply = next((r for r in conn.pending if not r.started), None)
-        else:
-            reply = self._find(conn, request_id)
-        if reply is None or reply.started:
-            log.warning("start frame for no known request (id %s): ignored", _shown(request_id))
+        if isinstance(frame, OtherFrame):
+            log.debug("ignoring a frame of type %s", redact(str(frame.type))[:40])
             return
-        previous = conn.current
-        if previous is not None and previous is not reply:
+        step = route(frame, conn.pending, conn.current, conn.failed)
+        if step.action is Action.IGNORE:
+            log.warning("%s (id %s): ignored", step.message, _shown(frame.request_id))
+            return
+        if step.action is Action.SETTLE:
+            key = failure_key(frame.request_id)
+            if isinstance(frame, End) and key in conn.failed:
+                conn.failed.remove(key)
+            return
+        reply = step.reply
+        assert reply is not None  # every other action names its reply
+        if (previous := step.abandoned) is not None:
             # Its end never came, and the service has moved on: what we have may be all.
-            conn.remove(previous)
+            self._close_reply(conn, previous)
             previous._fail(
                 LinkError(f"the TTS service never ended reply {previous.request_id}"),
                 retriable=False,
             )
-        reply.started, reply.echoed = True, request_id is not None
-        conn.current = reply
-
-    def _on_error(self, conn: _Connection, request_id: Any, frame: dict[str, Any]) -> None:
-        text = frame.get("message") or frame.get("error") or "unspecified error"
-        said = redact(str(text))[:300]
-        reply = self._find(conn, request_id) if request_id is not None else None
-        if reply is None:
-            reply = self._find_current(conn, request_id)
-        if reply is None:
-            log.warning("error frame for no known request (id %s): %s", _shown(request_id), said)
+        if step.action is Action.START:
+            reply.started, reply.echoed = True, frame.request_id is not None
+            conn.current = reply
             return
+        self._close_reply(conn, reply)
+        if step.action is Action.END:
+            reply._end()
+        else:
+            reply._fail(
+                LinkError(f"the service said: {redact(step.message)[:300]}"), retriable=False
+            )
+            if not isinstance(frame, End):  # its end may still come: it is expected, not news
+                conn.failed.append(failure_key(frame.request_id))
+        self._maybe_retire(conn)
+
+    @staticmethod
+    def _close_reply(conn: _Connection, reply: Reply) -> None:
         conn.remove(reply)
         if conn.current is reply:
             conn.current = None
-        reply._fail(LinkError(f"the service said: {said}"), retriable=False)
-        self._maybe_retire(conn)
 
     @staticmethod
     def _maybe_retire(conn: _Connection) -> None:
         if conn.retiring and not conn.pending:
             conn.scope.cancel()
-
-    @staticmethod
-    def _find(conn: _Connection, request_id: Any) -> Reply | None:
-        """The pending reply with that id, else None."""
-        for reply in conn.pending:
-            if reply.request_id == str(request_id):
-                return reply
-        return None
-
-    @staticmethod
-    def _find_current(conn: _Connection, request_id: Any) -> Reply | None:
-        """The reply an end (or error) frame closes: the one with its id; with a null id, the
-        one streaming, if its start had a null id too. Never a guess at another reply."""
-        if request_id is not None:
-            return Link._find(conn, request_id)
-        current = conn.current
-        return current if current is not None and not current.echoed else None
 
 
 async def _closed_or_poked(conn: _Connection) -> bool:
@@ -775,8 +763,6 @@ class LinkPool:
             await trio.sleep_forever()
 
     async def _start(self, model: str) -> Link:
-        from dataclasses import replace
-
         assert self._nursery is not None
         link = Link(replace(self._base, model=model), self._http, self.urls)
         self._links[model] = link

@@ -16,7 +16,8 @@ import httpx
 import trio
 
 from playspeak.log import register_url_tokens
-from playspeak.playai.auth import AuthResult, authenticate
+from playspeak.playai.auth import authenticate
+from playspeak.playai.wire import AuthAnswer
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +34,7 @@ class UrlCache:
     lifetime: float = 3600.0  # assumed when the answer names no expiry
     margin: float = 60.0  # stop using URLs this long before they expire (<= a quarter of life)
     auths: int = 0  # auth calls made (answered or not)
-    _result: AuthResult | None = field(default=None, init=False, repr=False)
+    _result: AuthAnswer | None = field(default=None, init=False, repr=False)
     _until: float = field(default=float("-inf"), init=False, repr=False)
     _expires: float = field(default=float("-inf"), init=False, repr=False)
     _lock: trio.Lock = field(default_factory=trio.Lock, init=False, repr=False)
@@ -61,7 +62,7 @@ class UrlCache:
         self.auths += 1
         with trio.fail_after(self.timeout):
             result = await authenticate(self.http, self.base_url, self.api_key, self.user_id)
-        for url in result.urls.values():
+        for url in result.websocket_urls.values():
             register_url_tokens(url)
         now = trio.current_time()
         life = self.lifetime
