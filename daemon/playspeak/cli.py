@@ -29,7 +29,9 @@ def _json(value: object, indent: int | None = None) -> str:
 
 
 def _fail(message: str, code: int = EXIT_FAILED) -> int:
-    print(f"playspeak: {message}", file=sys.stderr)
+    """Each line of `message` on stderr (a configuration may have several errors)."""
+    for line in message.splitlines() or [""]:
+        print(f"playspeak: {line}", file=sys.stderr)
     return code
 
 
