@@ -213,6 +213,48 @@ def test_section_and_range_errors_also_name_the_line(
     assert not without_line
 
 
+def test_every_error_is_reported_not_only_the_first(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = write(
+        tmp_path,
+        '[audio]\nvolum = 40\nchannels = 9\n[log]\nlevel = "loud"\n[nonsense]\nx = 1\n'
+        "[control]\nmax_line_bytes = 4096\nmax_pending_bytes = 1024\n",
+    )
+    monkeypatch.setenv("PLAYSPEAK_DEVICE", "")  # empty: not an override
+    monkeypatch.setenv("PLAYAI_API_KEY", "sk-in-env-1357")  # and no user id
+    code, out, err = check(capsys, "--config", str(path))
+    lines = err.splitlines()
+    assert (code, out) == (2, "")
+    assert all(line.startswith("playspeak: ") for line in lines), err
+    for found in (
+        f"{path}, line 2: unknown key audio.volum",
+        f"{path}, line 3: audio.channels",
+        f"{path}, line 5: log.level",
+        f"{path}, line 6: unknown section [nonsense]",
+        f"{path}, line 10: control.max_pending_bytes must be >= control.max_line_bytes",
+        f"{path}: an API key is set but no user id",
+    ):
+        assert sum(found in line for line in lines) == 1, (found, err)
+    assert len(lines) == 6 and "sk-in-env-1357" not in err
+
+
+def test_a_device_run_would_refuse_is_refused(
+    sound_card: object, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, err = check(capsys, "--device", "no-such-card")
+    assert (code, out) == (2, "")
+    assert err.startswith("playspeak: audio.device: device 'no-such-card' matches no output")
+    assert "available output devices:" in err
+
+
+def test_the_device_of_the_sound_card_passes(
+    sound_card: object, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, _ = check(capsys, "--device", "pulse")  # PortAudio's ALSA pulse plugin
+    assert code == 0 and json.loads(out.split("\n}\n")[0] + "}")["audio"]["device"] == "pulse"
+
+
 def test_a_missing_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     missing = tmp_path / "missing.toml"
     code, _, err = check(capsys, "--config", str(missing))

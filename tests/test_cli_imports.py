@@ -363,6 +363,23 @@ def test_a_verb_with_a_bare_reply_prints_it_too(tmp_path: Path, verb: str) -> No
     assert json.loads(result.stdout) == {"cmd": verb}
 
 
+def test_a_reader_that_went_away_is_no_traceback(tmp_path: Path) -> None:
+    # `playspeak status | head -1`: head has gone by the time the rest is written
+    sock = tmp_path / "playspeak.sock"
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    with fake_daemon(sock), os.fdopen(write_end, "wb") as gone:
+        result = subprocess.run(
+            [sys.executable, PLAYSPEAK, "status"],
+            env={**os.environ, "PLAYSPEAK_SOCKET": str(sock)},
+            stdout=gone,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=60,
+        )
+    assert (result.returncode, result.stderr) == (1, "")
+
+
 def test_cache_warm_of_a_missing_file_says_so_in_one_line(tmp_path: Path) -> None:
     missing = tmp_path / "nonexistent"
     _, result = imported_by("cache", "warm", str(missing), env={})

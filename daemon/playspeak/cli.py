@@ -29,7 +29,9 @@ def _json(value: object, indent: int | None = None) -> str:
 
 
 def _fail(message: str, code: int = EXIT_FAILED) -> int:
-    print(f"playspeak: {message}", file=sys.stderr)
+    """Each line of `message` on stderr (a configuration may have several errors)."""
+    for line in message.splitlines() or [""]:
+        print(f"playspeak: {line}", file=sys.stderr)
     return code
 
 
@@ -273,19 +275,31 @@ def main(argv: list[str] | None = None) -> int:
 
         return serve_local_main(argv[1:])
     try:
-        # A script's `playspeak say TEXT` or `playspeak stop`: the line goes out first.
-        if (call := _read_say(argv)) is not None:
-            return _say(**call)
-        if len(argv) == 1 and argv[0] in PLAIN_VERBS:
-            return _request(argv[0], socket=None)
-        from playspeak.cli_parser import build_parser
-
-        verb = argv[0] if argv and not argv[0].startswith("-") else None
-        args = build_parser(only=verb).parse_args(argv)
-        return args.func(args)
+        code = _dispatch(argv)
+        sys.stdout.flush()  # here, where a reader that went away is caught
+        return code
     except (ConfigError, UsageError) as e:
         return _fail(str(e), EXIT_CONFIG)
     except (ClientError, AudioDeviceError) as e:
         return _fail(str(e))
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # `playspeak voices | head`: the reader has what it wanted
+        import os
+
+        # what is still buffered goes nowhere, instead of failing again at exit
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_FAILED
+
+
+def _dispatch(argv: list[str]) -> int:
+    # A script's `playspeak say TEXT` or `playspeak stop`: the line goes out first.
+    if (call := _read_say(argv)) is not None:
+        return _say(**call)
+    if len(argv) == 1 and argv[0] in PLAIN_VERBS:
+        return _request(argv[0], socket=None)
+    from playspeak.cli_parser import build_parser
+
+    verb = argv[0] if argv and not argv[0].startswith("-") else None
+    args = build_parser(only=verb).parse_args(argv)
+    return args.func(args)

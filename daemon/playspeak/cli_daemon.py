@@ -73,14 +73,24 @@ def run(args: argparse.Namespace) -> int:
 
 def check_config(args: argparse.Namespace) -> int:
     """Validate; print the effective configuration (file + environment + options) as JSON with
-    secrets redacted. A ConfigError (exit 2) names the key, the file and, where known, the line."""
+    secrets redacted. A ConfigError (exit 2) lists every error found, each naming the key, the
+    file and, where known, the line; then what `run` would refuse at start: the chime, the
+    audio device."""
     from playspeak.chime import load_chime
     from playspeak.log import redact, register_secret
 
     config = _load(args)
     register_secret(config.api.api_key)
     register_secret(config.api.user_id)
-    load_chime(config.chime.sound, 48000, config.audio.channels)  # what `run` would refuse
+    errors: list[str] = []
+    try:
+        load_chime(config.chime.sound, 48000, config.audio.channels)
+    except ConfigError as e:
+        errors.append(str(e))
+    if (device_error := _device_error(config.audio.device)) is not None:
+        errors.append(f"audio.device: {device_error}")
+    if errors:
+        raise ConfigError("\n".join(errors))
     effective = config.redacted()  # as the schema shows each value (modes in octal)
     effective["control"]["socket"] = str(config.control.socket_path)
     effective["source"] = config.source or "(no file: built-in defaults)"
@@ -96,6 +106,20 @@ def check_config(args: argparse.Namespace) -> int:
     if (note := _idle_close_note(config)) is not None:
         print(f"playspeak: note: {note}", file=sys.stderr)
     return 0
+
+
+def _device_error(device: str) -> str | None:
+    """Why the player of `run` would refuse `device` at start (the same lookup), or None. A
+    WAV file is checked when `run` opens it."""
+    if device.startswith("wav:"):
+        return None
+    from playspeak.audio.devices import resolve_device
+
+    try:
+        resolve_device(device or None)
+    except AudioDeviceError as e:
+        return str(e)
+    return None
 
 
 def _idle_close_note(config: Config) -> str | None:

@@ -147,8 +147,8 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     )
 
     for name, help in (
-        ("stop", "stop the utterance speaking now"),
-        ("skip", "skip the utterance speaking now"),
+        ("stop", "stop the utterance speaking now; the queue goes on (cancel: all)"),
+        ("skip", "the same as stop"),
         ("pause", "pause speech"),
         ("resume", "resume speech"),
         ("ping", "check the daemon answers"),

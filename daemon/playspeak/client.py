@@ -85,9 +85,36 @@ class _Lines:
 
 
 def _unreachable(path: str, e: OSError) -> ClientError:
+    if isinstance(e, PermissionError):
+        return ClientError(f"cannot reach the playspeak daemon at {path}: {_denied(path)}")
     return ClientError(
         f"cannot reach the playspeak daemon at {path}: {e.strerror or e}. "
         "Is it running (`playspeak run`)? Set PLAYSPEAK_SOCKET if it listens elsewhere."
+    )
+
+
+def _denied(path: str) -> str:
+    """What to do about a socket this user may not connect to: join the group of the socket,
+    or of the nearest directory on its way that this user can see but not enter."""
+    import grp
+
+    target = path
+    while True:
+        try:
+            gid = os.stat(target).st_gid
+            break
+        except OSError:
+            if target == (parent := os.path.dirname(target)):
+                return "permission denied"
+            target = parent
+    try:
+        group = grp.getgrgid(gid)
+    except KeyError:
+        return f"permission denied (group id {gid})"
+    # joined already, but not in this session's groups: the same advice
+    return (
+        f"permission denied: {target} is for group {group.gr_name}; join it with "
+        f"`sudo usermod -aG {group.gr_name} $USER`, then log in again"
     )
 
 

@@ -1,7 +1,8 @@
 """Loading the configuration: find the file, read its TOML through the schema (each value
 checked as it is read), apply the environment, then the checks that span several keys. Every
-error is a ConfigError naming the file, the line where known, the key, the value and what is
-allowed."""
+error names the file, the line where known, the key, the value and what is allowed; all of
+them are found before one ConfigError lists them, a line each (a bad value counts as its
+default for the checks after it)."""
 
 from __future__ import annotations
 
@@ -63,28 +64,32 @@ def _unknown_key(section: str, key: str, known: Mapping[str, Entry]) -> str:
     return f"unknown key {section}.{key}{hint}"
 
 
-def _from_mapping(data: dict[str, Any], where: str, text: str = "") -> Config:
-    """The file's values read through the schema; the first bad one raises."""
+def _from_mapping(data: dict[str, Any], where: str, text: str, errors: list[str]) -> Config:
+    """The file's values read through the schema; each bad one is added to `errors` and left
+    at its default."""
     sections: dict[str, Any] = {}
     for section, values in data.items():
         cls = SECTIONS.get(section)
         if cls is None:
             known = ", ".join(SECTIONS)
             at = _at(where, _header_line(text, section))
-            raise ConfigError(f"{at}: unknown section [{section}] (known: {known})")
+            errors.append(f"{at}: unknown section [{section}] (known: {known})")
+            continue
         if not isinstance(values, dict):
             at = _at(where, _line_of(text, "", section))
-            raise ConfigError(f"{at}: {section} must be a table")
+            errors.append(f"{at}: {section} must be a table")
+            continue
         schema = {e.key: e for e in entries_of(section, cls)}
         kwargs = {}
         for key, value in values.items():
             at = _at(where, _line_of(text, section, key))
             if key not in schema:
-                raise ConfigError(f"{at}: {_unknown_key(section, key, schema)}")
+                errors.append(f"{at}: {_unknown_key(section, key, schema)}")
+                continue
             try:
                 kwargs[key] = schema[key].read(value)
             except Invalid as e:
-                raise ConfigError(f"{at}: {e}") from None
+                errors.append(f"{at}: {e}")
         sections[section] = cls(**kwargs)
     return Config(**sections, source=where)
 
@@ -102,23 +107,28 @@ def _replace(config: Config, section: str, **values: Any) -> Config:
     return dataclasses.replace(config, **{section: part})
 
 
-def _apply_environment(config: Config, env: Mapping[str, str]) -> Config:
+def _apply_environment(config: Config, env: Mapping[str, str], errors: list[str]) -> Config:
     """Environment overrides, in one place: each setting's variable (from the schema) when set
     and not empty; then the API key's other sources, in order: the file named by
-    api.api_key_file, then systemd's credential."""
+    api.api_key_file, then systemd's credential. Each bad one is added to `errors`."""
     for entry in entries():
         variable = entry.setting.env
         if variable and env.get(variable):
             try:
                 value = entry.read(env[variable])
             except Invalid as e:
-                raise ConfigError(f"{variable}: {e}") from None
+                errors.append(f"{variable}: {e}")
+                continue
             config = _replace(config, entry.section, **{entry.key: value})
     api = config.api
     key = api.api_key
-    if not key and api.api_key_file:
-        key = read_secret_file(api.api_key_file)
-    return _replace(config, "api", api_key=key or credential_api_key(env))
+    try:
+        if not key and api.api_key_file:
+            key = read_secret_file(api.api_key_file)
+        key = key or credential_api_key(env)
+    except ConfigError as e:
+        errors.append(str(e))
+    return _replace(config, "api", api_key=key)
 
 
 def credential_api_key(env: Mapping[str, str]) -> str:
@@ -132,13 +142,14 @@ def credential_api_key(env: Mapping[str, str]) -> str:
     return read_text_file(credential, where, "the secret", MAX_SECRET_BYTES).strip()
 
 
-def _check_together(config: Config, text: str = "") -> None:
-    """The rules that span several keys (each key's own were checked as it was read)."""
+def _check_together(config: Config, text: str, errors: list[str]) -> None:
+    """The rules that span several keys (each key's own were checked as it was read); each
+    one broken is added to `errors`."""
     where = config.source or "configuration"
     control = config.control
     if control.max_pending_bytes < control.max_line_bytes:
         at = _at(where, _line_of(text, "control", "max_pending_bytes"))
-        raise ConfigError(
+        errors.append(
             f"{at}: control.max_pending_bytes must be >= control.max_line_bytes "
             f"({control.max_line_bytes}), not {control.max_pending_bytes}"
         )
@@ -149,20 +160,20 @@ def _check_together(config: Config, text: str = "") -> None:
         if config.mqtt.broker and config.mqtt.password_file:
             read_secret_file(config.mqtt.password_file, "mqtt.password_file")
     except ConfigError as e:
-        raise ConfigError(f"{where}: {e}") from None
+        errors.append(f"{where}: {e}")
     try:
         config.local_server.check()
     except ConfigError as e:
         costs = config.local_server.server_costs()
-        raise ConfigError(f"{_at(where, _line_of(text, 'local_server', costs[0]))}: {e}") from None
+        errors.append(f"{_at(where, _line_of(text, 'local_server', costs[0]))}: {e}")
     api = config.api
     if api.url and not api.api_key:
-        raise ConfigError(
+        errors.append(
             f"{where}: api.url ({ENV_API_URL}) is set but no API key: set {ENV_API_KEY}, "
             "api.api_key_file, or unset the URL to use the embedded local server"
         )
     if api.api_key and not api.user_id:
-        raise ConfigError(f"{where}: an API key is set but no user id: set {ENV_USER_ID}")
+        errors.append(f"{where}: an API key is set but no user id: set {ENV_USER_ID}")
 
 
 def load_config(path: str | Path | None = None, env: dict[str, str] | None = None) -> Config:
@@ -176,14 +187,17 @@ def load_config(path: str | Path | None = None, env: dict[str, str] | None = Non
     if path is None:
         path = next((p for p in default_config_paths() if p.exists()), None)
     config, text = Config(), ""
+    errors: list[str] = []
     if path is not None:
         where = str(path)
         text = read_text_file(path, where, "configuration", MAX_CONFIG_BYTES)
         try:
             data = tomllib.loads(text)
-        except tomllib.TOMLDecodeError as e:
+        except tomllib.TOMLDecodeError as e:  # the rest of the file cannot be read
             raise ConfigError(f"{where}: {e}") from None
-        config = _from_mapping(data, where, text)
-    config = _apply_environment(config, env)
-    _check_together(config, text)
+        config = _from_mapping(data, where, text, errors)
+    config = _apply_environment(config, env, errors)
+    _check_together(config, text, errors)
+    if errors:
+        raise ConfigError("\n".join(errors))
     return config

@@ -22,19 +22,7 @@ def parse_args(argv: list[str], environ: dict[str, str] | None = None) -> LocalS
     """Settings from the command line, and credentials from PLAYAI_API_KEY / PLAYAI_USER_ID
     (the key also from systemd's LoadCredential=playai-api-key, as for the daemon)."""
     env = os.environ if environ is None else environ
-    defaults = LocalServerSettings()
-    parser = argparse.ArgumentParser(
-        prog="playspeak serve-local", description="Run a local PlayAI-compatible TTS server."
-    )
-    parser.add_argument("--host", default=defaults.host)
-    parser.add_argument("--port", type=int, default=8765)
-    parser.add_argument("--first-byte-delay", type=float, default=defaults.first_byte_delay)
-    parser.add_argument("--realtime-factor", type=float, default=defaults.realtime_factor)
-    parser.add_argument("--token-lifetime", type=float, default=defaults.token_lifetime)
-    parser.add_argument("--connection-lifetime", type=float, default=defaults.connection_lifetime)
-    parser.add_argument("--synth", choices=SYNTH_MODES, default="auto")
-    _add_house_server(parser)
-    _add_service_costs(parser)
+    parser = build_parser()
     args = parser.parse_args(argv)
     costs = dict(REALISTIC) if args.realistic else {}
     costs.update({k: getattr(args, k) for k in REALISTIC if getattr(args, k) is not None})
@@ -58,6 +46,24 @@ def parse_args(argv: list[str], environ: dict[str, str] | None = None) -> LocalS
         )
     except (ValueError, ConfigError) as e:
         parser.error(str(e))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """serve-local's command line (also read by playspeak.completion)."""
+    defaults = LocalServerSettings()
+    parser = argparse.ArgumentParser(
+        prog="playspeak serve-local", description="Run a local PlayAI-compatible TTS server."
+    )
+    parser.add_argument("--host", default=defaults.host)
+    parser.add_argument("--port", type=int, default=8765)
+    parser.add_argument("--first-byte-delay", type=float, default=defaults.first_byte_delay)
+    parser.add_argument("--realtime-factor", type=float, default=defaults.realtime_factor)
+    parser.add_argument("--token-lifetime", type=float, default=defaults.token_lifetime)
+    parser.add_argument("--connection-lifetime", type=float, default=defaults.connection_lifetime)
+    parser.add_argument("--synth", choices=SYNTH_MODES, default="auto")
+    _add_house_server(parser)
+    _add_service_costs(parser)
+    return parser
 
 
 def _auth_rate(text: str) -> AuthRate:

@@ -1,7 +1,9 @@
 """A real-time software sound card: a private PulseAudio null sink and a recorder of its
 monitor, for tests and benchmarks (the recipe of shared/AUDIO_TESTING.md).
 
-Everything started here is stopped by its own pid, never by name. The recorder reads parec's
+Everything started here is stopped by its own pid, never by name, and dies with the process
+that started it (setpriv --pdeathsig), so a test run killed or cancelled leaves no server
+behind. The recorder reads parec's
 output in a thread of its own (test and benchmark code, not the daemon) and stamps every chunk
 with time.monotonic(); its sample indices are absolute, also after trim().
 """
@@ -27,6 +29,9 @@ SINK = "testsink"
 RATE = 48000
 READY_TRIES = 100  # pactl info attempts, 50 ms apart: a process-readiness check, 5 s at most
 SOUND_THRESHOLD = 300  # |int16| above this is sound (as in BENCH_METHOD.md)
+# A command prefix: the server gets SIGTERM when the thread that started it ends, however it
+# ends (util-linux, in every Debian).
+DIE_WITH_PARENT = ["setpriv", "--pdeathsig", "TERM"]
 
 
 def terminate(pid: int, timeout: float = 5.0) -> None:
@@ -68,6 +73,7 @@ class PulseNullSink:
         self.channels = channels
         self.runtime_dir: Path | None = None
         self.pid: int | None = None
+        self._process: subprocess.Popen[bytes] | None = None
         self._owned = True
 
     def __enter__(self) -> PulseNullSink:
@@ -104,7 +110,7 @@ class PulseNullSink:
 
     def start(self) -> None:
         """Start the server and wait (bounded) until it answers; SoundCardError if not."""
-        for tool in ("pulseaudio", "pactl", "parec"):
+        for tool in ("setpriv", "pulseaudio", "pactl", "parec"):
             if shutil.which(tool) is None:
                 raise SoundCardError(
                     f"{tool} not found: apt-get install pulseaudio pulseaudio-utils"
@@ -112,8 +118,8 @@ class PulseNullSink:
         self.runtime_dir = Path(tempfile.mkdtemp(prefix="playspeak-pulse-"))  # mode 700
         log = self.runtime_dir / "pulse.log"
         command = [
-            "pulseaudio",
-            "-D",
+            *DIE_WITH_PARENT,
+            "pulseaudio",  # in the foreground: a daemonized one (-D) would outlive us
             "-n",
             "--exit-idle-time=-1",
             f"--log-target=file:{log}",
@@ -122,22 +128,21 @@ class PulseNullSink:
             f"channels={self.channels} norewinds=1",
             "--load=module-always-sink",
         ]
-        started = subprocess.run(
-            command, env=self.child_env(), capture_output=True, text=True, timeout=30
-        )
-        if started.returncode != 0:
-            self._fail(f"pulseaudio exited {started.returncode}: {started.stderr.strip()}")
+        errors = self.runtime_dir / "pulse.stderr"  # a file: a pipe nobody reads could fill
+        with errors.open("w") as stderr:
+            self._process = subprocess.Popen(
+                command, env=self.child_env(), stdin=subprocess.DEVNULL, stderr=stderr
+            )
+        self.pid = self._process.pid
         for _ in range(READY_TRIES):
+            if (code := self._process.poll()) is not None:
+                self.pid = None
+                self._fail(f"pulseaudio exited {code}: {errors.read_text().strip()}")
             if self.pactl("info", check=False).returncode == 0:
                 break
             time.sleep(0.05)
         else:
             self._fail("pulseaudio did not answer `pactl info`")
-        pid_file = self.runtime_dir / "pulse" / "pid"
-        with contextlib.suppress(OSError, ValueError):
-            self.pid = int(pid_file.read_text().split()[0])
-        if self.pid is None:
-            self._fail(f"no pid in {pid_file}")
         self.pactl("set-default-sink", self.sink)
 
     def stop(self) -> None:
@@ -147,6 +152,9 @@ class PulseNullSink:
         if self.pid is not None:
             terminate(self.pid)
             self.pid = None
+        if self._process is not None:
+            self._process.wait(timeout=5)  # reaped: terminate() saw it end
+            self._process = None
         if self.runtime_dir is not None:
             shutil.rmtree(self.runtime_dir, ignore_errors=True)
             self.runtime_dir = None
