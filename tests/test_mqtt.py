@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import trio
 
 from ha_rules import problems
 from mqtt_helpers import ENDINGS, MOSQUITTO_PASSWD, Mosquitto, Probe
@@ -295,7 +296,12 @@ async def test_a_node_speaks_what_its_say_topic_gets_and_reports_it(
         client = await LineClient.open(daemon.socket_path)
         assert (await client.command(cmd="volume"))["level"] == 35.0
         status = (await client.command(cmd="status"))["status"]
-        assert status["mqtt"] == {"node": "kitchen", "connected": True, "groups": []}
+        assert status["mqtt"] == {
+            "node": "kitchen",
+            "connected": True,
+            "state": "connected",
+            "groups": [],
+        }
         # bad input gets an error event and harms nothing
         probe.publish("playspeak/kitchen/say", b"\xff\xfe")
         await probe.wait(
@@ -594,3 +600,31 @@ async def test_the_volume_survives_a_restart_and_a_bad_state_file_is_only_a_warn
     async with node(tmp_path, broker, "den") as daemon:
         client = await LineClient.open(daemon.socket_path)
         assert (await client.command(cmd="volume"))["level"] == 100.0
+
+
+async def mqtt_status(daemon: DaemonProcess) -> dict:
+    client = await LineClient.open(daemon.socket_path)
+    status = (await client.command(cmd="status"))["status"]["mqtt"]
+    await client.stream.aclose()
+    return status
+
+
+async def test_a_second_node_of_one_name_says_so_and_waits_for_the_name(
+    tmp_path: Path, broker: Mosquitto, probe: Probe, sound_card: PulseNullSink
+) -> None:
+    def onlines() -> int:
+        return sum(m.payload == b"online" for m in probe.on("playspeak/twin/status"))
+
+    async with node(tmp_path, broker, "twin", home="first") as first:
+        await online(probe, "twin")
+        async with node(tmp_path, broker, "twin", home="second") as second:
+            with trio.fail_after(10):
+                while (await mqtt_status(second))["state"] != "name taken":
+                    await trio.sleep(0.05)  # a poll of status: no event tells it
+            # it looked under a client id of its own: the first was never thrown off
+            assert (await mqtt_status(first))["state"] == "connected"
+            assert onlines() == 1
+            first.process.send_signal(signal.SIGTERM)  # it says goodbye: offline
+            await first.process.wait()
+            await probe.wait(lambda: onlines() == 2)  # the name is free: the second takes it
+            assert (await mqtt_status(second))["state"] == "connected"

@@ -27,9 +27,12 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import os
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Any
 
 import trio
@@ -60,6 +63,22 @@ STATE_EVERY = 2.0  # seconds between looks at the retained state (published only
 QUEUED_WHILE_AWAY = 1024  # event lines paho holds for a broker that is away
 SESSION_EXPIRY = 3600  # seconds the broker keeps our subscriptions and QoS 1 backlog
 PACKET_ROOM = 4  # the broker discards (unseen) messages over this many payload limits
+# Before connecting as playspeak-<node>, the bridge looks at the node's retained status under
+# another client id: "online" means a daemon of that name is connected (connecting would throw
+# it off, and it would throw us off in turn at its reconnect), or this one's previous run whose
+# connection the broker has not yet timed out. It waits until the name is free, looking again
+# this often; a status that has not come this long after subscribing means none is retained.
+NAME_LOOK_EVERY = 2.0
+RETAINED_WAIT = 0.5
+
+
+class BrokerLink(StrEnum):
+    """The bridge's connection to the broker, as `status` reports it."""
+
+    CONNECTING = "connecting"
+    NAME_TAKEN = "name taken"  # another node of this name is online: waiting for it to leave
+    CONNECTED = "connected"
+    RECONNECTING = "reconnecting"  # lost it; paho retries with backoff
 
 
 @dataclass(frozen=True)
@@ -139,13 +158,19 @@ class MqttBridge:
             _EventPublisher(self._publish_line), client_buffer, self.dedupe.ended
         )
         self.connected = False  # written by paho's thread (a bool: read whole by trio)
+        self.link = BrokerLink.CONNECTING  # written by trio and paho's thread, read whole
         self._last_state: bytes | None = None
         self._poke = trio.Event()  # an event went out: the state may have changed
         self._lines = 0
         self._client: Any = None
 
     def status(self) -> dict[str, Any]:
-        return {"node": self.topics.node, "connected": self.connected, "groups": self.topics.groups}
+        return {
+            "node": self.topics.node,
+            "connected": self.connected,
+            "state": str(self.link),
+            "groups": self.topics.groups,
+        }
 
     # ---- the trio side ------------------------------------------------------------------
 
@@ -157,7 +182,6 @@ class MqttBridge:
         token = trio.lowlevel.current_trio_token()
         self._client = client = self._make_client(mqtt, send, token)
         self.handler(self.session, p.Subscribe(), 0)  # every utterance's events
-        self._connect()
         log.info(
             "MQTT: node %s, broker %s:%d%s, groups %s",
             self.topics.node,
@@ -168,6 +192,7 @@ class MqttBridge:
         )
         try:
             async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._connect_when_free, mqtt)
                 nursery.start_soon(self.session.write_lines)
                 nursery.start_soon(self._publish_state_changes)
                 task_status.started()
@@ -241,20 +266,78 @@ class MqttBridge:
 
     # ---- paho's thread ------------------------------------------------------------------
 
-    def _make_client(self, mqtt: Any, send: trio.MemorySendChannel[Inbound], token: Any) -> Any:
+    async def _connect_when_free(self, mqtt: Any) -> None:
+        """Connect once no other daemon of this node's name is online (NAME_LOOK_EVERY)."""
+        while await trio.to_thread.run_sync(self._name_in_use, mqtt, abandon_on_cancel=True):
+            if self.link is not BrokerLink.NAME_TAKEN:
+                self.link = BrokerLink.NAME_TAKEN
+                log.error(
+                    "MQTT: node %r is online at the broker already: another daemon with this "
+                    "mqtt.node, or this one's previous run that the broker has not yet timed "
+                    "out. Waiting until it goes offline rather than throw it off; give each "
+                    "daemon its own mqtt.node",
+                    self.topics.node,
+                )
+            await trio.sleep(NAME_LOOK_EVERY)
+        if self.link is BrokerLink.NAME_TAKEN:
+            log.warning("MQTT: node %r is free now: connecting", self.topics.node)
+        self._connect()
+
+    def _client_of(self, mqtt: Any, client_id: str, **options: Any) -> Any:
         from paho.mqtt.enums import CallbackAPIVersion
-        from paho.mqtt.subscribeoptions import SubscribeOptions
 
         client = mqtt.Client(
-            CallbackAPIVersion.VERSION2,
-            client_id=f"playspeak-{self.topics.node}",
-            protocol=mqtt.MQTTv5,
-            manual_ack=True,  # acknowledged once acted on: see run
+            CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5, **options
         )
         if self.config.username:
             client.username_pw_set(self.config.username, self._password or None)
         if self.broker.tls:
             client.tls_set()
+        return client
+
+    def _name_in_use(self, mqtt: Any) -> bool:
+        """Worker thread: whether the node's retained status is "online", looked at under a
+        client id of its own (bounded; a broker that cannot be reached: not in use, and the
+        bridge's own client retries it with backoff)."""
+        status = self.topics.status
+        seen, subscribed = threading.Event(), threading.Event()
+        payloads: list[bytes] = []
+        look = self._client_of(mqtt, f"playspeak-{self.topics.node}-look-{os.getpid()}")
+
+        def on_connect(client: Any, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
+            if not reason.is_failure:
+                client.subscribe(status, qos=1)
+
+        def on_subscribe(client: Any, userdata: Any, mid: Any, codes: Any, props: Any) -> None:
+            subscribed.set()
+
+        def on_message(client: Any, userdata: Any, message: Any) -> None:
+            if message.topic == status:
+                payloads.append(bytes(message.payload))
+                seen.set()
+
+        look.on_connect, look.on_subscribe, look.on_message = on_connect, on_subscribe, on_message
+        try:
+            look.connect(self.broker.host, self.broker.port, keepalive=5)
+        except OSError:
+            return False
+        look.loop_start()
+        try:
+            if subscribed.wait(5.0):
+                seen.wait(RETAINED_WAIT)
+        finally:
+            look.disconnect()
+            look.loop_stop()
+        return bool(payloads) and payloads[-1] == ONLINE
+
+    def _make_client(self, mqtt: Any, send: trio.MemorySendChannel[Inbound], token: Any) -> Any:
+        from paho.mqtt.subscribeoptions import SubscribeOptions
+
+        client = self._client_of(
+            mqtt,
+            f"playspeak-{self.topics.node}",
+            manual_ack=True,  # acknowledged once acted on: see run
+        )
         client.will_set(self.topics.status, OFFLINE, qos=1, retain=True)
         client.reconnect_delay_set(min_delay=1, max_delay=60)  # doubling: paho's backoff
         # While the broker is away paho keeps what we publish; bounded, so that a long outage
@@ -272,7 +355,7 @@ class MqttBridge:
             if reason.is_failure:
                 log.warning("MQTT: the broker refused us: %s", reason)
                 return
-            self.connected = True
+            self.connected, self.link = True, BrokerLink.CONNECTED
             log.info("MQTT: connected%s", " (session resumed)" if flags.session_present else "")
             client.subscribe(subscriptions)
             client.publish(self.topics.status, ONLINE, qos=1, retain=True)
@@ -283,7 +366,7 @@ class MqttBridge:
         def on_disconnect(client: Any, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
             if self.connected:
                 log.warning("MQTT: lost the broker (%s); reconnecting with backoff", reason)
-            self.connected = False
+            self.connected, self.link = False, BrokerLink.RECONNECTING
 
         def on_message(client: Any, userdata: Any, message: Any) -> None:
             item = Inbound(
