@@ -1,3 +1,3 @@
 """Benchmarks for playspeak (not part of the test suite): first sound, and playspeak against the
-usual ways of playing streamed TTS. See docs/benchmarks.md, and /work/shared/BENCH_METHOD.md.
+usual ways of playing streamed TTS. See docs/benchmarks.md (its Method).
 """

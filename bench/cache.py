@@ -1,4 +1,4 @@
-"""First sound of a cached phrase against an uncached one (issue 18), side by side. One command:
+"""First sound of a cached phrase against an uncached one, side by side. One command:
 
     .venv/bin/python -m bench.cache        # --runs N (default 15)
 

@@ -1,4 +1,4 @@
-"""playspeak against the usual ways of playing streamed TTS (issue 7). One command:
+"""playspeak against the usual ways of playing streamed TTS. One command:
 
     .venv/bin/python -m bench.compare            # --runs N (default 20), --quick for a smoke run
 

@@ -1,4 +1,4 @@
-"""First sound inside playspeak (issue 3). One command:
+"""First sound inside playspeak. One command:
 
     .venv/bin/python -m bench.first_sound        # --runs N (default 20)
 

@@ -4,7 +4,7 @@ out (`speech.interrupt_reconnect = false`).
 
     .venv/bin/python -m bench.interrupt [--trials 50] [--quick]
 
-Method (as BENCH_METHOD.md): a private PulseAudio null sink, its monitor recorded by parec in
+Method (docs/benchmarks.md's): a private PulseAudio null sink, its monitor recorded by parec in
 this process, one clock (time.monotonic) for the interrupt and the recorded samples. The old
 utterance is aligned against its own audio; "silent" is where the recording holds less than 1 %
 of the energy the old utterance would have there. "New sound" is the first loud sample of the

@@ -1,9 +1,9 @@
 """The benchmark material: espeak-ng speech from the local server, decoded as playspeak plays it.
 
-Clips as in BENCH_METHOD.md: a short one (about 3 s) and a paragraph (about 10 s), plus three
-short announcements for the back-to-back test. Each clip knows its own lead-in (first loud
-sample: encoder delay plus espeak's leading silence) and its decoded length, so the figures
-can subtract the silence that is part of the audio itself.
+Clips as docs/benchmarks.md's method has them: a short one (about 3 s) and a paragraph (about
+10 s), plus three short announcements for the back-to-back test. Each clip knows its own lead-in
+(first loud sample: encoder delay plus espeak's leading silence) and its decoded length, so the
+figures can subtract the silence that is part of the audio itself.
 """
 
 from __future__ import annotations

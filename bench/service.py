@@ -1,4 +1,4 @@
-"""Service economy (issue 17): what a day of speech costs a rate-limited TTS service.
+"""Service economy: what a day of speech costs a rate-limited TTS service.
 
     .venv/bin/python -m bench.service [--utterances 200] [--idle-timeout 3] [--interrupt both]
 

@@ -8,7 +8,7 @@ import av
 import numpy as np
 
 RATE = 48000  # the test sink's rate
-SOUND_THRESHOLD = 300  # int16: louder than this is sound, as in BENCH_METHOD.md
+SOUND_THRESHOLD = 300  # int16: louder than this is sound, as docs/benchmarks.md counts it
 
 
 def reference_pcm(encoded: bytes, rate: int = RATE) -> np.ndarray:

@@ -4,7 +4,7 @@ PortAudio calls the player's callback from its own thread, and that callback nee
 which any thread of the daemon may be holding when the kernel preempts it. So it is the whole
 process, not one thread, that must not wait behind CPU-bound neighbours: on a machine with
 every core busy, a daemon at nice 0 got too little CPU for its 40 ms device buffer and PortAudio
-reported output underflows (heard as gaps; issue 15, point 5). PulseAudio runs at nice -11 for
+reported output underflows (heard as gaps). PulseAudio runs at nice -11 for
 the same reason; `audio.nice` defaults to that.
 
 On Linux the nice value belongs to each thread, and a new thread inherits its creator's: every

@@ -178,7 +178,7 @@ class ApiConfig:
 
 @dataclass(frozen=True)
 class LinkConfig:
-    """The websocket's life (issue 17): opened on demand, closed when nothing is to be said.
+    """The websocket's life: opened on demand, closed when nothing is to be said.
     The websocket URLs from one auth call are reused for every reconnection until shortly
     before they expire: reconnecting costs no auth call (docs/service.md)."""
 

@@ -231,7 +231,8 @@ class Session:
         for), and each later one once the audio up to its end has been made since then. The
         clock does not restart at the first byte: that would count the first chunk's audio
         twice and hold every later chunk back by it (on average a third of a 2,250-byte
-        chunk, ~47 ms at 3x), which neither a real synthesiser nor BENCH_METHOD's feeder does."""
+        chunk, ~47 ms at 3x), which neither a real synthesiser nor the benchmarks' feeder
+        (docs/benchmarks.md) does."""
         settings, faults = self._shared.settings, self._shared.faults
         first_byte = trio.current_time()
         chunker = Chunker(self._rng, settings.chunk_min, settings.chunk_max)

@@ -12,7 +12,7 @@ service). Its replies then fail with a retriable LinkError (the speaker asks aga
 reconnects (after the backoff); until it is connected again its state is "stalled". An idle
 connection is pinged, so that a dead peer is found before a request is sent into it.
 
-Economy (issue 17): the websocket URLs of one auth answer are reused for every (re)connection
+Economy: the websocket URLs of one auth answer are reused for every (re)connection
 until shortly before they expire (playai/urls.py); the link connects on the first request (or
 at start with `warm_up`) and closes itself after `idle_close` seconds with nothing asked
 (state "idle"); every reconnect after a failure waits a jittered, doubling delay, and at least

@@ -28,7 +28,7 @@ import trio
 SINK = "testsink"
 RATE = 48000
 READY_TRIES = 100  # pactl info attempts, 50 ms apart: a process-readiness check, 5 s at most
-SOUND_THRESHOLD = 300  # |int16| above this is sound (as in BENCH_METHOD.md)
+SOUND_THRESHOLD = 300  # |int16| above this is sound (the benchmarks' method: docs/benchmarks.md)
 # A command prefix: the server gets SIGTERM when the thread that started it ends, however it
 # ends (util-linux, in every Debian).
 DIE_WITH_PARENT = ["setpriv", "--pdeathsig", "TERM"]
