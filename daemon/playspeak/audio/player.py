@@ -15,11 +15,12 @@ which may clip the first syllable).
 
 A stretch starts on a stream with a shallow device buffer (``latency``): a stream takes a full
 buffer from the ring at once, so a deep one would hold speech back until that much had arrived.
-But on PulseAudio the shallow buffer costs wake-ups: a silent stream takes ~13 ms of CPU per
-second at latency 0.04 against ~7 at 0.1 with 20 ms blocks (``bench.stream_cpu``). So with
-``steady_latency`` the stretch moves to a stream with that deeper buffer at its first pause:
-the shallow stream plays up to a point inside the pause, and once that has been heard the deep
-one starts from there. Only the pause grows, by the ~10 ms the switch takes.
+But on PulseAudio the shallow buffer costs wake-ups: a silent stream costs about twice the
+CPU at latency 0.04 as at 0.15 with 20 ms blocks (``bench.stream_cpu``; figures in
+docs/benchmarks.md). So with ``steady_latency`` the stretch moves to a stream with that deeper
+buffer at its first pause: the shallow stream plays up to a point inside the pause, and once
+that has been heard the deep one starts from there, both playing silence meanwhile: the pause
+keeps its length (the tests allow one quick buffer either way on a loaded machine).
 
 Threads and ownership: every PortAudio call (open, start, abort, close, device queries) is made
 by one owner, the task that runs ``run()``, each in a worker thread under a cancel shield, one

@@ -316,9 +316,10 @@ class AudioConfig:
         "A stretch of speech starts on a stream with the shallow buffer above (it plays at "
         "once), and at its first pause moves to one with this latency, in seconds (0: it stays "
         "on the first). On PulseAudio a deeper buffer means fewer wake-ups: a silent stream "
-        "costs ~16 ms of CPU per second at 0.04, ~9 at 0.1 and ~6 at 0.15 (bench.stream_cpu). "
-        "The pause keeps its length (within ~1 ms); pause and volume then take effect after "
-        "the deeper buffer (~0.2 s at 0.15), stop and cancel still at once.",
+        "costs about half the CPU at 0.15 that it does at 0.04 (bench.stream_cpu, "
+        "docs/benchmarks.md). The pause keeps its length (idle, within ~1 ms); pause and "
+        "volume then take effect after the deeper buffer (~0.2 s at 0.15), stop and cancel "
+        "still at once.",
         low=0,
         high=2,
         open_high=True,
