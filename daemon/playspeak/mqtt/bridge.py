@@ -49,6 +49,7 @@ from playspeak.mqtt.topics import (
     Topics,
     node_name,
     retained_configs,
+    scheduled,
     state_of,
     to_line,
     too_old,
@@ -205,6 +206,8 @@ class MqttBridge:
                 self._refuse(topic, why, ident)
                 return
             line = to_line(self.topics.kind_of(topic), payload, self.config.speak_title)
+            if self.config.group_lead and self.topics.shared(topic):
+                line = scheduled(line, time.time() + self.config.group_lead)
             command = p.parse_line(line)
             reply = self.handler(self.session, command, self._lines)
         except PlayspeakError as e:  # ProtocolError, QueueFull, ...

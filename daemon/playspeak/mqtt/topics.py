@@ -145,6 +145,10 @@ class Topics:
         """Every topic this node takes commands from."""
         return [self.say, *(self.group_say(g) for g in self.groups), self.all_say, self.cmd]
 
+    def shared(self, topic: str) -> bool:
+        """A say topic other nodes take too (a group's, or all's): rooms start it together."""
+        return topic == self.all_say or topic in map(self.group_say, self.groups)
+
     def kind_of(self, topic: str) -> str:
         """``"say"`` or ``"cmd"`` for a topic of ours; ProtocolError for any other."""
         if topic == self.cmd:
@@ -179,6 +183,13 @@ def to_line(kind: str, payload: bytes, speak_title: bool = True) -> str:
     if speak_title and isinstance(title, str) and title.strip() and isinstance(obj["text"], str):
         obj["text"] = f"{title.strip().rstrip('.')}. {obj['text']}"
     return _without_mqtt_fields(obj)
+
+
+def scheduled(line: str, at: float) -> str:
+    """A say's control line (to_line's) given a scheduled start `at` unless it has one."""
+    obj = json.loads(line) if line.startswith("{") else {"cmd": SAY_FIELDS_CMD, "text": line}
+    obj.setdefault("at", at)
+    return json.dumps(obj, ensure_ascii=False)
 
 
 def _say_fields(text: str) -> dict[str, Any] | None:
