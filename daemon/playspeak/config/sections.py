@@ -612,9 +612,9 @@ class MqttConfig:
     )
     group_lead: float = setting(
         1.0,
-        'A say on a group or the all topic without "at" is given one this far ahead of its '
-        "arrival, so that the rooms start it together (they rely on NTP-synchronised clocks); "
-        "0: each room starts it at once.",
+        'A say on a group or the all topic without "at" is given one this far after its stamp '
+        '"t" (while that is fresher than this), else after its arrival, so that the rooms start '
+        "it together (they rely on NTP-synchronised clocks); 0: each room starts it at once.",
         low=0,
         unit="seconds",
     )

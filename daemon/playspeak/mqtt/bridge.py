@@ -47,6 +47,7 @@ from playspeak.mqtt.topics import (
     Broker,
     Deduper,
     Topics,
+    group_start,
     node_name,
     retained_configs,
     scheduled,
@@ -207,7 +208,8 @@ class MqttBridge:
                 return
             line = to_line(self.topics.kind_of(topic), payload, self.config.speak_title)
             if self.config.group_lead and self.topics.shared(topic):
-                line = scheduled(line, time.time() + self.config.group_lead)
+                start = group_start(payload, time.time(), self.config.group_lead)
+                line = scheduled(line, start)
             command = p.parse_line(line)
             reply = self.handler(self.session, command, self._lines)
         except PlayspeakError as e:  # ProtocolError, QueueFull, ...

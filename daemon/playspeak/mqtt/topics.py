@@ -240,14 +240,31 @@ def too_old(payload: bytes, now: float, default_max_age: float) -> float | None:
     A message without a stamp has no age we could know (MQTT 3 carries none); the publisher
     can bound it with MQTT 5's message expiry instead, which the broker enforces."""
     obj = _object_of(payload)
-    if obj is None:
+    sent = _stamp(obj)
+    if obj is None or sent is None:
         return None
-    sent, limit = obj.get("t"), obj.get("max_age", default_max_age)
-    numbers = (int, float)
-    if not isinstance(sent, numbers) or isinstance(sent, bool) or not isinstance(limit, numbers):
+    limit = obj.get("max_age", default_max_age)
+    if not isinstance(limit, (int, float)):
         return None
-    age = now - float(sent)
+    age = now - sent
     return age if limit > 0 and age > limit else None
+
+
+def group_start(payload: bytes, now: float, lead: float) -> float:
+    """The scheduled start (Unix seconds) of a say for many rooms that has no ``"at"``: `lead`
+    after its stamp ``"t"`` while that is fresher than the lead (every room then gets the very
+    same instant), else `lead` after `now`, its arrival (a message that waited on the broker)."""
+    sent = _stamp(_object_of(payload))
+    base = sent if sent is not None and 0 <= now - sent < lead else now
+    return base + lead
+
+
+def _stamp(obj: dict[str, Any] | None) -> float | None:
+    """A JSON message's ``"t"``, when it is a number."""
+    sent = None if obj is None else obj.get("t")
+    if not isinstance(sent, (int, float)) or isinstance(sent, bool):
+        return None
+    return float(sent)
 
 
 def _object_of(payload: bytes) -> dict[str, Any] | None:
