@@ -87,3 +87,39 @@ async def test_a_past_or_far_instant_is_refused_and_the_daemon_serves_on(
         reply = await client.command(cmd="speak", text="Still here.", at=time.time() + 0.2)
         events = await client.events_until_end({reply["id"]})
         assert events[-1]["event"] == "finished"
+
+
+async def test_a_waiting_scheduled_start_keeps_the_order_and_cancels_cleanly(
+    tmp_path: Path, sound_card: PulseNullSink
+) -> None:
+    async with open_daemon(sound_card_config(tmp_path)) as daemon:
+        client = await LineClient.open(daemon.socket_path)
+        watcher = await LineClient.open(daemon.socket_path)
+        assert (await watcher.command(cmd="subscribe"))["event"] == "ok"
+        # one queued after a scheduled one waits for it: the order of speech is kept
+        first = await client.command(cmd="speak", text="Dinner.", at=time.time() + AHEAD)
+        second = await client.command(cmd="speak", text="Then dessert.")
+        with trio.fail_after(30):
+            events = await watcher.events_until_end({first["id"], second["id"]})
+        order = [(e["event"], e["id"]) for e in events if e["event"] != "queued"]
+        assert order == [
+            ("started", first["id"]),
+            ("finished", first["id"]),
+            ("started", second["id"]),
+            ("finished", second["id"]),
+        ]
+        # cancelled while it waits: it ends once, is never heard, and the silence before
+        # it goes with it (the next one is not held behind that)
+        waiting = await client.command(cmd="speak", text="Never.", at=time.time() + AHEAD)
+        # its stream opens SCHEDULE_LEAD_SECONDS (0.3) before `at` on silence: cancelled
+        # while that silence is still in the ring (the device takes ~0.11 s at once)
+        await trio.sleep(AHEAD - 0.25)
+        assert (await client.command(cmd="cancel", id=waiting["id"]))["event"] == "ok"
+        status = (await client.command(cmd="status"))["status"]
+        after = await client.command(cmd="speak", text="Dessert is ready.")
+        with trio.fail_after(30):
+            events = await watcher.events_until_end({waiting["id"], after["id"]})
+        mine = [e["event"] for e in events if e["id"] == waiting["id"]]
+        assert mine == ["queued", "cancelled"]
+        print("buffered after the cancel:", status["device"]["buffered"])
+        assert status["device"]["buffered"] == 0
