@@ -21,8 +21,8 @@ from soundcard import PulseNullSink
 
 RATE = 48000
 AHEAD = 1.0  # the scheduled instant, this far after the speak (decoding ahead takes ~0.2 s)
-# The first loud sample is recorded this close to `at`. Measured (this machine, idle): -3 to
-# +4 ms over 10 runs per latency; the recorder's own stamps are good to parec's 10 ms blocks.
+# The first loud sample is recorded this close to `at`. Seen (this machine, idle): +1.7 to
+# +3.7 ms in two runs of each case; the recorder's own stamps are good to parec's 10 ms blocks.
 MARGIN = 0.025
 
 
