@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
@@ -9,6 +10,7 @@ from playspeak.control import protocol as p
 from playspeak.errors import ProtocolError
 from playspeak.events import Ok, Warmed
 from playspeak.marks import joined, split_marks
+from playspeak.schedule import ScheduleRules
 from playspeak.speaker import Speaker
 from playspeak.speech import EventHub, Outbox, Utterance
 from playspeak.style import Style
@@ -52,6 +54,7 @@ class CommandHandler:
         self.stopping = False  # set at shutdown: speak is refused
         self.state_changed: Callable[[], None] = lambda: None  # a setting to save was set
         self._status = status
+        self.schedule = ScheduleRules()  # what `at` may be (the daemon sets the configured)
         self._warming: dict[Requester, int] = {}  # clients with warm requests in flight
         self._table: dict[type, Callable[[Requester, Any], dict[str, Any]]] = {
             p.Speak: self._speak,
@@ -100,10 +103,13 @@ class CommandHandler:
             gain=c.volume / 100 if c.volume is not None else 1.0,
             chime=c.chime,
             cache=c.cache is not False,
+            at=c.at,
             style=Style(round(c.pitch or 0), c.punctuation or "none", c.capitals or "none"),
         )
         self.builder.check(request)  # a text too long is refused before a full queue
         self.speaker.queue.check_room()
+        if c.at is not None:
+            self.schedule.check(c.at, time.time())
         if c.id is not None:
             self._check_id(c.id)
         ident = c.id if c.id is not None else self.hub.fresh_id()

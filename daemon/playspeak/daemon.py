@@ -29,6 +29,7 @@ from playspeak.events import DeviceChanged, timestamp
 from playspeak.fallback import FallbackVoice
 from playspeak.log import register_secret, setup_logging
 from playspeak.playai.link import LinkPool, LinkSettings
+from playspeak.schedule import ScheduleRules
 from playspeak.sources import Sources
 from playspeak.speaker import AudioSink, Speaker
 from playspeak.speech import EventHub
@@ -331,6 +332,9 @@ async def open_daemon(config: Config) -> AsyncIterator[Daemon]:
             builder = UtteranceBuilder(config.api, config.speech.default_priority, voices)
             handler = CommandHandler(speaker, hub, builder, report)
             handler.state_changed = keeper.changed
+            handler.schedule = ScheduleRules(
+                config.speech.schedule_tolerance, config.speech.schedule_max_ahead
+            )
             control = ControlServer(
                 sock,
                 handler,

@@ -26,6 +26,7 @@ from playspeak.chime import load_chime
 from playspeak.errors import AudioDeviceError, DecodeError, LinkError, ReplyTooLong
 from playspeak.playai.link import LinkPool, Reply
 from playspeak.priorities import admit
+from playspeak.schedule import to_monotonic
 from playspeak.sources import Sources
 from playspeak.speech import EventHub, SpeechQueue, Utterance
 from playspeak.timeline import Span, plan_cancel
@@ -71,6 +72,7 @@ class AudioSink(Protocol):
     def frames_read(self) -> int: ...  # taken by the device (heard, or about to be)
     async def play(self, pcm: np.ndarray) -> int: ...
     async def wait_played(self, position: int) -> bool: ...
+    async def pad_until(self, when: float) -> int: ...  # silence up to a scheduled start
     async def wait_quiet(self) -> None: ...  # what the device held has left it
     async def wait_ready(self) -> None: ...
     def cancel(self) -> int: ...
@@ -90,6 +92,7 @@ class Job:
     received: trio.Event = field(default_factory=trio.Event)  # final reply complete, or gave up
     scope: trio.CancelScope = field(default_factory=trio.CancelScope)
     start_pos: int | None = None  # the player's frame position of its first sample
+    pad_pos: int | None = None  # where the silence before a scheduled start (`at`) begins
     end_pos: int | None = None  # ... after its last sample, once all is fed
     dropped: bool = False  # its audio was thrown away (cancelled or to be spoken again)
     device_generation: int = 0  # the audio output's loss count when its first audio went out
@@ -219,7 +222,8 @@ class Speaker:
     def _cut(self, selected: list[Job]) -> None:
         """Drop the jobs and their buffered audio at once (their utterances' fate is the
         caller's); the other jobs' audio plays on, or is asked for again (plan_cancel)."""
-        spans = [Span(j, j.start_pos, j.end_pos) for j in self.jobs]
+        # a scheduled job's silence is its own: cut with it
+        spans = [Span(j, _first(j.pad_pos, j.start_pos), j.end_pos) for j in self.jobs]
         plan = plan_cancel(spans, set(selected), self.player.frames_read)
         for job in selected:
             self._drop(job)  # first: a feeder writing its audio is cancelled before the cut
@@ -534,15 +538,18 @@ class Speaker:
     def _utterance_start(self, job: Job) -> tuple[UtteranceStart, bool]:
         """Leading silence is trimmed only when the utterance starts on an idle device: with
         another utterance (or its own chime) playing before it, that silence is the natural
-        pause. Then audio is held back so that a small first chunk and a late second one do
+        pause; and when it has a scheduled start (`at`): that instant is its first sound. Then
+        audio is held back so that a small first chunk and a late second one do
         not run the device dry (an audible gap) at the start: as long as the service's recent
         pace requires (audio/arrivals.py), or the pre-roll until that is known. Also whether
         the device is idle: nothing of this or any other utterance has been played yet."""
         others = (j for j in self.jobs if j is not job)
         idle = job.start_pos is None and all(j.start_pos is None for j in others)
+        scheduled = job.start_pos is None and job.utterance.at is not None
         start = UtteranceStart(
             self.player.samplerate,
-            trim=idle and self.trim_leading_silence,
+            # a scheduled start is the start of its sound, whatever played before
+            trim=(idle or scheduled) and self.trim_leading_silence,
             preroll_seconds=self.preroll_seconds,
             curve=self.arrivals.curve if self.adaptive_preroll else None,
             margin_seconds=self.player.prefill_seconds + START_MARGIN_SECONDS,
@@ -557,6 +564,8 @@ class Speaker:
         losses = self.player.losses  # device generations (audio/output.py)
         if job.start_pos is None:
             await self.player.wait_ready()
+            if job.utterance.at is not None:
+                await self._wait_for_at(job, job.utterance.at)
             job.start_pos, job.device_generation = self.player.frames_written, losses
             # Announced by the sound card's clock from the start, not after this write: a
             # first write larger than the free space returns only once most of it played.
@@ -570,6 +579,18 @@ class Speaker:
             marks, job.marks_due = job.marks_due, ()
             self._tell_marks(job, marks, self.player.frames_written + 1)
         await self.player.play(pcm)
+
+    async def _wait_for_at(self, job: Job, at: float) -> None:
+        """Silence until the scheduled instant: its first frame is heard at `at` (or, after
+        another utterance that plays past it, right after that one)."""
+        job.pad_pos = self.player.frames_written
+        when = to_monotonic(at, time.time(), time.monotonic())
+        late = await self.player.pad_until(when)
+        if late:
+            rate = self.player.samplerate
+            log.info(
+                "utterance %s: starts %.0f ms after its `at`", job.utterance.id, 1000 * late / rate
+            )
 
     def _tell_marks(self, job: Job, marks: tuple[str, ...], heard_at: int) -> None:
         """Announce `marks` once frame position `heard_at` has been played, after the job's
@@ -676,6 +697,10 @@ class Speaker:
         self._drop(job)
         job.utterance.attempts = 0
         self.queue.put(job.utterance, again=True)
+
+
+def _first(*positions: int | None) -> int | None:
+    return next((p for p in positions if p is not None), None)
 
 
 def _source(job: Job) -> str:

@@ -70,6 +70,7 @@ class Utterance:
     cache: bool = True  # False: neither played from nor stored in the phrase cache
     seq: int = field(default_factory=lambda: next(_arrivals))  # arrival order
     gain: float = 1.0  # per-utterance volume, 0–1
+    at: float | None = None  # Unix time its first sample is heard (schedule.py); None: at once
     state: str = "new"  # new, queued, speaking, finished, cancelled, failed
     created: float = field(default_factory=time.time)
     attempts: int = 0

@@ -36,6 +36,7 @@ class SpeechRequest:
     gain: float = 1.0  # this utterance's volume, 0–1
     chime: bool | None = None  # None: as configured for its priority
     cache: bool = True  # False: neither played from nor stored in the phrase cache
+    at: float | None = None  # Unix seconds its first sample is heard (schedule.py)
     style: Style = field(default_factory=Style)  # pitch, punctuation, capitals (espeak-ng)
     # The text cut at its index marks (marks.py), `text` being their words; (): no marks.
     segments: tuple[Segment, ...] = ()
@@ -107,5 +108,6 @@ class UtteranceBuilder:
             chime=request.chime,
             cache=request.cache,
             gain=request.gain,
+            at=request.at,
             segments=request.segments,
         )

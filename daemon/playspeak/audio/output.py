@@ -105,6 +105,17 @@ class AudioOutput:
             raise AudioDeviceError(self.error or "the audio device was lost")
         return base + end
 
+    async def pad_until(self, when: float) -> int:
+        """Silence so that the next frame written is heard at monotonic `when` (Player's);
+        returns the frames it will be late. Raises AudioDeviceError as play() does."""
+        await self._ready.wait()
+        try:
+            return await self.player.pad_until(when)
+        except AudioDeviceError as e:
+            if not self.player.running:
+                self._lost(str(e))
+            raise
+
     async def wait_played(self, position: int) -> bool:
         """True once frame `position` left the device; False if it never will (its device was
         lost). Frames dropped by cancel/skip_to count as done (True)."""

@@ -45,6 +45,7 @@ import numpy as np
 import trio
 
 from playspeak.errors import AudioDeviceError
+from playspeak.schedule import frames_until
 
 from .devices import NO_DEVICES_HINT, list_devices, resolve_device, sounddevice
 from .pauses import PAUSE_SECONDS, pauses
@@ -77,6 +78,11 @@ _DEEPER = 1.5  # steady_latency must be this many times the quick stream's for a
 # and starting it take, so that the pause keeps its length (both streams play silence there).
 _SWITCH_LEAD_SECONDS = 0.008
 _PAUSE_SCAN_SECONDS = 0.5  # ring searched per look (4 looks a second)
+# A scheduled start (pad_until) opens its stream this long before its instant: time to start
+# it on silence and let it settle (_SCHEDULE_SETTLE beyond the stream's prefill) before the
+# rest of the silence is reckoned from a block it played.
+SCHEDULE_LEAD_SECONDS = 0.3
+_SCHEDULE_SETTLE = 0.1
 
 
 class Player:
@@ -132,6 +138,9 @@ class Player:
         self._switch_at: int | None = None  # the quick stream reads up to here (in a pause)
         self._switch_due: float | None = None  # when to start the steady stream (monotonic)
         self._scanned_to = 0  # ring position searched for a pause so far
+        # no switch to the steady stream before this position (a scheduled start's first
+        # frame: pad_until); None while one is being padded
+        self._switch_floor: int | None = 0
         self._switch_signalled = False  # reset by trio before the callback can set it again
         self.steady_refused = ""  # why the device would not take the steady stream (this run)
         # Owned by the owner task; read by the PortAudio thread (single loads, no lock: a
@@ -383,7 +392,7 @@ class Player:
         """Owner: plan the switch to the steady stream at the next pause, or make it once the
         quick stream has played up to that point and it has been heard."""
         ring = self._ring
-        if ring is None or self._steady:
+        if ring is None or self._steady or self._switch_floor is None:
             return
         if self._switch_at is None:
             self._switch_at = self._find_pause(ring)
@@ -404,6 +413,7 @@ class Player:
         run = round(rate * PAUSE_SECONDS)
         # beyond what the quick stream takes before the limit is seen: its buffer and a block
         earliest = ring.frames_read + round(rate * self.prefill_seconds) + self.blocksize
+        earliest = max(earliest, self._switch_floor or 0)
         scan = round(rate * _PAUSE_SCAN_SECONDS)
         start, frames = ring.peek(max(earliest, self._scanned_to - run), scan)
         end = start + len(frames)
@@ -599,6 +609,42 @@ class Player:
             # long utterance plays, not 100. The ring stays at least 3/4 full meanwhile.
             wake_at = ring.frames_written - ring.capacity + refill
             await self._wait_until(lambda: ring.free >= refill, wake_at)
+
+    async def pad_until(self, when: float) -> int:
+        """Write silence so that the next frame written is heard at monotonic time `when` (a
+        scheduled start: schedule.py); returns how many frames late that next frame will be
+        (0: on time). Waits until shortly before `when`, starts a stream on silence, and
+        reckons the rest of the silence from a block that stream has played, so the device's
+        output latency and the stream's start-up are both allowed for. No switch to the steady
+        stream happens before that frame (it would move it). Cancellable like play()."""
+        await trio.sleep(max(0.0, when - SCHEDULE_LEAD_SECONDS - time.monotonic()))
+        ring = self._live_ring()
+        rate = self.samplerate
+        self._forget_switch()
+        self._switch_floor = None  # no switch until the frame after the silence is written
+        try:
+            if not (self._active and ring.used):
+                # no stream plays audio whose blocks tell the DAC time: start one on silence
+                ahead = when - time.monotonic()
+                if ahead <= 0:
+                    return round(-ahead * rate)
+                first = ring.frames_written
+                lead = min(ahead, self.prefill_seconds + _SCHEDULE_SETTLE)
+                await self.play(np.zeros((round(lead * rate), self.channels), np.float32))
+                # a block read after the stream's start-up burst: its DAC time is a steady one
+                settled = first + round(rate * (self.prefill_seconds + 2 * BLOCK_SECONDS))
+                settled = min(settled, ring.frames_written)
+                await self._wait_until(lambda: ring.frames_read >= settled, settled)
+            block = self._last_block
+            if block is None:  # (no block played: nothing to reckon from)
+                return 0
+            start, _, consumed_at, latency = block
+            missing = frames_until(when, start, consumed_at + latency, rate, ring.frames_written)
+            if missing > 0:
+                await self.play(np.zeros((missing, self.channels), np.float32))
+            return max(0, -missing)
+        finally:
+            self._switch_floor = ring.frames_written
 
     async def _fresh_if_drained(self, ring: PcmRing) -> None:
         """New audio for a stream that has played out everything it had would queue behind

@@ -402,6 +402,21 @@ class SpeechConfig:
         "character, divided by the speed.",
         low=0,
     )
+    schedule_tolerance: float = setting(
+        0.05,
+        'A speak\'s "at" (Unix seconds: the instant its first sample is heard) may be this '
+        "far in the past, and then starts at once; further back it is refused with the reason. "
+        "Rooms rely on NTP-synchronised clocks.",
+        low=0,
+        unit="seconds",
+    )
+    schedule_max_ahead: float = setting(
+        300.0,
+        'A speak\'s "at" further ahead than this is refused with the reason.',
+        low=0,
+        open_low=True,
+        unit="seconds",
+    )
     interrupt_reconnect: bool = setting(
         True,
         "When an utterance is interrupted while its audio is still streaming in, open a fresh "
@@ -595,6 +610,14 @@ class MqttConfig:
     discovery_prefix: str = setting("homeassistant", "Home Assistant's discovery prefix.")
     speak_title: bool = setting(
         True, 'A say message\'s "title" is spoken before its text; false: the text alone.'
+    )
+    group_lead: float = setting(
+        1.0,
+        'A say on a group or the all topic without "at" is given one this far after its stamp '
+        '"t" (while that is fresher than this), else after its arrival, so that the rooms start '
+        "it together (they rely on NTP-synchronised clocks); 0: each room starts it at once.",
+        low=0,
+        unit="seconds",
     )
     max_age: float = setting(
         300.0,

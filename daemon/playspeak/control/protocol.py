@@ -23,6 +23,7 @@ from playspeak.limits import SPEED, TEMPERATURE, VOLUME
 from playspeak.style import CAPITALS, PITCH, PUNCTUATION
 
 ID_MAX_LEN = 200
+AT_MAX = 1e10  # Unix seconds (the year 2286): beyond it a value is not a time
 ECHO_MAX_LEN = 40  # how much of a client's bad value an error (or a log line) repeats
 # Unicode's control characters (category Cc) but tab and the line breaks.
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
@@ -45,6 +46,7 @@ class Speak:
     pitch: float | None = None  # -100..100; these three: the local voice's espeak-ng only
     punctuation: str | None = None  # none, some, most, all: spoken by name
     capitals: str | None = None  # none, spell, icon
+    at: float | None = None  # Unix seconds: a scheduled start (schedule.py checks the clock)
 
 
 @dataclass(frozen=True)
@@ -230,6 +232,7 @@ def _speak(obj: dict[str, Any]) -> Speak:
         pitch=_number_in(obj, "pitch", *PITCH),
         punctuation=_choice(obj, "punctuation", PUNCTUATION),
         capitals=_choice(obj, "capitals", CAPITALS),
+        at=_number_in(obj, "at", 0, AT_MAX),
     )
 
 

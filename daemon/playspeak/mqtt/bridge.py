@@ -50,8 +50,10 @@ from playspeak.mqtt.topics import (
     Broker,
     Deduper,
     Topics,
+    group_start,
     node_name,
     retained_configs,
+    scheduled,
     state_of,
     to_line,
     too_old,
@@ -230,6 +232,9 @@ class MqttBridge:
                 self._refuse(topic, why, ident)
                 return
             line = to_line(self.topics.kind_of(topic), payload, self.config.speak_title)
+            if self.config.group_lead and self.topics.shared(topic):
+                start = group_start(payload, time.time(), self.config.group_lead)
+                line = scheduled(line, start)
             command = p.parse_line(line)
             reply = self.handler(self.session, command, self._lines)
         except PlayspeakError as e:  # ProtocolError, QueueFull, ...

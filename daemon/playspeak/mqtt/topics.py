@@ -145,6 +145,10 @@ class Topics:
         """Every topic this node takes commands from."""
         return [self.say, *(self.group_say(g) for g in self.groups), self.all_say, self.cmd]
 
+    def shared(self, topic: str) -> bool:
+        """A say topic other nodes take too (a group's, or all's): rooms start it together."""
+        return topic == self.all_say or topic in map(self.group_say, self.groups)
+
     def kind_of(self, topic: str) -> str:
         """``"say"`` or ``"cmd"`` for a topic of ours; ProtocolError for any other."""
         if topic == self.cmd:
@@ -179,6 +183,13 @@ def to_line(kind: str, payload: bytes, speak_title: bool = True) -> str:
     if speak_title and isinstance(title, str) and title.strip() and isinstance(obj["text"], str):
         obj["text"] = f"{title.strip().rstrip('.')}. {obj['text']}"
     return _without_mqtt_fields(obj)
+
+
+def scheduled(line: str, at: float) -> str:
+    """A say's control line (to_line's) given a scheduled start `at` unless it has one."""
+    obj = json.loads(line) if line.startswith("{") else {"cmd": SAY_FIELDS_CMD, "text": line}
+    obj.setdefault("at", at)
+    return json.dumps(obj, ensure_ascii=False)
 
 
 def _say_fields(text: str) -> dict[str, Any] | None:
@@ -229,14 +240,31 @@ def too_old(payload: bytes, now: float, default_max_age: float) -> float | None:
     A message without a stamp has no age we could know (MQTT 3 carries none); the publisher
     can bound it with MQTT 5's message expiry instead, which the broker enforces."""
     obj = _object_of(payload)
-    if obj is None:
+    sent = _stamp(obj)
+    if obj is None or sent is None:
         return None
-    sent, limit = obj.get("t"), obj.get("max_age", default_max_age)
-    numbers = (int, float)
-    if not isinstance(sent, numbers) or isinstance(sent, bool) or not isinstance(limit, numbers):
+    limit = obj.get("max_age", default_max_age)
+    if not isinstance(limit, (int, float)):
         return None
-    age = now - float(sent)
+    age = now - sent
     return age if limit > 0 and age > limit else None
+
+
+def group_start(payload: bytes, now: float, lead: float) -> float:
+    """The scheduled start (Unix seconds) of a say for many rooms that has no ``"at"``: `lead`
+    after its stamp ``"t"`` while that is fresher than the lead (every room then gets the very
+    same instant), else `lead` after `now`, its arrival (a message that waited on the broker)."""
+    sent = _stamp(_object_of(payload))
+    base = sent if sent is not None and 0 <= now - sent < lead else now
+    return base + lead
+
+
+def _stamp(obj: dict[str, Any] | None) -> float | None:
+    """A JSON message's ``"t"``, when it is a number."""
+    sent = None if obj is None else obj.get("t")
+    if not isinstance(sent, (int, float)) or isinstance(sent, bool):
+        return None
+    return float(sent)
 
 
 def _object_of(payload: bytes) -> dict[str, Any] | None:
