@@ -299,17 +299,20 @@ async def test_many_warm_requests_neither_pile_up_nor_hold_up_speech(
     ]
     accepted = [r for r in replies if r["event"] == "ok"]
     refused = [r for r in replies if r["event"] == "error"]
-    assert len(accepted) == MAX_WARMING_PER_CLIENT
-    assert len(refused) == 150 - MAX_WARMING_PER_CLIENT
+    # A warm request that finished while the 150 went out freed its place (its `warmed` came
+    # before a later reply; seen once on a loaded machine): never more than the share in flight.
+    early = sum(e["event"] == "warmed" for e in warmer.backlog)
+    assert len(accepted) == MAX_WARMING_PER_CLIENT + early
+    assert len(refused) == 150 - len(accepted)
     assert all("in flight" in r["error"] for r in refused)
     with trio.fail_after(10):  # 150 warm replies first would take over a minute
         events = await say(daemon, "Speech goes first.", priority="text")
     assert events["finished"]["source"] == "service"
     warmed = []
     with trio.fail_after(20):
-        while len(warmed) < MAX_WARMING_PER_CLIENT:
+        while len(warmed) < len(accepted):
             if (event := await warmer.event())["event"] == "warmed":
                 warmed.append(event["result"])
-    assert warmed == ["stored"] * MAX_WARMING_PER_CLIENT
+    assert warmed == ["stored"] * len(accepted)
     # their `warmed` events free the client's share again
     assert (await warmer.command(cmd="cache", action="warm", text="One more."))["event"] == "ok"
