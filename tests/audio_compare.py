@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from dataclasses import dataclass
 
 import av
 import numpy as np
@@ -98,3 +99,44 @@ def covered_share(recorded: np.ndarray, rendered: np.ndarray) -> tuple[float, fl
                 gains.append(gain)
     loud = np.abs(reference) > SOUND_THRESHOLD
     return float(covered[loud].mean()), float(np.median(gains)) if gains else 0.0
+
+
+WHOLE = 0.99  # one alignment of the whole correlates this well: heard sample for sample
+BROKEN_WHOLE = 0.95  # the share island by island when an underrun split it (covered_share)
+
+
+@dataclass(frozen=True)
+class Hearing:
+    """How a rendering appears in a recording: as one whole, or island by island when
+    PortAudio reported that the device ran dry (a real dropout on a busy machine, which splits
+    what is heard with silence). A gap without such a report still fails, and so does one
+    the player caused itself (its `starved` count): that would be audio the daemon lost."""
+
+    corr: float  # of one alignment of the whole
+    lag: int
+    gain: float
+    share: float  # island by island; 1.0 when the whole aligned
+    underflows: int  # the player's stats["device_underflows"] over the recording
+
+    @property
+    def whole(self) -> bool:
+        return self.corr >= WHOLE or (self.underflows > 0 and self.share >= BROKEN_WHOLE)
+
+    def __str__(self) -> str:
+        return (
+            f"correlation {self.corr:.4f}, share {self.share:.3f}, gain {self.gain:.3f}, "
+            f"{self.underflows} device underflows"
+        )
+
+
+def hearing(recorded: np.ndarray, rendered: np.ndarray, underflows: int) -> Hearing:
+    """`rendered` ((n, 1) float) as heard in the int16 `recorded`, given the player's
+    `stats["device_underflows"]` for the time recorded."""
+    if len(rendered) > len(recorded):
+        return Hearing(0.0, 0, 0.0, 0.0, underflows)
+    lag, corr, gain = align(recorded, rendered)
+    if corr >= WHOLE:
+        return Hearing(corr, lag, gain, 1.0, underflows)
+    share, island_gain = covered_share(recorded, rendered)
+
+    return Hearing(corr, lag, island_gain, share, underflows)

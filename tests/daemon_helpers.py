@@ -15,6 +15,7 @@ from pathlib import Path
 import trio
 
 from playspeak.config import AudioConfig, ChimeConfig, Config, ControlConfig, LocalServerConfig
+from playspeak.daemon import Daemon
 
 ENDINGS = ("finished", "cancelled", "failed")
 
@@ -25,6 +26,11 @@ ENDINGS = ("finished", "cancelled", "failed")
 # (either would insert silence and spoil the comparison; bench/ measures the defaults).
 CONTENT_LATENCY = "0.1"
 CONTENT_PREROLL_MS = 150.0
+
+
+def device_underflows(daemon: Daemon) -> int:
+    """How often PortAudio reported that the daemon's device ran dry (audio_compare.hearing)."""
+    return int(daemon.player.stats["device_underflows"])
 
 
 def sound_card_config(tmp_path: Path, **chime: object) -> Config:

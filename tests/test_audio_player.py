@@ -18,7 +18,7 @@ import trio
 from playspeak.audio.player import Player, list_devices, resolve_device
 from playspeak.errors import AudioDeviceError
 
-from audio_compare import align, loud, loud_span
+from audio_compare import WHOLE, align, hearing, loud, loud_span
 from soundcard import PulseNullSink, Recorder
 
 RATE = 48000
@@ -479,6 +479,30 @@ async def test_underruns_counted_when_feeding_stalls_mid_utterance(
     print(f"underrun stats: {stats}")
     assert stats["starved"] == 1
     assert stats["underruns"] >= 1
+
+
+async def test_a_frozen_process_is_a_counted_dropout_that_loses_no_audio(
+    start_player: StartPlayer, recorder: Recorder
+) -> None:
+    """What a machine too busy to run the daemon does, for real: the whole process stops
+    (SIGSTOP from outside) for longer than the device buffer. PortAudio must report the
+    underflow, and the rest of the sweep must follow the gap, no sample lost or repeated; the
+    audio tests forgive a gap only when it is counted like this (audio_compare.hearing)."""
+    player = await start_player(latency=CONTENT_LATENCY)
+    signal = chirp(1.5)
+    await player.play(signal)
+    assert await recorder.wait_sound_async(RATE // 4, 5, start=recorder.mark)
+    me = os.getpid()
+    freeze = subprocess.Popen(["sh", "-c", f"kill -STOP {me}; sleep 0.4; kill -CONT {me}"])
+    await trio.to_thread.run_sync(freeze.wait)
+    await player.drain()
+    recorded = await record_tail(recorder)
+    heard = hearing(recorded, signal, player.stats["device_underflows"])
+    print(f"frozen 0.4 s: {heard}; {player.stats}")
+    assert player.stats["device_underflows"] >= 1 and player.stats["starved"] == 0
+    assert heard.corr < WHOLE  # a gap split it ...
+    assert heard.whole and heard.gain == pytest.approx(1.0, abs=0.02), heard  # ... nothing lost
+    assert len(loud(recorded)) == pytest.approx(len(loud(signal[:, 0] * 32768)), rel=0.01)
 
 
 async def test_play_accepts_mono_1d_and_rejects_wrong_channels(

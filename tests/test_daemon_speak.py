@@ -21,8 +21,8 @@ from playspeak.engines import Synthesizer
 from playspeak.localserver.encode import wav_header
 from playspeak.localserver.sentences import split_sentences
 
-from audio_compare import RATE, align, covered_share, loud_span, reference_pcm
-from daemon_helpers import LineClient, sound_card_config
+from audio_compare import RATE, WHOLE, covered_share, hearing, loud_span, reference_pcm
+from daemon_helpers import LineClient, device_underflows, sound_card_config
 from soundcard import PulseNullSink, Recorder
 
 MS = RATE // 1000
@@ -87,13 +87,12 @@ async def heard_as(daemon: Daemon, recorder: Recorder, text: str, expected: np.n
     assert [e["event"] for e in events] == ["queued", "started", "finished"]
 
     recorded = await recorder.heard()
-    lag, corr, gain = align(recorded, expected)
-    assert corr >= 0.99, f"correlation {corr:.4f}"
-    assert gain == pytest.approx(1.0, abs=0.02)
-    heard = loud_span(recorded)
-    assert abs(heard - loud_span(expected[:, 0] * 32768)) <= 50 * MS
+    heard = hearing(recorded, expected, device_underflows(daemon))
+    assert heard.whole and heard.gain == pytest.approx(1.0, abs=0.02), heard
+    if heard.corr >= WHOLE:  # no dropout lengthened it
+        assert abs(loud_span(recorded) - loud_span(expected[:, 0] * 32768)) <= 50 * MS
     # `finished` came after the last sample was recorded, not before.
-    assert len(recorded) >= lag + len(expected)
+    assert len(recorded) >= heard.lag + len(expected)
 
 
 async def test_a_long_utterance_moves_to_the_steady_stream_and_is_heard_whole(
@@ -111,17 +110,21 @@ async def test_a_long_utterance_moves_to_the_steady_stream_and_is_heard_whole(
         assert events[-1]["event"] == "finished"
         device = (await client.command(cmd="status"))["status"]["device"]
         expected = await expected_audio(daemon, text)
-    assert device["steady_switches"] == 1 and device["underruns"] == 0
+    assert device["steady_switches"] == 1 and device["starved"] == 0, device
     # Each stretch of speech between pauses must be there, sample for sample, in order. The
     # pause the switch happened in keeps its length within ~1 ms when idle; on a busy machine a
     # late callback of the quick stream moves it by up to that stream's buffer (seen in CI:
-    # -19.7 ms), as in test_audio_player's test of the switch.
+    # -19.7 ms), as in test_audio_player's test of the switch. A device that ran dry (counted
+    # by PortAudio) moves what follows by the dropout: then only the stretches are checked.
     recorded = await recorder.heard()
     lags = []
     for begin, end in stretches_between_pauses(expected[:, 0]):
-        lag, corr, _ = align(recorded, expected[begin:end])
-        assert corr >= 0.99, f"stretch at {begin / MS:.0f} ms: correlation {corr:.4f}"
-        lags.append(lag - begin)
+        stretch = hearing(recorded, expected[begin:end], device["device_underflows"])
+        assert stretch.whole, f"stretch at {begin / MS:.0f} ms: {stretch}"
+        lags.append(stretch.lag - begin)
+    if device["device_underflows"]:
+        print(f"the device ran dry {device['device_underflows']} times: pauses not compared")
+        return
     shifts = [round((b - a) / MS, 2) for a, b in itertools.pairwise(lags)]
     print(f"{len(lags)} stretches; pauses changed by {shifts} ms")
     assert len(lags) >= 2
@@ -153,10 +156,12 @@ async def test_three_at_once_play_in_order_without_gaps(daemon: Daemon, recorder
     lags = []
     for text in texts:
         expected = await expected_audio(daemon, text)
-        lag, corr, _ = align(recorded, expected)
-        stats = daemon.player.stats  # underruns: the daemon dropped audio, not the recorder
-        assert corr >= 0.99, f"{text!r}: correlation {corr:.4f}; {stats}"
-        lags.append((lag, len(expected)))
+        heard = hearing(recorded, expected, device_underflows(daemon))
+        assert heard.whole, f"{text!r}: {heard}; {daemon.player.stats}"
+        lags.append((heard.lag, len(expected)))
+    if device_underflows(daemon):  # a dropout on a busy machine is a gap of its own
+        print(f"the device ran dry {device_underflows(daemon)} times: gaps not compared")
+        return
     for (lag, length), (next_lag, _) in itertools.pairwise(lags):
         gap = next_lag - (lag + length)
         assert 0 <= gap <= 20 * MS, f"{gap / MS:.1f} ms between utterances"
