@@ -12,6 +12,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -82,7 +83,10 @@ class Message:
     retain: bool
 
     def json(self) -> Any:
-        return json.loads(self.payload)
+        """The payload parsed, once (a flood's checks read every event many times)."""
+        if not hasattr(self, "_parsed"):
+            self._parsed = json.loads(self.payload)
+        return self._parsed
 
 
 class Probe:
@@ -95,6 +99,7 @@ class Probe:
         credentials: tuple[str, str] | None = None,
     ) -> None:
         self.messages: list[Message] = []
+        self._on_topic: dict[str, list[Message]] = {}
         self._cond = threading.Condition()
         self.client = mqtt.Client(
             CallbackAPIVersion.VERSION2, client_id=f"probe-{port}-{id(self)}", protocol=mqtt.MQTTv5
@@ -108,8 +113,10 @@ class Probe:
             subscribed.set()
 
         def on_message(client: Any, userdata: Any, message: Any) -> None:
+            received = Message(message.topic, message.payload, message.retain)
             with self._cond:
-                self.messages.append(Message(message.topic, message.payload, message.retain))
+                self.messages.append(received)
+                self._on_topic.setdefault(received.topic, []).append(received)
                 self._cond.notify_all()
 
         self.client.on_connect = on_connect
@@ -135,7 +142,7 @@ class Probe:
 
     def on(self, topic: str) -> list[Message]:
         with self._cond:
-            return [m for m in self.messages if m.topic == topic]
+            return list(self._on_topic.get(topic, ()))
 
     def events(self, topic: str) -> list[dict[str, Any]]:
         return [m.json() for m in self.on(topic) if m.payload]
@@ -145,28 +152,40 @@ class Probe:
         timeout, with what was received."""
 
         def waiting() -> Any:
-            with self._cond:
-                return self._cond.wait_for(done, timeout)
+            # done() is checked at most every CHECK_EVERY, not once per message, and without
+            # the lock that paho's thread needs to record the next one: a check reads all
+            # that was received, so checking per message of a 10,000-message flood is
+            # quadratic, and it held up paho's reading while it ran.
+            deadline = time.monotonic() + timeout
+            while True:
+                seen = len(self.messages)  # before the check: what comes during it wakes us
+                if (result := done()) or (left := deadline - time.monotonic()) <= 0:
+                    return result
+                with self._cond:
+                    self._cond.wait_for(partial(self._more_than, seen), left)
+                time.sleep(CHECK_EVERY)
 
         result = await trio.to_thread.run_sync(waiting, abandon_on_cancel=True)
         assert result, f"timed out; received: {[(m.topic, m.payload[:80]) for m in self.messages]}"
         return result
 
+    def _more_than(self, seen: int) -> bool:
+        return len(self.messages) > seen
+
     async def ended(self, topic: str, ident: str, timeout: float = 20.0) -> dict[str, Any]:
         """The terminal event of utterance `ident` on the event topic `topic`."""
 
         def ending() -> dict[str, Any] | None:
-            for m in self.messages:
-                if m.topic == topic and m.payload:
-                    event = json.loads(m.payload)
-                    if event.get("id") == ident and event["event"] in ENDINGS:
-                        return event  # type: ignore[no-any-return]
+            for event in self.events(topic):
+                if event.get("id") == ident and event["event"] in ENDINGS:
+                    return event
             return None
 
         return await self.wait(ending, timeout)  # type: ignore[no-any-return]
 
 
 ENDINGS = ("finished", "cancelled", "failed")
+CHECK_EVERY = 0.005  # seconds between two checks of a Probe.wait
 
 
 @contextlib.contextmanager

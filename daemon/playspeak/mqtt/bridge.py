@@ -13,9 +13,11 @@ of our code, for the saving of one mostly idle thread). The hand-over is one-way
 
 Keeping our word: a QoS 1 message is acknowledged (paho's manual acknowledgement) only once
 it was acted on — queued to speak, or refused with an error event. The inbox holds
-``mqtt.inbox`` messages; when it is full, ``on_message`` blocks paho's thread until there is
-room, so nothing is dropped and the broker holds the rest (it sends at most that many
-unacknowledged ones anyway: MQTT 5's Receive Maximum).
+``mqtt.inbox`` messages, the Receive Maximum we ask the broker for (MQTT 5: it sends at most
+that many unacknowledged), and some slack: Mosquitto 2.0.11 was seen sending two more. When it
+is full all the same, ``on_message`` blocks paho's thread until there is room, so nothing is
+dropped and the broker holds the rest; but that thread also reads the broker's
+acknowledgements of what we publish (mqtt/backlog.py), so blocking it is the last resort.
 
 Every message becomes a line of the control protocol and goes through the same
 CommandHandler as the socket's clients, on a session of its own that is subscribed to every
@@ -44,6 +46,7 @@ from playspeak.control.session import ClientSession
 from playspeak.errors import PlayspeakError
 from playspeak.events import Error, Message, Ok, UtteranceEvent
 from playspeak.log import register_secret
+from playspeak.mqtt.backlog import Backlog
 from playspeak.mqtt.topics import (
     OFFLINE,
     ONLINE,
@@ -62,7 +65,10 @@ from playspeak.mqtt.topics import (
 log = logging.getLogger(__name__)
 
 STATE_EVERY = 2.0  # seconds between looks at the retained state (published only on change)
-QUEUED_WHILE_AWAY = 1024  # event lines paho holds for a broker that is away
+# While the broker is away paho keeps what we publish; bounded (mqtt/backlog.py), so that a
+# long outage with much speech costs at most this many event lines of memory
+QUEUED_WHILE_AWAY = 1024
+INBOX_SLACK = 16  # room over the Receive Maximum before paho's thread must wait (see above)
 SESSION_EXPIRY = 3600  # seconds the broker keeps our subscriptions and QoS 1 backlog
 PACKET_ROOM = 4  # the broker discards (unseen) messages over this many payload limits
 # Before connecting as playspeak-<node>, the bridge looks at the node's retained status under
@@ -156,6 +162,8 @@ class MqttBridge:
         )
         register_secret(self._password)
         self.dedupe = Deduper()
+        self.backlog = Backlog(QUEUED_WHILE_AWAY)
+        self._overflowing = False  # an event dropped while the broker is away: warned once
         self.session = _BridgeSession(
             _EventPublisher(self._publish_line), client_buffer, self.dedupe.ended
         )
@@ -180,7 +188,7 @@ class MqttBridge:
         """Connect in the background and serve until cancelled; then say ``offline``."""
         import paho.mqtt.client as mqtt  # lazy: only a configured bridge pays for it
 
-        send, recv = trio.open_memory_channel[Inbound](self.config.inbox)
+        send, recv = trio.open_memory_channel[Inbound](self.config.inbox + INBOX_SLACK)
         token = trio.lowlevel.current_trio_token()
         self._client = client = self._make_client(mqtt, send, token)
         self.handler(self.session, p.Subscribe(), 0)  # every utterance's events
@@ -258,7 +266,7 @@ class MqttBridge:
         while True:
             state = json.dumps(state_of(self._status()), sort_keys=True).encode()
             if state != self._last_state and self.connected:
-                self._client.publish(self.topics.state, state, qos=1, retain=True)
+                self._publish(self.topics.state, state, retain=True)
                 self._last_state = state
             with trio.move_on_after(STATE_EVERY):
                 await self._poke.wait()
@@ -266,8 +274,18 @@ class MqttBridge:
 
     def _publish_line(self, line: bytes) -> None:
         """A line of the bridge session (an event or an error: see _BridgeSession)."""
-        self._client.publish(self.topics.event, line, qos=1)
+        self._publish(self.topics.event, line)
         self._poke.set()
+
+    def _publish(self, topic: str, payload: bytes, retain: bool = False) -> None:
+        """Trio thread: publish at QoS 1, counted in the backlog until the broker has it."""
+        if not self.backlog.has_room(self.connected):
+            if not self._overflowing:
+                log.warning("MQTT: %d events wait for the broker: dropping more", len(self.backlog))
+            self._overflowing = True
+            return
+        self._overflowing = False
+        self.backlog.published(self._client.publish(topic, payload, qos=1, retain=retain).mid)
 
     # ---- paho's thread ------------------------------------------------------------------
 
@@ -345,9 +363,6 @@ class MqttBridge:
         )
         client.will_set(self.topics.status, OFFLINE, qos=1, retain=True)
         client.reconnect_delay_set(min_delay=1, max_delay=60)  # doubling: paho's backoff
-        # While the broker is away paho keeps what we publish; bounded, so that a long outage
-        # with much speech costs at most this many event lines of memory (the rest are dropped)
-        client.max_queued_messages_set(QUEUED_WHILE_AWAY)
         retained = retained_configs(
             self.topics, self.config.discovery_prefix, self._version, self.config.discovery
         )
@@ -389,9 +404,14 @@ class MqttBridge:
             ):
                 trio.from_thread.run(send.send, item, trio_token=token)
 
+        def on_publish(client: Any, userdata: Any, mid: int, reason: Any, props: Any) -> None:
+            with contextlib.suppress(trio.RunFinishedError):
+                token.run_sync_soon(self.backlog.acknowledged, mid)
+
         client.on_connect = on_connect
         client.on_disconnect = on_disconnect
         client.on_message = on_message
+        client.on_publish = on_publish
         return client
 
     def _connect(self) -> None:
