@@ -199,6 +199,8 @@ async def test_volume_becomes_the_gain(daemon: Daemon, ssip_path: Path, recorder
         (("-y", "angelo"), "Another voice.", "angelo"),  # SYNTHESIS_VOICE: the PlayAI voice
         # LANGUAGE de: espeak-ng's German voice, not the English one
         (("-l", "de"), "Die Haustür ist offen.", "espeak:de"),
+        # a listed voice whose language espeak-ng cannot select by (its file it can)
+        (("-y", "espeak:chr-US-Qaaa-x-west"), "Another voice.", "espeak:chr-US-Qaaa-x-west"),
     ],
 )
 async def test_synthesis_voice_or_language_chooses_the_voice(

@@ -1,10 +1,11 @@
 """The voices a client can list and choose (`voices`, `playspeak voices`, SSIP's LIST
-SYNTHESIS_VOICES): every espeak-ng language, each Piper voice found, or for a remote service the
+SYNTHESIS_VOICES): every espeak-ng voice, each Piper voice found, or for a remote service the
 voice the configuration names. A voice's `id` in any speak selects it and its engine
 (engines/). Made once at start; `for_language` is I/O-free."""
 
 from __future__ import annotations
 
+import functools
 import shutil
 import subprocess
 from dataclasses import dataclass
@@ -36,23 +37,55 @@ class Voice:
         }
 
 
-def parse_espeak_voices(listing: str) -> list[Voice]:
-    """`espeak-ng --voices` output → one voice per language (no I/O)."""
-    voices: list[Voice] = []
+def _espeak_entries(listing: str) -> list[tuple[Voice, str]]:
+    """`espeak-ng --voices` output → each voice with its voice file (no I/O). A voice's id is
+    `espeak:<language>`; a second voice of a language already listed (yue: Cantonese, and
+    Cantonese with Latin read as Jyutping) is named by its file instead, so each id selects
+    one voice."""
+    entries: list[tuple[Voice, str]] = []
+    taken: set[str] = set()
     for line in listing.splitlines()[1:]:
         cols = line.split()
-        if len(cols) >= 4:
-            language, name = cols[1], cols[3].replace("_", " ")
-            voices.append(Voice(f"espeak:{language}", name, language.lower(), "espeak"))
-    return voices
+        if len(cols) < 5:
+            continue
+        language, name, file = cols[1], cols[3].replace("_", " "), cols[4]
+        ids = (f"espeak:{language}", f"espeak:{file.rsplit('/', 1)[-1]}", f"espeak:{file}")
+        chosen = next((i for i in ids if i.lower() not in taken), ids[-1])
+        taken.add(chosen.lower())
+        entries.append((Voice(chosen, name, language.lower(), "espeak"), file))
+    return entries
+
+
+def parse_espeak_voices(listing: str) -> list[Voice]:
+    """`espeak-ng --voices` output → one voice per listed voice (no I/O)."""
+    return [voice for voice, _ in _espeak_entries(listing)]
+
+
+@functools.cache
+def _installed(program: str) -> tuple[tuple[Voice, str], ...]:
+    # once per process and espeak-ng found (a test may hide it): its voices do not change
+    listing = subprocess.run([program, "--voices"], capture_output=True, text=True).stdout
+    return tuple(_espeak_entries(listing))
+
+
+def _installed_espeak() -> tuple[tuple[Voice, str], ...]:
+    program = shutil.which(ESPEAK)
+    return _installed(program) if program else ()
 
 
 def espeak_voices() -> list[Voice]:
-    """espeak-ng's languages (runs it once, ~10 ms; blocks). Empty without espeak-ng."""
-    if shutil.which(ESPEAK) is None:
-        return []
-    result = subprocess.run([ESPEAK, "--voices"], capture_output=True, text=True, check=False)
-    return parse_espeak_voices(result.stdout)
+    """espeak-ng's voices (runs it once per process, ~10 ms; blocks). Empty without it."""
+    return [voice for voice, _ in _installed_espeak()]
+
+
+def espeak_file(voice_id: str) -> str | None:
+    """The voice file of a listed espeak-ng voice (`espeak:<language>`, any case), what
+    `espeak-ng -v` selects it by; None if not listed. Its language may not select it:
+    espeak-ng lowercases the language asked for but compares it with the voice file's as
+    written, so `chr-US-Qaaa-x-west` selects nothing and `iro/chr` the Cherokee voice.
+    Blocks the first time (espeak_voices)."""
+    wanted = voice_id.lower()
+    return next((f for v, f in _installed_espeak() if v.id.lower() == wanted), None)
 
 
 def local_voices(synth: Synthesizer) -> list[Voice]:
