@@ -78,8 +78,20 @@ def test_a_language_picks_its_voice_exactly_else_one_of_its_family() -> None:
     voices = parse_espeak_voices(LISTING)
     assert for_language(voices, "de").id == "espeak:de"  # type: ignore[union-attr]
     assert for_language(voices, "en_US").id == "espeak:en-us"  # type: ignore[union-attr]
-    assert for_language(voices, "en").id == "espeak:en-gb-scotland"  # type: ignore[union-attr]
+    # no plain en: the voice espeak-ng serves en with, "(en 10)", before the family's first
+    assert for_language(voices, "en").id == "espeak:en-us"  # type: ignore[union-attr]
+    assert for_language(voices, "en-gb").id == "espeak:en-gb-scotland"  # type: ignore[union-attr]
     assert for_language(voices, "fr") is None
+
+
+def test_a_language_is_looked_for_in_the_default_engines_voices_first() -> None:
+    """The first listed engine is the default one (local_voices): an English Piper voice
+    listed after espeak-ng's is not what `en` gets, and listed first it is."""
+    espeak = parse_espeak_voices(LISTING)
+    piper = Voice("piper:en_US-joe-medium", "en_US-joe-medium", "en-us", "piper")
+    assert for_language([*espeak, piper], "en-us").id == "espeak:en-us"  # type: ignore[union-attr]
+    assert for_language([piper, *espeak], "en").id == piper.id  # type: ignore[union-attr]
+    assert for_language([piper, *espeak], "de").id == "espeak:de"  # type: ignore[union-attr]
 
 
 def test_the_builder_gives_a_speak_with_a_language_a_voice_of_it() -> None:

@@ -6,6 +6,7 @@ voice the configuration names. A voice's `id` in any speak selects it and its en
 from __future__ import annotations
 
 import functools
+import re
 import shutil
 import subprocess
 from dataclasses import dataclass
@@ -17,6 +18,7 @@ if TYPE_CHECKING:  # the engines load numpy and trio: only the daemon needs them
 ESPEAK = "espeak-ng"
 # What each engine cannot do, stated per voice (and refused when asked for, not ignored).
 PIPER_REFUSES = ("pitch",)
+_ALSO = re.compile(r"\((\S+) (\d+)\)")  # espeak-ng's "Other Languages": (en 2)(en-gb 3)
 
 
 @dataclass(frozen=True)
@@ -26,6 +28,9 @@ class Voice:
     language: str  # BCP 47-ish, lower case: "en-us", "de"; "" when unknown
     engine: str  # "espeak", "piper", "generated", or "service"
     refuses: tuple[str, ...] = ()
+    # Other languages its engine gives it for, each with a priority (lower first): espeak-ng's
+    # voice for a bare `en` is en-gb, `(en 2)`
+    serves: tuple[tuple[str, int], ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -52,7 +57,8 @@ def _espeak_entries(listing: str) -> list[tuple[Voice, str]]:
         ids = (f"espeak:{language}", f"espeak:{file.rsplit('/', 1)[-1]}", f"espeak:{file}")
         chosen = next((i for i in ids if i.lower() not in taken), ids[-1])
         taken.add(chosen.lower())
-        entries.append((Voice(chosen, name, language.lower(), "espeak"), file))
+        serves = tuple((lang.lower(), int(p)) for lang, p in _ALSO.findall(" ".join(cols[5:])))
+        entries.append((Voice(chosen, name, language.lower(), "espeak", serves=serves), file))
     return entries
 
 
@@ -89,7 +95,8 @@ def espeak_file(voice_id: str) -> str | None:
 
 
 def local_voices(synth: Synthesizer) -> list[Voice]:
-    """The local engines' voices: Piper's first (the better voice), then espeak-ng's. Blocks."""
+    """The local engines' voices, the default engine's first (espeak-ng's; Piper's with
+    synth = "piper"): a `language` is looked for among them first (for_language). Blocks."""
     from playspeak.engines import EngineName
 
     piper = [
@@ -99,7 +106,9 @@ def local_voices(synth: Synthesizer) -> list[Voice]:
     if synth.engine is EngineName.GENERATED:
         generated = Voice("generated", "generated test voice", "", "generated")
         return [*piper, generated]
-    return [*piper, *espeak_voices()]
+    if synth.engine is EngineName.PIPER:
+        return [*piper, *espeak_voices()]
+    return [*espeak_voices(), *piper]
 
 
 def service_voices(voice: str) -> list[Voice]:
@@ -108,13 +117,30 @@ def service_voices(voice: str) -> list[Voice]:
 
 
 def for_language(voices: list[Voice], language: str) -> Voice | None:
-    """The voice for `language` ("de", "en-GB"): exact, else the first of that language's
-    family (de → de-ch is not chosen over de; en → en-us when there is no plain en)."""
+    """The voice for `language` ("de", "en-GB"), looked for among the first listed engine's
+    voices (the default engine's, local_voices), then each other engine's: one of exactly that
+    language, else the one its engine prefers for it (espeak-ng: en → en-gb, fr → fr-fr),
+    else the first of that language's family (de → de-ch is not chosen over de).
+
+    So a client that sets a language (SSIP's LANGUAGE, as speechd's clients do) keeps the
+    voice engine that speaks by default: espeak-ng starts in tens of milliseconds, an
+    installed Piper voice would load its model at its first message (0.7-1.4 s here)."""
     wanted = language.strip().lower().replace("_", "-")
     if not wanted:
         return None
-    exact = [v for v in voices if v.language == wanted]
-    if exact:
-        return exact[0]
+    for engine in dict.fromkeys(v.engine for v in voices):
+        chosen = _pick([v for v in voices if v.engine == engine], wanted)
+        if chosen is not None:
+            return chosen
+    return None
+
+
+def _pick(voices: list[Voice], wanted: str) -> Voice | None:
+    exact = next((v for v in voices if v.language == wanted), None)
+    if exact is not None:
+        return exact
+    served = [(p, i) for i, v in enumerate(voices) for lang, p in v.serves if lang == wanted]
+    if served:
+        return voices[min(served)[1]]
     family = wanted.split("-")[0]
     return next((v for v in voices if v.language.split("-")[0] == family), None)
