@@ -15,6 +15,7 @@ import trio
 from playspeak.config import Config, ControlConfig
 from playspeak.daemon import open_daemon
 from playspeak.engines import Synthesizer
+from playspeak.engines.espeak import espeak_voice
 from playspeak.engines.piper import find_models
 from playspeak.utterances import SpeechRequest, UtteranceBuilder
 from playspeak.voices import (
@@ -52,6 +53,12 @@ def test_espeak_listing_becomes_one_voice_each_with_its_own_id() -> None:
     ]
     assert voices[3].name == "English (Scotland)" and voices[3].engine == "espeak"
     assert [v.language for v in voices[-3:]] == ["en-us", "yue", "yue"]
+
+
+def test_a_listed_espeak_voice_is_named_to_espeak_ng_by_its_file() -> None:
+    assert espeak_voice("espeak:chr-US-Qaaa-x-west") == "iro/chr"
+    assert espeak_voice("Espeak:EN-us+f3") == "gmw/en-US+f3"  # any case, a variant kept
+    assert espeak_voice("espeak:en-zz") == "en-zz"  # not listed: espeak-ng chooses
 
 
 async def test_every_listed_espeak_voice_speaks_as_itself() -> None:
