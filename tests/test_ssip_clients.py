@@ -31,6 +31,7 @@ from playspeak.ssip.server import bind_ssip_socket, ssip_socket_path
 from audio_compare import RATE, covered_share, reference_pcm
 from daemon_helpers import ENDINGS, LineClient
 from soundcard import PulseNullSink, Recorder
+from ssip_helpers import SsipClient
 
 SYSTEM_PYTHON = "/usr/bin/python3"  # Debian's python3-speechd lives there, not in the venv
 LONG = (
@@ -199,6 +200,10 @@ async def test_volume_becomes_the_gain(daemon: Daemon, ssip_path: Path, recorder
         (("-y", "angelo"), "Another voice.", "angelo"),  # SYNTHESIS_VOICE: the PlayAI voice
         # LANGUAGE de: espeak-ng's German voice, not the English one
         (("-l", "de"), "Die Haustür ist offen.", "espeak:de"),
+        # LANGUAGE en-US: espeak-ng's voice of it, not an en-us Piper voice listed too
+        (("-l", "en-US"), "The front door is open.", "espeak:en-us"),
+        # a listed voice whose language espeak-ng cannot select by (its file it can)
+        (("-y", "espeak:chr-US-Qaaa-x-west"), "Another voice.", "espeak:chr-US-Qaaa-x-west"),
     ],
 )
 async def test_synthesis_voice_or_language_chooses_the_voice(
@@ -281,6 +286,33 @@ async def test_the_speechd_python_client_gets_begin_and_end(
     events = [e["event"] for e in lines if e["id"].startswith("ssip-")]
     assert [e for e in events if e in ("started", "finished")] == ["started", "finished"]
     assert (await heard(daemon, recorder, text))[0] >= 0.9
+
+
+async def test_a_client_that_sets_a_language_begins_at_once_in_the_default_voice(
+    tmp_path: Path, ssip_path: Path, sound_card: PulseNullSink
+) -> None:
+    """speechd's own Python client test (test_callbacks) sets LANGUAGE en and RATE 30 and
+    counts on its first message having begun 1 s after it was sent. `en` is espeak-ng's
+    voice, the daemon's default engine: an installed Piper voice (listed too) loads its model
+    at its first message, and 701 BEGIN came after 0.75 s in a speechd-suite run (1.37 s in
+    another); espeak-ng's after 0.02-0.05 s. On the shipped defaults, as speechd-suite runs."""
+    config = Config(
+        control=ControlConfig(socket=str(tmp_path / "playspeak.sock")),
+        ssip=SsipConfig(socket=str(ssip_path)),
+    )
+    async with open_daemon(config) as daemon:
+        client = await SsipClient.open(ssip_path)
+        for line in ("SET SELF NOTIFICATION ALL ON", "SET SELF LANGUAGE en", "SET SELF RATE 30"):
+            assert (await client.command(line))[-1][0] == "2", line
+        sent = time.monotonic()
+        await client.speak(LONG)
+        assert (await client.event())[-1] == "701 BEGIN"
+        began = time.monotonic() - sent
+        assert (await client.command("CANCEL SELF"))[-1].startswith("213")
+        assert (await client.event())[-1] == "703 CANCELED"
+        synth = daemon.speaker.sources.local if daemon.speaker.sources else None
+        assert synth is not None and not synth._piper._loaded  # no Piper model was wanted
+    assert began < 0.5, began
 
 
 async def test_errors_get_replies_and_the_connection_stays(daemon: Daemon, ssip_path: Path) -> None:

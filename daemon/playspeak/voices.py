@@ -1,10 +1,12 @@
 """The voices a client can list and choose (`voices`, `playspeak voices`, SSIP's LIST
-SYNTHESIS_VOICES): every espeak-ng language, each Piper voice found, or for a remote service the
+SYNTHESIS_VOICES): every espeak-ng voice, each Piper voice found, or for a remote service the
 voice the configuration names. A voice's `id` in any speak selects it and its engine
 (engines/). Made once at start; `for_language` is I/O-free."""
 
 from __future__ import annotations
 
+import functools
+import re
 import shutil
 import subprocess
 from dataclasses import dataclass
@@ -16,6 +18,7 @@ if TYPE_CHECKING:  # the engines load numpy and trio: only the daemon needs them
 ESPEAK = "espeak-ng"
 # What each engine cannot do, stated per voice (and refused when asked for, not ignored).
 PIPER_REFUSES = ("pitch",)
+_ALSO = re.compile(r"\((\S+) (\d+)\)")  # espeak-ng's "Other Languages": (en 2)(en-gb 3)
 
 
 @dataclass(frozen=True)
@@ -25,6 +28,9 @@ class Voice:
     language: str  # BCP 47-ish, lower case: "en-us", "de"; "" when unknown
     engine: str  # "espeak", "piper", "generated", or "service"
     refuses: tuple[str, ...] = ()
+    # Other languages its engine gives it for, each with a priority (lower first): espeak-ng's
+    # voice for a bare `en` is en-gb, `(en 2)`
+    serves: tuple[tuple[str, int], ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -36,27 +42,61 @@ class Voice:
         }
 
 
-def parse_espeak_voices(listing: str) -> list[Voice]:
-    """`espeak-ng --voices` output → one voice per language (no I/O)."""
-    voices: list[Voice] = []
+def _espeak_entries(listing: str) -> list[tuple[Voice, str]]:
+    """`espeak-ng --voices` output → each voice with its voice file (no I/O). A voice's id is
+    `espeak:<language>`; a second voice of a language already listed (yue: Cantonese, and
+    Cantonese with Latin read as Jyutping) is named by its file instead, so each id selects
+    one voice."""
+    entries: list[tuple[Voice, str]] = []
+    taken: set[str] = set()
     for line in listing.splitlines()[1:]:
         cols = line.split()
-        if len(cols) >= 4:
-            language, name = cols[1], cols[3].replace("_", " ")
-            voices.append(Voice(f"espeak:{language}", name, language.lower(), "espeak"))
-    return voices
+        if len(cols) < 5:
+            continue
+        language, name, file = cols[1], cols[3].replace("_", " "), cols[4]
+        ids = (f"espeak:{language}", f"espeak:{file.rsplit('/', 1)[-1]}", f"espeak:{file}")
+        chosen = next((i for i in ids if i.lower() not in taken), ids[-1])
+        taken.add(chosen.lower())
+        serves = tuple((lang.lower(), int(p)) for lang, p in _ALSO.findall(" ".join(cols[5:])))
+        entries.append((Voice(chosen, name, language.lower(), "espeak", serves=serves), file))
+    return entries
+
+
+def parse_espeak_voices(listing: str) -> list[Voice]:
+    """`espeak-ng --voices` output → one voice per listed voice (no I/O)."""
+    return [voice for voice, _ in _espeak_entries(listing)]
+
+
+@functools.cache
+def _installed(program: str) -> tuple[tuple[Voice, str], ...]:
+    # once per process and espeak-ng found (a test may hide it): its voices do not change
+    listing = subprocess.run([program, "--voices"], capture_output=True, text=True).stdout
+    return tuple(_espeak_entries(listing))
+
+
+def _installed_espeak() -> tuple[tuple[Voice, str], ...]:
+    program = shutil.which(ESPEAK)
+    return _installed(program) if program else ()
 
 
 def espeak_voices() -> list[Voice]:
-    """espeak-ng's languages (runs it once, ~10 ms; blocks). Empty without espeak-ng."""
-    if shutil.which(ESPEAK) is None:
-        return []
-    result = subprocess.run([ESPEAK, "--voices"], capture_output=True, text=True, check=False)
-    return parse_espeak_voices(result.stdout)
+    """espeak-ng's voices (runs it once per process, ~10 ms; blocks). Empty without it."""
+    return [voice for voice, _ in _installed_espeak()]
+
+
+def espeak_file(voice_id: str) -> str | None:
+    """The voice file of a listed espeak-ng voice (`espeak:<language>`, any case), what
+    `espeak-ng -v` selects it by; None if not listed. Its language may not select it:
+    espeak-ng lowercases the language asked for but compares it with the voice file's as
+    written, so `chr-US-Qaaa-x-west` selects nothing and `iro/chr` the Cherokee voice.
+    Blocks the first time (espeak_voices)."""
+    wanted = voice_id.lower()
+    return next((f for v, f in _installed_espeak() if v.id.lower() == wanted), None)
 
 
 def local_voices(synth: Synthesizer) -> list[Voice]:
-    """The local engines' voices: Piper's first (the better voice), then espeak-ng's. Blocks."""
+    """The local engines' voices, the default engine's first (espeak-ng's; Piper's with
+    synth = "piper"): a `language` is looked for among them first (for_language). Blocks."""
     from playspeak.engines import EngineName
 
     piper = [
@@ -66,7 +106,9 @@ def local_voices(synth: Synthesizer) -> list[Voice]:
     if synth.engine is EngineName.GENERATED:
         generated = Voice("generated", "generated test voice", "", "generated")
         return [*piper, generated]
-    return [*piper, *espeak_voices()]
+    if synth.engine is EngineName.PIPER:
+        return [*piper, *espeak_voices()]
+    return [*espeak_voices(), *piper]
 
 
 def service_voices(voice: str) -> list[Voice]:
@@ -75,13 +117,30 @@ def service_voices(voice: str) -> list[Voice]:
 
 
 def for_language(voices: list[Voice], language: str) -> Voice | None:
-    """The voice for `language` ("de", "en-GB"): exact, else the first of that language's
-    family (de → de-ch is not chosen over de; en → en-us when there is no plain en)."""
+    """The voice for `language` ("de", "en-GB"), looked for among the first listed engine's
+    voices (the default engine's, local_voices), then each other engine's: one of exactly that
+    language, else the one its engine prefers for it (espeak-ng: en → en-gb, fr → fr-fr),
+    else the first of that language's family (de → de-ch is not chosen over de).
+
+    So a client that sets a language (SSIP's LANGUAGE, as speechd's clients do) keeps the
+    voice engine that speaks by default: espeak-ng starts in tens of milliseconds, an
+    installed Piper voice would load its model at its first message (0.7-1.4 s here)."""
     wanted = language.strip().lower().replace("_", "-")
     if not wanted:
         return None
-    exact = [v for v in voices if v.language == wanted]
-    if exact:
-        return exact[0]
+    for engine in dict.fromkeys(v.engine for v in voices):
+        chosen = _pick([v for v in voices if v.engine == engine], wanted)
+        if chosen is not None:
+            return chosen
+    return None
+
+
+def _pick(voices: list[Voice], wanted: str) -> Voice | None:
+    exact = next((v for v in voices if v.language == wanted), None)
+    if exact is not None:
+        return exact
+    served = [(p, i) for i, v in enumerate(voices) for lang, p in v.serves if lang == wanted]
+    if served:
+        return voices[min(served)[1]]
     family = wanted.split("-")[0]
     return next((v for v in voices if v.language.split("-")[0] == family), None)

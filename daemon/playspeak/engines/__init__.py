@@ -24,6 +24,7 @@ import trio.testing
 from playspeak.engines import espeak, generated, piper
 from playspeak.errors import ConfigError
 from playspeak.style import Style
+from playspeak.voices import espeak_voices
 
 T = TypeVar("T")
 
@@ -89,6 +90,8 @@ class Synthesizer:
         # The generated signal only because espeak-ng is missing: a murmur, not words
         self.words_missing = self.engine is EngineName.GENERATED and mode != "generated"
         self.espeak_spares = espeak.EspeakSpares()
+        if self.engine is EngineName.ESPEAK:
+            espeak_voices()  # read now (blocks ~10 ms, once), not at a sentence (espeak_voice)
         self.piper_models = {m.id: m for m in piper.find_models()}
         self._piper = piper.PiperVoices()
 

@@ -13,8 +13,8 @@ import numpy as np
 import trio
 
 from playspeak.style import Style
+from playspeak.voices import ESPEAK, espeak_file
 
-ESPEAK = "espeak-ng"
 WAV_HEADER = 44
 
 # A few PlayAI voices (by name or by the id in their manifest URL) and a stand-in for each.
@@ -39,11 +39,13 @@ def espeak_available() -> bool:
 
 
 def espeak_voice(voice: str) -> str:
-    """The espeak voice for `espeak:<language>` (voices.py), else the one standing in for a
-    PlayAI voice id or name (deterministic)."""
+    """What `-v` names for `espeak:<language>` (voices.py): a listed voice's file, else the
+    name as given (espeak-ng chooses by name, file or language; `+variant` kept); or the
+    voice standing in for a PlayAI voice id or name (deterministic)."""
     lowered = voice.strip().lower()
     if lowered.startswith("espeak:") and len(lowered) > 7:
-        return lowered[7:]
+        base, plus, variant = lowered.partition("+")
+        return (espeak_file(base) or base[7:]) + plus + variant
     if lowered in _KNOWN_VOICES:
         return _KNOWN_VOICES[lowered]
     for key, mapped in _KNOWN_VOICES.items():
