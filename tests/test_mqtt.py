@@ -616,7 +616,7 @@ def porch_errors(probe: Probe) -> list[dict]:
 async def test_home_assistant_finds_a_dotted_node_and_braces_are_spoken(
     tmp_path: Path, broker: Mosquitto, probe: Probe, sound_card: PulseNullSink, recorder: Recorder
 ) -> None:
-    async with node(tmp_path, broker, "living.room"):
+    async with node(tmp_path, broker, "living.room") as first:
         await online(probe, "living.room")
         probe.publish("playspeak/living.room/say", "{braces} are fine")
         await probe.wait(lambda: finished_any(probe, "living.room") == 1)
@@ -631,6 +631,19 @@ async def test_home_assistant_finds_a_dotted_node_and_braces_are_spoken(
             assert config["qos"] == 1 and "origin" in config
         notify = configs["homeassistant/notify/playspeak_living_room/say/config"]
         assert notify["command_topic"] == "playspeak/living.room/say"
+        # a node whose name maps to the same id speaks, but leaves the first's entities alone
+        async with node(tmp_path, broker, "living_room") as twin:
+            await online(probe, "living_room")
+            assert (await mqtt_status(twin))["discovery_taken_by"] == "playspeak/living.room"
+            probe.publish("playspeak/living_room/say", "The twin speaks.")
+            await probe.wait(lambda: finished_any(probe, "living_room") == 1)
+        held = [
+            m.json()
+            for m in probe.on("homeassistant/notify/playspeak_living_room/say/config")
+            if m.payload
+        ]
+        assert held and all(c["command_topic"] == "playspeak/living.room/say" for c in held)
+        assert (await mqtt_status(first))["discovery_taken_by"] == ""
 
 
 def finished_any(probe: Probe, name: str) -> int:

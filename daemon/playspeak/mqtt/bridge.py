@@ -53,6 +53,9 @@ from playspeak.mqtt.topics import (
     Broker,
     Deduper,
     Topics,
+    claimed_by,
+    discovery_claim,
+    discovery_id,
     group_start,
     node_name,
     retained_configs,
@@ -123,6 +126,14 @@ class _EventPublisher(trio.abc.Stream):
         await trio.lowlevel.checkpoint()
 
 
+@dataclass(frozen=True)
+class _Look:
+    """What a look at the broker before connecting saw (MqttBridge._look)."""
+
+    online: bool  # the node's retained status: another daemon of this name is there
+    claimed_by: str | None  # the status topic of the node holding our discovery id
+
+
 class _BridgeSession(ClientSession):
     """The bridge's client session: events and errors are published as control-protocol lines;
     the "ok" replies to the messages it passes on are not. `on_end` hears every ending."""
@@ -163,6 +174,7 @@ class MqttBridge:
         register_secret(self._password)
         self.dedupe = Deduper()
         self.backlog = Backlog(QUEUED_WHILE_AWAY)
+        self.discovery_taken_by = ""  # the node whose discovery id ours maps to, if any
         self._overflowing = False  # an event dropped while the broker is away: warned once
         self.session = _BridgeSession(
             _EventPublisher(self._publish_line), client_buffer, self.dedupe.ended
@@ -180,6 +192,7 @@ class MqttBridge:
             "connected": self.connected,
             "state": str(self.link),
             "groups": self.topics.groups,
+            "discovery_taken_by": self.discovery_taken_by,
         }
 
     # ---- the trio side ------------------------------------------------------------------
@@ -291,7 +304,9 @@ class MqttBridge:
 
     async def _connect_when_free(self, mqtt: Any) -> None:
         """Connect once no other daemon of this node's name is online (NAME_LOOK_EVERY)."""
-        while await trio.to_thread.run_sync(self._name_in_use, mqtt, abandon_on_cancel=True):
+        while (
+            look := await trio.to_thread.run_sync(self._look, mqtt, abandon_on_cancel=True)
+        ).online:
             if self.link is not BrokerLink.NAME_TAKEN:
                 self.link = BrokerLink.NAME_TAKEN
                 log.error(
@@ -304,6 +319,18 @@ class MqttBridge:
             await trio.sleep(NAME_LOOK_EVERY)
         if self.link is BrokerLink.NAME_TAKEN:
             log.warning("MQTT: node %r is free now: connecting", self.topics.node)
+        if look.claimed_by not in (None, self.topics.status):
+            # written before paho's thread starts (_connect), which only reads it
+            self.discovery_taken_by = look.claimed_by.removesuffix("/status")
+            log.error(
+                "MQTT: Home Assistant id playspeak_%s is taken by node %s (its retained "
+                "discovery config): node %r publishes no discovery configs (nor removes "
+                "them), which would take over that node's entities; dots map to "
+                "underscores: name the two apart",
+                discovery_id(self.topics.node),
+                self.discovery_taken_by,
+                self.topics.node,
+            )
         self._connect()
 
     def _client_of(self, mqtt: Any, client_id: str, **options: Any) -> Any:
@@ -318,32 +345,36 @@ class MqttBridge:
             client.tls_set()
         return client
 
-    def _name_in_use(self, mqtt: Any) -> bool:
-        """Worker thread: whether the node's retained status is "online", looked at under a
-        client id of its own (bounded; a broker that cannot be reached: not in use, and the
-        bridge's own client retries it with backoff)."""
-        status = self.topics.status
+    def _look(self, mqtt: Any) -> _Look:
+        """Worker thread: the node's retained status and the retained config holding its
+        Home Assistant id, looked at under a client id of its own (bounded; a broker that
+        cannot be reached: nothing seen, and the bridge's own client retries it with
+        backoff)."""
+        status, claim = (
+            self.topics.status,
+            discovery_claim(self.topics, self.config.discovery_prefix),
+        )
         seen, subscribed = threading.Event(), threading.Event()
-        payloads: list[bytes] = []
+        payloads: dict[str, bytes] = {}
         look = self._client_of(mqtt, f"playspeak-{self.topics.node}-look-{os.getpid()}")
 
         def on_connect(client: Any, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
             if not reason.is_failure:
-                client.subscribe(status, qos=1)
+                client.subscribe([(status, 1), (claim, 1)])
 
         def on_subscribe(client: Any, userdata: Any, mid: Any, codes: Any, props: Any) -> None:
             subscribed.set()
 
         def on_message(client: Any, userdata: Any, message: Any) -> None:
+            payloads[message.topic] = bytes(message.payload)
             if message.topic == status:
-                payloads.append(bytes(message.payload))
                 seen.set()
 
         look.on_connect, look.on_subscribe, look.on_message = on_connect, on_subscribe, on_message
         try:
             look.connect(self.broker.host, self.broker.port, keepalive=5)
         except OSError:
-            return False
+            return _Look(online=False, claimed_by=None)
         look.loop_start()
         try:
             if subscribed.wait(5.0):
@@ -351,7 +382,7 @@ class MqttBridge:
         finally:
             look.disconnect()
             look.loop_stop()
-        return bool(payloads) and payloads[-1] == ONLINE
+        return _Look(payloads.get(status) == ONLINE, claimed_by(payloads.get(claim, b"")))
 
     def _make_client(self, mqtt: Any, send: trio.MemorySendChannel[Inbound], token: Any) -> Any:
         from paho.mqtt.subscribeoptions import SubscribeOptions
@@ -379,7 +410,7 @@ class MqttBridge:
             log.info("MQTT: connected%s", " (session resumed)" if flags.session_present else "")
             client.subscribe(subscriptions)
             client.publish(self.topics.status, ONLINE, qos=1, retain=True)
-            for topic, payload in retained.items():
+            for topic, payload in () if self.discovery_taken_by else retained.items():
                 client.publish(topic, payload, qos=1, retain=True)
             token.run_sync_soon(self._forget_state)
 

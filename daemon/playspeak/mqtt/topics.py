@@ -413,6 +413,25 @@ def discovery(topics: Topics, discovery_prefix: str, version: str) -> dict[str, 
     return dict(entities)
 
 
+def discovery_claim(topics: Topics, discovery_prefix: str) -> str:
+    """The retained config that tells which node holds this node's Home Assistant id: its
+    state sensor's (every node publishes one while discovery is on)."""
+    return f"{discovery_prefix}/sensor/playspeak_{discovery_id(topics.node)}/state/config"
+
+
+def claimed_by(payload: bytes) -> str | None:
+    """The availability (status) topic of the node a retained discovery config belongs to;
+    None for an empty (removed) or unreadable one. No I/O."""
+    if not payload:
+        return None
+    try:
+        config = load_json(payload, want_object=True)
+    except BadJsonError:
+        return None
+    topic = config.get("availability_topic")
+    return topic if isinstance(topic, str) else None
+
+
 def retained_configs(
     topics: Topics, discovery_prefix: str, version: str, enabled: bool
 ) -> dict[str, bytes]:
