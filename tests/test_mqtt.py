@@ -316,6 +316,7 @@ async def test_a_node_speaks_what_its_say_topic_gets_and_reports_it(
             "connected": True,
             "state": "connected",
             "groups": [],
+            "discovery_taken_by": "",
         }
         # bad input gets an error event and harms nothing
         probe.publish("playspeak/kitchen/say", b"\xff\xfe")
