@@ -7,6 +7,7 @@ import sys
 from collections.abc import Iterator
 
 import pytest
+import trio.testing
 
 from playspeak.audio.priority import raise_priority
 from playspeak.config import AudioConfig
@@ -76,6 +77,15 @@ def recorder(sound_card: PulseNullSink) -> Iterator[Recorder]:
     """The sink's monitor, recorded for the test (`recorder.mark`: where the test began)."""
     with sound_card.recorder() as rec:
         yield rec
+
+
+@pytest.fixture
+def clock() -> trio.testing.MockClock:
+    """Virtual time for tests that run the link and the local server in this process: it jumps
+    once trio has waited 50 ms of real time for nothing but timers. Their loopback I/O is ready
+    at once and nothing of theirs runs in a thread (under a MockClock the engines work inline),
+    so no jump overtakes it; each jump costs those 50 ms (0.3 s made two files take 43 s)."""
+    return trio.testing.MockClock(autojump_threshold=0.05)
 
 
 @pytest.fixture(autouse=True)
