@@ -161,6 +161,16 @@ def test_watch_imports_nothing_heavy(tmp_path: Path) -> None:
     assert heavy(modules) == []
 
 
+def test_the_daemon_loads_no_test_tooling() -> None:
+    """trio.testing imports pytest: a tenth of a second of every daemon start."""
+    probe = "import sys, playspeak.daemon; print(sorted(m for m in sys.modules if m.startswith(T)))"
+    probe = probe.replace("T", repr(("pytest", "_pytest", "trio.testing")))
+    result = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert result.stdout.strip() == "[]"
+
+
 def test_say_prints_the_id_the_daemon_gave(tmp_path: Path) -> None:
     sock = tmp_path / "playspeak.sock"
     with fake_daemon(sock) as received:

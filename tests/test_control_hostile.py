@@ -449,9 +449,10 @@ def every_log_record() -> Iterator[list[logging.LogRecord]]:
 
 
 @pytest.fixture
-def fuzzed(tmp_path: Path) -> Iterator[ThreadedDaemon]:
+def fuzzed(tmp_path: Path, batch_priority: None) -> Iterator[ThreadedDaemon]:
     """A small queue, so that junk also meets "queue full"; then, after the examples, a normal
-    client is served and nothing was logged with a traceback."""
+    client is served and nothing was logged with a traceback. Hypothesis keeps a core busy
+    for seconds: batch work, yielding to the audio of the tests beside it."""
     with every_log_record() as records, daemon_in_thread(fast_config(tmp_path, max_queue=3)) as d:
         yield d
         # Whatever junk is still queued goes; then one plain announcement, heard whole.

@@ -128,11 +128,6 @@ async def test_garbage_frames_come_before_each_start(server: LocalServer) -> Non
         assert json.loads(str(reply.frames[0]))["type"] == "start"
 
 
-@pytest.fixture
-def clock() -> trio.testing.MockClock:
-    return trio.testing.MockClock(autojump_threshold=0.3)  # after 0.3 s of real idleness
-
-
 @pytest.mark.parametrize("offset", [0, 700])
 async def test_stall_after_bytes_holds_one_reply_until_resumed(
     server: LocalServer, offset: int, clock: trio.testing.MockClock

@@ -146,13 +146,6 @@ FIRST_AUDIO, STALL = 5.0, 4.0
 LONG = "a sentence long enough to be more than three thousand bytes of audio, and then some more"
 
 
-@pytest.fixture
-def clock() -> trio.testing.MockClock:
-    """Virtual time that jumps ahead once the test has waited for nothing but timers for 0.3 s
-    of real time: real localhost I/O is never overtaken by a jump."""
-    return trio.testing.MockClock(autojump_threshold=0.3)
-
-
 def stalling_server() -> dict[str, Any]:
     return dict(api_key=KEY, user_id=USER, first_byte_delay=0, realtime_factor=0, synth="generated")
 

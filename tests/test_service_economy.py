@@ -31,11 +31,6 @@ from daemon_helpers import LineClient, speak
 KEY, USER = "test-key-economy", "test-user-economy"
 
 
-@pytest.fixture
-def clock() -> trio.testing.MockClock:
-    return trio.testing.MockClock(autojump_threshold=0.3)
-
-
 def realistic(**overrides: Any) -> LocalServerSettings:
     """`--realistic`, answering at once after its delays (no pacing) with generated audio."""
     fast = dict(first_byte_delay=0, realtime_factor=0, synth="generated")

@@ -19,10 +19,8 @@ from daemon_helpers import ENDINGS, LineClient
 from soundcard import SOUND_THRESHOLD, PulseNullSink, Recorder
 from ssip_helpers import SsipClient, ssip_config
 
-LONG = (
-    "This is a long weather report that goes on for quite a while, about the clouds, "
-    "the rain, and the wind in the north."
-)
+# 3.4 s with espeak-ng, said twice (paused soon after it is heard, then again from its start)
+LONG = "A weather report that goes on for a while, about the clouds."
 # The capture runs behind the sink (parec's 10 ms blocks and scheduling): sound recorded up to
 # this long after the 704 was read may still have been played before it.
 CAPTURE_LAG = 0.06

@@ -92,7 +92,7 @@ async def test_pitch_moves_the_voice(daemon: Daemon, recorder: Recorder) -> None
 
 
 async def test_punctuation_all_speaks_the_punctuation(daemon: Daemon, recorder: Recorder) -> None:
-    text = "Yes, (really): it is #1; isn't it?"
+    text = "(Yes): #1;"  # 1.5 s with none, 2.7 s with all (espeak-ng)
     spans = []
     for level in ("none", "all"):
         mark = recorder.count
