@@ -24,6 +24,7 @@ Installs speech-dispatcher-espeak-ng with apt-get when it is missing (as root).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import itertools
 import json
 import os
@@ -32,7 +33,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from playspeak.engines.piper import find_models
@@ -197,6 +198,25 @@ class Servers:
                 process.kill()
 
 
+@contextlib.contextmanager
+def bench_servers(
+    prefix: str, args: argparse.Namespace
+) -> Iterator[tuple[Servers, Recorder, float, str]]:
+    """A private sink and its recorder, the calibration offset (and how it was found), then
+    Speech Dispatcher and playspeak playing to that sink; all stopped on the way out."""
+    with (
+        tempfile.TemporaryDirectory(prefix=prefix) as tmpdir,
+        PulseNullSink() as card,
+        card.recorder() as recorder,
+    ):
+        offset_ms, how = calibration_ms(card, recorder, args.clicks)
+        servers = Servers(card, Path(tmpdir), args)
+        try:
+            yield servers, recorder, offset_ms, how
+        finally:
+            servers.stop()
+
+
 def _or_zero(read: Callable[[int], float], pid: int) -> float:
     """`read(pid)`, or 0 for a child that has just ended (a zombie has no memory or stat)."""
     try:
@@ -249,17 +269,8 @@ def main() -> int:
             check=True,
             env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"},
         )
-    with (
-        tempfile.TemporaryDirectory(prefix="bench-anchor-") as tmpdir,
-        PulseNullSink() as card,
-        card.recorder() as recorder,
-    ):
-        offset_ms, how = calibration_ms(card, recorder, args.clicks)
-        servers = Servers(card, Path(tmpdir), args)
-        try:
-            return run(servers, recorder, offset_ms, how, args)
-        finally:
-            servers.stop()
+    with bench_servers("bench-anchor-", args) as (servers, recorder, offset_ms, how):
+        return run(servers, recorder, offset_ms, how, args)
 
 
 def run(

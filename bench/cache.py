@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import secrets
 import sys
 import tempfile
@@ -32,7 +31,7 @@ from .calibrate import calibration_ms
 from .procs import loadavg
 from .report import fmt, p50, p95, span, table
 from .server_proc import serve_local
-from .soundcard import RATE, PulseNullSink, Recorder
+from .soundcard import RATE, PulseNullSink, Recorder, in_process_sink
 
 # Seconds after each `finished`: its tail is recorded, and the player has closed its stream
 # (IDLE_STOP_SECONDS + the steady stream's latency + a watch period): each phrase starts on an
@@ -58,19 +57,13 @@ async def speak(client: Any, text: str, ident: str, recorder: Recorder) -> tuple
 
 
 async def run(args: argparse.Namespace) -> None:
-    with PulseNullSink() as card:
-        os.environ.update(card.env)  # before PortAudio is first loaded (it lists devices once)
-        with card.recorder() as recorder:
-            await _run(args, card, recorder)
+    with in_process_sink() as (card, recorder):
+        await _run(args, card, recorder)
 
 
 async def _run(args: argparse.Namespace, card: PulseNullSink, recorder: Recorder) -> None:
-    from playspeak.localserver import LocalServer, LocalServerSettings
-
     offset, how = await trio.to_thread.run_sync(calibration_ms, card, recorder, args.clicks)
-    clip = await material.render(
-        LocalServer(LocalServerSettings(synth="espeak")), "short", material.SHORT
-    )
+    clip = await material.espeak_short()
     key, user = secrets.token_urlsafe(16), secrets.token_urlsafe(8)
     env = card.child_env(PLAYAI_API_KEY=key, PLAYAI_USER_ID=user)
     with serve_local(env, first_byte_delay=args.first_byte_delay, realtime_factor=3.0) as url:

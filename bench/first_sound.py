@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import secrets
 import sys
 import tempfile
@@ -42,7 +41,7 @@ from .calibrate import calibration_ms
 from .procs import loadavg
 from .report import fmt, p50, p95, span, table
 from .server_proc import serve_local
-from .soundcard import RATE, PulseNullSink, Recorder
+from .soundcard import RATE, PulseNullSink, Recorder, in_process_sink
 
 SETTLE = 0.3  # seconds after each utterance's `finished`, so its tail is recorded
 
@@ -190,20 +189,13 @@ def figures(
 
 
 async def run(args: argparse.Namespace) -> None:
-    with PulseNullSink() as card:
-        os.environ.update(card.env)  # before PortAudio is first loaded (it lists devices once)
-        with card.recorder() as recorder:
-            await _run(args, card, recorder)
+    with in_process_sink() as (card, recorder):
+        await _run(args, card, recorder)
 
 
 async def _run(args: argparse.Namespace, card: PulseNullSink, recorder: Recorder) -> None:
-    from playspeak.localserver import LocalServer, LocalServerSettings
-
     offset, how = await trio.to_thread.run_sync(calibration_ms, card, recorder, args.clicks)
-    # The same bytes the server streams (synthesis and encoding are deterministic).
-    clip = await material.render(
-        LocalServer(LocalServerSettings(synth="espeak")), "short", material.SHORT
-    )
+    clip = await material.espeak_short()
     if args.embedded:
         runs, stats = await _measure(args, clip, recorder, offset, None)
     else:

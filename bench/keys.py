@@ -22,18 +22,16 @@ import argparse
 import itertools
 import socket
 import sys
-import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
-from .anchor import Servers, wait_quiet
-from .calibrate import calibration_ms
+from .anchor import Servers, bench_servers, wait_quiet
 from .procs import ensure_tools, loadavg
 from .report import fmt, p50, p95, table
-from .soundcard import PulseNullSink, Recorder
+from .soundcard import Recorder
 
 LETTERS = "aeflmnors"
 SPACING = 0.1  # seconds between typed keys (a quick typist)
@@ -155,17 +153,8 @@ def main() -> int:
     # bench.anchor's servers: the local voice direct, the cache off (every key synthesised)
     args.server, args.first_byte_delay, args.realtime_factor = False, 0.0, 0.0
     args.output_format = "raw"
-    with (
-        tempfile.TemporaryDirectory(prefix="bench-keys-") as tmpdir,
-        PulseNullSink() as card,
-        card.recorder() as recorder,
-    ):
-        offset_ms, how = calibration_ms(card, recorder, args.clicks)
-        servers = Servers(card, Path(tmpdir), args)
-        try:
-            return run(servers, recorder, offset_ms, how, args)
-        finally:
-            servers.stop()
+    with bench_servers("bench-keys-", args) as (servers, recorder, offset_ms, how):
+        return run(servers, recorder, offset_ms, how, args)
 
 
 def run(

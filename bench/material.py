@@ -89,6 +89,14 @@ async def render(server: Any, name: str, text: str) -> Clip:
     return Clip(name, text, mp3, decode(mp3))
 
 
+async def espeak_short() -> Clip:
+    """`SHORT` as a local server with espeak-ng streams it (synthesis and encoding are
+    deterministic: the same bytes)."""
+    from playspeak.localserver import LocalServer, LocalServerSettings
+
+    return await render(LocalServer(LocalServerSettings(synth="espeak")), "short", SHORT)
+
+
 def locate(recording: np.ndarray, clip: Clip, start: int = 0) -> tuple[int, float]:
     """Where `clip` plays in `recording` (int16) at or after `start`: the index of the clip's
     first sample, by FFT cross-correlation, and the correlation coefficient there."""

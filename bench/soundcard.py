@@ -3,11 +3,23 @@
 
 from __future__ import annotations
 
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 from playspeak.testing.soundcard import RATE, Recorder, SoundCardError
 from playspeak.testing.soundcard import SOUND_THRESHOLD as THRESHOLD
 from playspeak.testing.soundcard import PulseNullSink as _PulseNullSink
 
-__all__ = ["RATE", "SINK", "THRESHOLD", "PulseNullSink", "Recorder", "SoundCardError"]
+__all__ = [
+    "RATE",
+    "SINK",
+    "THRESHOLD",
+    "PulseNullSink",
+    "Recorder",
+    "SoundCardError",
+    "in_process_sink",
+]
 
 SINK = "benchsink"
 
@@ -17,3 +29,13 @@ class PulseNullSink(_PulseNullSink):
 
     def __init__(self, sink: str = SINK, rate: int = RATE) -> None:
         super().__init__(sink, rate)
+
+
+@contextmanager
+def in_process_sink() -> Iterator[tuple[PulseNullSink, Recorder]]:
+    """The sink and its recorder for a daemon run in this process: the sink's environment is
+    set before PortAudio is first loaded (it lists devices once)."""
+    with PulseNullSink() as card:
+        os.environ.update(card.env)
+        with card.recorder() as recorder:
+            yield card, recorder

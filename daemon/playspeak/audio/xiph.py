@@ -107,19 +107,27 @@ class _PacketDecoder:
         return self.decode(None) + self._pcm.flush()
 
 
-class FlacDecoder:
-    """Native FLAC stream ("fLaC", metadata blocks, frames) in chunks of any size."""
+class _Container:
+    """What both containers keep: the bytes not yet framed, the codec once its headers came,
+    and the framing errors, counted with the codec's as `errors`."""
 
     def __init__(self, *, out_rate: int, out_channels: int) -> None:
         self._out = (out_rate, out_channels)
         self._buf = b""
-        self._scan = 0  # where to look for the next frame header in _buf
         self._codec: _PacketDecoder | None = None
         self._bad = 0
 
     @property
     def errors(self) -> int:
         return self._bad + (self._codec.errors if self._codec else 0)
+
+
+class FlacDecoder(_Container):
+    """Native FLAC stream ("fLaC", metadata blocks, frames) in chunks of any size."""
+
+    def __init__(self, *, out_rate: int, out_channels: int) -> None:
+        super().__init__(out_rate=out_rate, out_channels=out_channels)
+        self._scan = 0  # where to look for the next frame header in _buf
 
     def feed(self, chunk: bytes) -> list[np.ndarray]:
         """Decode the frames that `chunk` completes."""
@@ -200,23 +208,16 @@ def _xiph_lacing(packets: list[bytes]) -> bytes:
 _OGG_CODECS = {b"\x01vorbis": ("vorbis", 3), b"OpusHead": ("opus", 2)}
 
 
-class OggDecoder:
+class OggDecoder(_Container):
     """Ogg Vorbis or Ogg Opus in chunks of any size (first logical stream; chains restart)."""
 
     def __init__(self, *, out_rate: int, out_channels: int) -> None:
-        self._out = (out_rate, out_channels)
-        self._buf = b""
+        super().__init__(out_rate=out_rate, out_channels=out_channels)
         self._packet = b""  # a packet continued on the next page
         self._serial: int | None = None
         self._headers: list[bytes] = []
         self._needed = 0
         self._codec_name = ""
-        self._codec: _PacketDecoder | None = None
-        self._bad = 0
-
-    @property
-    def errors(self) -> int:
-        return self._bad + (self._codec.errors if self._codec else 0)
 
     def feed(self, chunk: bytes) -> list[np.ndarray]:
         """Decode the packets of every page that `chunk` completes."""

@@ -17,6 +17,7 @@ from playspeak.control.protocol import check_controls
 from playspeak.door.peers import Peer
 from playspeak.errors import ProtocolError
 from playspeak.events import Message
+from playspeak.marks import Segment
 from playspeak.speaker import Speaker
 from playspeak.speech import EventHub, QueueFull, Utterance
 from playspeak.ssip import settings as s
@@ -194,7 +195,8 @@ class SsipSession:
 
     def _message(self, text: str) -> Reply:
         """A SPEAK text, as sent (SSML in SSML mode): queued, or kept for its block."""
-        if not self.settings.text_for(text)[0].strip():
+        spoken = self.settings.text_for(text)  # the snapshot below holds the same settings
+        if not spoken[0].strip():
             return Reply(227, "OK MESSAGE CANCELED")  # what Speech Dispatcher says to nothing
         try:
             check_controls(text)  # NULs and escape sequences are refused, as on the control socket
@@ -209,7 +211,7 @@ class SsipSession:
             block.parts.append(text)
             return message_queued(block.msg_id)
         msg_id = self._new_msg_id()
-        self._submit(self._utterance(text, self._snapshot(), msg_id))
+        self._submit(self._utterance(spoken, self._snapshot(), msg_id))
         return message_queued(msg_id)
 
     @property
@@ -227,9 +229,12 @@ class SsipSession:
         # Notifications count as they were when the message was sent (ssip.texi).
         return dataclasses.replace(self.settings, notifications=set(self.settings.notifications))
 
-    def _utterance(self, sent: str, settings: s.Settings, msg_id: int) -> Utterance:
-        """The message's utterance, built as the control protocol's `speak` builds one."""
-        text, segments = settings.text_for(sent)
+    def _utterance(
+        self, spoken: tuple[str, tuple[Segment, ...]], settings: s.Settings, msg_id: int
+    ) -> Utterance:
+        """The message's utterance from its `Settings.text_for`, built as the control
+        protocol's `speak` builds one."""
+        text, segments = spoken
         request = SpeechRequest(
             text=text,
             segments=segments,
@@ -363,7 +368,8 @@ class SsipSession:
             return
         self._hub.reserved.discard(f"ssip-{block.msg_id}")
         try:
-            self._submit(self._utterance("\n".join(block.parts), block.settings, block.msg_id))
+            spoken = block.settings.text_for("\n".join(block.parts))
+            self._submit(self._utterance(spoken, block.settings, block.msg_id))
         except SsipError as e:
             # Its messages were already answered 225: tell a listening client they are gone.
             if "cancel" in block.settings.notifications:
