@@ -2,6 +2,7 @@
 
     .venv/bin/python -m bench.anchor       # --trials N (default 15); --server [--first-byte-delay
                                            # S --realtime-factor X --output-format mp3|raw]
+    .venv/bin/python -m bench.anchor --versus /tmp/base   # A/B: also playspeak from that tree
 
 On one private PulseAudio null sink, side by side and interleaved trial by trial:
 
@@ -17,6 +18,10 @@ For a short sentence and a ~300-character text it measures command → first sou
 (calibrated with clicks, bench.calibrate), and cancel (``spd-say -C`` to each) → silence, then
 the CPU each server used over the whole run and its peak RSS (Speech Dispatcher: the server
 plus its output module's process). It prints Markdown tables with p50/p95.
+
+``--versus TREE`` (and/or ``--versus-config TOML``) also runs a second playspeak from another
+source tree (e.g. ``git worktree add /tmp/base main``; ``''``: this one) on the same sink,
+its raw writes interleaved with the first's: old and new side by side in one run.
 
 Installs speech-dispatcher-espeak-ng with apt-get when it is missing (as root).
 """
@@ -53,6 +58,7 @@ LONG = (
     "folder with you; the meeting was moved to half past nine."
 )
 SPEECHD_ESPEAK = "speech-dispatcher-espeak-ng"
+VERSUS = "playspeak --versus, raw socket write"
 QUIET_SECONDS = 0.4  # this long without sound: the utterance is over
 
 
@@ -131,7 +137,6 @@ class Servers:
         )
         self.ps_socket = tmp / "playspeak.sock"
         self.ps_ssip = tmp / "playspeak-ssip.sock"
-        config = tmp / "playspeak.toml"
         server = (
             '[local_server]\nembedded = "server"\n'
             f"first_byte_delay = {args.first_byte_delay}\n"
@@ -139,30 +144,47 @@ class Servers:
             f'[api]\noutput_format = "{args.output_format}"\n'
         )
         # each trial synthesised, as speechd does: the phrase cache would answer repeats
-        config.write_text(
-            (server if args.server else "") + "[cache]\nenabled = false\n" + args.config
-        )
-        self.ps_env = {
-            **env,
-            "PLAYSPEAK_SOCKET": str(self.ps_socket),
-            "PLAYSPEAK_SSIP_SOCKET": str(self.ps_ssip),
-            "PLAYSPEAK_CONFIG": str(config),
-        }
-        for key in ("PLAYAI_API_KEY", "PLAYAI_USER_ID", "PLAYSPEAK_API_URL"):
-            self.ps_env.pop(key, None)
-        self.playspeak = subprocess.Popen(
-            [sys.executable, "-m", "playspeak", "run"],
-            env=self.ps_env,
-            stdout=subprocess.DEVNULL,
-            stderr=open(tmp / "playspeak.log", "wb"),  # noqa: SIM115 - the child holds it
-        )
+        config = (server if args.server else "") + "[cache]\nenabled = false\n"
+        self.ps_env = self._playspeak_env(env, "playspeak", config + args.config)
+        self.playspeak = self._start(self.ps_env, "playspeak")
+        # --versus: a second playspeak, from another source tree and/or with more settings
+        self.versus: subprocess.Popen[bytes] | None = None
+        self.vs_socket = tmp / "versus.sock"
+        versus = getattr(args, "versus", None)
+        if versus is not None:
+            vs_env = self._playspeak_env(env, "versus", config + args.versus_config)
+            if versus:
+                vs_env["PYTHONPATH"] = str(Path(versus).resolve() / "daemon")
+            self.versus = self._start(vs_env, "versus")
         self.env = env
-        for path in (self.sd_socket, self.ps_socket, self.ps_ssip):
+        waited = [self.sd_socket, self.ps_socket, self.ps_ssip]
+        for path in waited + ([self.vs_socket] if self.versus else []):
             deadline = time.monotonic() + 20
             while not path.exists():
                 if time.monotonic() > deadline:
                     raise RuntimeError(f"{path} never appeared (see {tmp})")
                 time.sleep(0.05)
+
+    def _playspeak_env(self, env: dict[str, str], name: str, config: str) -> dict[str, str]:
+        path = self.tmp / f"{name}.toml"
+        path.write_text(config)
+        ps_env = {
+            **env,
+            "PLAYSPEAK_SOCKET": str(self.tmp / f"{name}.sock"),
+            "PLAYSPEAK_SSIP_SOCKET": str(self.tmp / f"{name}-ssip.sock"),
+            "PLAYSPEAK_CONFIG": str(path),
+        }
+        for key in ("PLAYAI_API_KEY", "PLAYAI_USER_ID", "PLAYSPEAK_API_URL"):
+            ps_env.pop(key, None)
+        return ps_env
+
+    def _start(self, env: dict[str, str], name: str) -> subprocess.Popen[bytes]:
+        return subprocess.Popen(
+            [sys.executable, "-m", "playspeak", "run"],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=open(self.tmp / f"{name}.log", "wb"),  # the child holds it
+        )
 
     def spd_say(self, target: Path, *args: str) -> None:
         env = {**self.env, "SPEECHD_ADDRESS": f"unix_socket:{target}"}
@@ -173,9 +195,9 @@ class Servers:
         command = [str(Path(sys.executable).with_name("playspeak")), "say", text]
         subprocess.run(command, env=self.ps_env, check=False, stdout=subprocess.DEVNULL)
 
-    def raw_write(self, text: str) -> None:
+    def raw_write(self, text: str, target: Path | None = None) -> None:
         with socket.socket(socket.AF_UNIX) as s:
-            s.connect(str(self.ps_socket))
+            s.connect(str(target or self.ps_socket))
             s.sendall(text.encode() + b"\n")
 
     def raw_write_voice(self, text: str, voice: str) -> None:
@@ -190,7 +212,9 @@ class Servers:
         return pids
 
     def stop(self) -> None:
-        for process in (self.speechd, self.playspeak):
+        for process in (self.speechd, self.playspeak, self.versus):
+            if process is None:
+                continue
             process.terminate()
             try:
                 process.wait(timeout=10)
@@ -253,6 +277,18 @@ def main() -> int:
         help="TOML appended to playspeak's configuration, to try a setting (e.g. "
         "'[audio]\\nlatency = \"low\"')",
     )
+    parser.add_argument(
+        "--versus",
+        metavar="TREE",
+        help="also a second playspeak from that source tree (its daemon/; '' for this one), "
+        "raw writes interleaved with the first's: an A/B run",
+    )
+    parser.add_argument(
+        "--versus-config", default="", help="TOML appended to the second playspeak's settings"
+    )
+    parser.add_argument(
+        "--raw-only", action="store_true", help="with --versus: only the two raw-write rows"
+    )
     parser.add_argument("--clicks", type=int, default=30, help="calibration clicks; 0: -8.2 ms")
     args = parser.parse_args()
     ensure_tools(["speech-dispatcher", "spd-say"])
@@ -283,6 +319,10 @@ def run(
         "playspeak, `playspeak say`": servers.playspeak_say,
         "playspeak, raw socket write": servers.raw_write,
     }
+    if servers.versus is not None:
+        ways[VERSUS] = lambda text: servers.raw_write(text, servers.vs_socket)
+        if args.raw_only:  # the A/B alone
+            ways = {k: v for k, v in ways.items() if "raw" in k}
     piper = next((m.id for m in find_models()), None) if not args.no_piper else None
     if piper is not None:
         ways[f"playspeak, raw socket write, {piper}"] = lambda text: servers.raw_write_voice(
@@ -293,6 +333,8 @@ def run(
         """Cancel what that way started, through the same server (not measured)."""
         if name.startswith("speechd"):
             return lambda: servers.spd_say(sd, "-C")
+        if name == VERSUS:
+            return lambda: servers.raw_write('{"cmd": "cancel"}', servers.vs_socket)
         return lambda: servers.raw_write('{"cmd": "cancel"}')  # every utterance, any door
 
     rooms = itertools.count(100)
@@ -302,6 +344,7 @@ def run(
     cpu0 = {
         "sd": sum(_or_zero(cpu_seconds, pid) for pid in servers.speechd_pids()),
         "ps": cpu_seconds(servers.playspeak.pid),
+        "vs": cpu_seconds(servers.versus.pid) if servers.versus else 0.0,
     }
     results: dict[tuple[str, str], list[float]] = {}
     missed = 0
@@ -317,7 +360,7 @@ def run(
                 else:
                     results.setdefault((name, text_name), []).append(value)
     cancels: dict[str, list[float]] = {}
-    for _ in range(args.trials):
+    for _ in range(0 if args.raw_only else args.trials):
         for name, target in (("speechd + espeak-ng", sd), ("playspeak", ps)):
             value = silence_after_cancel_ms(
                 recorder,
@@ -330,10 +373,12 @@ def run(
     cpu = {
         "sd": sum(_or_zero(cpu_seconds, pid) for pid in servers.speechd_pids()) - cpu0["sd"],
         "ps": cpu_seconds(servers.playspeak.pid) - cpu0["ps"],
+        "vs": cpu_seconds(servers.versus.pid) - cpu0["vs"] if servers.versus else 0.0,
     }
     rss = {
         "sd": sum(_or_zero(peak_rss_mib, pid) for pid in servers.speechd_pids()),
         "ps": peak_rss_mib(servers.playspeak.pid),
+        "vs": peak_rss_mib(servers.versus.pid) if servers.versus else 0.0,
     }
     print(f"# bench.anchor: {args.trials} trials per way and text, interleaved")
     print(f"calibration: {how}; load average {loadavg()}; playspeak: ", end="")
@@ -347,6 +392,8 @@ def run(
         print("shipped defaults (the direct local voice); ", end="")
     if args.config:
         print(f"with {args.config!r}; ", end="")
+    if servers.versus is not None:
+        print(f"--versus {args.versus!r} with {args.versus_config!r}; ", end="")
     print(f"{missed} trials heard nothing\n")
     rows = []
     for (name, text_name), values in results.items():
@@ -360,6 +407,8 @@ def run(
         ["speechd + espeak-ng (server + module)", fmt(cpu["sd"], 2), fmt(rss["sd"])],
         ["playspeak", fmt(cpu["ps"], 2), fmt(rss["ps"])],
     ]
+    if servers.versus is not None:  # (its CPU covers fewer trials: raw writes only)
+        rows.append(["playspeak --versus", fmt(cpu["vs"], 2), fmt(rss["vs"])])
     print(table(["server", "CPU s over the run", "peak RSS MiB"], rows))
     return 0
 
