@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 import trio
 
+from playspeak.audio import player as player_module
 from playspeak.audio.player import Player, list_devices, resolve_device
 from playspeak.errors import AudioDeviceError
 
@@ -254,6 +255,48 @@ async def test_the_stream_runs_only_while_something_plays(
     assert player.stats["frames_played"] == played + len(chirp(0.3))
     recorded = await record_tail(recorder)
     assert loud_seconds(recorded) >= 0.55
+
+
+async def test_a_prepared_stream_is_the_one_play_starts(
+    start_player: StartPlayer, recorder: Recorder
+) -> None:
+    # prepare() opens the stream while the speech is being made; play() only starts it
+    player = await start_player()
+    player.prepare()
+    await wait_for(lambda: player.stats["stream_open"])
+    assert player.stats["stream_active"] is False  # open, not started: no callbacks yet
+    opened = player._opened
+    await player.play(chirp(0.2))
+    await player.drain()
+    assert player._opened == opened  # no second open on the way to the first sound
+    assert player.stats["stream_starts"] == 1
+    assert loud_seconds(await record_tail(recorder)) >= 0.15
+
+
+async def test_a_prepared_stream_is_closed_when_its_speech_is_cancelled_before_any_sound(
+    start_player: StartPlayer,
+) -> None:
+    player = await start_player()
+    player.prepare()
+    await wait_for(lambda: player.stats["stream_open"])
+    player.cancel()
+    await wait_for(lambda: not player.stats["stream_open"], timeout=1.0)
+    assert player.stats["stream_starts"] == 0
+
+
+async def test_a_prepared_stream_nothing_plays_on_is_closed_after_a_while(
+    start_player: StartPlayer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(player_module, "PREPARED_SECONDS", 0.1)
+    player = await start_player()
+    player.prepare()
+    await wait_for(lambda: player.stats["stream_open"])
+    # the owner looks at least every _WATCH_SECONDS (0.25 s)
+    await wait_for(lambda: not player.stats["stream_open"], timeout=1.5)
+    assert player.stats["stream_starts"] == 0
+    await player.play(chirp(0.1))  # and the next speech opens one of its own
+    await player.drain()
+    assert player.stats["stream_starts"] == 1
 
 
 async def test_sound_starts_at_once_on_a_stopped_stream_not_behind_the_device_buffer(

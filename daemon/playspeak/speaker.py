@@ -75,6 +75,7 @@ class AudioSink(Protocol):
     async def pad_until(self, when: float) -> int: ...  # silence up to a scheduled start
     async def wait_quiet(self) -> None: ...  # what the device held has left it
     async def wait_ready(self) -> None: ...
+    def prepare(self) -> None: ...  # speech is on its way: open the device ahead
     def cancel(self) -> int: ...
     def skip_to(self, position: int) -> int: ...
     def truncate(self, position: int) -> int: ...
@@ -357,6 +358,8 @@ class Speaker:
         u = job.utterance
         u.attempts += 1
         text = u.segments[job.segment].text if u.segments else None
+        if u.at is None:  # (a scheduled start opens its stream shortly before its instant)
+            self.player.prepare()  # the stream opens while the audio is made
         try:
             if self.sources is not None:
                 # a retry after audio was heard stays with the service's voice

@@ -135,6 +135,10 @@ class AudioOutput:
         else:
             await trio.lowlevel.checkpoint()
 
+    def prepare(self) -> None:
+        if self.state == "open":
+            self.player.prepare()
+
     def cancel(self) -> int:
         return self.player.cancel() if self.state == "open" else 0
 

@@ -1,9 +1,13 @@
 """The player stage: a sounddevice OutputStream fed from a PcmRing, with MPD's output verbs.
 
 ``run()`` opens the device once to check it, but a stream is open and running only while there
-is something to play: ``play()`` opens and starts one once the first frames are in the ring
-(about 2 ms through ALSA and PulseAudio), and it is stopped and closed a moment after the last
-frame has been heard, or at once when ``cancel()`` dropped everything. A stream that keeps
+is something to play: ``play()`` starts one once the first frames are in the ring, and it is
+stopped and closed a moment after the last frame has been heard, or at once when ``cancel()``
+dropped everything. Opening a stream takes 2-4 ms through ALSA and PulseAudio and starting it
+1-3 ms more, so ``prepare()`` (speech is on its way: the speaker calls it as it asks for an
+utterance's audio) has the owner open one ahead, in parallel with the synthesis, and ``play()``
+then only starts it; one not started within PREPARED_SECONDS, or when ``cancel()`` comes first,
+is closed again. A stream that keeps
 running between utterances keeps its device buffer full of silence that new audio queues
 behind (56-58 ms at 40 ms latency on PulseAudio); a fresh stream started with the audio already
 in the ring plays it at once. Closing also drops what the device still holds after a cancel,
@@ -67,6 +71,9 @@ _REFILL_DIVISOR = 4  # a full ring is topped up once a quarter of it is free aga
 # Silence after the last frame was heard before the stream stops: utterances queued back to
 # back (pipelined) keep it running; a restart costs about 1 ms, so this can stay short.
 IDLE_STOP_SECONDS = 0.2
+# A stream opened by prepare() and not started within this long is closed again (the speech
+# did not come: it failed, or its service is slow; play() then opens one itself).
+PREPARED_SECONDS = 1.0
 # The switch to the steady stream happens inside a pause (audio.pauses: 60 ms below -54 dBFS),
 # _PAUSE_INSET_SECONDS into it, and only with at least _STEADY_AHEAD_SECONDS buffered after it
 # (the steady stream takes its deeper buffer at once).
@@ -131,6 +138,7 @@ class Player:
         self._attention = trio.Event()  # wakes the owner: a start wanted, a close, a death
         self._start_wanted = False  # play() asks the owner for a stream
         self._stop_now = False  # cancel() emptied the ring: close without waiting
+        self._expected_until = 0.0  # prepare(): keep a stream open for speech until then
         self._starts = 0
         self._switches = 0
         self._checked_at = 0.0  # monotonic time the idle device was last opened to check it
@@ -284,6 +292,7 @@ class Player:
         self._last_callback = time.monotonic()
         self._active = True
         self._starts += 1
+        self._expected_until = 0.0  # the speech came
         self._wake()  # play() waits for the outcome
 
     async def _close_stream(self, *, abort: bool = True) -> None:
@@ -325,12 +334,14 @@ class Player:
                     await self._start()
                 self._wake()
                 continue
+            if not self._active:
+                await self._keep_prepared()
             stream = self._stream
             if stream is None:
                 await self._check_idle_device()
                 continue
             if not self._active:
-                continue  # closed on purpose (idle)
+                continue  # prepared: waits for play() to start it
             silent_for = time.monotonic() - self._last_callback
             if self._failure and not stream.active:
                 # the callback failed and aborted its stream; its finished callback, which
@@ -345,6 +356,8 @@ class Player:
                 )
             if self.stop_when_idle:
                 await self._close_if_idle()
+                if not self._active:
+                    await self._keep_prepared()  # cancelled, with the next speech on its way
                 # only worth a switch when the steady buffer is clearly deeper
                 deeper = self.steady_latency >= _DEEPER * self.latency
                 refused = self.steady_refused
@@ -365,6 +378,16 @@ class Player:
             return  # a start is wanted: that open is the check
         await self._open_stream()
         await self._close_stream()
+
+    async def _keep_prepared(self) -> None:
+        """Owner, while no stream runs: a stream open (not started) while speech is expected
+        (prepare()), none otherwise."""
+        expected = time.monotonic() < self._expected_until
+        if expected and self._stream is None:
+            await self._open_stream()
+            self._checked_at = time.monotonic()  # that open was the idle device's check
+        elif not expected and self._stream is not None:
+            await self._close_stream()
 
     async def _close_if_idle(self) -> None:
         """Owner: close the stream once nothing has played for IDLE_STOP_SECONDS after the
@@ -575,6 +598,16 @@ class Player:
         """Absolute position after the last frame the callback took (heard, or about to be)."""
         return self._ring.frames_read if self._ring else 0
 
+    def prepare(self) -> None:
+        """Speech is on its way: have the owner open a stream now (not started), so that the
+        first play() only starts it. No-op while a stream plays on (the speech follows in it)
+        and with stop_when_idle off. Returns at once; the stream is closed again by cancel()
+        or if no play() starts it within PREPARED_SECONDS."""
+        if not self.stop_when_idle or (self._active and not self._stop_now):
+            return
+        self._expected_until = time.monotonic() + PREPARED_SECONDS
+        self._attention.set()
+
     async def play(self, pcm: np.ndarray) -> int:
         """Queue `pcm` (frames, channels) float32, waiting for space as the device plays.
 
@@ -713,6 +746,9 @@ class Player:
         """
         self._expecting = False
         self._forget_switch()  # the pause it was planned in is gone
+        if self._expected_until:
+            self._expected_until = 0.0  # a prepared stream is not wanted any more
+            self._attention.set()
         ring = self._ring
         if ring is None:
             return 0
@@ -810,6 +846,7 @@ class Player:
             "wakeups": self._wakeups,
             "stream_starts": self._starts,
             "stream_active": self._active,
+            "stream_open": self._stream is not None,
             "steady": self._steady,
             "steady_switches": self._switches,
             "steady_refused": self.steady_refused,

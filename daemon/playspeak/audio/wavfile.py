@@ -166,6 +166,9 @@ class WavFilePlayer:
     async def wait_quiet(self) -> None:
         await trio.lowlevel.checkpoint()
 
+    def prepare(self) -> None:
+        """Nothing to open ahead: a file is written at once."""
+
     def cancel(self) -> int:
         return 0
 
