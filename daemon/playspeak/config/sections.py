@@ -332,7 +332,8 @@ class AudioConfig:
         "sends each chunk once it is synthesised (bench.compare's service: 3x real time, "
         "500-4000-byte chunks), and a stream that starts takes 60-80 ms at once into the sound "
         "card's buffer. Used until the service's pace is learned (adaptive_preroll), or always "
-        "with adaptive_preroll = false. 0: play from the first decoded frame.",
+        "with adaptive_preroll = false. 0: play from the first decoded frame. The local "
+        "voice, made far faster than it plays, is never held back.",
         low=0,
     )
     adaptive_preroll: bool = setting(
