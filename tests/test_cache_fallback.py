@@ -40,6 +40,7 @@ from daemon_helpers import (
     LineClient,
     daemon_process,
     device_underflows,
+    say,
 )
 from soundcard import PulseNullSink, Recorder
 
@@ -95,20 +96,11 @@ async def daemon(tmp_path: Path, service: Service, sound_card: PulseNullSink):
         yield d
 
 
-async def say(daemon: Daemon, text: str, **fields: object) -> dict[str, dict]:
-    """Speak; its events by name."""
-    client = await LineClient.open(daemon.socket_path)
-    ident = (await client.command(cmd="speak", text=text, **fields))["id"]
-    events = await client.events_until_end({ident})
-    await client.stream.aclose()
-    return {e["event"]: e for e in events if e.get("id") == ident}
-
-
 async def test_a_phrase_said_twice_is_fetched_once(daemon: Daemon, service: Service) -> None:
     text = "The washing machine has finished."
     before = await service.tts_requests()
-    first = await say(daemon, text)
-    second = await say(daemon, text)
+    first = await say(daemon.socket_path, text)
+    second = await say(daemon.socket_path, text)
     assert await service.tts_requests() == before + 1
     assert first["started"]["source"] == first["finished"]["source"] == "service"
     assert second["started"]["source"] == second["finished"]["source"] == "cache"
@@ -119,8 +111,8 @@ async def test_a_phrase_said_twice_is_fetched_once(daemon: Daemon, service: Serv
 async def test_no_cache_opts_out(daemon: Daemon, service: Service) -> None:
     text = "Not to be kept."
     before = await service.tts_requests()
-    await say(daemon, text, cache=False)
-    again = await say(daemon, text)
+    await say(daemon.socket_path, text, cache=False)
+    again = await say(daemon.socket_path, text)
     assert again["finished"]["source"] == "service"
     assert await service.tts_requests() == before + 2
 
@@ -130,11 +122,11 @@ async def test_with_the_service_gone(
 ) -> None:
     cached = "Front door open."
     expected = reference_pcm(await service.server.render(text=cached, voice=DEFAULT_VOICE))
-    assert (await say(daemon, cached))["finished"]["source"] == "service"
+    assert (await say(daemon.socket_path, cached))["finished"]["source"] == "service"
     service.kill()  # its connections close with it; reconnecting is refused from now on
 
     start = recorder.count
-    again = await say(daemon, cached, priority="text")
+    again = await say(daemon.socket_path, cached, priority="text")
     assert again["finished"]["source"] == "cache"
     recorded = await recorder.heard(start)
     # From the cache it starts on an idle device within a few ms, its lead-in trimmed: compare
@@ -144,14 +136,14 @@ async def test_with_the_service_gone(
     assert cached_heard.whole, f"the cached phrase was not heard whole: {cached_heard}"
 
     start = recorder.count
-    alarm = await say(daemon, "Water leak in the basement.", priority="important")
+    alarm = await say(daemon.socket_path, "Water leak in the basement.", priority="important")
     assert alarm["started"]["source"] == alarm["finished"]["source"] == "fallback"
     assert loud_span(await recorder.heard(start)) > 48000 // 2  # over half a second of speech
 
-    plain = await say(daemon, "Nobody hears this.", priority="text")
-    assert set(plain) == {"queued", "failed"} and plain["failed"]["reason"]
+    plain = await say(daemon.socket_path, "Nobody hears this.", priority="text")
+    assert set(plain.names) == {"queued", "failed"} and plain["failed"]["reason"]
 
-    second = await say(daemon, "Smoke in the kitchen.", priority="message")
+    second = await say(daemon.socket_path, "Smoke in the kitchen.", priority="message")
     assert second["finished"]["source"] == "fallback"
     # Still down since the last fallback: the local voice speaks without waiting fallback.after
     # (1 s here) again; its synthesis takes a fraction of that.
@@ -177,7 +169,7 @@ async def test_a_late_service_reply_is_not_played_after_the_fallback(
     names = [e["event"] for e in events if e.get("id") == ident]
     assert names == ["started", "finished"], names
     assert events[-1]["source"] == "fallback"
-    after = await say(daemon, "And the service again.")
+    after = await say(daemon.socket_path, "And the service again.")
     assert after["finished"]["source"] == "service"
 
 
@@ -185,15 +177,17 @@ async def test_a_truncated_entry_is_fetched_again_not_played(
     tmp_path: Path, daemon: Daemon, service: Service
 ) -> None:
     text = "The dishwasher is done."
-    assert (await say(daemon, text))["finished"]["source"] == "service"
+    assert (await say(daemon.socket_path, text))["finished"]["source"] == "service"
     [entry] = (tmp_path / "cache").glob("*.entry")
     entry.write_bytes(entry.read_bytes()[: entry.stat().st_size // 2])  # as a crash might
     before = await service.tts_requests()
-    again = await say(daemon, text)
+    again = await say(daemon.socket_path, text)
     assert again["started"]["source"] == again["finished"]["source"] == "service"
     assert await service.tts_requests() == before + 1
     assert daemon.status()["cache"]["damaged_dropped"] == 1
-    assert (await say(daemon, text))["finished"]["source"] == "cache"  # stored whole again
+    assert (await say(daemon.socket_path, text))["finished"][
+        "source"
+    ] == "cache"  # stored whole again
 
 
 async def test_a_cache_over_its_cap_shrinks_to_it(
@@ -212,7 +206,9 @@ async def test_a_cache_over_its_cap_shrinks_to_it(
         assert 0 < cache["bytes"] <= 300_000 and cache["entries"] == 5
         on_disk = sum(p.stat().st_size for p in (tmp_path / "cache").iterdir())
         assert on_disk == cache["bytes"]
-        assert (await say(daemon, "One more phrase."))["finished"]["source"] == "service"
+        assert (await say(daemon.socket_path, "One more phrase."))["finished"][
+            "source"
+        ] == "service"
         status = (await client.command(cmd="status"))["status"]["cache"]
         assert status["bytes"] <= 300_000
 
@@ -234,7 +230,7 @@ async def test_cache_warm_makes_phrases_work_offline(
 
     service.kill()
     for phrase in phrases:
-        events = await say(daemon, phrase, priority="text")
+        events = await say(daemon.socket_path, phrase, priority="text")
         assert events["finished"]["source"] == "cache"
 
     stats = await trio.run_process(
@@ -285,7 +281,7 @@ async def test_a_cache_directory_others_may_write_turns_the_cache_off_not_the_sp
     async with open_daemon(config_for(tmp_path, service)) as daemon:
         text = "Someone is at the front door."
         for _ in range(2):
-            said = await say(daemon, text)
+            said = await say(daemon.socket_path, text)
             assert said["finished"]["source"] == "service"
         assert daemon.status()["cache"] == {"enabled": False}
     [warning] = [r.getMessage() for r in caplog.records if "phrase cache off" in r.getMessage()]
@@ -313,7 +309,7 @@ async def test_many_warm_requests_neither_pile_up_nor_hold_up_speech(
     assert len(refused) == 150 - len(accepted)
     assert all("in flight" in r["error"] for r in refused)
     with trio.fail_after(10):  # 150 warm replies first would take over a minute
-        events = await say(daemon, "Speech goes first.", priority="text")
+        events = await say(daemon.socket_path, "Speech goes first.", priority="text")
     assert events["finished"]["source"] == "service"
     warmed = []
     with trio.fail_after(20):

@@ -181,13 +181,13 @@ async def test_a_lost_sound_server_is_reported_and_speech_resumes_when_it_return
         # detected (up to 2 s after the server dies, while the callback may still run).
         first = (await client.command(cmd="speak", text=" ".join([TEXT] * 3)))["id"]
         second = (await client.command(cmd="speak", text="After the outage."))["id"]
-        await until_event(watcher, "started")
+        await watcher.wait_for("started")
         doomed_card.stop()  # the sound server dies mid-sentence
-        lost = await until_event(watcher, "device")
+        lost = await watcher.wait_for("device")
         assert lost["state"] == "lost"
         assert daemon.status()["device"]["state"] == "lost"
         with sound_server_back() as recorder:
-            opened = await until_event(watcher, "device")
+            opened = await watcher.wait_for("device")
             assert opened["state"] == "open"
             lines = await client.events_until_end({first, second})
             ends = {e["id"]: e for e in lines if e["event"] in ENDINGS}
@@ -228,10 +228,10 @@ async def test_speech_sent_while_the_sound_server_is_down_waits_for_it(
         client = await LineClient.open(daemon.socket_path)
         doomed_card.stop()
         ids = [(await client.command(cmd="speak", text=t))["id"] for t in texts]
-        assert (await until_event(watcher, "device"))["state"] == "lost"
+        assert (await watcher.wait_for("device"))["state"] == "lost"
         assert daemon.status()["device"]["state"] == "lost"
         with sound_server_back() as recorder:
-            assert (await until_event(watcher, "device"))["state"] == "open"
+            assert (await watcher.wait_for("device"))["state"] == "open"
             lines = await client.events_until_end(set(ids))
             outcomes = [(e["id"], e["event"]) for e in lines if e["event"] in ENDINGS]
             assert outcomes == [(i, "finished") for i in ids], lines
@@ -254,10 +254,10 @@ async def test_status_tells_a_sound_server_gone_while_idle(
         assert daemon.status()["device"]["state"] == "open"
         doomed_card.stop()
         with trio.fail_after(3 * IDLE_CHECK_SECONDS):
-            assert (await until_event(watcher, "device"))["state"] == "lost"
+            assert (await watcher.wait_for("device"))["state"] == "lost"
         assert daemon.status()["device"]["state"] == "lost"
         with sound_server_back():
-            assert (await until_event(watcher, "device"))["state"] == "open"
+            assert (await watcher.wait_for("device"))["state"] == "open"
             assert daemon.status()["device"]["state"] == "open"
 
 
@@ -286,12 +286,6 @@ def test_a_reply_is_bounded_by_its_text_unless_configured() -> None:
     assert reply_limit(short, 0.0) == REPLY_BASE_SECONDS + 6 * REPLY_SECONDS_PER_CHAR
     assert reply_limit(Utterance("Hello.", {"speed": 0.5}), 0.0) == 2 * reply_limit(short, 0.0)
     assert reply_limit(short, 12.0) == 12.0
-
-
-async def until_event(client: LineClient, name: str) -> dict:
-    while (event := await client.event())["event"] != name:
-        pass
-    return event
 
 
 async def test_sigterm_cancels_pending_utterances_and_exits_cleanly(
@@ -327,7 +321,7 @@ async def test_sighup_reloads_the_configuration_and_keeps_the_queue(
         assert [e["event"] for e in lines if e["event"] in ENDINGS] == ["finished", "finished"]
         # Reloaded: a plain line now has the new default priority (important interrupts).
         long = await client.command(cmd="speak", text="A long message " * 8, priority="text")
-        await until_event(client, "started")
+        await client.wait_for("started")
         urgent = await client.command(cmd="speak", text="Urgent.")
         lines = await client.events_until_end({long["id"], urgent["id"]})
         ends = {e["id"]: e["event"] for e in lines if e["event"] in ENDINGS}
@@ -343,7 +337,7 @@ async def test_sighup_with_a_file_that_is_not_utf8_mid_utterance_keeps_the_old_c
     async with daemon_process(tmp_path, {"PLAYSPEAK_CONFIG": str(config)}, stderr=log) as daemon:
         client = await LineClient.open(daemon.socket_path)
         speaking = (await client.command(cmd="speak", text="A long message " * 4))["id"]
-        await until_event(client, "started")
+        await client.wait_for("started")
         config.write_bytes(b'[speech]\ndefault_priority = "important"\n# caf\xe9\n')
         daemon.process.send_signal(signal.SIGHUP)
         while "READY=1" not in await daemon.next_notification():  # RELOADING=1 first
@@ -406,7 +400,7 @@ async def test_a_second_sigterm_while_finishing_stops_at_once_and_cleanly(
         client = await LineClient.open(daemon.socket_path)
         long = "A long goodbye that would take minutes to say in full. " * 20
         ids = [(await client.command(cmd="speak", text=t))["id"] for t in (long, "And more.")]
-        await until_event(client, "started")
+        await client.wait_for("started")
         daemon.process.send_signal(signal.SIGTERM)
         while "STOPPING=1" not in await daemon.next_notification():
             pass  # the first one is being handled: finishing
