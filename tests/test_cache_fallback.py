@@ -91,9 +91,8 @@ def config_for(tmp_path: Path, service: Service, **fallback: object) -> Config:
 
 
 @pytest.fixture
-async def daemon(tmp_path: Path, service: Service, sound_card: PulseNullSink):
-    async with open_daemon(config_for(tmp_path, service)) as d:
-        yield d
+def daemon_config(tmp_path: Path, service: Service, sound_card: PulseNullSink) -> Config:
+    return config_for(tmp_path, service)
 
 
 async def test_a_phrase_said_twice_is_fetched_once(daemon: Daemon, service: Service) -> None:

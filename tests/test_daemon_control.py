@@ -7,7 +7,6 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import AsyncIterator
 from functools import partial
 from pathlib import Path
 
@@ -30,12 +29,6 @@ LONG = (
     "This is a long weather report that goes on for quite a while, about the clouds, "
     "the rain, and the wind in the north."
 )
-
-
-@pytest.fixture
-async def daemon(tmp_path: Path, sound_card: PulseNullSink) -> AsyncIterator[Daemon]:
-    async with open_daemon(sound_card_config(tmp_path)) as d:
-        yield d
 
 
 def outcome(lines: list[dict], uid: str) -> str:

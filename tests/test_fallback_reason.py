@@ -49,11 +49,10 @@ def config_for(tmp_path: Path, server: LocalServer) -> Config:
 
 
 @pytest.fixture
-async def daemon(
+def daemon_config(
     tmp_path: Path, refusing_server: LocalServer, sound_card: PulseNullSink
-) -> AsyncIterator[Daemon]:
-    async with open_daemon(config_for(tmp_path, refusing_server)) as d:
-        yield d
+) -> Config:
+    return config_for(tmp_path, refusing_server)
 
 
 async def say_wait(daemon: Daemon, text: str) -> subprocess.CompletedProcess[bytes]:

@@ -58,11 +58,8 @@ def config_for(tmp_path: Path, server: LocalServer, **api: object) -> Config:
 
 
 @pytest.fixture
-async def daemon(
-    tmp_path: Path, server: LocalServer, sound_card: PulseNullSink
-) -> AsyncIterator[Daemon]:
-    async with open_daemon(config_for(tmp_path, server, request_patience=2.0)) as d:
-        yield d
+def daemon_config(tmp_path: Path, server: LocalServer, sound_card: PulseNullSink) -> Config:
+    return config_for(tmp_path, server, request_patience=2.0)
 
 
 async def say_all(daemon: Daemon, *texts: str, **fields: object) -> dict[str, dict]:

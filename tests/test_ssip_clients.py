@@ -66,10 +66,8 @@ def ssip_path(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-async def daemon(
-    tmp_path: Path, ssip_path: Path, sound_card: PulseNullSink
-) -> AsyncIterator[Daemon]:
-    config = Config(
+def daemon_config(tmp_path: Path, ssip_path: Path, sound_card: PulseNullSink) -> Config:
+    return Config(
         control=ControlConfig(socket=str(tmp_path / "playspeak.sock")),
         audio=AudioConfig(samplerate=RATE),
         local_server=LocalServerConfig(
@@ -77,8 +75,6 @@ async def daemon(
         ),
         ssip=SsipConfig(socket=str(ssip_path)),
     )
-    async with open_daemon(config) as d:
-        yield d
 
 
 @pytest.fixture

@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 import trio
 
-from playspeak.daemon import Daemon, open_daemon
+from playspeak.config import Config
+from playspeak.daemon import Daemon
 
 from daemon_helpers import ENDINGS, LineClient
 from soundcard import SOUND_THRESHOLD, PulseNullSink, Recorder
@@ -27,9 +28,8 @@ CAPTURE_LAG = 0.06
 
 
 @pytest.fixture
-async def daemon(tmp_path: Path, sound_card: PulseNullSink) -> AsyncIterator[Daemon]:
-    async with open_daemon(ssip_config(tmp_path)) as d:
-        yield d
+def daemon_config(tmp_path: Path, sound_card: PulseNullSink) -> Config:
+    return ssip_config(tmp_path)
 
 
 @pytest.fixture
