@@ -111,26 +111,33 @@ async def test_progress_the_last_of_a_series_is_always_said(
     assert (last := await heard(daemon, recorded, "40 percent.")).whole, last
 
 
-async def test_stop_skip_and_cancel(daemon: Daemon) -> None:
+async def test_stop_and_skip_end_the_one_speaking_and_cancel_ends_the_named_or_own(
+    daemon: Daemon,
+) -> None:
     a, b = await LineClient.open(daemon.socket_path), await LineClient.open(daemon.socket_path)
     first = await speak(a, LONG)
-    second = await speak(a, "Second.")
+    second = await speak(a, LONG)
     third = await speak(a, "Third.", id="third")
+    fourth = await speak(a, "Fourth.")
     theirs = await speak(b, "From the other client.")
     await a.until("started", first)
-    stop = await b.command(cmd="stop")
-    assert stop["stopped"] == [first]
+    assert (await b.command(cmd="stop"))["stopped"] == [first]
+    lines = await a.until("started", second)  # the next in the queue plays
+    assert (await b.command(cmd="skip"))["stopped"] == [second]
     cancel = await b.command(cmd="cancel", id="third")
     assert cancel["cancelled"] == ["third"]
     mine = await b.command(cmd="cancel", scope="self")
     assert mine["cancelled"] == [theirs]
-    lines = await a.events_until_end({first, second, third})
-    assert [outcome(lines, i) for i in (first, second, third)] == [
+    lines += await a.events_until_end({second, third, fourth})
+    ends = {e["id"]: e for e in lines if e["event"] in ENDINGS}
+    assert [ends[i]["event"] for i in (first, second, third, fourth)] == [
+        "cancelled",
+        "cancelled",
         "cancelled",
         "finished",
-        "cancelled",
     ]
-    assert {e["id"] for e in lines} == {first, second, third}  # only its own events
+    assert ends[first]["reason"] == ends[second]["reason"] == "stopped"
+    assert {e["id"] for e in lines} == {first, second, third, fourth}  # only its own events
 
 
 async def test_pause_resume_continues_with_the_same_samples(
