@@ -50,11 +50,13 @@ KEY, USER = "cache-key-0123456789", "cache-user"
 class Service:
     """The local server in a scope of its own, so that a test can kill it."""
 
-    def __init__(self, server: LocalServer, scope: trio.CancelScope) -> None:
-        self.server, self.scope = server, scope
+    def __init__(self, server: LocalServer, scope: trio.CancelScope, gone: trio.Event) -> None:
+        self.server, self.scope, self.gone = server, scope, gone
 
-    def kill(self) -> None:
+    async def kill(self) -> None:
+        """Stop it; back once it has stopped, every connection of it closed."""
         self.scope.cancel()
+        await self.gone.wait()
 
     async def tts_requests(self) -> int:
         async with httpx.AsyncClient() as client:
@@ -69,14 +71,17 @@ async def service() -> AsyncIterator[Service]:
         server.settings, api_key=KEY, user_id=USER, first_byte_delay=0.02
     )
     async with trio.open_nursery() as nursery:
-        scope = trio.CancelScope()
+        scope, gone = trio.CancelScope(), trio.Event()
 
         async def run(task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-            with scope:
-                await server.run(task_status=task_status)
+            try:
+                with scope:
+                    await server.run(task_status=task_status)
+            finally:
+                gone.set()
 
         await nursery.start(run)
-        yield Service(server, scope)
+        yield Service(server, scope, gone)
         nursery.cancel_scope.cancel()
 
 
@@ -116,36 +121,60 @@ async def test_no_cache_opts_out(daemon: Daemon, service: Service) -> None:
     assert await service.tts_requests() == before + 2
 
 
-async def test_with_the_service_gone(
-    daemon: Daemon, service: Service, recorder: Recorder, caplog: pytest.LogCaptureFixture
-) -> None:
-    cached = "Front door open."
-    expected = reference_pcm(await service.server.render(text=cached, voice=DEFAULT_VOICE))
-    assert (await say(daemon.socket_path, cached))["finished"]["source"] == "service"
-    service.kill()  # its connections close with it; reconnecting is refused from now on
+CACHED = "Front door open."
 
+
+# requested by name, not by usefixtures: pytest-trio runs only the async fixtures a test names
+@pytest.fixture
+async def service_gone(daemon: Daemon, service: Service) -> np.ndarray:
+    """One phrase fetched (and cached), then the service killed: its connections close with
+    it and reconnecting is refused from now on. The phrase's audio as the service made it."""
+    expected = reference_pcm(await service.server.render(text=CACHED, voice=DEFAULT_VOICE))
+    assert (await say(daemon.socket_path, CACHED))["finished"]["source"] == "service"
+    await service.kill()
+    return expected
+
+
+async def test_with_the_service_gone_a_cached_phrase_is_heard_whole(
+    daemon: Daemon, service_gone: np.ndarray, recorder: Recorder
+) -> None:
     start = recorder.count
-    again = await say(daemon.socket_path, cached, priority="text")
+    again = await say(daemon.socket_path, CACHED, priority="text")
     assert again["finished"]["source"] == "cache"
     recorded = await recorder.heard(start)
     # From the cache it starts on an idle device within a few ms, its lead-in trimmed: compare
     # from its first loud sample on (the recorder's `start` lags the sink by its capture delay).
-    spoken = expected[int(np.argmax(np.abs(expected[:, 0]) > 0.01)) :]
+    spoken = service_gone[int(np.argmax(np.abs(service_gone[:, 0]) > 0.01)) :]
     cached_heard = hearing(recorded, spoken, device_underflows(daemon))
     assert cached_heard.whole, f"the cached phrase was not heard whole: {cached_heard}"
 
+
+async def test_with_the_service_gone_an_important_message_is_heard_in_the_local_voice(
+    daemon: Daemon, service_gone: np.ndarray, recorder: Recorder
+) -> None:
     start = recorder.count
     alarm = await say(daemon.socket_path, "Water leak in the basement.", priority="important")
     assert alarm["started"]["source"] == alarm["finished"]["source"] == "fallback"
     assert loud_span(await recorder.heard(start)) > 48000 // 2  # over half a second of speech
 
-    plain = await say(daemon.socket_path, "Nobody hears this.", priority="text")
-    assert set(plain.names) == {"queued", "failed"} and plain["failed"]["reason"]
 
+async def test_with_the_service_gone_a_text_message_fails_with_a_reason(
+    daemon: Daemon, service_gone: np.ndarray
+) -> None:
+    plain = await say(daemon.socket_path, "Nobody hears this.", priority="text")
+    assert plain.names == ["queued", "failed"] and plain["failed"]["reason"]
+
+
+async def test_with_the_service_still_gone_the_local_voice_does_not_wait_again(
+    daemon: Daemon, service_gone: np.ndarray, caplog: pytest.LogCaptureFixture
+) -> None:
+    first = await say(daemon.socket_path, "Water leak in the basement.", priority="important")
+    # fallback.after (1 s here) passed once before the local voice spoke
+    assert first["started"]["t"] - first["queued"]["t"] >= 1.0
     second = await say(daemon.socket_path, "Smoke in the kitchen.", priority="message")
     assert second["finished"]["source"] == "fallback"
     # Still down since the last fallback: the local voice speaks without waiting fallback.after
-    # (1 s here) again; its synthesis takes a fraction of that.
+    # again; its synthesis takes a fraction of that.
     assert second["started"]["t"] - second["queued"]["t"] < 1.0
     warnings = [r for r in caplog.records if "local voice until it is back" in r.getMessage()]
     assert len(warnings) == 1, "the log says once that the fallback is in use"
@@ -227,7 +256,7 @@ async def test_cache_warm_makes_phrases_work_offline(
     again = await trio.run_process(command, env=env, capture_stdout=True)
     assert again.stdout.decode().splitlines() == [f"cached\t{p}" for p in phrases]
 
-    service.kill()
+    await service.kill()
     for phrase in phrases:
         events = await say(daemon.socket_path, phrase, priority="text")
         assert events["finished"]["source"] == "cache"
