@@ -92,18 +92,15 @@ async def test_an_error_frame_fails_only_its_utterance(daemon: Daemon, server: L
     assert server.stats.connections == 1
 
 
-async def test_corrupt_audio_resyncs_or_fails_cleanly(
+async def test_corrupt_audio_mid_reply_is_passed_over_and_the_utterance_finishes(
     daemon: Daemon, server: LocalServer, recorder: Recorder
 ) -> None:
     server.faults.corrupt_after_bytes = 3000  # random bytes after 0.19 s of 128 kbit/s MP3
     ends = await say_all(daemon, TEXT)
-    # The decoder either resyncs on the next frame header (finished) or gives the utterance up
-    # with the reason (failed); which one depends on what the random bytes look like.
-    if ends[TEXT]["event"] == "failed":
-        assert ends[TEXT]["reason"].startswith("undecodable audio"), ends[TEXT]
-    else:
-        assert ends[TEXT]["event"] == "finished", ends[TEXT]
-    # either way the clean audio before the damage was played
+    # the decoder drops what it cannot parse and resyncs on the next frame header, if any: once
+    # a reply has given audio, damage later in it never fails the utterance (mp3.py)
+    assert ends[TEXT]["event"] == "finished", ends[TEXT]
+    # the clean audio before the damage was played
     assert len(loud(await recorder.heard())) >= 0.1 * RATE
     mark = recorder.count
     ends = await say_all(daemon, "Afterwards all is well.")
@@ -118,6 +115,17 @@ async def test_corrupt_audio_resyncs_or_fails_cleanly(
     lead = np.zeros(RATE // 10, dtype=heard.dtype)
     afterwards = hearing(np.concatenate([lead, heard]), expected, device_underflows(daemon))
     assert afterwards.whole, afterwards
+
+
+async def test_a_reply_with_no_decodable_audio_fails_naming_it(
+    daemon: Daemon, server: LocalServer
+) -> None:
+    server.faults.corrupt_after_bytes = 0  # random bytes from the first on: no MP3 at all
+    ends = await say_all(daemon, TEXT * 3)  # past mp3.GIVE_UP_BYTES of them
+    assert ends[TEXT * 3]["event"] == "failed", ends[TEXT * 3]
+    assert ends[TEXT * 3]["reason"].startswith("undecodable audio: no MP3 audio"), ends[TEXT * 3]
+    after = await say_all(daemon, "Afterwards all is well.")
+    assert after["Afterwards all is well."]["event"] == "finished"
 
 
 async def test_refused_credentials_fail_waiting_utterances_then_recover(
