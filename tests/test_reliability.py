@@ -322,6 +322,13 @@ async def test_sighup_reloads_the_configuration_and_keeps_the_queue(
         queued = [(await client.command(cmd="speak", text=f"Kept {n}."))["id"] for n in range(2)]
         config.write_text('[speech]\ndefault_priority = "important"\n[log]\nlevel = "debug"\n')
         daemon.process.send_signal(signal.SIGHUP)
+        notes = [await daemon.next_notification()]
+        while "READY=1" not in notes[-1]:  # reloaded (`systemctl reload` waits for this)
+            notes.append(await daemon.next_notification())
+        assert any("RELOADING=1" in n for n in notes), notes
+        # ... while the second was still waiting its turn
+        status = (await client.command(cmd="status"))["status"]
+        assert queued[1] in [u["id"] for u in status["queue"]], status
         lines = await client.events_until_end(set(queued))
         assert [e["event"] for e in lines if e["event"] in ENDINGS] == ["finished", "finished"]
         # Reloaded: a plain line now has the new default priority (important interrupts).
