@@ -5,7 +5,9 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 import trio.testing
@@ -14,6 +16,10 @@ from playspeak.audio.priority import raise_priority
 from playspeak.config import AudioConfig
 
 from soundcard import PulseNullSink, Recorder, SoundCardError
+
+if TYPE_CHECKING:
+    from playspeak.config import Config
+    from playspeak.daemon import Daemon
 
 # sounddevice initialises PortAudio, which lists the devices once, at import: the sink must
 # be running and the environment pointing at it before anything imports sounddevice.
@@ -78,6 +84,26 @@ def sound_card() -> PulseNullSink:
     if _card is None:
         pytest.fail(_card_error or "no sound card", pytrace=False)
     return _card
+
+
+@pytest.fixture
+def daemon_config(tmp_path: Path, sound_card: PulseNullSink) -> Config:
+    """The configuration the `daemon` fixture runs: the sound-card tests' own
+    (daemon_helpers.sound_card_config). A test module that needs another overrides this
+    fixture, and asks there for what its configuration needs (a service, the sink, ...)."""
+    from daemon_helpers import sound_card_config
+
+    return sound_card_config(tmp_path)
+
+
+@pytest.fixture
+async def daemon(daemon_config: Config) -> AsyncIterator[Daemon]:
+    """The daemon, in the test's own trio run, on `daemon_config`."""
+    # imported here: the daemon imports sounddevice, which must not load before the sink runs
+    from playspeak.daemon import open_daemon
+
+    async with open_daemon(daemon_config) as running:
+        yield running
 
 
 @pytest.fixture

@@ -8,8 +8,9 @@ import os
 import signal
 import socket
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import trio
@@ -18,6 +19,7 @@ from playspeak.config import AudioConfig, ChimeConfig, Config, ControlConfig, Lo
 from playspeak.daemon import Daemon
 
 ENDINGS = ("finished", "cancelled", "failed")
+Ident = str | Callable[[str], bool] | None  # an utterance id, or a test on ids
 
 
 # What is heard is compared sample by sample: a deeper device buffer than the default "low"
@@ -96,6 +98,50 @@ class LineClient:
             if event["event"] in ENDINGS:
                 open_ids.discard(event["id"])
         return events
+
+    async def until(self, event: str, ident: Ident = None) -> list[dict]:
+        """Every line up to and including the first `event` (of `ident` when given: an id, or
+        a test on ids)."""
+        matches = (lambda _: True) if ident is None else ident if callable(ident) else ident.__eq__
+        lines = []
+        while True:
+            lines.append(line := await self.event())
+            if line["event"] == event and matches(line.get("id", "")):
+                return lines
+
+    async def wait_for(self, event: str, ident: Ident = None) -> dict:
+        """The first `event` (of `ident` when given), the lines before it read past."""
+        return (await self.until(event, ident))[-1]
+
+
+@dataclass
+class Said:
+    """One utterance's own events, oldest first, its ending last."""
+
+    id: str
+    events: list[dict]
+
+    def __getitem__(self, name: str) -> dict:
+        return next(e for e in self.events if e["event"] == name)
+
+    @property
+    def names(self) -> list[str]:
+        return [e["event"] for e in self.events]
+
+    @property
+    def ending(self) -> dict:
+        return self.events[-1]
+
+
+async def say(socket_path: Path, text: str, **fields: object) -> Said:
+    """Speak `text` on a connection of its own, until it ends; it must have been accepted."""
+    client = await LineClient.open(socket_path)
+    try:
+        ident = await speak(client, text, **fields)
+        events = await client.events_until_end({ident})
+    finally:
+        await client.stream.aclose()
+    return Said(ident, [e for e in events if e.get("id") == ident])
 
 
 async def speak(client: LineClient, text: str, **fields: object) -> str:

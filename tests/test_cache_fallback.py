@@ -40,6 +40,7 @@ from daemon_helpers import (
     LineClient,
     daemon_process,
     device_underflows,
+    say,
 )
 from soundcard import PulseNullSink, Recorder
 
@@ -49,11 +50,13 @@ KEY, USER = "cache-key-0123456789", "cache-user"
 class Service:
     """The local server in a scope of its own, so that a test can kill it."""
 
-    def __init__(self, server: LocalServer, scope: trio.CancelScope) -> None:
-        self.server, self.scope = server, scope
+    def __init__(self, server: LocalServer, scope: trio.CancelScope, gone: trio.Event) -> None:
+        self.server, self.scope, self.gone = server, scope, gone
 
-    def kill(self) -> None:
+    async def kill(self) -> None:
+        """Stop it; back once it has stopped, every connection of it closed."""
         self.scope.cancel()
+        await self.gone.wait()
 
     async def tts_requests(self) -> int:
         async with httpx.AsyncClient() as client:
@@ -68,14 +71,17 @@ async def service() -> AsyncIterator[Service]:
         server.settings, api_key=KEY, user_id=USER, first_byte_delay=0.02
     )
     async with trio.open_nursery() as nursery:
-        scope = trio.CancelScope()
+        scope, gone = trio.CancelScope(), trio.Event()
 
         async def run(task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-            with scope:
-                await server.run(task_status=task_status)
+            try:
+                with scope:
+                    await server.run(task_status=task_status)
+            finally:
+                gone.set()
 
         await nursery.start(run)
-        yield Service(server, scope)
+        yield Service(server, scope, gone)
         nursery.cancel_scope.cancel()
 
 
@@ -90,25 +96,15 @@ def config_for(tmp_path: Path, service: Service, **fallback: object) -> Config:
 
 
 @pytest.fixture
-async def daemon(tmp_path: Path, service: Service, sound_card: PulseNullSink):
-    async with open_daemon(config_for(tmp_path, service)) as d:
-        yield d
-
-
-async def say(daemon: Daemon, text: str, **fields: object) -> dict[str, dict]:
-    """Speak; its events by name."""
-    client = await LineClient.open(daemon.socket_path)
-    ident = (await client.command(cmd="speak", text=text, **fields))["id"]
-    events = await client.events_until_end({ident})
-    await client.stream.aclose()
-    return {e["event"]: e for e in events if e.get("id") == ident}
+def daemon_config(tmp_path: Path, service: Service, sound_card: PulseNullSink) -> Config:
+    return config_for(tmp_path, service)
 
 
 async def test_a_phrase_said_twice_is_fetched_once(daemon: Daemon, service: Service) -> None:
     text = "The washing machine has finished."
     before = await service.tts_requests()
-    first = await say(daemon, text)
-    second = await say(daemon, text)
+    first = await say(daemon.socket_path, text)
+    second = await say(daemon.socket_path, text)
     assert await service.tts_requests() == before + 1
     assert first["started"]["source"] == first["finished"]["source"] == "service"
     assert second["started"]["source"] == second["finished"]["source"] == "cache"
@@ -119,42 +115,66 @@ async def test_a_phrase_said_twice_is_fetched_once(daemon: Daemon, service: Serv
 async def test_no_cache_opts_out(daemon: Daemon, service: Service) -> None:
     text = "Not to be kept."
     before = await service.tts_requests()
-    await say(daemon, text, cache=False)
-    again = await say(daemon, text)
+    await say(daemon.socket_path, text, cache=False)
+    again = await say(daemon.socket_path, text)
     assert again["finished"]["source"] == "service"
     assert await service.tts_requests() == before + 2
 
 
-async def test_with_the_service_gone(
-    daemon: Daemon, service: Service, recorder: Recorder, caplog: pytest.LogCaptureFixture
-) -> None:
-    cached = "Front door open."
-    expected = reference_pcm(await service.server.render(text=cached, voice=DEFAULT_VOICE))
-    assert (await say(daemon, cached))["finished"]["source"] == "service"
-    service.kill()  # its connections close with it; reconnecting is refused from now on
+CACHED = "Front door open."
 
+
+# requested by name, not by usefixtures: pytest-trio runs only the async fixtures a test names
+@pytest.fixture
+async def service_gone(daemon: Daemon, service: Service) -> np.ndarray:
+    """One phrase fetched (and cached), then the service killed: its connections close with
+    it and reconnecting is refused from now on. The phrase's audio as the service made it."""
+    expected = reference_pcm(await service.server.render(text=CACHED, voice=DEFAULT_VOICE))
+    assert (await say(daemon.socket_path, CACHED))["finished"]["source"] == "service"
+    await service.kill()
+    return expected
+
+
+async def test_with_the_service_gone_a_cached_phrase_is_heard_whole(
+    daemon: Daemon, service_gone: np.ndarray, recorder: Recorder
+) -> None:
     start = recorder.count
-    again = await say(daemon, cached, priority="text")
+    again = await say(daemon.socket_path, CACHED, priority="text")
     assert again["finished"]["source"] == "cache"
     recorded = await recorder.heard(start)
     # From the cache it starts on an idle device within a few ms, its lead-in trimmed: compare
     # from its first loud sample on (the recorder's `start` lags the sink by its capture delay).
-    spoken = expected[int(np.argmax(np.abs(expected[:, 0]) > 0.01)) :]
+    spoken = service_gone[int(np.argmax(np.abs(service_gone[:, 0]) > 0.01)) :]
     cached_heard = hearing(recorded, spoken, device_underflows(daemon))
     assert cached_heard.whole, f"the cached phrase was not heard whole: {cached_heard}"
 
+
+async def test_with_the_service_gone_an_important_message_is_heard_in_the_local_voice(
+    daemon: Daemon, service_gone: np.ndarray, recorder: Recorder
+) -> None:
     start = recorder.count
-    alarm = await say(daemon, "Water leak in the basement.", priority="important")
+    alarm = await say(daemon.socket_path, "Water leak in the basement.", priority="important")
     assert alarm["started"]["source"] == alarm["finished"]["source"] == "fallback"
     assert loud_span(await recorder.heard(start)) > 48000 // 2  # over half a second of speech
 
-    plain = await say(daemon, "Nobody hears this.", priority="text")
-    assert set(plain) == {"queued", "failed"} and plain["failed"]["reason"]
 
-    second = await say(daemon, "Smoke in the kitchen.", priority="message")
+async def test_with_the_service_gone_a_text_message_fails_with_a_reason(
+    daemon: Daemon, service_gone: np.ndarray
+) -> None:
+    plain = await say(daemon.socket_path, "Nobody hears this.", priority="text")
+    assert plain.names == ["queued", "failed"] and plain["failed"]["reason"]
+
+
+async def test_with_the_service_still_gone_the_local_voice_does_not_wait_again(
+    daemon: Daemon, service_gone: np.ndarray, caplog: pytest.LogCaptureFixture
+) -> None:
+    first = await say(daemon.socket_path, "Water leak in the basement.", priority="important")
+    # fallback.after (1 s here) passed once before the local voice spoke
+    assert first["started"]["t"] - first["queued"]["t"] >= 1.0
+    second = await say(daemon.socket_path, "Smoke in the kitchen.", priority="message")
     assert second["finished"]["source"] == "fallback"
     # Still down since the last fallback: the local voice speaks without waiting fallback.after
-    # (1 s here) again; its synthesis takes a fraction of that.
+    # again; its synthesis takes a fraction of that.
     assert second["started"]["t"] - second["queued"]["t"] < 1.0
     warnings = [r for r in caplog.records if "local voice until it is back" in r.getMessage()]
     assert len(warnings) == 1, "the log says once that the fallback is in use"
@@ -177,7 +197,7 @@ async def test_a_late_service_reply_is_not_played_after_the_fallback(
     names = [e["event"] for e in events if e.get("id") == ident]
     assert names == ["started", "finished"], names
     assert events[-1]["source"] == "fallback"
-    after = await say(daemon, "And the service again.")
+    after = await say(daemon.socket_path, "And the service again.")
     assert after["finished"]["source"] == "service"
 
 
@@ -185,15 +205,17 @@ async def test_a_truncated_entry_is_fetched_again_not_played(
     tmp_path: Path, daemon: Daemon, service: Service
 ) -> None:
     text = "The dishwasher is done."
-    assert (await say(daemon, text))["finished"]["source"] == "service"
+    assert (await say(daemon.socket_path, text))["finished"]["source"] == "service"
     [entry] = (tmp_path / "cache").glob("*.entry")
     entry.write_bytes(entry.read_bytes()[: entry.stat().st_size // 2])  # as a crash might
     before = await service.tts_requests()
-    again = await say(daemon, text)
+    again = await say(daemon.socket_path, text)
     assert again["started"]["source"] == again["finished"]["source"] == "service"
     assert await service.tts_requests() == before + 1
     assert daemon.status()["cache"]["damaged_dropped"] == 1
-    assert (await say(daemon, text))["finished"]["source"] == "cache"  # stored whole again
+    assert (await say(daemon.socket_path, text))["finished"][
+        "source"
+    ] == "cache"  # stored whole again
 
 
 async def test_a_cache_over_its_cap_shrinks_to_it(
@@ -212,7 +234,9 @@ async def test_a_cache_over_its_cap_shrinks_to_it(
         assert 0 < cache["bytes"] <= 300_000 and cache["entries"] == 5
         on_disk = sum(p.stat().st_size for p in (tmp_path / "cache").iterdir())
         assert on_disk == cache["bytes"]
-        assert (await say(daemon, "One more phrase."))["finished"]["source"] == "service"
+        assert (await say(daemon.socket_path, "One more phrase."))["finished"][
+            "source"
+        ] == "service"
         status = (await client.command(cmd="status"))["status"]["cache"]
         assert status["bytes"] <= 300_000
 
@@ -232,9 +256,9 @@ async def test_cache_warm_makes_phrases_work_offline(
     again = await trio.run_process(command, env=env, capture_stdout=True)
     assert again.stdout.decode().splitlines() == [f"cached\t{p}" for p in phrases]
 
-    service.kill()
+    await service.kill()
     for phrase in phrases:
-        events = await say(daemon, phrase, priority="text")
+        events = await say(daemon.socket_path, phrase, priority="text")
         assert events["finished"]["source"] == "cache"
 
     stats = await trio.run_process(
@@ -285,7 +309,7 @@ async def test_a_cache_directory_others_may_write_turns_the_cache_off_not_the_sp
     async with open_daemon(config_for(tmp_path, service)) as daemon:
         text = "Someone is at the front door."
         for _ in range(2):
-            said = await say(daemon, text)
+            said = await say(daemon.socket_path, text)
             assert said["finished"]["source"] == "service"
         assert daemon.status()["cache"] == {"enabled": False}
     [warning] = [r.getMessage() for r in caplog.records if "phrase cache off" in r.getMessage()]
@@ -313,7 +337,7 @@ async def test_many_warm_requests_neither_pile_up_nor_hold_up_speech(
     assert len(refused) == 150 - len(accepted)
     assert all("in flight" in r["error"] for r in refused)
     with trio.fail_after(10):  # 150 warm replies first would take over a minute
-        events = await say(daemon, "Speech goes first.", priority="text")
+        events = await say(daemon.socket_path, "Speech goes first.", priority="text")
     assert events["finished"]["source"] == "service"
     warmed = []
     with trio.fail_after(20):

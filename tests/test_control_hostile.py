@@ -14,7 +14,7 @@ import logging
 import queue
 import socket
 import threading
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -52,9 +52,8 @@ def fast_config(tmp_path: Path, *, max_queue: int = 100, **control: Any) -> Conf
 
 
 @pytest.fixture
-async def daemon(tmp_path: Path) -> AsyncIterator[Daemon]:
-    async with open_daemon(fast_config(tmp_path)) as d:
-        yield d
+def daemon_config(tmp_path: Path) -> Config:
+    return fast_config(tmp_path)
 
 
 async def read_to_end(stream: trio.abc.ReceiveStream) -> list[dict]:

@@ -7,7 +7,6 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import AsyncIterator
 from functools import partial
 from pathlib import Path
 
@@ -30,21 +29,6 @@ LONG = (
     "This is a long weather report that goes on for quite a while, about the clouds, "
     "the rain, and the wind in the north."
 )
-
-
-@pytest.fixture
-async def daemon(tmp_path: Path, sound_card: PulseNullSink) -> AsyncIterator[Daemon]:
-    async with open_daemon(sound_card_config(tmp_path)) as d:
-        yield d
-
-
-async def until(client: LineClient, event: str, uid: str) -> list[dict]:
-    """Lines up to and including `event` for `uid`."""
-    seen = []
-    while True:
-        seen.append(line := await client.event())
-        if line.get("id") == uid and line["event"] == event:
-            return seen
 
 
 def outcome(lines: list[dict], uid: str) -> str:
@@ -70,7 +54,7 @@ async def heard(daemon: Daemon, recorded: np.ndarray, text: str) -> Hearing:
 async def test_important_interrupts_and_is_heard_whole(daemon: Daemon, recorder: Recorder):
     client = await LineClient.open(daemon.socket_path)
     report = await speak(client, LONG)
-    lines = await until(client, "started", report)
+    lines = await client.until("started", report)
     # Let a second of the report be heard (counted in recorded samples, not slept).
     assert await recorder.wait_samples_async(recorder.count + RATE, timeout=5)
     alarm = await speak(client, "Smoke alarm!", priority="important")
@@ -102,7 +86,7 @@ async def test_text_interrupts_itself_only_the_newest_is_said(
 async def test_notification_is_dropped_while_a_message_speaks(daemon: Daemon) -> None:
     client = await LineClient.open(daemon.socket_path)
     message = await speak(client, "The washing machine is done.")
-    await until(client, "started", message)
+    await client.until("started", message)
     note = await speak(client, "New mail.", priority="notification")
     lines = await client.events_until_end({message, note})
     assert outcome(lines, note) == "cancelled" and outcome(lines, message) == "finished"
@@ -114,7 +98,7 @@ async def test_progress_the_last_of_a_series_is_always_said(
 ) -> None:
     client = await LineClient.open(daemon.socket_path)
     first = await speak(client, "Ten percent.", priority="progress")
-    await until(client, "started", first)
+    await client.until("started", first)
     later = [await speak(client, f"{n} percent.", priority="progress") for n in (20, 30, 40)]
     lines = await client.events_until_end({first, *later})
     assert [outcome(lines, i) for i in (first, *later)] == [
@@ -127,26 +111,33 @@ async def test_progress_the_last_of_a_series_is_always_said(
     assert (last := await heard(daemon, recorded, "40 percent.")).whole, last
 
 
-async def test_stop_skip_and_cancel(daemon: Daemon) -> None:
+async def test_stop_and_skip_end_the_one_speaking_and_cancel_ends_the_named_or_own(
+    daemon: Daemon,
+) -> None:
     a, b = await LineClient.open(daemon.socket_path), await LineClient.open(daemon.socket_path)
     first = await speak(a, LONG)
-    second = await speak(a, "Second.")
+    second = await speak(a, LONG)
     third = await speak(a, "Third.", id="third")
+    fourth = await speak(a, "Fourth.")
     theirs = await speak(b, "From the other client.")
-    await until(a, "started", first)
-    stop = await b.command(cmd="stop")
-    assert stop["stopped"] == [first]
+    await a.until("started", first)
+    assert (await b.command(cmd="stop"))["stopped"] == [first]
+    lines = await a.until("started", second)  # the next in the queue plays
+    assert (await b.command(cmd="skip"))["stopped"] == [second]
     cancel = await b.command(cmd="cancel", id="third")
     assert cancel["cancelled"] == ["third"]
     mine = await b.command(cmd="cancel", scope="self")
     assert mine["cancelled"] == [theirs]
-    lines = await a.events_until_end({first, second, third})
-    assert [outcome(lines, i) for i in (first, second, third)] == [
+    lines += await a.events_until_end({second, third, fourth})
+    ends = {e["id"]: e for e in lines if e["event"] in ENDINGS}
+    assert [ends[i]["event"] for i in (first, second, third, fourth)] == [
+        "cancelled",
+        "cancelled",
         "cancelled",
         "finished",
-        "cancelled",
     ]
-    assert {e["id"] for e in lines} == {first, second, third}  # only its own events
+    assert ends[first]["reason"] == ends[second]["reason"] == "stopped"
+    assert {e["id"] for e in lines} == {first, second, third, fourth}  # only its own events
 
 
 async def test_pause_resume_continues_with_the_same_samples(
@@ -155,11 +146,11 @@ async def test_pause_resume_continues_with_the_same_samples(
     text = "Pause in the middle of this sentence, then go on."
     client = await LineClient.open(daemon.socket_path)
     uid = await speak(client, text)
-    await until(client, "started", uid)
+    await client.until("started", uid)
     start = recorder.count
     assert await recorder.wait_sound_async(RATE // 4, timeout=5, start=start)
     assert (await client.command(cmd="pause"))["event"] == "ok"
-    lines = await until(client, "paused", uid)
+    lines = await client.until("paused", uid)
     paused_at = recorder.count
     assert await recorder.wait_samples_async(paused_at + RATE // 2, timeout=5)
     assert (await client.command(cmd="resume"))["event"] == "ok"
@@ -252,18 +243,18 @@ async def test_the_cli_verbs_end_to_end(daemon: Daemon) -> None:
     path = daemon.socket_path
     client = await LineClient.open(path)
     uid = await speak(client, LONG)
-    await until(client, "started", uid)
+    await client.until("started", uid)
     assert (await cli("pause", socket=path))[0] == 0
-    await until(client, "paused", uid)
+    await client.until("paused", uid)
     code, out = await cli("status", socket=path)
     status = json.loads(out)["status"]
     assert code == 0 and status["paused"] is True and status["speaking"]["id"] == uid
     assert (await cli("resume", socket=path))[0] == 0
-    await until(client, "resumed", uid)
+    await client.until("resumed", uid)
     code, out = await cli("volume", "80", socket=path)
     assert code == 0 and json.loads(out)["level"] == 80
     assert (await cli("skip", socket=path))[0] == 0
-    await until(client, "cancelled", uid)
+    await client.until("cancelled", uid)
     queued = [await speak(client, f"Queued {n}.") for n in range(2)]
     code, out = await cli("cancel", socket=path)
     assert code == 0

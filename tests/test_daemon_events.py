@@ -8,11 +8,9 @@ import dataclasses
 import os
 import sys
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import numpy as np
-import pytest
 import trio
 
 from playspeak.chime import builtin_chime
@@ -27,12 +25,6 @@ MESSAGE = (
     "This is a message that takes a few seconds to say, about the garden, the washing "
     "machine, and the post that came this morning."
 )
-
-
-@pytest.fixture
-async def daemon(tmp_path: Path, sound_card: PulseNullSink) -> AsyncIterator[Daemon]:
-    async with open_daemon(sound_card_config(tmp_path)) as d:
-        yield d
 
 
 async def events_of(client: LineClient, ids: set[str]) -> list[dict]:

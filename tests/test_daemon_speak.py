@@ -7,7 +7,6 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import json
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import numpy as np
@@ -26,12 +25,6 @@ from daemon_helpers import LineClient, device_underflows, sound_card_config
 from soundcard import PulseNullSink, Recorder
 
 MS = RATE // 1000
-
-
-@pytest.fixture
-async def daemon(tmp_path: Path, sound_card: PulseNullSink) -> AsyncIterator[Daemon]:
-    async with open_daemon(sound_card_config(tmp_path)) as d:
-        yield d
 
 
 async def expected_audio(daemon: Daemon, text: str) -> np.ndarray:

@@ -21,7 +21,7 @@ from playspeak.daemon import Daemon, open_daemon
 from playspeak.engines import MURMUR, piper
 from playspeak.localserver import LocalServer, open_local_server
 
-from daemon_helpers import LineClient
+from daemon_helpers import say
 from soundcard import PulseNullSink
 
 REFUSED = "refused the credentials (HTTP 401"
@@ -49,19 +49,10 @@ def config_for(tmp_path: Path, server: LocalServer) -> Config:
 
 
 @pytest.fixture
-async def daemon(
+def daemon_config(
     tmp_path: Path, refusing_server: LocalServer, sound_card: PulseNullSink
-) -> AsyncIterator[Daemon]:
-    async with open_daemon(config_for(tmp_path, refusing_server)) as d:
-        yield d
-
-
-async def say(daemon: Daemon, text: str, **fields: object) -> list[dict]:
-    client = await LineClient.open(daemon.socket_path)
-    ident = (await client.command(cmd="speak", text=text, **fields))["id"]
-    events = await client.events_until_end({ident})
-    await client.stream.aclose()
-    return [e for e in events if e.get("id") == ident]
+) -> Config:
+    return config_for(tmp_path, refusing_server)
 
 
 async def say_wait(daemon: Daemon, text: str) -> subprocess.CompletedProcess[bytes]:
@@ -76,7 +67,7 @@ async def say_wait(daemon: Daemon, text: str) -> subprocess.CompletedProcess[byt
 
 
 async def test_every_event_of_the_fallback_voice_names_the_refused_key(daemon: Daemon) -> None:
-    events = await say(daemon, "The front door is open.")
+    events = (await say(daemon.socket_path, "The front door is open.")).events
     spoken = {e["event"]: e for e in events if e["event"] != "queued"}
     assert set(spoken) == {"started", "finished"}, events
     for event in spoken.values():
@@ -89,7 +80,7 @@ async def test_every_event_of_the_fallback_voice_names_the_refused_key(daemon: D
 
 async def test_a_text_message_with_a_refused_key_fails_at_once_naming_it(daemon: Daemon) -> None:
     with trio.fail_after(FALLBACK_AFTER):  # not after api.request_patience (30 s)
-        events = await say(daemon, "Nobody hears this.", priority="text")
+        events = (await say(daemon.socket_path, "Nobody hears this.", priority="text")).events
     assert [e["event"] for e in events] == ["queued", "failed"]
     assert REFUSED in events[-1]["reason"]
 
@@ -129,7 +120,9 @@ async def test_without_espeak_ng_the_failure_still_names_the_401(
         assert any("there is no fallback voice" in w for w in warnings), warnings
         assert "espeak-ng is not installed" in caplog.text  # said at start, in the log
         with trio.fail_after(FALLBACK_AFTER):
-            events = await say(daemon, "Water leak in the basement.", priority="important")
+            events = (
+                await say(daemon.socket_path, "Water leak in the basement.", priority="important")
+            ).events
     assert [e["event"] for e in events] == ["queued", "failed"]
     reason = events[-1]["reason"]
     assert REFUSED in reason and "local voice failed" in reason, reason
@@ -142,7 +135,9 @@ async def test_without_espeak_ng_an_installed_piper_voice_is_the_fallback(
 ) -> None:
     async with open_daemon(config_for(tmp_path, refusing_server)) as daemon:
         assert daemon.status()["warnings"] == []
-        events = await say(daemon, "Water leak in the basement.", priority="important")
+        events = (
+            await say(daemon.socket_path, "Water leak in the basement.", priority="important")
+        ).events
     assert [e["event"] for e in events] == ["queued", "started", "finished"], events
     assert REFUSED in events[-1]["fallback_reason"]
     assert "warning" not in events[-1]
@@ -160,7 +155,7 @@ async def test_the_local_voice_without_espeak_ng_says_on_every_event_it_is_a_mur
     )
     async with open_daemon(config) as daemon:
         assert daemon.status()["warnings"] == [MURMUR]
-        events = await say(daemon, "Dinner is ready.")
+        events = (await say(daemon.socket_path, "Dinner is ready.")).events
         assert [e["event"] for e in events] == ["queued", "started", "finished"], events
         # queued is sent before the voice is chosen, as with fallback_reason
         assert all(e["warning"] == MURMUR for e in events[1:]), events

@@ -77,8 +77,7 @@ async def test_marks_on_the_control_socket_and_none_after_a_cancel(
         text = f"{FIRST}<mark name='a'/>Yes.<mark name='b'/>{SECOND}"
         ident = (await client.command(cmd="speak", text=text))["id"]
         with trio.fail_after(30):
-            while (event := await client.event())["event"] != "mark":
-                pass
+            event = await client.wait_for("mark")
             assert (event["id"], event["name"]) == (ident, "a")
             assert (await client.command(cmd="cancel", id=ident))["event"] == "ok"
             events = [event] + await client.events_until_end({ident})

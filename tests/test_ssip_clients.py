@@ -66,10 +66,8 @@ def ssip_path(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-async def daemon(
-    tmp_path: Path, ssip_path: Path, sound_card: PulseNullSink
-) -> AsyncIterator[Daemon]:
-    config = Config(
+def daemon_config(tmp_path: Path, ssip_path: Path, sound_card: PulseNullSink) -> Config:
+    return Config(
         control=ControlConfig(socket=str(tmp_path / "playspeak.sock")),
         audio=AudioConfig(samplerate=RATE),
         local_server=LocalServerConfig(
@@ -77,8 +75,6 @@ async def daemon(
         ),
         ssip=SsipConfig(socket=str(ssip_path)),
     )
-    async with open_daemon(config) as d:
-        yield d
 
 
 @pytest.fixture
@@ -123,13 +119,8 @@ async def spd_say(ssip_path: Path, *args: str) -> Run:
     return await run(ssip_path, "spd-say", *args)
 
 
-async def until(watcher: LineClient, event: str, prefix: str = "ssip-") -> list[dict]:
-    """Subscriber lines up to the first `event` of an SSIP utterance."""
-    lines = []
-    while True:
-        lines.append(line := await watcher.event())
-        if line.get("id", "").startswith(prefix) and line["event"] == event:
-            return lines
+def is_ssip(ident: str) -> bool:
+    return ident.startswith("ssip-")
 
 
 async def ended(watcher: LineClient, count: int = 1) -> list[dict]:
@@ -137,7 +128,7 @@ async def ended(watcher: LineClient, count: int = 1) -> list[dict]:
     lines, done = [], 0
     while done < count:
         lines.append(line := await watcher.event())
-        done += line.get("id", "").startswith("ssip-") and line["event"] in ENDINGS
+        done += is_ssip(line.get("id", "")) and line["event"] in ENDINGS
     return lines
 
 
@@ -247,7 +238,7 @@ async def test_cancel_ends_what_speaks_and_the_waiting_client_returns(
             waiting.append(await spd_say(ssip_path, "-w", LONG))
 
         nursery.start_soon(wait_for_report)
-        lines = await until(watcher, "started")
+        lines = await watcher.until("started", is_ssip)
         cancel = await spd_say(ssip_path, "-C")
         assert cancel.returncode == 0, cancel.output
         lines += await ended(watcher)
@@ -261,7 +252,7 @@ async def test_important_interrupts_text(
 ) -> None:
     report = await spd_say(ssip_path, LONG)  # spd-say's default priority is text
     assert report.returncode == 0, report.output
-    lines = await until(watcher, "started")
+    lines = await watcher.until("started", is_ssip)
     report_id = lines[-1]["id"]
     alarm = await spd_say(ssip_path, "-w", "-P", "important", "Smoke alarm!")
     assert alarm.returncode == 0, alarm.output

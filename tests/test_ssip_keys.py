@@ -41,10 +41,8 @@ async def test_typed_keys_are_each_heard_and_cut_by_the_next(
                 assert reply[-1] == "225 OK MESSAGE QUEUED", reply
                 ids.append(ident := f"ssip-{reply[0][4:]}")
                 with trio.fail_after(10):
-                    while (e := await watcher.event())["event"] != "started":
-                        seen.append(e)
-                    seen.append(e)
-                    assert e["id"] == ident
+                    seen += (lines := await watcher.until("started"))
+                    assert lines[-1]["id"] == ident
                 # heard: its sound reached the sink (the next key comes only then)
                 onsets.append(await trio.to_thread.run_sync(recorder.wait_loud, mark, 5.0))
             with trio.fail_after(10):

@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 import trio
 
-from playspeak.daemon import Daemon, open_daemon
+from playspeak.config import Config
+from playspeak.daemon import Daemon
 
 from daemon_helpers import ENDINGS, LineClient
 from soundcard import SOUND_THRESHOLD, PulseNullSink, Recorder
@@ -27,9 +28,8 @@ CAPTURE_LAG = 0.06
 
 
 @pytest.fixture
-async def daemon(tmp_path: Path, sound_card: PulseNullSink) -> AsyncIterator[Daemon]:
-    async with open_daemon(ssip_config(tmp_path)) as d:
-        yield d
+def daemon_config(tmp_path: Path, sound_card: PulseNullSink) -> Config:
+    return ssip_config(tmp_path)
 
 
 @pytest.fixture
@@ -51,14 +51,6 @@ async def ssip(daemon: Daemon) -> SsipClient:
     return client
 
 
-async def until(watcher: LineClient, ident: str, event: str) -> list[dict]:
-    lines = []
-    while True:
-        lines.append(line := await watcher.event())
-        if line.get("id") == ident and line["event"] == event:
-            return lines
-
-
 def last_loud(recorder: Recorder, start: int) -> int | None:
     pcm = recorder.samples(start)
     hits = np.flatnonzero(np.abs(pcm.astype(np.int32)) > SOUND_THRESHOLD)
@@ -70,7 +62,7 @@ async def test_pause_self_holds_that_clients_messages_only(
 ) -> None:
     a, b = await ssip(daemon), await ssip(daemon)
     long_id = f"ssip-{await a.speak(LONG)}"
-    seen = await until(watcher, long_id, "started")
+    seen = await watcher.until("started", long_id)
     assert (await a.event())[-1] == "701 BEGIN"
     loud = await trio.to_thread.run_sync(recorder.wait_loud, recorder.mark, 10.0)
     assert loud is not None, "the message was not heard"
@@ -88,12 +80,12 @@ async def test_pause_self_holds_that_clients_messages_only(
 
     # another client's message speaks while the first waits
     short_id = f"ssip-{await b.speak('Meanwhile.')}"
-    seen += await until(watcher, short_id, "finished")
+    seen += await watcher.until("finished", short_id)
     assert not any(e.get("id") == long_id and e["event"] in ENDINGS for e in seen)
 
     assert await a.command("RESUME SELF") == ["212 OK RESUMED"]
     assert (await a.event())[-1] == "705 RESUMED"
-    seen += await until(watcher, long_id, "finished")
+    seen += await watcher.until("finished", long_id)
     assert (await a.event())[-1] == "702 END"  # said again from its start, not begun twice
     mine = [e["event"] for e in seen if e.get("id") == long_id]
     assert mine == ["queued", "started", "paused", "resumed", "finished"]
@@ -112,10 +104,10 @@ async def test_pause_all_holds_everyone_and_a_pause_ends_when_its_client_leaves(
     assert status["in_flight"] == []
 
     await b.aclose()  # its pause ends with it: its message is said
-    seen = await until(watcher, b_id, "finished")
+    seen = await watcher.until("finished", b_id)
     assert not any(e.get("id") == a_id and e["event"] in ENDINGS for e in seen)
     assert await a.command("RESUME SELF") == ["212 OK RESUMED"]
-    seen += await until(watcher, a_id, "finished")
+    seen += await watcher.until("finished", a_id)
     for ident in (a_id, b_id):
         assert [e["event"] for e in seen if e.get("id") == ident].count("started") == 1
     await a.aclose()

@@ -20,7 +20,7 @@ from playspeak.config import ApiConfig, AudioConfig, Config, ControlConfig, Spee
 from playspeak.daemon import open_daemon
 from playspeak.localserver import LocalServer, open_local_server
 
-from daemon_helpers import ENDINGS, LineClient, daemon_process
+from daemon_helpers import LineClient, daemon_process, say
 
 KEY, USER = "stall-test-key-0123", "stall-test-user"
 TEXT = "Nobody should wait for a service that has stopped talking."
@@ -49,20 +49,13 @@ def config_for(tmp_path: Path, server: LocalServer, max_attempts: int = 3) -> Co
     )
 
 
-async def say(socket_path: Path, text: str, **fields: object) -> dict:
-    client = await LineClient.open(socket_path)
-    utterance = (await client.command(cmd="speak", text=text, **fields))["id"]
-    lines = await client.events_until_end({utterance})
-    return next(e for e in lines if e["event"] in ENDINGS)
-
-
 @pytest.mark.parametrize("offset", [0, 2000], ids=["before the first byte", "mid-reply"])
 async def test_a_stalled_reply_is_asked_for_again_and_finishes(
     tmp_path: Path, server: LocalServer, offset: int
 ) -> None:
     server.faults.stall_after_bytes = offset  # once
     async with open_daemon(config_for(tmp_path, server)) as daemon:
-        end = await say(daemon.socket_path, TEXT)
+        end = (await say(daemon.socket_path, TEXT)).ending
         assert end["event"] == "finished", end
         link = daemon.status()["links"][0]
         assert (link["stalls"], link["state"], link["connections"]) == (1, "connected", 2)
@@ -75,11 +68,11 @@ async def test_when_every_attempt_stalls_the_utterance_fails_with_the_reason(
     server.faults.stall_after_bytes = 0
     async with open_daemon(config_for(tmp_path, server, max_attempts=1)) as daemon:
         # `text`: a priority the fallback voice does not cover (test_cache_fallback.py)
-        end = await say(daemon.socket_path, TEXT, priority="text")
+        end = (await say(daemon.socket_path, TEXT, priority="text")).ending
         assert end["event"] == "failed"
         assert end["reason"] == "no audio from the TTS service within 1 s"
         server.faults.resume_stalls()
-        assert (await say(daemon.socket_path, "Back to normal."))["event"] == "finished"
+        assert (await say(daemon.socket_path, "Back to normal.")).ending["event"] == "finished"
 
 
 # ---- a real SIGSTOP of a separate server process -------------------------------------------------
@@ -135,12 +128,6 @@ def stall_config(tmp_path: Path, url: str) -> dict[str, str]:
     }
 
 
-async def until(client: LineClient, name: str) -> dict:
-    while (event := await client.event())["event"] != name:
-        pass
-    return event
-
-
 async def test_a_sigstopped_server_that_stays_stopped_fails_the_utterance_soon(
     tmp_path: Path,
 ) -> None:
@@ -152,7 +139,7 @@ async def test_a_sigstopped_server_that_stays_stopped_fails_the_utterance_soon(
     ):
         client = await LineClient.open(daemon.socket_path)
         utterance = (await client.command(cmd="speak", text=LONG))["id"]
-        await until(client, "started")
+        await client.wait_for("started")
         process.send_signal(signal.SIGSTOP)
         stopped = time.monotonic()
         lines = await client.events_until_end({utterance})
@@ -175,7 +162,7 @@ async def test_a_sigstopped_server_that_continues_gets_the_utterance_replayed(
     ):
         client = await LineClient.open(daemon.socket_path)
         utterance = (await client.command(cmd="speak", text=LONG))["id"]
-        await until(client, "started")
+        await client.wait_for("started")
         process.send_signal(signal.SIGSTOP)
         stopped = time.monotonic()
         while "STATUS=stalled" not in await daemon.next_notification():
@@ -200,7 +187,7 @@ async def test_an_idle_link_to_a_sigstopped_server_is_found_dead_by_its_pings(
         env["PLAYSPEAK_API_URL"] = url
         async with daemon_process(tmp_path, env) as daemon:
             client = await LineClient.open(daemon.socket_path)
-            assert (await say(daemon.socket_path, "Connected."))["event"] == "finished"
+            assert (await say(daemon.socket_path, "Connected.")).ending["event"] == "finished"
             process.send_signal(signal.SIGSTOP)  # idle: no reply is pending
             # Without pings the idle link would stay "connected" to the frozen server forever.
             while "the TTS service" not in await daemon.next_notification():
@@ -208,4 +195,4 @@ async def test_an_idle_link_to_a_sigstopped_server_is_found_dead_by_its_pings(
             link = (await client.command(cmd="status"))["status"]["links"][0]
             assert link["state"] in ("connecting", "reconnecting") and link["stalls"] == 0
             process.send_signal(signal.SIGCONT)
-            assert (await say(daemon.socket_path, "Back."))["event"] == "finished"
+            assert (await say(daemon.socket_path, "Back.")).ending["event"] == "finished"

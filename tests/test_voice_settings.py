@@ -5,7 +5,6 @@ voice's F0, PUNCTUATION all speaks punctuation, CAP_LET_RECOGN spell tells `CHAR
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +12,7 @@ import pytest
 import trio
 
 from playspeak.config import DEFAULT_VOICE, AudioConfig, Config, ControlConfig, SsipConfig
-from playspeak.daemon import Daemon, open_daemon
+from playspeak.daemon import Daemon
 from playspeak.engines import Synthesizer
 from playspeak.engines.piper import find_models
 from playspeak.localserver.encode import wav_header
@@ -26,14 +25,12 @@ from soundcard import PulseNullSink, Recorder
 
 
 @pytest.fixture
-async def daemon(tmp_path: Path, sound_card: PulseNullSink) -> AsyncIterator[Daemon]:
-    config = Config(
+def daemon_config(tmp_path: Path, sound_card: PulseNullSink) -> Config:
+    return Config(
         control=ControlConfig(socket=str(tmp_path / "playspeak.sock")),
         audio=AudioConfig(samplerate=RATE),
         ssip=SsipConfig(socket=str(tmp_path / "speechd.sock")),
     )
-    async with open_daemon(config) as d:
-        yield d
 
 
 async def ssip(daemon: Daemon, *lines: str) -> list[str]:

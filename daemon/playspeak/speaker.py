@@ -320,7 +320,11 @@ class Speaker:
         curve = self.arrivals.curve
         if curve is None:
             return None
-        return {"rate": round(curve.rate, 2), "burst_ms": round(curve.burst * 1000, 1)}
+        return {
+            "rate": round(curve.rate, 2),
+            "burst_ms": round(curve.burst * 1000, 1),
+            "replies": self.arrivals.replies,
+        }
 
     # ---- tasks --------------------------------------------------------------------------
 

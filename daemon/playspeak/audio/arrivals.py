@@ -90,6 +90,11 @@ class ArrivalModel:
         self._traces: deque[ReplyTrace] = deque(maxlen=history)
         self.curve: ArrivalCurve | None = None
 
+    @property
+    def replies(self) -> int:
+        """How many replies the curve is drawn from."""
+        return len(self._traces)
+
     def learn(self, trace: ReplyTrace) -> None:
         if trace.rate is None:
             return
