@@ -240,3 +240,33 @@ async def test_ssml_is_heard(daemon: Daemon, recorder: Recorder, case: str) -> N
     without = await spoken(daemon, recorder, words)
     print(f"{case}: {measure(with_ssml):.3f} with SSML, {measure(without):.3f} without")
     assert changed(with_ssml, without)
+
+
+async def test_malformed_ssml_is_refused_on_the_control_socket_and_said_as_words_by_ssip(
+    daemon: Daemon, recorder: Recorder
+) -> None:
+    client = await LineClient.open(daemon.socket_path)
+    reply = await client.command(cmd="speak", text="<speak>Hello <b>you</speak>", ssml=True)
+    assert reply["event"] == "error" and "malformed SSML: mismatched tag" in reply["error"]
+    # a screen reader's broken markup: its words rather than silence, and an END
+    mark = recorder.count
+    replies = await ssip(
+        daemon, "SET SELF SSML_MODE on", "SPEAK", "<speak>Hello <b>you</speak>", "."
+    )
+    assert any(r.startswith("225") for r in replies) and "702 END" in replies[-1]
+    heard = await recorder.heard(mark)
+    assert covered_share(heard, await rendering("Hello you", Style()))[0] >= 0.9
+
+
+async def test_a_mark_inside_prosody_is_told_and_the_prosody_holds_after_it(
+    daemon: Daemon, recorder: Recorder
+) -> None:
+    text = '<speak><prosody rate="50%">The front door <mark name="m"/>is open.</prosody></speak>'
+    mark = recorder.count
+    replies = await ssip(
+        daemon, "SET SELF SSML_MODE on", "SET SELF NOTIFICATION INDEX_MARKS on", "SPEAK", text, "."
+    )
+    slow = await recorder.heard(mark)
+    assert "700-m" in replies
+    plain = await spoken(daemon, recorder, FRONT_DOOR)
+    assert loud_span(slow) >= 1.5 * loud_span(plain)

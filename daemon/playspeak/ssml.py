@@ -4,8 +4,9 @@ A client's SSML (SSIP's SSML mode, a control `speak` with `"ssml": true`) is par
 and written out again with only what espeak-ng's `-m` mode should see: the elements in
 `ALLOWED`, each with its allowed attributes, their values checked, and the text escaped anew.
 Other elements are dropped and their text kept (`<audio src>` would have espeak-ng open a file
-named by the client). A DOCTYPE or entity declaration is refused: entities then are the five of
-XML and character references, so nothing expands beyond the text's own size. Index marks cut
+named by the client). The text is parsed inside a root we put around it, where a DOCTYPE
+cannot stand: entities are the five of XML and character references, so nothing expands
+beyond the text's own size. Index marks cut
 the document into segments (marks.py), each re-opening the elements open at its mark, so a
 `<prosody>` around a mark still holds after it. The voices without markup get the words.
 """
@@ -88,15 +89,10 @@ def parse(text: str, words: Callable[[str], str] = str) -> list[Token]:
         if depth.pop():
             tokens.append(None)
 
-    def refuse(*args: object) -> None:
-        raise SsmlError("SSML may not declare a DOCTYPE or entities")
-
     parser = expat.ParserCreate()
     parser.StartElementHandler = start
     parser.EndElementHandler = end
     parser.CharacterDataHandler = lambda data: tokens.append(words(data))
-    parser.StartDoctypeDeclHandler = refuse
-    parser.EntityDeclHandler = refuse
     # One root around it all: a text with tags in it, or SSIP's block of <speak> messages
     source = f"<speak>{_DECLARATION.sub('', text.strip())}</speak>"
     try:
