@@ -94,16 +94,24 @@ def f0_track(samples: np.ndarray, rate: int = RATE) -> np.ndarray:
     return np.array(found)
 
 
+async def said_with(
+    daemon: Daemon, recorder: Recorder, setting: str, text: str, style: Style
+) -> np.ndarray:
+    """`text` spoken over SSIP after `SET SELF <setting>`, as heard: espeak-ng's rendering of
+    it in `style`, checked."""
+    mark = recorder.count
+    await ssip(daemon, f"SET SELF {setting}", "SPEAK", text, ".")
+    recorded = await recorder.heard(mark)
+    share, _ = covered_share(recorded, await rendering(text, style))
+    assert share >= 0.9, (setting, share)
+    return recorded
+
+
 async def test_pitch_moves_the_voice(daemon: Daemon, recorder: Recorder) -> None:
     text = "The front door is open."
     heard = []
     for pitch in (-80, 80):
-        mark = recorder.count
-        await ssip(daemon, f"SET SELF PITCH {pitch}", "SPEAK", text, ".")
-        recorded = await recorder.heard(mark)
-        share, _ = covered_share(recorded, await rendering(text, Style(pitch=pitch)))
-        assert share >= 0.9, (pitch, share)
-        heard.append(f0(recorded))
+        heard.append(f0(await said_with(daemon, recorder, f"PITCH {pitch}", text, Style(pitch))))
     low, high = heard
     assert high >= 1.3 * low, heard
 
@@ -112,12 +120,10 @@ async def test_punctuation_all_speaks_the_punctuation(daemon: Daemon, recorder: 
     text = "(Yes): #1;"  # 1.5 s with none, 2.7 s with all (espeak-ng)
     spans = []
     for level in ("none", "all"):
-        mark = recorder.count
-        await ssip(daemon, f"SET SELF PUNCTUATION {level}", "SPEAK", text, ".")
-        recorded = await recorder.heard(mark)
-        share, _ = covered_share(recorded, await rendering(text, Style(punctuation=level)))
-        assert share >= 0.9, (level, share)
-        spans.append(loud_span(recorded))
+        style = Style(punctuation=level)
+        spans.append(
+            loud_span(await said_with(daemon, recorder, f"PUNCTUATION {level}", text, style))
+        )
     assert spans[1] > 1.3 * spans[0], spans
 
 
@@ -149,14 +155,11 @@ async def test_a_pitch_the_voice_cannot_set_is_refused_not_ignored(daemon: Daemo
 async def test_pitch_range_widens_the_voice_s_melody(daemon: Daemon, recorder: Recorder) -> None:
     text = "The front door is open, and the kitchen light is on. Is anyone at home?"
     spreads = []
-    for pitch_range in (-100, 100):
-        mark = recorder.count
-        await ssip(daemon, f"SET SELF PITCH_RANGE {pitch_range}", "SPEAK", text, ".")
-        recorded = await recorder.heard(mark)
-        rendered = await rendering(text, Style(pitch_range=pitch_range))
-        share, _ = covered_share(recorded, rendered)
-        assert share >= 0.9, (pitch_range, share)
-        spreads.append(f0_spread(recorded))
+    for value in (-100, 100):
+        style = Style(pitch_range=value)
+        spreads.append(
+            f0_spread(await said_with(daemon, recorder, f"PITCH_RANGE {value}", text, style))
+        )
     narrow, wide = spreads
     print(f"F0 spread, log(p90/p10): range -100 {narrow:.3f}, +100 {wide:.3f}")
     assert wide >= 3 * narrow, spreads
