@@ -212,13 +212,22 @@ def test_rate_and_volume_map_to_speed_and_gain() -> None:
 
 def test_texts_for_ssml_spelling_chars_keys_and_icons() -> None:
     ssml = s.Settings(ssml_mode=True)
-    assert ssml.text_for("<speak>Hello <b>world</b> &amp; you</speak>") == ("Hello world & you", ())
-    assert ssml.text_for("<speak>Hello <mark name='m'/>world &amp; you</speak>") == (
-        "Hello world & you",
-        (Segment((), "Hello"), Segment(("m",), "world & you")),
+    # SSML made safe for espeak-ng: an unknown tag dropped, the text escaped again
+    said = ssml.text_for("<speak>Hello <b>world</b> &amp; you</speak>")
+    assert said == s.Spoken(
+        "<speak>Hello  world &amp; you</speak>", ssml=True, words="Hello world & you"
     )
-    assert s.Settings(ssml_mode=False).text_for("a <mark name='m'/>") == ("a <mark name='m'/>", ())
-    assert s.Settings(spelling=True).text_for("ab c") == ("a b c", ())
+    marked = ssml.text_for("<speak>Hello <mark name='m'/>world &amp; you</speak>")
+    assert marked.segments == (
+        Segment((), "<speak>Hello  </speak>"),
+        Segment(("m",), "<speak>world &amp; you</speak>"),
+    )
+    # markup that is not SSML: its words, and why
+    broken = ssml.text_for("<speak>Hello <b>world</speak>")
+    assert (broken.text, broken.ssml) == ("Hello world", False)
+    assert "malformed SSML: mismatched tag" in broken.problem
+    assert s.Settings(ssml_mode=False).text_for("a <mark name='m'/>").text == "a <mark name='m'/>"
+    assert s.Settings(spelling=True).text_for("ab c") == s.Spoken("a b c", words="a b c")
     assert s.char_text("space") == "space" and s.char_text("é") == "é"
     assert s.key_text("control_alt_kp-enter") == "control alt kp enter"
     assert s.key_text("_") == "_" and s.key_text("shift_A") == "shift A"

@@ -1,16 +1,21 @@
 """Speech Dispatcher's settings are honoured by the local voice (espeak-ng), through the real
-SSIP door and the null sink, on the shipped defaults (the direct local voice): PITCH moves the
-voice's F0, PUNCTUATION all speaks punctuation, CAP_LET_RECOGN spell tells `CHAR A` from
-`CHAR a`; a voice that cannot (Piper: no pitch) refuses rather than ignoring it."""
+SSIP door (or the control socket's same fields) and the null sink, on the shipped defaults
+(the direct local voice): PITCH moves the voice's F0, PITCH_RANGE widens its melody,
+PUNCTUATION all speaks punctuation, CAP_LET_RECOGN spell tells `CHAR A` from `CHAR a`, SSML's
+break, prosody and say-as are heard; a voice that cannot (Piper: no pitch) refuses rather than
+ignoring it. Each recording is checked against espeak-ng's own rendering first (`covered_share`),
+so a margin measures the setting, not the sink."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pytest
 import trio
 
+from playspeak import ssml
 from playspeak.config import DEFAULT_VOICE, AudioConfig, Config, ControlConfig, SsipConfig
 from playspeak.daemon import Daemon
 from playspeak.engines import Synthesizer
@@ -19,7 +24,7 @@ from playspeak.localserver.encode import wav_header
 from playspeak.localserver.sentences import split_sentences
 from playspeak.style import Style
 
-from audio_compare import RATE, covered_share, loud_span, reference_pcm
+from audio_compare import RATE, covered_share, loud, loud_span, reference_pcm
 from daemon_helpers import LineClient
 from soundcard import PulseNullSink, Recorder
 
@@ -50,15 +55,28 @@ async def ssip(daemon: Daemon, *lines: str) -> list[str]:
 
 
 async def rendering(text: str, style: Style) -> np.ndarray:
-    """What the local voice makes of `text`, sentence by sentence, at the sink's rate."""
+    """What the local voice makes of `text`, sentence by sentence (SSML whole), at the sink's
+    rate."""
     synth = Synthesizer()
-    parts = [await synth.pcm(s, DEFAULT_VOICE, 1.0, style) for s in split_sentences(text)]
+    sentences = [text] if style.ssml else split_sentences(text)
+    parts = [await synth.pcm(s, DEFAULT_VOICE, 1.0, style) for s in sentences]
     pcm = np.concatenate([p for p, _ in parts]).astype("<i2").tobytes()
     return reference_pcm(wav_header(parts[0][1], len(pcm)) + pcm)
 
 
 def f0(samples: np.ndarray, rate: int = RATE) -> float:
     """The median fundamental frequency of the voiced 40 ms frames (autocorrelation)."""
+    return float(np.median(f0_track(samples, rate)))
+
+
+def f0_spread(samples: np.ndarray, rate: int = RATE) -> float:
+    """How far the voice's F0 moves: log of its 90th over its 10th percentile."""
+    track = f0_track(samples, rate)
+    return float(np.log(np.percentile(track, 90) / np.percentile(track, 10)))
+
+
+def f0_track(samples: np.ndarray, rate: int = RATE) -> np.ndarray:
+    """The fundamental frequency of each voiced 40 ms frame (autocorrelation)."""
     x = samples.astype(np.float64).reshape(-1)
     size, found = int(0.04 * rate), []
     for start in range(0, len(x) - size, size):
@@ -71,19 +89,27 @@ def f0(samples: np.ndarray, rate: int = RATE) -> float:
         lag = low + int(np.argmax(ac[low:high]))
         if ac[lag] > 0.3 * ac[0]:
             found.append(rate / lag)
-    return float(np.median(found))
+    return np.array(found)
+
+
+async def said_with(
+    daemon: Daemon, recorder: Recorder, setting: str, text: str, style: Style
+) -> np.ndarray:
+    """`text` spoken over SSIP after `SET SELF <setting>`, as heard: espeak-ng's rendering of
+    it in `style`, checked."""
+    mark = recorder.count
+    await ssip(daemon, f"SET SELF {setting}", "SPEAK", text, ".")
+    recorded = await recorder.heard(mark)
+    share, _ = covered_share(recorded, await rendering(text, style))
+    assert share >= 0.9, (setting, share)
+    return recorded
 
 
 async def test_pitch_moves_the_voice(daemon: Daemon, recorder: Recorder) -> None:
     text = "The front door is open."
     heard = []
     for pitch in (-80, 80):
-        mark = recorder.count
-        await ssip(daemon, f"SET SELF PITCH {pitch}", "SPEAK", text, ".")
-        recorded = await recorder.heard(mark)
-        share, _ = covered_share(recorded, await rendering(text, Style(pitch=pitch)))
-        assert share >= 0.9, (pitch, share)
-        heard.append(f0(recorded))
+        heard.append(f0(await said_with(daemon, recorder, f"PITCH {pitch}", text, Style(pitch))))
     low, high = heard
     assert high >= 1.3 * low, heard
 
@@ -92,12 +118,10 @@ async def test_punctuation_all_speaks_the_punctuation(daemon: Daemon, recorder: 
     text = "(Yes): #1;"  # 1.5 s with none, 2.7 s with all (espeak-ng)
     spans = []
     for level in ("none", "all"):
-        mark = recorder.count
-        await ssip(daemon, f"SET SELF PUNCTUATION {level}", "SPEAK", text, ".")
-        recorded = await recorder.heard(mark)
-        share, _ = covered_share(recorded, await rendering(text, Style(punctuation=level)))
-        assert share >= 0.9, (level, share)
-        spans.append(loud_span(recorded))
+        style = Style(punctuation=level)
+        spans.append(
+            loud_span(await said_with(daemon, recorder, f"PUNCTUATION {level}", text, style))
+        )
     assert spans[1] > 1.3 * spans[0], spans
 
 
@@ -124,3 +148,126 @@ async def test_a_pitch_the_voice_cannot_set_is_refused_not_ignored(daemon: Daemo
     events = await client.events_until_end({reply["id"]})
     assert [e["event"] for e in events] == ["queued", "failed"]
     assert "cannot set pitch" in events[-1]["reason"]
+
+
+async def test_pitch_range_widens_the_voice_s_melody(daemon: Daemon, recorder: Recorder) -> None:
+    text = "The front door is open, and the kitchen light is on. Is anyone at home?"
+    spreads = []
+    for value in (-100, 100):
+        style = Style(pitch_range=value)
+        spreads.append(
+            f0_spread(await said_with(daemon, recorder, f"PITCH_RANGE {value}", text, style))
+        )
+    narrow, wide = spreads
+    print(f"F0 spread, log(p90/p10): range -100 {narrow:.3f}, +100 {wide:.3f}")
+    assert wide >= 3 * narrow, spreads
+
+
+async def spoken(daemon: Daemon, recorder: Recorder, text: str, **fields: object) -> np.ndarray:
+    """A control-socket speak of `text`, heard to its end on the sink."""
+    client = await LineClient.open(daemon.socket_path)
+    mark = recorder.count
+    reply = await client.command(cmd="speak", text=text, **fields)
+    assert reply["event"] == "ok", reply
+    with trio.fail_after(20):
+        events = await client.events_until_end({reply["id"]})
+    assert events[-1]["event"] == "finished", events
+    return await recorder.heard(mark)
+
+
+async def test_the_control_socket_sets_the_pitch_range(daemon: Daemon, recorder: Recorder) -> None:
+    text = "The front door is open, and the kitchen light is on."
+    recorded = await spoken(daemon, recorder, text, pitch_range=-100)
+    assert covered_share(recorded, await rendering(text, Style(pitch_range=-100)))[0] >= 0.9
+    assert covered_share(recorded, await rendering(text, Style()))[0] < 0.5
+
+
+def longest_pause(samples: np.ndarray) -> float:
+    """The longest silence between the first and the last loud sample, in seconds."""
+    index = loud(samples)
+    return float(np.diff(index).max()) / RATE if len(index) > 1 else 0.0
+
+
+def rms(samples: np.ndarray) -> float:
+    at = loud(samples)
+    return float(np.sqrt(np.mean(samples[at[0] : at[-1]].astype(np.float64) ** 2)))
+
+
+# SSML, the same words without it, and what the SSML must change. Measured here: the break's
+# pause 0.547 s against 0.050 s; rate 50 % 1.95 times as long; pitch +50 % F0 ×1.31; volume
+# 20 % RMS ×0.19; the word spelled 2.65 times as long.
+Check = Callable[[np.ndarray, np.ndarray], bool]
+FRONT_DOOR = "The front door is open."
+SSML_CASES: dict[str, tuple[str, str, Callable[[np.ndarray], float], Check]] = {
+    "break": (
+        'One <break time="500ms"/> two.',
+        "One two.",
+        longest_pause,
+        lambda a, b: 0.4 <= longest_pause(a) - longest_pause(b) <= 0.7,
+    ),
+    "prosody rate": (
+        f'<prosody rate="50%">{FRONT_DOOR}</prosody>',
+        FRONT_DOOR,
+        loud_span,
+        lambda a, b: loud_span(a) >= 1.5 * loud_span(b),
+    ),
+    "prosody pitch": (
+        f'<prosody pitch="+50%">{FRONT_DOOR}</prosody>',
+        FRONT_DOOR,
+        f0,
+        lambda a, b: f0(a) >= 1.2 * f0(b),
+    ),
+    "prosody volume": (
+        f'<prosody volume="20%">{FRONT_DOOR}</prosody>',
+        FRONT_DOOR,
+        rms,
+        lambda a, b: rms(a) <= 0.4 * rms(b),
+    ),
+    "say-as characters": (
+        'The <say-as interpret-as="characters">word</say-as>.',
+        "The word.",
+        loud_span,
+        lambda a, b: loud_span(a) >= 1.5 * loud_span(b),
+    ),
+}
+
+
+@pytest.mark.parametrize("case", SSML_CASES)
+async def test_ssml_is_heard(daemon: Daemon, recorder: Recorder, case: str) -> None:
+    markup, words, measure, changed = SSML_CASES[case]
+    with_ssml = await spoken(daemon, recorder, markup, ssml=True)
+    rendered = await rendering(ssml.render(ssml.parse(markup)), Style(ssml=True))
+    assert covered_share(with_ssml, rendered)[0] >= 0.9
+    without = await spoken(daemon, recorder, words)
+    print(f"{case}: {measure(with_ssml):.3f} with SSML, {measure(without):.3f} without")
+    assert changed(with_ssml, without)
+
+
+async def test_malformed_ssml_is_refused_on_the_control_socket_and_said_as_words_by_ssip(
+    daemon: Daemon, recorder: Recorder
+) -> None:
+    client = await LineClient.open(daemon.socket_path)
+    reply = await client.command(cmd="speak", text="<speak>Hello <b>you</speak>", ssml=True)
+    assert reply["event"] == "error" and "malformed SSML: mismatched tag" in reply["error"]
+    # a screen reader's broken markup: its words rather than silence, and an END
+    mark = recorder.count
+    replies = await ssip(
+        daemon, "SET SELF SSML_MODE on", "SPEAK", "<speak>Hello <b>you</speak>", "."
+    )
+    assert any(r.startswith("225") for r in replies) and "702 END" in replies[-1]
+    heard = await recorder.heard(mark)
+    assert covered_share(heard, await rendering("Hello you", Style()))[0] >= 0.9
+
+
+async def test_a_mark_inside_prosody_is_told_and_the_prosody_holds_after_it(
+    daemon: Daemon, recorder: Recorder
+) -> None:
+    text = '<speak><prosody rate="50%">The front door <mark name="m"/>is open.</prosody></speak>'
+    mark = recorder.count
+    replies = await ssip(
+        daemon, "SET SELF SSML_MODE on", "SET SELF NOTIFICATION INDEX_MARKS on", "SPEAK", text, "."
+    )
+    slow = await recorder.heard(mark)
+    assert "700-m" in replies
+    plain = await spoken(daemon, recorder, FRONT_DOOR)
+    assert loud_span(slow) >= 1.5 * loud_span(plain)

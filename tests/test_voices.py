@@ -17,6 +17,7 @@ from playspeak.daemon import open_daemon
 from playspeak.engines import Synthesizer
 from playspeak.engines.espeak import espeak_voice
 from playspeak.engines.piper import find_models
+from playspeak.style import SETTINGS
 from playspeak.utterances import SpeechRequest, UtteranceBuilder
 from playspeak.voices import (
     Voice,
@@ -133,9 +134,10 @@ async def test_voices_lists_every_espeak_language_and_each_piper_voice(
         assert len(set(ids)) == len(ids) and "espeak:chr-US-Qaaa-x-west" in ids
         piper = [v for v in voices if v["engine"] == "piper"]
         assert [v["id"] for v in piper] == [m.id for m in find_models()]
-        assert all(v["refuses"] == ["pitch"] for v in piper)
+        assert all(v["refuses"] == list(SETTINGS) and v["ssml"] == ["mark"] for v in piper)
         german = next(v for v in voices if v["id"] == "espeak:de")
         assert german["language"] == "de" and german["refuses"] == []
+        assert german["ssml"] == ["break", "emphasis", "mark", "prosody", "say-as", "sub"]
 
         env = {**os.environ, "PLAYSPEAK_SOCKET": str(daemon.socket_path)}
         result = await trio.run_process(

@@ -6,6 +6,7 @@ import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
+from playspeak import ssml
 from playspeak.control import protocol as p
 from playspeak.errors import ProtocolError
 from playspeak.events import Ok, Warmed
@@ -89,9 +90,13 @@ class CommandHandler:
     def _speak(self, session: Requester, c: p.Speak) -> dict[str, Any]:
         if self.stopping:
             raise ProtocolError("the daemon is stopping: no new speech is accepted")
-        segments = split_marks(c.text, ssml=False)  # its index marks, if any
+        if c.ssml:
+            text, segments = ssml.spoken(ssml.parse(c.text))  # SsmlError names the fault
+        else:
+            segments = split_marks(c.text, ssml=False)  # its index marks, if any
+            text = joined(segments) if segments else c.text
         request = SpeechRequest(
-            text=joined(segments) if segments else c.text,
+            text=text,
             segments=segments,
             voice=c.voice,
             speed=c.speed,
@@ -104,7 +109,13 @@ class CommandHandler:
             chime=c.chime,
             cache=c.cache is not False,
             at=c.at,
-            style=Style(round(c.pitch or 0), c.punctuation or "none", c.capitals or "none"),
+            style=Style(
+                round(c.pitch or 0),
+                c.punctuation or "none",
+                c.capitals or "none",
+                round(c.pitch_range or 0),
+                ssml=bool(c.ssml),
+            ),
         )
         self.builder.check(request)  # a text too long is refused before a full queue
         self.speaker.queue.check_room()

@@ -66,7 +66,9 @@ class LocalReply:
             with self._scope:
                 async with self._send:
                     try:
-                        for sentence in split_sentences(text) or [text]:
+                        # SSML is read whole: espeak-ng streams it as it goes
+                        sentences = [text] if style.ssml else split_sentences(text) or [text]
+                        for sentence in sentences:
                             for piece in synth.pieces(sentence, voice):
                                 await synth.stream(piece, voice, speed, style, self._slices)
                     except (OSError, RuntimeError, subprocess.CalledProcessError) as e:

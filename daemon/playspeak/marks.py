@@ -2,9 +2,10 @@
 requested from the voice on its own and played back to back, so that a mark is announced when
 the first sample after it is heard, whatever the voice (a service gives no mark positions).
 
-SSIP's SSML mode reads the whole text as SSML: other tags are dropped and entities decoded, as
-Speech Dispatcher's modules do with what they cannot render. The control protocol's text is
-plain: only well-formed mark tags are taken out of it, and any other `<` stays as it is.
+SSML as a whole (SSIP's SSML mode, a speak with `"ssml": true`) is ssml.py's, which cuts it at
+its marks into segments of SSML; `plain` is its words when it is not well-formed. A plain
+control-protocol text: only well-formed mark tags are taken out of it, and any other `<` stays
+as it is.
 """
 
 from __future__ import annotations

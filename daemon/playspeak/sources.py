@@ -17,6 +17,7 @@ from typing import Any
 
 import trio
 
+from playspeak import ssml
 from playspeak.cache.replies import CACHE, AnyReply, BytesReply, GuardedReply
 from playspeak.cache.store import PhraseStore, cache_key
 from playspeak.engines import Synthesizer
@@ -77,11 +78,13 @@ class Sources:
         """A reply for `u`, or for `text`, one part of it (a segment between index marks).
         Raises LinkError as the link does when the service cannot take the request and no
         fallback covers it."""
-        params = u.params if text is None else {**u.params, "text": text}
+        params = {**u.params} if text is None else {**u.params, "text": text}
         if self.local is not None:
             return self._speak_locally(u, params)
         store = self.store if u.cache else None
         key = self.key(params, u.model)
+        if params.pop("ssml", False):  # a service (and the fallback voice) gets the words
+            params["text"] = ssml.words(params["text"])
         if store is not None:
             data = await trio.to_thread.run_sync(store.get, key)
             if data is not None:
@@ -120,6 +123,7 @@ class Sources:
         style = Style.from_params(params)
         if (why := self.local.refusal(voice, style)) is not None:
             raise LinkError(why)
+        text, style = self.local.readable(text, voice, style)
         u.warning = self.local.warning(voice)
         reply = LocalReply()
         speed = float(params["speed"])

@@ -1,6 +1,7 @@
-"""How a voice is to speak beyond its rate: pitch, punctuation and capital letters, as Speech
-Dispatcher's clients set them (SSIP's PITCH, PUNCTUATION, CAP_LET_RECOGN) and a speak carries
-them (`pitch`, `punctuation`, `capitals`). No I/O."""
+"""How a voice is to speak beyond its rate: pitch, pitch range, punctuation and capital
+letters, as Speech Dispatcher's clients set them (SSIP's PITCH, PITCH_RANGE, PUNCTUATION,
+CAP_LET_RECOGN) and a speak carries them (`pitch`, `pitch_range`, `punctuation`, `capitals`);
+and whether the text is SSML (ssml.py made it safe). No I/O."""
 
 from __future__ import annotations
 
@@ -10,7 +11,9 @@ from typing import Any
 
 PUNCTUATION = ("none", "some", "most", "all")
 CAPITALS = ("none", "spell", "icon")
-PITCH = (-100, 100)
+PITCH = (-100, 100)  # pitch and pitch range alike
+# What a voice without espeak-ng's knobs refuses (voices.py states it, engines/ refuses it)
+SETTINGS = ("pitch", "pitch_range", "punctuation", "capitals")
 
 
 @dataclass(frozen=True)
@@ -18,6 +21,8 @@ class Style:
     pitch: int = 0  # -100..100, 0: the voice's own
     punctuation: str = "none"  # which punctuation is spoken by name
     capitals: str = "none"  # how a capital letter is marked
+    pitch_range: int = 0  # -100..100: the voice's own range, from 0 (monotone) to twice it
+    ssml: bool = False  # the text is SSML that ssml.render wrote
 
     @classmethod
     def from_params(cls, params: Mapping[str, Any]) -> Style:
@@ -26,6 +31,8 @@ class Style:
             int(params.get("pitch", 0)),
             str(params.get("punctuation", "none")),
             str(params.get("capitals", "none")),
+            int(params.get("pitch_range", 0)),
+            bool(params.get("ssml", False)),
         )
 
     def params(self) -> dict[str, Any]:
@@ -33,3 +40,7 @@ class Style:
         phrase cache's key, stay as they were)."""
         default = Style()
         return {k: v for k, v in vars(self).items() if v != getattr(default, k)}
+
+    def unsettable(self) -> list[str]:
+        """The settings asked for that only espeak-ng can set (SETTINGS)."""
+        return [k for k in self.params() if k in SETTINGS]

@@ -12,12 +12,13 @@ import subprocess
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from playspeak.ssml import ESPEAK_HONOURS, PLAIN_HONOURS
+from playspeak.style import SETTINGS
+
 if TYPE_CHECKING:  # the engines load numpy and trio: only the daemon needs them
     from playspeak.engines import Synthesizer
 
 ESPEAK = "espeak-ng"
-# What each engine cannot do, stated per voice (and refused when asked for, not ignored).
-PIPER_REFUSES = ("pitch",)
 _ALSO = re.compile(r"\((\S+) (\d+)\)")  # espeak-ng's "Other Languages": (en 2)(en-gb 3)
 
 
@@ -27,7 +28,10 @@ class Voice:
     name: str
     language: str  # BCP 47-ish, lower case: "en-us", "de"; "" when unknown
     engine: str  # "espeak", "piper", "generated", or "service"
+    # What it cannot do, stated (and refused when asked for, not ignored): only espeak-ng
+    # has the knobs of style.SETTINGS, and only it reads SSML beyond its marks.
     refuses: tuple[str, ...] = ()
+    ssml: tuple[str, ...] = PLAIN_HONOURS  # the SSML elements it honours; it drops the others
     # Other languages its engine gives it for, each with a priority (lower first): espeak-ng's
     # voice for a bare `en` is en-gb, `(en 2)`
     serves: tuple[tuple[str, int], ...] = ()
@@ -39,6 +43,7 @@ class Voice:
             "language": self.language,
             "engine": self.engine,
             "refuses": list(self.refuses),
+            "ssml": list(self.ssml),
         }
 
 
@@ -58,7 +63,8 @@ def _espeak_entries(listing: str) -> list[tuple[Voice, str]]:
         chosen = next((i for i in ids if i.lower() not in taken), ids[-1])
         taken.add(chosen.lower())
         serves = tuple((lang.lower(), int(p)) for lang, p in _ALSO.findall(" ".join(cols[5:])))
-        entries.append((Voice(chosen, name, language.lower(), "espeak", serves=serves), file))
+        voice = Voice(chosen, name, language.lower(), "espeak", ssml=ESPEAK_HONOURS, serves=serves)
+        entries.append((voice, file))
     return entries
 
 
@@ -100,11 +106,11 @@ def local_voices(synth: Synthesizer) -> list[Voice]:
     from playspeak.engines import EngineName
 
     piper = [
-        Voice(m.id, m.id.removeprefix("piper:"), m.language, "piper", PIPER_REFUSES)
+        Voice(m.id, m.id.removeprefix("piper:"), m.language, "piper", SETTINGS)
         for m in synth.piper_models.values()
     ]
     if synth.engine is EngineName.GENERATED:
-        generated = Voice("generated", "generated test voice", "", "generated")
+        generated = Voice("generated", "generated test voice", "", "generated", SETTINGS)
         return [*piper, generated]
     if synth.engine is EngineName.PIPER:
         return [*piper, *espeak_voices()]

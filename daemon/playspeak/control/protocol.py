@@ -43,9 +43,11 @@ class Speak:
     chime: bool | None = None  # None: as configured for its priority
     cache: bool | None = None  # False: not from (nor into) the phrase cache
     language: str | None = None  # passed to the service as the command's `language`
-    pitch: float | None = None  # -100..100; these three: the local voice's espeak-ng only
+    pitch: float | None = None  # -100..100; these four: the local voice's espeak-ng only
+    pitch_range: float | None = None  # -100..100
     punctuation: str | None = None  # none, some, most, all: spoken by name
     capitals: str | None = None  # none, spell, icon
+    ssml: bool | None = None  # the text is SSML (ssml.py)
     at: float | None = None  # Unix seconds: a scheduled start (schedule.py checks the clock)
 
 
@@ -230,8 +232,10 @@ def _speak(obj: dict[str, Any]) -> Speak:
         language=_language(obj),
         cache=_flag(obj, "cache"),
         pitch=_number_in(obj, "pitch", *PITCH),
+        pitch_range=_number_in(obj, "pitch_range", *PITCH),
         punctuation=_choice(obj, "punctuation", PUNCTUATION),
         capitals=_choice(obj, "capitals", CAPITALS),
+        ssml=_flag(obj, "ssml"),
         at=_number_in(obj, "at", 0, AT_MAX),
     )
 

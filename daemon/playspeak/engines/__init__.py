@@ -13,6 +13,7 @@ other voice by the default engine (`synth`), which maps it to one of its own voi
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import sys
 from collections.abc import Callable
@@ -21,6 +22,7 @@ from typing import Any, TypeVar
 import numpy as np
 import trio
 
+from playspeak import ssml
 from playspeak.engines import espeak, generated, piper
 from playspeak.errors import ConfigError
 from playspeak.style import Style
@@ -129,12 +131,19 @@ class Synthesizer:
 
     def refusal(self, voice: str, style: Style) -> str | None:
         """Why `voice` cannot speak in `style` (None: it can): only espeak-ng has a pitch,
-        punctuation and capitals to set."""
+        a pitch range, punctuation and capitals to set (style.SETTINGS)."""
         engine = self.engine_of(voice)
-        if engine is EngineName.ESPEAK or style == Style():
+        asked = style.unsettable()
+        if engine is EngineName.ESPEAK or not asked:
             return None
-        asked = ", ".join(style.params())
-        return f"the voice {voice!r} ({engine.value}) cannot set {asked}"
+        return f"the voice {voice!r} ({engine.value}) cannot set {', '.join(asked)}"
+
+    def readable(self, text: str, voice: str, style: Style) -> tuple[str, Style]:
+        """`text` and `style` as the engine of `voice` reads them: SSML is espeak-ng's alone,
+        the other engines get its words (ssml.PLAIN_HONOURS)."""
+        if not style.ssml or self.engine_of(voice) is EngineName.ESPEAK:
+            return text, style
+        return ssml.words(text), dataclasses.replace(style, ssml=False)
 
     async def stream(
         self, text: str, voice: str, speed: float, style: Style, sink: espeak.Sink

@@ -8,6 +8,7 @@ import struct
 import subprocess
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
+from xml.sax.saxutils import escape
 
 import numpy as np
 import trio
@@ -65,7 +66,8 @@ _CAPITALS = {"icon": "-k1", "spell": "-k2"}  # a click before a capital; the wor
 
 
 def style_args(style: Style) -> list[str]:
-    """espeak-ng's options for a style: pitch -100..100 → -p 0..99 (50 is its default)."""
+    """espeak-ng's options for a style: pitch -100..100 → -p 0..99 (50 is its default); SSML
+    markup (`-m`) for SSML text and for a pitch range, which only markup sets (espeak_text)."""
     args = []
     if style.pitch:
         args.append(f"-p{min(99, max(0, round(50 + style.pitch / 2)))}")
@@ -73,7 +75,21 @@ def style_args(style: Style) -> list[str]:
         args.append(_PUNCT[style.punctuation])
     if style.capitals in _CAPITALS:
         args.append(_CAPITALS[style.capitals])
+    if style.ssml or style.pitch_range:
+        args.append("-m")
     return args
+
+
+def espeak_text(text: str, style: Style | None) -> bytes:
+    """What espeak-ng reads on stdin for `text`: as it is; or as SSML (`-m`) when the text is
+    SSML (ssml.render wrote it) or a pitch range is set, -100..100 → `<prosody range>` 0..200 %
+    of the voice's own (espeak-ng has no option for it)."""
+    if style is None or not (style.ssml or style.pitch_range):
+        return text.encode()
+    inner = text.removeprefix("<speak>").removesuffix("</speak>") if style.ssml else escape(text)
+    if style.pitch_range:
+        inner = f'<prosody range="{100 + style.pitch_range}%">{inner}</prosody>'
+    return f"<speak>{inner}</speak>".encode()
 
 
 def _command(voice: str, speed: float, style: Style | None = None) -> list[str]:
@@ -124,7 +140,7 @@ async def espeak_pcm(
 ) -> tuple[np.ndarray, int]:
     """Run espeak-ng in a subprocess (cancellable); returns (int16 samples, sample rate)."""
     result = await trio.run_process(
-        _command(voice, speed, style), stdin=text.encode(), capture_stdout=True
+        _command(voice, speed, style), stdin=espeak_text(text, style), capture_stdout=True
     )
     return _parse_wav(result.stdout)
 
@@ -134,7 +150,10 @@ def espeak_pcm_blocking(
 ) -> tuple[np.ndarray, int]:
     """The same as espeak_pcm, blocking the calling thread (for use under a mock clock)."""
     result = subprocess.run(
-        _command(voice, speed, style), input=text.encode(), capture_output=True, check=True
+        _command(voice, speed, style),
+        input=espeak_text(text, style),
+        capture_output=True,
+        check=True,
     )
     return _parse_wav(result.stdout)
 
@@ -192,7 +211,7 @@ class EspeakSpares:
             if len(pcm := wav.feed(data)):
                 await sink(pcm, wav.rate)
 
-        await _speak_once(spare, text.encode(), decode)
+        await _speak_once(spare, espeak_text(text, style), decode)
         if wav.rate == 0:
             raise RuntimeError("espeak-ng did not write a WAV stream")
         return wav.rate

@@ -17,7 +17,6 @@ from playspeak.control.protocol import check_controls
 from playspeak.door.peers import Peer
 from playspeak.errors import ProtocolError
 from playspeak.events import Message
-from playspeak.marks import Segment
 from playspeak.speaker import Speaker
 from playspeak.speech import EventHub, QueueFull, Utterance
 from playspeak.ssip import settings as s
@@ -196,8 +195,10 @@ class SsipSession:
     def _message(self, text: str) -> Reply:
         """A SPEAK text, as sent (SSML in SSML mode): queued, or kept for its block."""
         spoken = self.settings.text_for(text)  # the snapshot below holds the same settings
-        if not spoken[0].strip():
+        if not spoken.words.strip():
             return Reply(227, "OK MESSAGE CANCELED")  # what Speech Dispatcher says to nothing
+        if spoken.problem:
+            log.warning("%s: SSML read as its words, tags dropped: %s", self, spoken.problem)
         try:
             check_controls(text)  # NULs and escape sequences are refused, as on the control socket
         except ProtocolError as e:
@@ -229,21 +230,24 @@ class SsipSession:
         # Notifications count as they were when the message was sent (ssip.texi).
         return dataclasses.replace(self.settings, notifications=set(self.settings.notifications))
 
-    def _utterance(
-        self, spoken: tuple[str, tuple[Segment, ...]], settings: s.Settings, msg_id: int
-    ) -> Utterance:
+    def _utterance(self, spoken: s.Spoken, settings: s.Settings, msg_id: int) -> Utterance:
         """The message's utterance from its `Settings.text_for`, built as the control
         protocol's `speak` builds one."""
-        text, segments = spoken
         request = SpeechRequest(
-            text=text,
-            segments=segments,
+            text=spoken.text,
+            segments=spoken.segments,
             voice=settings.synthesis_voice,
             speed_factor=settings.speed,
             language=settings.language if settings.language_chosen else None,
             priority=settings.priority,
             gain=settings.gain,
-            style=Style(settings.pitch, settings.punctuation, settings.cap_let_recogn),
+            style=Style(
+                settings.pitch,
+                settings.punctuation,
+                settings.cap_let_recogn,
+                settings.pitch_range,
+                ssml=spoken.ssml,
+            ),
         )
         owner = MessageEvents(self, msg_id, frozenset(settings.notifications))
         try:

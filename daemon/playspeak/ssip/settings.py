@@ -2,10 +2,11 @@
 
 RATE (-100..100) becomes the request's speed 2**(rate/100) (0.5..2); VOLUME (-100..100) the
 utterance's gain (volume+100)/200, so Speech Dispatcher's default of 100 is full volume;
-SYNTHESIS_VOICE is passed through as the PlayAI voice, and a LANGUAGE the client set as the
-command's `language` (the factory default "en" is not sent). PITCH, VOICE_TYPE,
-PUNCTUATION and the like are kept and answered (clients check the reply) but PlayAI has no
-knob for them.
+SYNTHESIS_VOICE is passed through as the voice, and a LANGUAGE the client set as the
+command's `language` (the factory default "en" is not sent). PITCH, PITCH_RANGE, PUNCTUATION
+and CAP_LET_RECOGN become the utterance's Style (style.py); SSML_MODE reads a message as SSML
+(ssml.py). VOICE_TYPE, PAUSE_CONTEXT and the like are kept and answered (clients check the
+reply) without effect on the sound.
 """
 
 from __future__ import annotations
@@ -14,7 +15,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from playspeak.marks import Segment, joined, plain, split_marks
+from playspeak import ssml
+from playspeak.marks import Segment, plain
 from playspeak.ssip.protocol import (
     NOTIFICATION_TYPES,
     Reply,
@@ -70,18 +72,34 @@ class Settings:
         """The utterance gain for VOLUME: 0 at -100, 1 at 100."""
         return (self.volume + 100) / 200
 
-    def text_for(self, text: str) -> tuple[str, tuple[Segment, ...]]:
-        """What to say for a SPEAK text, and in SSML mode its segments at index marks (()
-        without marks): SSML tags dropped in SSML mode, letters spelled."""
+    def text_for(self, text: str) -> Spoken:
+        """What to say for a SPEAK text, letters spelled: in SSML mode the SSML made safe and
+        its segments at index marks; SSML that cannot be read as its words, and why."""
         if not self.ssml_mode:
-            return self._spelled(text), ()
-        segments = tuple(
-            Segment(s.marks, self._spelled(s.text)) for s in split_marks(text, ssml=True)
-        )
-        return (joined(segments), segments) if segments else (self._spelled(plain(text)), ())
+            spelled = self._spelled(text)
+            return Spoken(spelled, words=spelled)
+        try:
+            tokens = ssml.parse(text, self._spelled)
+            whole, segments = ssml.spoken(tokens)
+        except ssml.SsmlError as e:
+            # a screen reader cannot mend its markup: better its words than silence
+            words = self._spelled(plain(text))
+            return Spoken(words, words=words, problem=str(e))
+        return Spoken(whole, segments, ssml=True, words=ssml.words_of(tokens))
 
     def _spelled(self, text: str) -> str:
         return " ".join(ch for ch in text if not ch.isspace()) if self.spelling else text
+
+
+@dataclass(frozen=True)
+class Spoken:
+    """A message's text as the utterance takes it (`Settings.text_for`)."""
+
+    text: str  # SSML when `ssml`
+    segments: tuple[Segment, ...] = ()  # at its index marks; () without marks
+    ssml: bool = False
+    words: str = ""  # what it says ("": nothing)
+    problem: str = ""  # why SSML was read as its words, tags dropped
 
 
 # ---- value parsers ---------------------------------------------------------------------------
