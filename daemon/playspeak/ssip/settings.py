@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from playspeak.marks import Segment, joined, plain, split_marks
+from playspeak.priority_names import PRIORITIES
 from playspeak.ssip.protocol import (
     NOTIFICATION_TYPES,
     Reply,
@@ -23,7 +24,6 @@ from playspeak.ssip.protocol import (
     missing_parameter,
 )
 
-PRIORITIES = ("important", "message", "text", "notification", "progress")
 VOICE_TYPES = (
     "MALE1",
     "MALE2",
