@@ -407,3 +407,40 @@ def test_version_prints_the_installed_package_version() -> None:
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == f"playspeak {version('playspeak')}"
+
+
+def test_every_verb_of_the_grammar_has_its_action_and_no_action_lacks_a_verb() -> None:
+    from playspeak import cli
+    from playspeak.cli_parser import build_parser
+
+    (sub,) = [a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction)]
+    assert set(sub.choices) == set(cli._actions())
+
+
+def source_imports(module: str) -> set[str]:
+    """The playspeak modules `module`'s source names in any import (lazy ones too)."""
+    import ast
+    import importlib.util
+
+    spec = importlib.util.find_spec(module)
+    assert spec is not None and spec.origin is not None
+    tree = ast.parse(Path(spec.origin).read_text())
+    names = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module:
+            names |= {node.module, *(f"{node.module}.{a.name}" for a in node.names)}
+        elif isinstance(node, ast.Import):
+            names |= {a.name for a in node.names}
+    return {n for n in names if n.startswith("playspeak")}
+
+
+@pytest.mark.parametrize(
+    ("module", "must_not_import"),
+    [
+        ("playspeak.cli_parser", "playspeak.cli"),  # the grammar is handed its actions
+        ("playspeak.cli_daemon", "playspeak.cli"),  # exit codes live in cli_exit
+        ("playspeak.mqtt.topics", "playspeak.config"),  # takes the [mqtt] values, not the section
+    ],
+)
+def test_no_import_circle(module: str, must_not_import: str) -> None:
+    assert must_not_import not in source_imports(module)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from playspeak.cli import EXIT_CONFIG
+from playspeak.cli_exit import EXIT_CONFIG
 from playspeak.systemd import CONTROL_FD_NAME
 
 REPO = Path(__file__).resolve().parent.parent

@@ -10,8 +10,11 @@ from __future__ import annotations
 # tests/test_cli_imports.py guards this.
 import sys
 
+from playspeak.cli_exit import EXIT_CONFIG, EXIT_FAILED
+from playspeak.cli_exit import fail as _fail
 from playspeak.client import BlockingClient, ClientError
 from playspeak.errors import AudioDeviceError, ConfigError
+from playspeak.priority_names import PRIORITIES
 
 TYPE_CHECKING = False  # not typing's: importing typing alone takes ~4 ms
 if TYPE_CHECKING:
@@ -19,20 +22,11 @@ if TYPE_CHECKING:
     from collections.abc import Callable
     from typing import Any
 
-EXIT_FAILED, EXIT_CONFIG = 1, 2
-
 
 def _json(value: object, indent: int | None = None) -> str:
     import json  # what a verb prints comes after its command went out
 
     return json.dumps(value, indent=indent)
-
-
-def _fail(message: str, code: int = EXIT_FAILED) -> int:
-    """Each line of `message` on stderr (a configuration may have several errors)."""
-    for line in message.splitlines() or [""]:
-        print(f"playspeak: {line}", file=sys.stderr)
-    return code
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -90,9 +84,6 @@ def _say_call(args: argparse.Namespace) -> dict[str, Any]:
         "wait": args.wait,
         **{name: getattr(args, name) for name in SAY_FIELDS},
     }
-
-
-PRIORITIES = ("important", "message", "text", "notification", "progress")
 
 
 def _priority(value: str) -> str:
@@ -301,5 +292,26 @@ def _dispatch(argv: list[str]) -> int:
     from playspeak.cli_parser import build_parser
 
     verb = argv[0] if argv and not argv[0].startswith("-") else None
-    args = build_parser(only=verb).parse_args(argv)
+    args = build_parser(only=verb, actions=_actions()).parse_args(argv)
     return args.func(args)
+
+
+def _actions() -> dict[str, Callable[[argparse.Namespace], int]]:
+    """What each verb of cli_parser's grammar does."""
+    plain = ("stop", "skip", "pause", "resume", "ping", "status")
+    return {
+        "run": cmd_run,
+        "check-config": cmd_check_config,
+        "demo": cmd_demo,
+        "say": cmd_say,
+        **{name: request_verb(name) for name in plain},
+        "voices": cmd_voices,
+        "cancel": request_verb(
+            "cancel", id=lambda a: a.id, scope=lambda a: "self" if a.mine else None
+        ),
+        "volume": request_verb("volume", level=lambda a: a.level),
+        "watch": cmd_watch,
+        "cache": cmd_cache,
+        "devices": cmd_devices,
+        "serve-local": cmd_serve_local,
+    }

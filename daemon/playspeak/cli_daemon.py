@@ -19,7 +19,8 @@ from typing import Any
 import trio
 
 from playspeak.audio.priority import raise_priority
-from playspeak.cli import EXIT_CONFIG, EXIT_FAILED, _fail
+from playspeak.cli_exit import EXIT_CONFIG, EXIT_FAILED
+from playspeak.cli_exit import fail as _fail
 from playspeak.client import Client
 from playspeak.config import Config, load_config
 from playspeak.errors import AudioDeviceError, ConfigError, PlayspeakError, leaves

@@ -1,15 +1,15 @@
 """The command line's grammar (argparse), built when a verb needs it: a script's `playspeak
 say` (cli._read_say) sends its line without it (argparse brings re and enum: ~6 ms before the
-line goes out)."""
+line goes out). It knows the words, not what they do: cli.py hands in each verb's action."""
 
 from __future__ import annotations
 
 import argparse
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
-from playspeak import cli
+from playspeak.priority_names import PRIORITIES
 
 TYPE_CHECKING = False  # not typing's: importing typing alone takes ~4 ms
 if TYPE_CHECKING:
@@ -63,11 +63,21 @@ class _Version(argparse.Action):
         parser.exit()
 
 
-def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+Action = Callable[[argparse.Namespace], int]
+DESCRIPTION = (
+    "The `playspeak` command: run the daemon, talk to it, or run the local PlayAI-compatible "
+    "server."
+)
+
+
+def build_parser(
+    only: str | None = None, actions: Mapping[str, Action] | None = None
+) -> argparse.ArgumentParser:
     """The whole command line; with `only`, the top level and that verb alone (the whole one
-    when there is no such verb, so that the error lists them)."""
+    when there is no such verb, so that the error lists them). Each verb's `func` is its entry
+    in `actions` (None without: for completion and help)."""
     parser = argparse.ArgumentParser(
-        prog="playspeak", description=cli.__doc__, formatter_class=_Formatter
+        prog="playspeak", description=DESCRIPTION, formatter_class=_Formatter
     )
     parser.add_argument(
         "--version",
@@ -78,13 +88,11 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    def add(
-        name: str, func: Callable[[argparse.Namespace], int], help: str, socket: bool = True
-    ) -> Any:  # an ArgumentParser, or an _Unbuilt one
+    def add(name: str, help: str, socket: bool = True) -> Any:  # an ArgumentParser, or _Unbuilt
         if only is not None and name != only:
             return _Unbuilt()
         p = sub.add_parser(name, help=help, description=help, formatter_class=_Formatter)
-        p.set_defaults(func=func)
+        p.set_defaults(func=(actions or {}).get(name))
         if socket:
             p.add_argument(
                 "--socket",
@@ -93,14 +101,10 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
             )
         return p
 
-    run = add("run", cli.cmd_run, "run the daemon")
+    run = add("run", "run the daemon")
     for p in (
         run,
-        add(
-            "check-config",
-            cli.cmd_check_config,
-            "validate and print the effective configuration (secrets redacted)",
-        ),
+        add("check-config", "validate and print the effective configuration (secrets redacted)"),
     ):
         p.add_argument(
             "--config",
@@ -109,7 +113,7 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
         )
         p.add_argument("--device", help="output device: name, index or wav:PATH")
         p.add_argument("--log-level", choices=("debug", "info", "warning", "error"))
-    demo = add("demo", cli.cmd_demo, "start the daemon, speak a greeting, stop", socket=False)
+    demo = add("demo", "start the daemon, speak a greeting, stop", socket=False)
     demo.add_argument("--config")
     demo.add_argument("--device")
     demo.add_argument("--log-level", choices=("debug", "info", "warning", "error"))
@@ -120,7 +124,7 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     )
     demo.add_argument("text", nargs="?", help="what to say")
 
-    say = add("say", cli.cmd_say, "speak text (arguments, or standard input)")
+    say = add("say", "speak text (arguments, or standard input)")
     say.add_argument("text", nargs="*")
     say.add_argument(
         "--wait",
@@ -130,7 +134,7 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     say.add_argument("--voice")
     say.add_argument("--speed", type=float)
     say.add_argument("--model")
-    say.add_argument("--priority", choices=cli.PRIORITIES)
+    say.add_argument("--priority", choices=PRIORITIES)
     say.add_argument("--volume", type=float, help="0–100 for this utterance")
     say.add_argument("--id", help="your id for this utterance")
     say.add_argument(
@@ -154,36 +158,28 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
         ("ping", "check the daemon answers"),
         ("status", "show the state"),
     ):
-        add(name, cli.request_verb(name), help)
-    add("voices", cli.cmd_voices, "list the voices a speak may name (--voice ID)")
-    cancel = add(
-        "cancel",
-        cli.request_verb("cancel", id=lambda a: a.id, scope=lambda a: "self" if a.mine else None),
-        "cancel an utterance by id, or all",
-    )
+        add(name, help)
+    add("voices", "list the voices a speak may name (--voice ID)")
+    cancel = add("cancel", "cancel an utterance by id, or all")
     cancel.add_argument("--id")
     cancel.add_argument("--mine", action="store_true", help=argparse.SUPPRESS)
-    volume = add(
-        "volume", cli.request_verb("volume", level=lambda a: a.level), "get or set the volume"
-    )
+    volume = add("volume", "get or set the volume")
     volume.add_argument("level", nargs="?", type=float, help="0–100")
-    add("watch", cli.cmd_watch, "print every utterance's events")
+    add("watch", "print every utterance's events")
     cache = add(
         "cache",
-        cli.cmd_cache,
         "the phrase cache: stats, clear, or warm FILE (one phrase a line, fetched ahead)",
     )
     cache.add_argument("action", choices=("stats", "clear", "warm"))
     cache.add_argument("file", nargs="?", help="warm: the phrases, one a line (- for stdin)")
     cache.add_argument("--voice", help="warm: the voice (default: the configured one)")
-    add("devices", cli.cmd_devices, "list output devices", socket=False)
+    add("devices", "list output devices", socket=False)
     serve = add(
         "serve-local",
-        cli.cmd_serve_local,
         "run the local PlayAI-compatible server (see serve-local --help)",
         socket=False,
     )
     serve.add_argument("rest", nargs=argparse.REMAINDER)
     if only is not None and only not in sub.choices:
-        return build_parser()
+        return build_parser(actions=actions)
     return parser

@@ -156,7 +156,8 @@ def _check_together(config: Config, text: str, errors: list[str]) -> None:
     from playspeak.mqtt.topics import check_config as check_mqtt  # light: no paho
 
     try:
-        check_mqtt(config.mqtt)
+        mqtt = config.mqtt
+        check_mqtt(mqtt.broker, mqtt.topic_prefix, mqtt.node, mqtt.groups)
         if config.mqtt.broker and config.mqtt.password_file:
             read_secret_file(config.mqtt.password_file, "mqtt.password_file")
     except ConfigError as e:

@@ -11,6 +11,7 @@ from typing import Any
 from playspeak.config.schema import DEVICE, LATENCY, OCTAL, Entry, entries_of, setting
 from playspeak.errors import ConfigError
 from playspeak.limits import SPEED, TEMPERATURE
+from playspeak.priority_names import PRIORITIES
 from playspeak.sockdir import ENV_SOCKET, default_socket_path
 
 DEFAULT_API_URL = "https://api.play.ai"
@@ -19,7 +20,6 @@ DEFAULT_VOICE = (
 )
 MODELS = ("Play3.0-mini", "PlayDialog", "PlayDialogMultilingual", "PlayDialogArabic")
 OUTPUT_FORMATS = ("mp3", "wav", "raw", "mulaw", "ogg", "flac")
-PRIORITIES = ("important", "message", "text", "notification", "progress")
 LOG_LEVELS = ("debug", "info", "warning", "error")
 EMBEDDED_MODES = ("voice", "server")  # [local_server] embedded
 SYNTH_MODES = ("auto", "espeak", "generated", "piper")  # [local_server] synth

@@ -52,17 +52,16 @@ from playspeak.mqtt.topics import (
     ONLINE,
     Broker,
     Deduper,
-    Topics,
     claimed_by,
     discovery_claim,
     discovery_id,
     group_start,
-    node_name,
     retained_configs,
     scheduled,
     state_of,
     to_line,
     too_old,
+    topics_for,
 )
 
 log = logging.getLogger(__name__)
@@ -161,7 +160,7 @@ class MqttBridge:
     ) -> None:
         self.config = config
         self.broker = Broker.parse(config.broker)
-        self.topics = Topics(config.topic_prefix, node_name(config), tuple(config.groups))
+        self.topics = topics_for(config.topic_prefix, config.node, config.groups)
         self.handler = handler
         self._status = status
         self._version = version

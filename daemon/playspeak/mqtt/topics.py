@@ -14,16 +14,14 @@ import json
 import re
 import socket
 from collections import OrderedDict
+from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import urlsplit
 
 from playspeak.errors import BadJsonError, ConfigError, ProtocolError
 from playspeak.jsonguard import NESTED, load_json
-
-if TYPE_CHECKING:
-    from playspeak.config import MqttConfig
 
 ONLINE, OFFLINE = b"online", b"offline"
 RESERVED_NODES = ("group", "all")  # they name the shared topics
@@ -77,10 +75,6 @@ class Broker:
         return cls(parts.hostname, port, tls)
 
 
-def node_name(config: MqttConfig) -> str:
-    return config.node or socket.gethostname().split(".")[0]
-
-
 def discovery_id(node: str) -> str:
     """The node's id in Home Assistant's discovery topics and unique ids, which take only
     ``[A-Za-z0-9_-]``: a node name's dots become underscores (``living.room`` →
@@ -92,11 +86,17 @@ def discovery_id(node: str) -> str:
     return uid
 
 
-def check_config(config: MqttConfig) -> None:
+def check_config(broker: str, prefix: str, node: str, groups: Iterable[str]) -> None:
     """ConfigError naming the first thing wrong in a configured [mqtt] section."""
-    if config.broker:
-        Broker.parse(config.broker)
-        Topics(config.topic_prefix, node_name(config), tuple(config.groups))
+    if broker:
+        Broker.parse(broker)
+        topics_for(prefix, node, groups)
+
+
+def topics_for(prefix: str, node: str, groups: Iterable[str]) -> Topics:
+    """The topics of the node that [mqtt] configures: its prefix, its name (empty: the host's)
+    and its groups."""
+    return Topics(prefix, node or socket.gethostname().split(".")[0], tuple(groups))
 
 
 @dataclass(frozen=True)

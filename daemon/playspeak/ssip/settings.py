@@ -17,6 +17,7 @@ from typing import Any
 
 from playspeak import ssml
 from playspeak.marks import Segment, plain
+from playspeak.priority_names import PRIORITIES
 from playspeak.ssip.protocol import (
     NOTIFICATION_TYPES,
     Reply,
@@ -25,7 +26,6 @@ from playspeak.ssip.protocol import (
     missing_parameter,
 )
 
-PRIORITIES = ("important", "message", "text", "notification", "progress")
 VOICE_TYPES = (
     "MALE1",
     "MALE2",
