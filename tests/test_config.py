@@ -1,11 +1,12 @@
 """Configuration: defaults, the example file, environment overrides and every error path."""
 
 import os
+import pwd
 from pathlib import Path
 
 import pytest
 
-from playspeak.config import Config, load_config
+from playspeak.config import Config, default_config_paths, load_config
 from playspeak.errors import ConfigError
 
 EXAMPLE = Path(__file__).parent.parent / "config" / "playspeak.toml"
@@ -46,6 +47,19 @@ def test_environment_overrides(tmp_path: Path) -> None:
 def test_playspeak_config_names_the_file(tmp_path: Path) -> None:
     path = write(tmp_path, '[log]\nlevel = "debug"\n')
     assert load_config(env={"PLAYSPEAK_CONFIG": str(path)}).log.level == "debug"
+
+
+def test_a_user_without_a_home_gets_the_system_file(monkeypatch: pytest.MonkeyPatch) -> None:
+    # systemd's DynamicUser= sets no $HOME, and without libnss-systemd (Debian's default) the
+    # passwd database does not know the uid. Faked, because making such a uid needs root.
+    def unknown(uid: int) -> pwd.struct_passwd:
+        raise KeyError(f"getpwuid(): uid not found: {uid}")
+
+    for name in ("HOME", "XDG_CONFIG_HOME", "PLAYSPEAK_CONFIG"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr(pwd, "getpwuid", unknown)
+    assert default_config_paths() == [Path("/etc/playspeak/playspeak.toml")]
+    assert isinstance(load_config(), Config)
 
 
 def test_key_file_must_be_private(tmp_path: Path) -> None:

@@ -31,8 +31,16 @@ from playspeak.errors import ConfigError
 
 def default_config_paths() -> list[Path]:
     """Where `playspeak run` looks for a configuration file, first match wins."""
-    xdg = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
-    return [Path(xdg) / "playspeak" / "playspeak.toml", Path("/etc/playspeak/playspeak.toml")]
+    system = Path("/etc/playspeak/playspeak.toml")
+    xdg = os.environ.get("XDG_CONFIG_HOME")
+    if not xdg:
+        try:
+            xdg = str(Path.home() / ".config")
+        except RuntimeError:
+            # No $HOME and a uid the passwd database does not know: systemd's DynamicUser=
+            # where libnss-systemd is not installed (Debian's default). Only the system file.
+            return [system]
+    return [Path(xdg) / "playspeak" / "playspeak.toml", system]
 
 
 def _line_of(text: str, section: str, key: str) -> int | None:
