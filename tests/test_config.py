@@ -81,6 +81,16 @@ def test_systemd_credentials(tmp_path: Path) -> None:
     assert config.api.api_key == "cred-key"
 
 
+def test_a_credentials_directory_that_cannot_be_looked_in_is_a_config_error(
+    tmp_path: Path,
+) -> None:
+    # as root no mode keeps a directory shut: a name too long for the kernel fails as well
+    # (ENAMETOOLONG), on the same path as EACCES does for the service's user
+    creds = tmp_path / ("x" * 300)
+    with pytest.raises(ConfigError, match="systemd credential .*: File name too long"):
+        load_config(EXAMPLE, env={"CREDENTIALS_DIRECTORY": str(creds), "PLAYAI_USER_ID": "u"})
+
+
 def test_secrets_are_redacted_in_the_printed_configuration() -> None:
     config = load_config(EXAMPLE, env={"PLAYAI_API_KEY": "k-123", "PLAYAI_USER_ID": "user-9"})
     text = repr(config) + repr(config.redacted())

@@ -144,9 +144,12 @@ def credential_api_key(env: Mapping[str, str]) -> str:
     ConfigError when the file cannot be read."""
     creds_dir = env.get("CREDENTIALS_DIRECTORY")
     credential = Path(creds_dir) / CREDENTIAL_API_KEY if creds_dir else None
-    if credential is None or not credential.exists():
-        return ""
     where = f"systemd credential {credential}"
+    try:
+        if credential is None or not credential.exists():
+            return ""
+    except OSError as e:  # e.g. a directory the daemon's user may not enter
+        raise ConfigError(f"{where}: {e.strerror or e}") from None
     return read_text_file(credential, where, "the secret", MAX_SECRET_BYTES).strip()
 
 
