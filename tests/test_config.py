@@ -87,7 +87,7 @@ def test_a_credentials_directory_that_cannot_be_looked_in_is_a_config_error(
     # as root no mode keeps a directory shut: a name too long for the kernel fails as well
     # (ENAMETOOLONG), on the same path as EACCES does for the service's user
     creds = tmp_path / ("x" * 300)
-    with pytest.raises(ConfigError, match="systemd credential .*: File name too long"):
+    with pytest.raises(ConfigError, match=r"systemd credential .*: File name too long"):
         load_config(EXAMPLE, env={"CREDENTIALS_DIRECTORY": str(creds), "PLAYAI_USER_ID": "u"})
 
 
