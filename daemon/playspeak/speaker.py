@@ -24,6 +24,7 @@ from playspeak.audio.silence import UtteranceStart
 from playspeak.cache.replies import AnyReply
 from playspeak.chime import load_chime
 from playspeak.errors import AudioDeviceError, DecodeError, LinkError, ReplyTooLong
+from playspeak.health import DeviceHealth
 from playspeak.playai.link import LinkPool, Reply
 from playspeak.priorities import admit
 from playspeak.schedule import to_monotonic
@@ -63,6 +64,8 @@ class AudioSink(Protocol):
     def losses(self) -> int: ...  # times the device was lost (audio/output.py); a file: 0
     @property
     def stats(self) -> dict[str, Any]: ...  # for `status`: the device, underruns, …
+    @property
+    def health(self) -> DeviceHealth: ...  # for systemd: open, lost…
 
     @property
     def prefill_seconds(self) -> float: ...  # taken from the buffer at once on starting
@@ -303,8 +306,12 @@ class Speaker:
     def _audible(self) -> list[Job]:
         return [j for j in self.jobs if j.start_pos is not None][:1]
 
+    def speaking(self) -> Utterance | None:
+        """The utterance being heard now (its first frame is written), if any."""
+        return next((j.utterance for j in self.jobs if j.start_pos is not None), None)
+
     def status(self) -> dict[str, Any]:
-        now = next((j.utterance for j in self.jobs if j.start_pos is not None), None)
+        now = self.speaking()
         return {
             "speaking": {"id": now.id, "text": now.text[:200]} if now else None,
             "paused": self.paused,
