@@ -25,6 +25,7 @@ from playspeak.cache.replies import AnyReply
 from playspeak.chime import load_chime
 from playspeak.errors import AudioDeviceError, DecodeError, LinkError, ReplyTooLong
 from playspeak.health import DeviceHealth
+from playspeak.lifecycle import UtteranceState
 from playspeak.playai.link import LinkPool, Reply
 from playspeak.priorities import admit
 from playspeak.schedule import to_monotonic
@@ -409,7 +410,7 @@ class Speaker:
         except AudioDeviceError as e:
             if job.reply is not None:
                 job.reply.discard()
-            if u.state != "speaking" and not u.ended:
+            if u.state is not UtteranceState.SPEAKING and not u.ended:
                 # nothing of it was heard (e.g. the sound server went away while the daemon
                 # was idle): it waits for the device like the rest of the queue
                 log.info("utterance %s: %s; it waits for the audio device", u.id, e)
@@ -696,7 +697,7 @@ class Speaker:
     def _respeak_unheard(self) -> None:
         """The device was lost: every job none of whose audio was heard is asked for again
         (the queue keeps their order), and waits for the device."""
-        for job in [j for j in self.jobs if j.utterance.state != "speaking"]:
+        for job in [j for j in self.jobs if j.utterance.state is not UtteranceState.SPEAKING]:
             self._respeak(job)
 
     def _respeak(self, job: Job) -> None:
