@@ -17,7 +17,9 @@ until shortly before they expire (playai/urls.py); the link connects on the firs
 at start with `warm_up`) and closes itself after `idle_close` seconds with nothing asked
 (state "idle"); every reconnect after a failure waits a jittered, doubling delay, and at least
 the Retry-After of a 429 (only a stall's first reconnect is at once: the stall timeout has
-already spaced it).
+already spaced it). Those decisions (what follows a failed attempt or a close, when to
+renew) are linkstate.Supervision's and linkstate.renewal_time's, free of I/O; this module
+moves the bytes and keeps the timers.
 
 Replies are matched by request id. A start/end/error frame naming an unknown id is ignored; one
 with a null id belongs to the reply being streamed only if that reply's own start came with a
@@ -53,7 +55,17 @@ from playspeak.errors import AuthError, BadJsonError, LinkError, leaves
 from playspeak.health import LinkHealth
 from playspeak.log import redact, register_secret
 from playspeak.playai.auth import CredentialsRefused, RateLimited
-from playspeak.playai.linkstate import CLOSED_BY_US, CloseKind, CloseReason, LinkState
+from playspeak.playai.linkstate import (
+    CLOSED_BY_US,
+    AfterClose,
+    CloseKind,
+    CloseReason,
+    Failure,
+    LinkState,
+    Retry,
+    Supervision,
+    renewal_time,
+)
 from playspeak.playai.urls import UrlCache
 from playspeak.playai.wire import (
     Action,
@@ -330,7 +342,11 @@ class Link:
         reply: no utterance is cut at the hour mark."""
         task_status.started()
         s = self.settings
-        backoff = Backoff(s.backoff_initial, s.backoff_max)
+        plan = Supervision(
+            Backoff(s.backoff_initial, s.backoff_max),
+            lazy=self._lazy,
+            stable_after=STABLE_CONNECTION,
+        )
         wait = 0.0
         if s.warm_up:
             self._demand.set()
@@ -354,26 +370,21 @@ class Link:
                     self._refuse(str(e))
                     continue
                 except RateLimited as e:
-                    self._note_failure(LinkState.RECONNECTING, str(e))
-                    wait = max(backoff.next(), e.retry_after or 0.0)
+                    wait = self._retry(plan.failed(Failure.RATE_LIMITED, e.retry_after), str(e))
                 except CredentialsRefused as e:
-                    self._note_failure(LinkState.AUTH_FAILED, str(e))
+                    wait = self._retry(plan.failed(Failure.CREDENTIALS), str(e))
                     self._credentials_refused = self.last_error
                     self._wake()
-                    wait = backoff.next()
                 except AuthError as e:
-                    self._note_failure(LinkState.AUTH_FAILED, str(e))
-                    wait = backoff.next()
+                    wait = self._retry(plan.failed(Failure.AUTH), str(e))
                 except LinkError as e:  # unreachable, or a bad answer: already says which
-                    self._note_failure(LinkState.RECONNECTING, str(e))
-                    wait = backoff.next()
+                    wait = self._retry(plan.failed(Failure.UNREACHABLE), str(e))
                 except _CONNECT_ERRORS as e:
-                    self._note_failure(LinkState.RECONNECTING, self._describe(e))
-                    wait = backoff.next()
+                    wait = self._retry(plan.failed(Failure.UNREACHABLE), self._describe(e))
                 except Exception as e:  # a supervisor: a bug here must not end the daemon
                     log.exception("model %s: unexpected error while connecting", s.model)
-                    self._note_failure(LinkState.RECONNECTING, f"{type(e).__name__}: {e}")
-                    wait = backoff.next()
+                    failure = f"{type(e).__name__}: {e}"
+                    wait = self._retry(plan.failed(Failure.UNREACHABLE), failure)
                 else:
                     self._credentials_refused = ""
                     old, self._restart_now = self._conn, False
@@ -383,31 +394,31 @@ class Link:
                     if await self._serve_until_renewal(conn):
                         self.renewals += 1
                         continue
-                    if trio.current_time() - conn.opened >= STABLE_CONNECTION:
-                        backoff.reset()
-                    if self._restart_now:
-                        continue  # dropped on purpose (an unwanted reply): reopen at once
                     closed = conn.reason
-                    if closed.kind is CloseKind.IDLE or (
-                        self._lazy and conn.quiet and not closed.given_up
-                    ):
-                        # Closed with nothing asked (by us, or by the service's idle timeout):
-                        # not a failure; the next request opens a new one (or one waiting
-                        # already: it asked while this one was closing). One we gave up on
-                        # (no pong) is a failure: reconnected, so that status tells.
+                    step = plan.closed(
+                        closed,
+                        lived=trio.current_time() - conn.opened,
+                        quiet=conn.quiet,
+                        restarted=self._restart_now,
+                    )
+                    if step is AfterClose.REOPEN:
+                        continue
+                    if step is AfterClose.IDLE:
+                        # The next request opens a new one (or one waiting already: it asked
+                        # while this one was closing).
                         self._demand = trio.Event()
                         if self._waiting:
                             self._demand.set()
                         self.state = LinkState.IDLE
                         log.info("model %s: connection closed while idle", s.model)
                         continue
-                    if closed.kind is CloseKind.STALLED:
-                        # Its replies are asked again at once: the stall timeout already
-                        # spaced this reconnect (a failure to reach it again backs off).
+                    if step is AfterClose.AFTER_STALL:
+                        # Its replies are asked again at once (a failure to reach it again
+                        # backs off).
                         self._after_stall = True
                         continue
                     self._note_failure(LinkState.RECONNECTING, f"connection closed ({closed.text})")
-                    wait = backoff.next()
+                    wait = plan.retry_wait()
 
     @property
     def _lazy(self) -> bool:
@@ -426,13 +437,14 @@ class Link:
     async def _serve_until_renewal(self, conn: _Connection) -> bool:
         """Wait while `conn` serves; True when it is time to open its successor."""
         s = self.settings
-        lifetime = s.max_age
-        left = self.urls.expires_in()  # the service's own word about its URL
-        if left is not None:
-            left += trio.current_time() - conn.opened
-            if left > 0:
-                lifetime = min(lifetime, max(left, MIN_RENEWAL_LIFETIME))
-        renew_at = conn.opened + lifetime - min(s.renew_margin, lifetime / 4)
+        renew_at = renewal_time(
+            conn.opened,
+            max_age=s.max_age,
+            renew_margin=s.renew_margin,
+            url_left=self.urls.expires_in(),  # the service's own word about its URL
+            now=trio.current_time(),
+            min_lifetime=MIN_RENEWAL_LIFETIME,
+        )
         with trio.move_on_at(renew_at):
             await conn.closed.wait()
             return False
@@ -467,6 +479,11 @@ class Link:
             if cause is not None:
                 return f"cannot reach the websocket: {type(cause).__name__}: {redact(str(cause))}"
         return f"{type(error).__name__}: {error}"
+
+    def _retry(self, retry: Retry, message: str) -> float:
+        """Report a failed attempt as `retry` says; returns its wait."""
+        self._note_failure(retry.state, message)
+        return retry.wait
 
     def _note_failure(self, state: LinkState, message: str) -> None:
         """Log a failure once at warning; its repeats (each retry) only at debug."""
