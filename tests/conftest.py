@@ -14,6 +14,7 @@ import trio.testing
 
 from playspeak.audio.priority import raise_priority
 from playspeak.config import AudioConfig
+from playspeak.speech import EventHub
 
 from soundcard import PulseNullSink, Recorder, SoundCardError
 
@@ -35,6 +36,7 @@ def pytest_configure(config: pytest.Config) -> None:
     # took 6 s instead of 2.4 s) and each daemon the tests start compiled its package. Popped
     # here, in the controller, the workers and children start without it.
     sys.dont_write_bytecode = False
+    EventHub.strict = True  # an utterance event out of order fails the test (lifecycle.py)
     if "PYTHONDONTWRITEBYTECODE" in os.environ:
         _saved_env["PYTHONDONTWRITEBYTECODE"] = os.environ.pop("PYTHONDONTWRITEBYTECODE")
     if getattr(config.option, "numprocesses", None) and "PYTEST_XDIST_WORKER" not in os.environ:

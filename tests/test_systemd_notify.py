@@ -3,6 +3,7 @@ STATUS= from the daemon's state, sd_notify datagrams, and the notifier's timing 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -17,6 +18,9 @@ import trio
 import trio.testing
 
 from playspeak import systemd
+from playspeak.audio.devicestate import DeviceState
+from playspeak.health import DeviceHealth, Health, LinkHealth
+from playspeak.playai.linkstate import LinkState
 from playspeak.systemd import Notifier, describe, fd_order, watchdog_interval
 
 
@@ -131,56 +135,78 @@ def test_watchdog_interval(env: dict[str, str], interval: float | None) -> None:
 # ---- STATUS= -------------------------------------------------------------------------------------
 
 
-def state(**changes: Any) -> dict[str, Any]:
-    """A Daemon.status() as the daemon reports it: idle, link connected, device running."""
-    base: dict[str, Any] = {
-        "speaking": None,
-        "paused": False,
-        "in_flight": [],
-        "queue": [],
-        "links": [{"model": "Play3.0-mini", "state": "connected", "last_error": ""}],
-        "device": {"device": "pulse", "running": True, "state": "open", "error": ""},
-    }
-    return {**base, **changes}
+CONNECTED = (LinkHealth(LinkState.CONNECTED, "", "Play3.0-mini"),)
+
+
+def state(**changes: Any) -> Health:
+    """The daemon's snapshot for systemd (Daemon.health()): idle, link connected, device open."""
+    return dataclasses.replace(Health(links=CONNECTED), **changes)
+
+
+def link(state: LinkState, error: str = "") -> tuple[LinkHealth, ...]:
+    return (LinkHealth(state, error),)
 
 
 @pytest.mark.parametrize(
     ("status", "text"),
     [
         (state(), "idle"),
-        (state(speaking={"id": "u7", "text": "hello"}), "speaking u7"),
+        (state(speaking="u7"), "speaking u7"),
+        (state(speaking="u7", queued=2), "speaking u7 (2 queued)"),
+        (state(paused=True, queued=1), "paused (1 queued)"),
         (
-            state(speaking={"id": "u7", "text": "hi"}, queue=[{"id": "u8"}, {"id": "u9"}]),
-            "speaking u7 (2 queued)",
-        ),
-        (state(paused=True, queue=[{"id": "u8"}]), "paused (1 queued)"),
-        (
-            state(links=[{"state": "reconnecting", "last_error": "OSError: refused"}]),
+            state(links=link(LinkState.RECONNECTING, "OSError: refused")),
             "reconnecting to the TTS service: OSError: refused",
         ),
         (
-            state(links=[{"state": "auth-failed", "last_error": "401 from /auth"}]),
+            state(links=link(LinkState.AUTH_FAILED, "401 from /auth")),
             "reconnecting: the TTS service refused the credentials: 401 from /auth",
         ),
-        (state(links=[{"state": "connecting", "last_error": ""}]), "connecting to the TTS service"),
+        (state(links=link(LinkState.CONNECTING)), "connecting to the TTS service"),
+        (state(links=link(LinkState.STARTING)), "connecting to the TTS service"),
+        (state(links=link(LinkState.IDLE)), "idle"),  # closed by choice: nothing is wrong
         (
-            state(
-                speaking={"id": "u7", "text": "hi"},
-                links=[{"state": "stalled", "last_error": "no audio from the TTS service"}],
-            ),
+            state(speaking="u7", links=link(LinkState.STALLED, "no audio from the TTS service")),
             "stalled: no audio from the TTS service",
         ),
-        (state(device={"device": "pulse", "running": False}), "no audio device"),
+        (state(device=DeviceHealth(running=False)), "no audio device"),
         (
-            state(device={"state": "lost", "error": "stream stalled"}, queue=[{"id": "u8"}]),
+            state(device=DeviceHealth(DeviceState.LOST, False, "stream stalled"), queued=1),
             "no audio device (1 queued): stream stalled",
         ),
-        (state(device={"state": "open", "running": True, "error": ""}), "idle"),
-        (state(device={"device": "wav:/tmp/x.wav"}), "idle"),  # a WAV file has no "running"
+        (state(device=DeviceHealth(DeviceState.CLOSED)), "no audio device"),
+        (state(device=DeviceHealth(DeviceState.OPEN, True, "")), "idle"),
     ],
 )
-def test_status_line(status: dict[str, Any], text: str) -> None:
+def test_status_line(status: Health, text: str) -> None:
     assert describe(status) == text
+
+
+@pytest.mark.parametrize(
+    ("links", "progress", "up"),
+    [
+        ((), True, False),
+        (CONNECTED, True, True),
+        (link(LinkState.IDLE), True, False),
+        (link(LinkState.RECONNECTING), True, False),
+        (link(LinkState.AUTH_FAILED), True, False),
+        (link(LinkState.STALLED), False, False),
+        (CONNECTED + link(LinkState.STALLED), False, True),  # one model stalled, one up
+    ],
+)
+def test_watchdog_and_readiness_decisions(
+    links: tuple[LinkHealth, ...], progress: bool, up: bool
+) -> None:
+    """WATCHDOG=1 stops only while a link is stalled; READY=1 (ready_when "link") needs one
+    connected: decided on the link states' enum members."""
+    health = state(links=links)
+    assert (systemd.progressing(health), systemd.link_up(health)) == (progress, up)
+
+
+def test_every_link_state_has_a_status_line() -> None:
+    """A state added to LinkState gets a line (and does not crash the notifier)."""
+    for member in LinkState:
+        assert describe(state(links=link(member, "why")))
 
 
 # ---- sd_notify datagrams -------------------------------------------------------------------------
@@ -241,7 +267,7 @@ class FakeDaemon:
     def __init__(self) -> None:
         self.state = state()
 
-    def status(self) -> dict[str, Any]:
+    def health(self) -> Health:
         return self.state
 
 
@@ -285,7 +311,7 @@ async def test_status_is_sent_only_when_it_changes(
     async with trio.open_nursery() as nursery:
         await nursery.start(Notifier(daemon, send=sent).run)
         await trio.sleep(3.5)  # three looks, nothing changed
-        daemon.state = state(speaking={"id": "u1", "text": "hi"})
+        daemon.state = state(speaking="u1")
         await trio.sleep(1.0)
         daemon.state = state()
         await trio.sleep(2.0)
@@ -328,7 +354,7 @@ async def test_ready_when_link_waits_for_the_websocket(
     under_systemd: None, autojump_clock: trio.testing.MockClock
 ) -> None:
     daemon, sent = FakeDaemon(), Sent()
-    daemon.state = state(links=[{"state": "connecting", "last_error": ""}])
+    daemon.state = state(links=link(LinkState.CONNECTING))
     async with trio.open_nursery() as nursery:
         await nursery.start(Notifier(daemon, ready_when="link", send=sent).run)
         await trio.sleep(2.5)
@@ -364,7 +390,7 @@ def test_status_lines_are_one_short_line_without_secrets() -> None:
     register_secret("sk-status-secret")
     daemon, sent = FakeDaemon(), Sent()
     error = "refused sk-status-secret\nwss://x/?token=abc " + "x" * 400
-    daemon.state = state(links=[{"state": "reconnecting", "last_error": error}])
+    daemon.state = state(links=link(LinkState.RECONNECTING, error))
     notifier = Notifier(daemon, send=lambda m: sent.messages.append((0.0, m)) or True)
     notifier.update()
     ((_, line),) = sent.lines("STATUS=")
@@ -373,7 +399,7 @@ def test_status_lines_are_one_short_line_without_secrets() -> None:
 
 
 class BrokenDaemon:
-    def status(self) -> dict[str, Any]:
+    def health(self) -> Health:
         raise KeyError("speaker")
 
 
@@ -396,14 +422,13 @@ async def test_the_watchdog_is_not_fed_while_a_reply_is_overdue(
     unless the link fails over first."""
     monkeypatch.setenv("WATCHDOG_USEC", "10000000")  # WatchdogSec=10: fed every 5 s
     daemon, sent = FakeDaemon(), Sent()
-    connected = [{"state": "connected", "last_error": ""}]
     async with trio.open_nursery() as nursery:
         await nursery.start(Notifier(daemon, send=sent).run)
-        daemon.state = state(speaking={"id": "u1", "text": "hi"}, links=connected)
+        daemon.state = state(speaking="u1", links=CONNECTED)
         await trio.sleep(6)
-        daemon.state = state(links=[{"state": "stalled", "last_error": "no audio within 5 s"}])
+        daemon.state = state(links=link(LinkState.STALLED, "no audio within 5 s"))
         await trio.sleep(12)
-        daemon.state = state(links=[{"state": "reconnecting", "last_error": "refused"}])
+        daemon.state = state(links=link(LinkState.RECONNECTING, "refused"))
         await trio.sleep(6)
         nursery.cancel_scope.cancel()
     assert [t for t, _ in sent.lines("WATCHDOG=1")] == [0.0, 5.0, 20.0]

@@ -17,6 +17,7 @@ import httpx
 import trio
 
 from playspeak import __version__, systemd
+from playspeak.audio.devicestate import DeviceState
 from playspeak.cache.store import PhraseStore, default_cache_dir
 from playspeak.chime import load_chime
 from playspeak.commands import CommandHandler
@@ -27,6 +28,7 @@ from playspeak.engines import Synthesizer
 from playspeak.errors import ConfigError
 from playspeak.events import DeviceChanged, timestamp
 from playspeak.fallback import FallbackVoice
+from playspeak.health import Health
 from playspeak.log import register_secret, setup_logging
 from playspeak.playai.link import LinkPool, LinkSettings
 from playspeak.schedule import ScheduleRules
@@ -57,7 +59,7 @@ def _differences(a: Any, b: Any, prefix: str = "") -> list[str]:
 
 
 def make_player(
-    config: Config, on_change: Callable[[str, str], None]
+    config: Config, on_change: Callable[[DeviceState, str], None]
 ) -> AudioOutput | WavFilePlayer:
     """The configured output: a WAV file for `wav:PATH`, else the sound card, whose losses and
     returns are reported to `on_change(state, error)`."""
@@ -174,6 +176,17 @@ class Daemon:
 
     def status(self) -> dict[str, Any]:
         return self.report()
+
+    def health(self) -> Health:
+        """The parts' states, typed, for systemd (READY=1, WATCHDOG=1, STATUS=)."""
+        speaking = self.speaker.speaking()
+        return Health(
+            links=self.links.health(),
+            device=self.player.health,
+            speaking=None if speaking is None else speaking.id,
+            queued=len(self.speaker.queue),
+            paused=self.speaker.paused,
+        )
 
 
 class StatusReport:

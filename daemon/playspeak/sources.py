@@ -25,6 +25,7 @@ from playspeak.errors import ConfigError, LinkError
 from playspeak.fallback import FallbackVoice
 from playspeak.localvoice import LocalReply
 from playspeak.playai.link import LinkPool
+from playspeak.playai.linkstate import UP
 from playspeak.speech import Utterance
 from playspeak.style import Style
 
@@ -141,8 +142,7 @@ class Sources:
         """Whether the model's link is up now: connected, or closed by choice while idle (a
         link not yet started counts as up)."""
         model = model or self.model
-        up = ("connected", "idle")
-        return all(s["state"] in up for s in self.links.status() if s["model"] == model)
+        return all(link.state in UP for link in self.links.health() if link.model == model)
 
     async def _request(self, reply: GuardedReply, model: str | None, params: dict) -> None:
         try:

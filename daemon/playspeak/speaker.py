@@ -24,6 +24,8 @@ from playspeak.audio.silence import UtteranceStart
 from playspeak.cache.replies import AnyReply
 from playspeak.chime import load_chime
 from playspeak.errors import AudioDeviceError, DecodeError, LinkError, ReplyTooLong
+from playspeak.health import DeviceHealth
+from playspeak.lifecycle import UtteranceState
 from playspeak.playai.link import LinkPool, Reply
 from playspeak.priorities import admit
 from playspeak.schedule import to_monotonic
@@ -63,6 +65,8 @@ class AudioSink(Protocol):
     def losses(self) -> int: ...  # times the device was lost (audio/output.py); a file: 0
     @property
     def stats(self) -> dict[str, Any]: ...  # for `status`: the device, underruns, …
+    @property
+    def health(self) -> DeviceHealth: ...  # for systemd: open, lost…
 
     @property
     def prefill_seconds(self) -> float: ...  # taken from the buffer at once on starting
@@ -304,8 +308,12 @@ class Speaker:
     def _audible(self) -> list[Job]:
         return [j for j in self.jobs if j.start_pos is not None][:1]
 
+    def speaking(self) -> Utterance | None:
+        """The utterance being heard now (its first frame is written), if any."""
+        return next((j.utterance for j in self.jobs if j.start_pos is not None), None)
+
     def status(self) -> dict[str, Any]:
-        now = next((j.utterance for j in self.jobs if j.start_pos is not None), None)
+        now = self.speaking()
         return {
             "speaking": {"id": now.id, "text": now.text[:200]} if now else None,
             "paused": self.paused,
@@ -409,7 +417,7 @@ class Speaker:
         except AudioDeviceError as e:
             if job.reply is not None:
                 job.reply.discard()
-            if u.state != "speaking" and not u.ended:
+            if u.state is not UtteranceState.SPEAKING and not u.ended:
                 # nothing of it was heard (e.g. the sound server went away while the daemon
                 # was idle): it waits for the device like the rest of the queue
                 log.info("utterance %s: %s; it waits for the audio device", u.id, e)
@@ -698,7 +706,7 @@ class Speaker:
     def _respeak_unheard(self) -> None:
         """The device was lost: every job none of whose audio was heard is asked for again
         (the queue keeps their order), and waits for the device."""
-        for job in [j for j in self.jobs if j.utterance.state != "speaking"]:
+        for job in [j for j in self.jobs if j.utterance.state is not UtteranceState.SPEAKING]:
             self._respeak(job)
 
     def _respeak(self, job: Job) -> None:

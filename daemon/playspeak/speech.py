@@ -6,17 +6,17 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import logging
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, ClassVar, Protocol, runtime_checkable
 
 import trio
 
 from playspeak.errors import PlayspeakError
 from playspeak.events import (
-    ENDINGS,
     Cancelled,
     DaemonEvent,
     Failed,
@@ -30,11 +30,10 @@ from playspeak.events import (
     UtteranceEvent,
     timestamp,
 )
+from playspeak.lifecycle import IllegalTransition, UtteranceState, advance
 from playspeak.log import utterance_event
 from playspeak.marks import Segment
 from playspeak.priorities import rank
-
-TERMINAL = ENDINGS
 
 
 class QueueFull(PlayspeakError):
@@ -47,6 +46,8 @@ class Outbox(Protocol):
 
     def send(self, message: Message) -> None: ...
 
+
+log = logging.getLogger(__name__)
 
 _ids = itertools.count(1)
 _arrivals = itertools.count(1)
@@ -71,7 +72,7 @@ class Utterance:
     seq: int = field(default_factory=lambda: next(_arrivals))  # arrival order
     gain: float = 1.0  # per-utterance volume, 0–1
     at: float | None = None  # Unix time its first sample is heard (schedule.py); None: at once
-    state: str = "new"  # new, queued, speaking, finished, cancelled, failed
+    state: UtteranceState = UtteranceState.NEW  # moved only by EventHub.emit (lifecycle.py)
     created: float = field(default_factory=time.time)
     attempts: int = 0
     fallback_reason: str = ""  # why the fallback voice speaks it ("": it does not)
@@ -87,16 +88,20 @@ class Utterance:
 
     @property
     def ended(self) -> bool:
-        return self.state in TERMINAL
+        return self.state.ended
 
     @property
     def started(self) -> bool:
         """Told `started` and not ended (also while a pause holds it back in the queue)."""
-        return self.state == "speaking"
+        return self.state is UtteranceState.SPEAKING
 
 
 class EventHub:
     """Sends each utterance's events to the client that asked and to every subscriber."""
+
+    # An event its utterance's state does not allow (lifecycle.advance) is a bug: logged and
+    # dropped, so that the utterance keeps its promise; the tests make it raise.
+    strict: ClassVar[bool] = False
 
     def __init__(self) -> None:
         self.subscribers: set[Outbox] = set()
@@ -116,25 +121,30 @@ class EventHub:
         return ident
 
     def emit(self, utterance: Utterance, event: UtteranceEvent) -> None:
-        """Update the utterance's state and send `event` to its owner and every subscriber;
-        a second ending of one utterance is dropped (exactly one per utterance). Once the
+        """Move the utterance's state on (lifecycle.advance) and send `event` to its owner and
+        every subscriber; a second ending of one utterance is dropped (exactly one per
+        utterance), and so is an event out of order (logged). Once the
         fallback voice speaks it, every event carries why (`fallback_reason`); likewise its
         `warning`."""
         if utterance.fallback_reason and not event.fallback_reason:
             event = dataclasses.replace(event, fallback_reason=utterance.fallback_reason)
         if utterance.warning and not event.warning:
             event = dataclasses.replace(event, warning=utterance.warning)
+        try:
+            state = advance(utterance.state, event.name)
+        except IllegalTransition as e:
+            if self.strict:
+                raise
+            log.error("utterance %s: %s: not sent", utterance.id, e)
+            return
+        if state is None:
+            return
+        utterance.state = state
         if event.ends:
-            if utterance.ended:
-                return
-            utterance.state = event.name
             utterance.done.set()
             if self.live.get(utterance.id) is utterance:
                 del self.live[utterance.id]
-        elif isinstance(event, Started):
-            utterance.state = "speaking"
         elif isinstance(event, Queued):
-            utterance.state = "queued"
             self.live[utterance.id] = utterance
         if event.name in self.counters:
             self.counters[event.name] += 1

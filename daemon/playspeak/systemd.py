@@ -8,11 +8,14 @@ import os
 import socket
 import stat
 from collections.abc import Callable, Mapping, MutableMapping
-from typing import Any, Protocol
+from typing import Protocol
 
 import trio
 
+from playspeak.audio.devicestate import DeviceState
+from playspeak.health import Health, LinkHealth
 from playspeak.log import redact
+from playspeak.playai.linkstate import UP, LinkState
 
 log = logging.getLogger(__name__)
 
@@ -123,38 +126,33 @@ def watchdog_interval(env: Mapping[str, str] | None = None) -> float | None:
 # ---- STATUS= from the daemon's state -------------------------------------------------------------
 
 
-def describe(status: Mapping[str, Any]) -> str:
-    """One line for STATUS=, from `Daemon.status()`: no audio device / stalled / speaking /
-    reconnecting / connecting / paused / idle, with the queue length. No I/O."""
-    queued = len(status.get("queue") or ())
-    tail = f" ({queued} queued)" if queued else ""
-    device = status.get("device")
-    if isinstance(device, Mapping) and (
-        device.get("state") in ("lost", "closed") or device.get("running") is False
-    ):
-        error = device.get("error")
-        return "no audio device" + tail + (f": {error}" if error else "")
-    links = [link for link in status.get("links") or () if isinstance(link, Mapping)]
-    stalled = [link for link in links if link.get("state") == "stalled"]
+def describe(health: Health) -> str:
+    """One line for STATUS=: no audio device / stalled / speaking / reconnecting / connecting /
+    paused / idle, with the queue length. No I/O."""
+    tail = f" ({health.queued} queued)" if health.queued else ""
+    device = health.device
+    if device.state in (DeviceState.LOST, DeviceState.CLOSED) or not device.running:
+        return "no audio device" + tail + (f": {device.error}" if device.error else "")
+    links = health.links
+    stalled = [link for link in links if link.state is LinkState.STALLED]
     if stalled:
-        return "stalled" + tail + f": {stalled[0].get('last_error') or 'the TTS service'}"
-    speaking = status.get("speaking")
-    if speaking:
-        return f"speaking {speaking.get('id', '')}".rstrip() + tail
+        return "stalled" + tail + f": {stalled[0].last_error or 'the TTS service'}"
+    if health.speaking is not None:
+        return f"speaking {health.speaking}".rstrip() + tail
     # "idle": closed by choice, opened again by the next utterance: nothing is wrong
-    if links and not any(link.get("state") in ("connected", "idle") for link in links):
+    if links and not any(link.state in UP for link in links):
         return _link_trouble(links) + tail
-    if status.get("paused"):
+    if health.paused:
         return "paused" + tail
     return "idle" + tail
 
 
-def _link_trouble(links: list[Mapping[str, Any]]) -> str:
-    states = {link.get("state") for link in links}
-    error = next((link.get("last_error") for link in links if link.get("last_error")), "")
-    if "auth-failed" in states:
+def _link_trouble(links: tuple[LinkHealth, ...]) -> str:
+    states = {link.state for link in links}
+    error = next((link.last_error for link in links if link.last_error), "")
+    if LinkState.AUTH_FAILED in states:
         text = "reconnecting: the TTS service refused the credentials"
-    elif "reconnecting" in states:
+    elif LinkState.RECONNECTING in states:
         text = "reconnecting to the TTS service"
     else:
         return "connecting to the TTS service"
@@ -166,24 +164,22 @@ def _one_line(text: str) -> str:
     return text if len(text) <= _STATUS_MAX else text[: _STATUS_MAX - 1] + "…"
 
 
-def progressing(status: Mapping[str, Any]) -> bool:
-    """False while a reply from the TTS service is overdue (a link is "stalled"): the watchdog
+def progressing(health: Health) -> bool:
+    """False while a reply from the TTS service is overdue (a link is stalled): the watchdog
     is then not fed. Idle, speaking, or retrying a connection all count as progress. No I/O."""
-    links = status.get("links") or ()
-    return not any(isinstance(link, Mapping) and link.get("state") == "stalled" for link in links)
+    return not any(link.state is LinkState.STALLED for link in health.links)
 
 
-def link_up(status: Mapping[str, Any]) -> bool:
+def link_up(health: Health) -> bool:
     """True once a websocket to the TTS service is open (for `ready_when = "link"`)."""
-    links = status.get("links") or ()
-    return any(isinstance(link, Mapping) and link.get("state") == "connected" for link in links)
+    return any(link.state is LinkState.CONNECTED for link in health.links)
 
 
 # ---- the notifier task ---------------------------------------------------------------------------
 
 
-class HasStatus(Protocol):
-    def status(self) -> dict[str, Any]: ...
+class HasHealth(Protocol):
+    def health(self) -> Health: ...
 
 
 class Notifier:
@@ -196,7 +192,7 @@ class Notifier:
 
     def __init__(
         self,
-        daemon: HasStatus,
+        daemon: HasHealth,
         *,
         ready_when: str = "socket",
         status_period: float = STATUS_PERIOD,
@@ -235,17 +231,17 @@ class Notifier:
         """Look at the daemon's state once; send READY=1 and STATUS= as due. Never blocks, and
         never raises for the daemon's status: a bug there must not stop the daemon."""
         try:
-            status: Mapping[str, Any] | None = self.daemon.status()
+            health: Health | None = self.daemon.health()
         except Exception:
             log.debug("no status for systemd", exc_info=True)
-            status = None
+            health = None
         lines = []
         if not self.ready and (
-            ready or (self.ready_when == "link" and status is not None and link_up(status))
+            ready or (self.ready_when == "link" and health is not None and link_up(health))
         ):
             self.ready = True
             lines.append("READY=1")
-        text = None if status is None else _one_line(describe(status))
+        text = None if health is None else _one_line(describe(health))
         if text is not None and text != self.last_status:
             self.last_status = text
             lines.append(f"STATUS={text}")
@@ -260,10 +256,10 @@ class Notifier:
 
     def _progressing(self) -> bool:
         try:
-            status = self.daemon.status()
+            health = self.daemon.health()
         except Exception:  # a bug in the status is not a hung daemon: keep feeding
             return True
-        if progressing(status):
+        if progressing(health):
             return True
         log.debug("not feeding the watchdog: a reply from the TTS service is overdue")
         return False

@@ -14,9 +14,11 @@ from typing import Any
 import numpy as np
 import trio
 
+from playspeak.audio.devicestate import DeviceState
 from playspeak.audio.player import Player
 from playspeak.backoff import Backoff
 from playspeak.errors import AudioDeviceError, leaves
+from playspeak.health import DeviceHealth
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +39,7 @@ class AudioOutput:
         self,
         player: Player,
         *,
-        on_change: Callable[[str, str], None] | None = None,
+        on_change: Callable[[DeviceState, str], None] | None = None,
         backoff_initial: float = 0.5,
         backoff_max: float = 10.0,
     ) -> None:
@@ -45,7 +47,7 @@ class AudioOutput:
         self.on_change = on_change
         self.backoff_initial = backoff_initial
         self.backoff_max = backoff_max
-        self.state = "closed"  # open, lost
+        self.state = DeviceState.CLOSED
         self.error = ""
         self.losses = 0
         self._base = 0  # absolute position where the current device's frame 0 is
@@ -130,7 +132,7 @@ class AudioOutput:
 
     async def wait_quiet(self) -> None:
         """Return once the device holds nothing of what was dropped (Player.wait_quiet)."""
-        if self.state == "open":
+        if self.state is DeviceState.OPEN:
             await self.player.wait_quiet()
         else:
             await trio.lowlevel.checkpoint()
@@ -140,15 +142,15 @@ class AudioOutput:
             self.player.prepare()
 
     def cancel(self) -> int:
-        return self.player.cancel() if self.state == "open" else 0
+        return self.player.cancel() if self.state is DeviceState.OPEN else 0
 
     def skip_to(self, position: int) -> int:
-        if self.state != "open" or position <= self._base:
+        if self.state is not DeviceState.OPEN or position <= self._base:
             return 0
         return self.player.skip_to(position - self._base)
 
     def truncate(self, position: int) -> int:
-        if self.state != "open":
+        if self.state is not DeviceState.OPEN:
             return 0
         return self.player.truncate(max(0, position - self._base))
 
@@ -157,6 +159,10 @@ class AudioOutput:
 
     def resume(self) -> None:
         self.player.resume()
+
+    @property
+    def health(self) -> DeviceHealth:
+        return DeviceHealth(self.state, self.player.running, self.error)
 
     @property
     def stats(self) -> dict[str, Any]:
@@ -176,7 +182,7 @@ class AudioOutput:
             try:
                 async with trio.open_nursery() as nursery:
                     await nursery.start(self.player.run)
-                    self._set_state("open", "")
+                    self._set_state(DeviceState.OPEN, "")
                     if first:
                         first = False
                         task_status.started()
@@ -193,18 +199,18 @@ class AudioOutput:
             await trio.sleep(wait)
 
     def _lost(self, error: str) -> None:
-        if self.state == "open":
+        if self.state is DeviceState.OPEN:
             self._base += self.player.frames_written  # that device's frames are gone
             self.losses += 1
             self._ready = trio.Event()
-            self._set_state("lost", error)
+            self._set_state(DeviceState.LOST, error)
         else:
             self.error = error
             log.debug("audio device still unavailable: %s", error)
 
-    def _set_state(self, state: str, error: str) -> None:
+    def _set_state(self, state: DeviceState, error: str) -> None:
         self.state, self.error = state, error
-        if state == "open":
+        if state is DeviceState.OPEN:
             self._ready.set()
             log.info("audio device %r open (%d Hz)", self.player.device_name, self.samplerate)
         else:

@@ -126,54 +126,59 @@ class Player:
         self.stop_when_idle = stop_when_idle
         self.steady_latency = steady_latency  # 0: a stretch stays on its first stream
         self.idle_check_seconds = idle_check_seconds  # 0: the idle device is not checked
-        # Owned by the trio thread (written only there, mostly by the owner task):
+        # No field below has a lock: the ring's own lock guards the PCM, and every other field
+        # the PortAudio thread touches is a single load or store whose staleness costs one
+        # block at most (the order of the owner's writes is what matters).
+        #
+        # Trio thread only (the callback never reads them):
         self.device_name = ""
         self.latency = 0.0  # the quick (first) stream's reported output latency, seconds
-        self._ring: PcmRing | None = None  # replaced only while no stream is open
-        self._token: trio.lowlevel.TrioToken | None = None
         self._running = False
-        self._died = trio.Event()
-        self._failure = ""  # also written by the callback just before it aborts
+        self._died = trio.Event()  # the callback sets only the run's own (bound in _open)
         self._changed = trio.Event()  # set (and replaced) whenever waiters should look again
-        self._attention = trio.Event()  # wakes the owner: a start wanted, a close, a death
-        self._start_wanted = False  # play() asks the owner for a stream
-        self._stop_now = False  # cancel() emptied the ring: close without waiting
-        self._expected_until = 0.0  # prepare(): keep a stream open for speech until then
         self._starts = 0
         self._switches = 0
         self._checked_at = 0.0  # monotonic time the idle device was last opened to check it
         self._opened = 0  # streams opened: each one's callback knows its number
-        self._switch_at: int | None = None  # the quick stream reads up to here (in a pause)
         self._switch_due: float | None = None  # when to start the steady stream (monotonic)
         self._scanned_to = 0  # ring position searched for a pause so far
         # no switch to the steady stream before this position (a scheduled start's first
         # frame: pad_until); None while one is being padded
         self._switch_floor: int | None = 0
-        self._switch_signalled = False  # reset by trio before the callback can set it again
         self.steady_refused = ""  # why the device would not take the steady stream (this run)
-        # Owned by the owner task; read by the PortAudio thread (single loads, no lock: a
-        # stale value costs one block at most, and the order of writes below is what matters):
+        # The verbs' requests to the owner task (same thread; `_attention` wakes it):
+        self._start_wanted = False  # play() asks the owner for a stream
+        self._stop_now = False  # cancel() emptied the ring: close without waiting
+        self._expected_until = 0.0  # prepare(): keep a stream open for speech until then
+        # Written by the owner task; read by the PortAudio thread:
+        self._token: trio.lowlevel.TrioToken | None = None  # set before any stream opens
+        self._ring: PcmRing | None = None  # replaced only while no stream is open
+        self._attention = trio.Event()  # wakes the owner; the callbacks only pass its `set`
         self._stream: Any = None  # the open stream; only the owner opens and closes streams
         self._stream_latency = 0.0  # the open stream's reported latency
         self._active = False  # the stream is started; cleared *before* a deliberate abort
         self._steady = False  # the open stream is the steady (deep-buffered) one
         self._feeding = 0  # the stream whose callback reads the ring (others play silence)
+        # Written by trio (the owner and the verbs), read by the PortAudio thread:
+        self._switch_at: int | None = None  # the quick stream reads up to here (in a pause)
+        self._paused = False
+        self._volume = 1.0
+        self._expecting = False  # an utterance is being fed: running dry is an underrun
+        self._wake_at = 0  # wake trio once the read position reaches this (lowest waiter's)
+        # Written by both, each write a whole value:
+        self._want_wake = False  # trio arms it, the callback disarms it as it wakes trio
+        self._switch_signalled = False  # the callback sets it; trio resets it with _switch_at
+        self._failure = ""  # the owner's reason, or the callback's just before it aborts
+        self._last_callback = 0.0  # the callback's stamp; the owner's when a stream starts
         # Written by the PortAudio thread, read by trio (counters and stamps: a torn or stale
         # read is harmless; trio reacts to them only after a wake-up through the token):
         self._underflows = 0  # output_underflow status flags
         self._starved = 0  # times the ring ran dry while more audio was expected
         self._frames_played = 0
         self._wakeups = 0  # times the callback woke the trio side
-        self._last_callback = 0.0  # also reset by the owner when a stream starts
         self._last_sound = 0.0  # monotonic time of the last block that played frames
         self._last_block: tuple[int, int, float, float] | None = None  # start, end, t, latency
         self._quick_latency = 0.0  # the last DAC latency a quick stream reported
-        # Written by trio, read by the PortAudio thread:
-        self._want_wake = False
-        self._wake_at = 0  # wake trio once the read position reaches this (lowest waiter's)
-        self._paused = False
-        self._volume = 1.0
-        self._expecting = False  # an utterance is being fed: running dry is an underrun
         # Private to one side:
         self._thresholds: list[int] = []  # trio: every waiter's wake position
         self._starving = False  # callback: inside one dry spell

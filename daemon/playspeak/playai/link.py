@@ -17,7 +17,9 @@ until shortly before they expire (playai/urls.py); the link connects on the firs
 at start with `warm_up`) and closes itself after `idle_close` seconds with nothing asked
 (state "idle"); every reconnect after a failure waits a jittered, doubling delay, and at least
 the Retry-After of a 429 (only a stall's first reconnect is at once: the stall timeout has
-already spaced it).
+already spaced it). Those decisions (what follows a failed attempt or a close, when to
+renew) are linkstate.Supervision's and linkstate.renewal_time's, free of I/O; this module
+moves the bytes and keeps the timers.
 
 Replies are matched by request id. A start/end/error frame naming an unknown id is ignored; one
 with a null id belongs to the reply being streamed only if that reply's own start came with a
@@ -50,8 +52,20 @@ from trio_websocket import (
 
 from playspeak.backoff import Backoff
 from playspeak.errors import AuthError, BadJsonError, LinkError, leaves
+from playspeak.health import LinkHealth
 from playspeak.log import redact, register_secret
 from playspeak.playai.auth import CredentialsRefused, RateLimited
+from playspeak.playai.linkstate import (
+    CLOSED_BY_US,
+    AfterClose,
+    CloseKind,
+    CloseReason,
+    Failure,
+    LinkState,
+    Retry,
+    Supervision,
+    renewal_time,
+)
 from playspeak.playai.urls import UrlCache
 from playspeak.playai.wire import (
     Action,
@@ -146,14 +160,11 @@ class _Connection:
     scope: trio.CancelScope = field(default_factory=trio.CancelScope)
     opened: float = field(default_factory=trio.current_time)
     closed: trio.Event = field(default_factory=trio.Event)
-    reason: str = ""  # why it closed
+    reason: CloseReason = CLOSED_BY_US  # why it closed
     retiring: bool = False  # replaced by a newer one: closes once its replies have ended
     # Liveness (link.py's docstring). Owned by the connection's tasks, read by its watcher.
     reading_since: float | None = None  # the reader waits for the service since; None: busy
     progress: trio.Event = field(default_factory=trio.Event)  # set (and replaced) on changes
-    failure: LinkError | None = None  # why we gave up on it, for its pending replies
-    stalled: bool = False
-    idle: bool = False  # closed by us: nothing was asked of it for idle_close seconds
     quiet: bool = False  # it closed with no reply pending (nothing was lost)
     # wire.failure_key of replies the service failed whose end frame may still come
     failed: deque[str | None] = field(default_factory=lambda: deque(maxlen=FAILED_KEPT))
@@ -175,6 +186,12 @@ class _Connection:
         if self.pending and self.pending[0].head_since is None:
             self.pending[0].head_since = trio.current_time()
         self.poke()
+
+    def closed_by(self, reason: CloseReason) -> None:
+        """What ended the stream, unless we had decided to close it (forcing a close on a dead
+        peer ends its stream too: that is not why)."""
+        if not self.reason.decided_by_us:
+            self.reason = reason
 
     def retire_when_idle(self) -> None:
         """Close once no reply is pending (at once if none is)."""
@@ -224,7 +241,7 @@ class Link:
         self._conn_changed = trio.Event()
         self._send_lock = trio.Lock()
         self._ids = itertools.count(1)
-        self.state = "starting" if settings.warm_up else "idle"
+        self.state: LinkState = LinkState.STARTING if settings.warm_up else LinkState.IDLE
         self.last_error = ""
         self.connections = 0
         self._restart_now = False
@@ -303,6 +320,9 @@ class Link:
     def busy(self) -> bool:
         return self._conn is not None and self._conn.busy
 
+    def health(self) -> LinkHealth:
+        return LinkHealth(self.state, self.last_error, self.settings.model)
+
     def status(self) -> dict[str, Any]:
         pending = len(self._conn.pending) if self._conn else 0
         return {
@@ -322,7 +342,11 @@ class Link:
         reply: no utterance is cut at the hour mark."""
         task_status.started()
         s = self.settings
-        backoff = Backoff(s.backoff_initial, s.backoff_max)
+        plan = Supervision(
+            Backoff(s.backoff_initial, s.backoff_max),
+            lazy=self._lazy,
+            stable_after=STABLE_CONNECTION,
+        )
         wait = 0.0
         if s.warm_up:
             self._demand.set()
@@ -333,36 +357,34 @@ class Link:
                     await trio.sleep(wait)
                     wait = 0.0
                 if self._conn is None and not self._demand.is_set():
-                    self.state = "idle"  # closed by choice: nothing to say
+                    self.state = LinkState.IDLE  # closed by choice: nothing to say
                     await self._demand.wait()
-                if self._conn is None and self.state not in ("stalled", "auth-failed"):
-                    self.state = "connecting"
+                if self._conn is None and self.state not in (
+                    LinkState.STALLED,
+                    LinkState.AUTH_FAILED,
+                ):
+                    self.state = LinkState.CONNECTING
                 try:
                     conn = await self._open(nursery)
                 except ModelNotOffered as e:
                     self._refuse(str(e))
                     continue
                 except RateLimited as e:
-                    self._note_failure("reconnecting", str(e))
-                    wait = max(backoff.next(), e.retry_after or 0.0)
+                    wait = self._retry(plan.failed(Failure.RATE_LIMITED, e.retry_after), str(e))
                 except CredentialsRefused as e:
-                    self._note_failure("auth-failed", str(e))
+                    wait = self._retry(plan.failed(Failure.CREDENTIALS), str(e))
                     self._credentials_refused = self.last_error
                     self._wake()
-                    wait = backoff.next()
                 except AuthError as e:
-                    self._note_failure("auth-failed", str(e))
-                    wait = backoff.next()
+                    wait = self._retry(plan.failed(Failure.AUTH), str(e))
                 except LinkError as e:  # unreachable, or a bad answer: already says which
-                    self._note_failure("reconnecting", str(e))
-                    wait = backoff.next()
+                    wait = self._retry(plan.failed(Failure.UNREACHABLE), str(e))
                 except _CONNECT_ERRORS as e:
-                    self._note_failure("reconnecting", self._describe(e))
-                    wait = backoff.next()
+                    wait = self._retry(plan.failed(Failure.UNREACHABLE), self._describe(e))
                 except Exception as e:  # a supervisor: a bug here must not end the daemon
                     log.exception("model %s: unexpected error while connecting", s.model)
-                    self._note_failure("reconnecting", f"{type(e).__name__}: {e}")
-                    wait = backoff.next()
+                    failure = f"{type(e).__name__}: {e}"
+                    wait = self._retry(plan.failed(Failure.UNREACHABLE), failure)
                 else:
                     self._credentials_refused = ""
                     old, self._restart_now = self._conn, False
@@ -372,28 +394,31 @@ class Link:
                     if await self._serve_until_renewal(conn):
                         self.renewals += 1
                         continue
-                    if trio.current_time() - conn.opened >= STABLE_CONNECTION:
-                        backoff.reset()
-                    if self._restart_now:
-                        continue  # dropped on purpose (an unwanted reply): reopen at once
-                    if conn.idle or (self._lazy and conn.quiet and conn.failure is None):
-                        # Closed with nothing asked (by us, or by the service's idle timeout):
-                        # not a failure; the next request opens a new one (or one waiting
-                        # already: it asked while this one was closing). One we gave up on
-                        # (no pong) is a failure: reconnected, so that status tells.
+                    closed = conn.reason
+                    step = plan.closed(
+                        closed,
+                        lived=trio.current_time() - conn.opened,
+                        quiet=conn.quiet,
+                        restarted=self._restart_now,
+                    )
+                    if step is AfterClose.REOPEN:
+                        continue
+                    if step is AfterClose.IDLE:
+                        # The next request opens a new one (or one waiting already: it asked
+                        # while this one was closing).
                         self._demand = trio.Event()
                         if self._waiting:
                             self._demand.set()
-                        self.state = "idle"
+                        self.state = LinkState.IDLE
                         log.info("model %s: connection closed while idle", s.model)
                         continue
-                    if conn.stalled:
-                        # Its replies are asked again at once: the stall timeout already
-                        # spaced this reconnect (a failure to reach it again backs off).
+                    if step is AfterClose.AFTER_STALL:
+                        # Its replies are asked again at once (a failure to reach it again
+                        # backs off).
                         self._after_stall = True
                         continue
-                    self._note_failure("reconnecting", f"connection closed ({conn.reason})")
-                    wait = backoff.next()
+                    self._note_failure(LinkState.RECONNECTING, f"connection closed ({closed.text})")
+                    wait = plan.retry_wait()
 
     @property
     def _lazy(self) -> bool:
@@ -403,7 +428,7 @@ class Link:
     def _refuse(self, message: str) -> None:
         """The service offers no websocket for this model: waiting requests fail now, and the
         link waits for the next request (the kept auth answer is asked again: no auth call)."""
-        self._note_failure("auth-failed", message)
+        self._note_failure(LinkState.AUTH_FAILED, message)
         self._refused += 1
         self._refusal = message
         self._demand = trio.Event()
@@ -412,13 +437,14 @@ class Link:
     async def _serve_until_renewal(self, conn: _Connection) -> bool:
         """Wait while `conn` serves; True when it is time to open its successor."""
         s = self.settings
-        lifetime = s.max_age
-        left = self.urls.expires_in()  # the service's own word about its URL
-        if left is not None:
-            left += trio.current_time() - conn.opened
-            if left > 0:
-                lifetime = min(lifetime, max(left, MIN_RENEWAL_LIFETIME))
-        renew_at = conn.opened + lifetime - min(s.renew_margin, lifetime / 4)
+        renew_at = renewal_time(
+            conn.opened,
+            max_age=s.max_age,
+            renew_margin=s.renew_margin,
+            url_left=self.urls.expires_in(),  # the service's own word about its URL
+            now=trio.current_time(),
+            min_lifetime=MIN_RENEWAL_LIFETIME,
+        )
         with trio.move_on_at(renew_at):
             await conn.closed.wait()
             return False
@@ -454,7 +480,12 @@ class Link:
                 return f"cannot reach the websocket: {type(cause).__name__}: {redact(str(cause))}"
         return f"{type(error).__name__}: {error}"
 
-    def _note_failure(self, state: str, message: str) -> None:
+    def _retry(self, retry: Retry, message: str) -> float:
+        """Report a failed attempt as `retry` says; returns its wait."""
+        self._note_failure(retry.state, message)
+        return retry.wait
+
+    def _note_failure(self, state: LinkState, message: str) -> None:
         """Log a failure once at warning; its repeats (each retry) only at debug."""
         message = redact(message)
         repeated = message == self.last_error
@@ -511,7 +542,7 @@ class Link:
             ) as ws:
                 conn = _Connection(ws)
                 self.connections += 1
-                self.state = "connected"
+                self.state = LinkState.CONNECTED
                 self.last_error = ""
                 self._after_stall = self._unreachable_after_stall = False
                 log.info("model %s: connected to %s", self.settings.model, redact(url))
@@ -520,7 +551,6 @@ class Link:
 
     async def _serve(self, conn: _Connection) -> None:
         """Read, ping and watch `conn` until it closes; then fail what is still pending."""
-        conn.reason = "closed by us"
         try:
             with conn.scope:
                 async with trio.open_nursery() as nursery:
@@ -528,27 +558,30 @@ class Link:
                     nursery.start_soon(self._watch, conn)
                     if self.settings.idle_close > 0:
                         nursery.start_soon(self._close_when_idle, conn)
-                    conn.reason = await self._read(conn)
+                    conn.closed_by(await self._read(conn))
                     nursery.cancel_scope.cancel()
         except* (OSError, trio.BrokenResourceError) as group:
-            conn.reason = f"{type(group.exceptions[0]).__name__}: {group.exceptions[0]}"
+            first = group.exceptions[0]
+            conn.closed_by(CloseReason(CloseKind.BROKEN, f"{type(first).__name__}: {first}"))
         finally:
             if self._conn is conn:
                 self._set_conn(None)
             conn.quiet = not conn.pending
-            error = conn.failure or LinkError(
-                f"the connection to the TTS service was lost ({conn.reason})"
-            )
+            closed = conn.reason
+            if closed.given_up:
+                error = LinkError(closed.text)
+            else:
+                error = LinkError(f"the connection to the TTS service was lost ({closed.text})")
             for reply in conn.pending:
                 reply._fail(error, retriable=True)
             conn.pending.clear()
             conn.closed.set()
 
-    async def _give_up(self, conn: _Connection, reason: str, *, stalled: bool = False) -> None:
+    async def _give_up(self, conn: _Connection, reason: CloseReason) -> None:
         """Close `conn` at once, without the polite close handshake a dead or stalled peer would
         not answer; its pending replies fail (retriable) with `reason`."""
-        conn.reason, conn.stalled = reason, stalled
-        conn.failure = LinkError(reason)
+        assert reason.given_up
+        conn.reason = reason
         await trio.aclose_forcefully(conn.ws)
         conn.scope.cancel()
 
@@ -566,7 +599,7 @@ class Link:
                 continue
             # No await from here on: a request either sees the connection gone or in use.
             log.info("model %s: closing the idle connection", self.settings.model)
-            conn.idle, conn.reason = True, "idle"
+            conn.reason = CloseReason(CloseKind.IDLE, "idle")
             if self._conn is conn:
                 self._set_conn(None)
             conn.scope.cancel()
@@ -589,7 +622,9 @@ class Link:
                 await ws.ping()
             if scope.cancelled_caught:
                 log.warning("model %s: no pong within %g s", self.settings.model, every)
-                await self._give_up(conn, f"no pong within {every:g} s")
+                await self._give_up(
+                    conn, CloseReason(CloseKind.NO_PONG, f"no pong within {every:g} s")
+                )
                 return
 
     async def _watch(self, conn: _Connection) -> None:
@@ -603,9 +638,9 @@ class Link:
                 continue
             self.stalls += 1
             if conn is self._conn:  # not one being retired: its successor is already up
-                self.state, self.last_error = "stalled", why
+                self.state, self.last_error = LinkState.STALLED, why
             log.warning("model %s: %s: reconnecting", self.settings.model, why)
-            await self._give_up(conn, why, stalled=True)
+            await self._give_up(conn, CloseReason(CloseKind.STALLED, why))
             return
 
     def _deadline(self, conn: _Connection) -> tuple[float, str]:
@@ -622,7 +657,7 @@ class Link:
         why = f"the TTS service stopped sending mid-reply (nothing for {s.stall_timeout:g} s)"
         return conn.reading_since + s.stall_timeout, why
 
-    async def _read(self, conn: _Connection) -> str:
+    async def _read(self, conn: _Connection) -> CloseReason:
         """Route frames until the connection closes; returns why it closed."""
         while True:
             conn.reading_since = trio.current_time()
@@ -631,8 +666,10 @@ class Link:
                 message = await conn.ws.get_message()
             except ConnectionClosed as e:
                 if e.reason is None:
-                    return "closed with no reason given"
-                return f"code {e.reason.code}, {e.reason.reason or 'no reason given'}"
+                    text = "closed with no reason given"
+                else:
+                    text = f"code {e.reason.code}, {e.reason.reason or 'no reason given'}"
+                return CloseReason(CloseKind.BY_SERVICE, text)
             finally:
                 conn.reading_since = None
             if isinstance(message, bytes):
@@ -782,6 +819,9 @@ class LinkPool:
 
     def status(self) -> list[dict[str, Any]]:
         return [link.status() for link in self._links.values()]
+
+    def health(self) -> tuple[LinkHealth, ...]:
+        return tuple(link.health() for link in self._links.values())
 
     def restart_busy(self) -> None:
         """Restart every link still streaming a reply (see Link.restart)."""
