@@ -138,7 +138,7 @@ class AudioOutput:
             await trio.lowlevel.checkpoint()
 
     def prepare(self) -> None:
-        if self.state == "open":
+        if self.state is DeviceState.OPEN:
             self.player.prepare()
 
     def cancel(self) -> int:
