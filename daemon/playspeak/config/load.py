@@ -169,8 +169,8 @@ def _check_together(config: Config, text: str, errors: list[str]) -> None:
     try:
         mqtt = config.mqtt
         check_mqtt(mqtt.broker, mqtt.topic_prefix, mqtt.node, mqtt.groups)
-        if config.mqtt.broker and config.mqtt.password_file:
-            read_secret_file(config.mqtt.password_file, "mqtt.password_file")
+        if mqtt.broker and mqtt.password_file:
+            read_secret_file(mqtt.password_file, "mqtt.password_file")
     except ConfigError as e:
         errors.append(f"{where}: {e}")
     try:
