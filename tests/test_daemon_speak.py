@@ -69,31 +69,6 @@ async def test_the_local_voice_speaks_directly_with_no_server_in_between(
         assert share >= 0.95 and gain == pytest.approx(1.0, abs=0.02), (share, gain)
 
 
-async def test_the_local_voice_is_played_from_its_first_slice_without_a_start_cushion(
-    tmp_path: Path, sound_card: PulseNullSink
-) -> None:
-    """The engine makes audio far faster than it plays: the first slice it hands over (0.1 s,
-    localvoice.SLICE) goes to the player at once, not held until audio.preroll_ms (250 ms)
-    is in hand."""
-    config = sound_card_config(tmp_path)
-    config = dataclasses.replace(config, local_server=LocalServerConfig())
-    async with open_daemon(config) as daemon:
-        player, writes = daemon.player, []
-        play = player.play
-
-        async def recording_play(pcm: np.ndarray) -> int:
-            writes.append(len(pcm))
-            return await play(pcm)
-
-        player.play = recording_play  # type: ignore[method-assign]  # (the speaker's sink)
-        client = await LineClient.open(daemon.socket_path)
-        await client.send(b"The front door is open, and the kitchen light is on.\n")
-        reply = await client.event()
-        events = await client.events_until_end({reply["id"]})
-        assert events[-1]["event"] == "finished", events
-        assert writes and writes[0] <= 0.1 * player.samplerate + 1, writes
-
-
 async def heard_as(daemon: Daemon, recorder: Recorder, text: str, expected: np.ndarray) -> None:
     """`text` sent as a plain line is queued, started and finished, and `expected` is what
     the sink heard: whole, at full gain, and all of it before `finished`."""
