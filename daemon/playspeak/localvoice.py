@@ -39,9 +39,6 @@ class LocalReply:
     `discard`; the speaker reads with `receive_stamped`. Both run on the trio thread."""
 
     retriable = False  # a failing engine fails again: the utterance fails with its reason
-    # Made many times faster than it plays (espeak-ng's next piece comes within a millisecond):
-    # no start cushion, which held the first sound back until 250 ms were in hand
-    needs_cushion = False
 
     def __init__(self) -> None:
         self.source = SERVICE  # the voice that speaks, not a stand-in for one

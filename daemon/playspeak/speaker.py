@@ -523,7 +523,7 @@ class Speaker:
                 )
             trace.add(arrived, before / rate, decoded / rate)
             if blocks and start is None:
-                start, idle = self._utterance_start(job, reply)
+                start, idle = self._utterance_start(job)
             # one write per chunk, not per MP3 frame: fewer trips through trio's loop
             if start is not None:
                 pcm = start.feed(blocks, trace.elapsed(trio.current_time()))
@@ -531,7 +531,7 @@ class Speaker:
                     await self._play(job, pcm)
         rest = decoder.flush() if decoder is not None else []
         if start is None:
-            start, idle = self._utterance_start(job, reply)
+            start, idle = self._utterance_start(job)
         if (pcm := start.finish(rest)) is not None:
             await self._play(job, pcm)
         if idle and _source(job) == "service" and not hasattr(reply, "audio_format"):
@@ -550,25 +550,23 @@ class Speaker:
             fmt, out_rate=self.player.samplerate, out_channels=self.player.channels, in_rate=in_rate
         )
 
-    def _utterance_start(self, job: Job, reply: Reply | AnyReply) -> tuple[UtteranceStart, bool]:
+    def _utterance_start(self, job: Job) -> tuple[UtteranceStart, bool]:
         """Leading silence is trimmed only when the utterance starts on an idle device: with
         another utterance (or its own chime) playing before it, that silence is the natural
         pause; and when it has a scheduled start (`at`): that instant is its first sound. Then
         audio is held back so that a small first chunk and a late second one do
         not run the device dry (an audible gap) at the start: as long as the service's recent
         pace requires (audio/arrivals.py), or the pre-roll until that is known. Also whether
-        the device is idle: nothing of this or any other utterance has been played yet. A reply
-        made faster than it plays (the local voice: `needs_cushion` False) is not held back."""
+        the device is idle: nothing of this or any other utterance has been played yet."""
         others = (j for j in self.jobs if j is not job)
         idle = job.start_pos is None and all(j.start_pos is None for j in others)
         scheduled = job.start_pos is None and job.utterance.at is not None
-        cushion = getattr(reply, "needs_cushion", True)
         start = UtteranceStart(
             self.player.samplerate,
             # a scheduled start is the start of its sound, whatever played before
             trim=(idle or scheduled) and self.trim_leading_silence,
-            preroll_seconds=self.preroll_seconds if cushion else 0.0,
-            curve=self.arrivals.curve if self.adaptive_preroll and cushion else None,
+            preroll_seconds=self.preroll_seconds,
+            curve=self.arrivals.curve if self.adaptive_preroll else None,
             margin_seconds=self.player.prefill_seconds + START_MARGIN_SECONDS,
         )
         return start, idle
