@@ -3,7 +3,6 @@ the speaker and the control server, started in that order; READY once all are up
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import secrets
 import signal
@@ -22,6 +21,7 @@ from playspeak.cache.store import PhraseStore, default_cache_dir
 from playspeak.chime import load_chime
 from playspeak.commands import CommandHandler
 from playspeak.config import Config, LocalServerConfig
+from playspeak.config.reload import reload_config
 from playspeak.control.server import ControlServer, bind_unix_socket
 from playspeak.door.policy import Limits
 from playspeak.engines import Synthesizer
@@ -45,17 +45,6 @@ if TYPE_CHECKING:  # imported where used: the sound card's modules load only whe
     from playspeak.mqtt.bridge import MqttBridge
 
 log = logging.getLogger(__name__)
-
-
-def _differences(a: Any, b: Any, prefix: str = "") -> list[str]:
-    """Dotted names of the fields in which two config trees differ (secrets by name only)."""
-    if not dataclasses.is_dataclass(a):
-        return [prefix.rstrip(".")] if a != b else []
-    return [
-        name
-        for f in dataclasses.fields(a)
-        for name in _differences(getattr(a, f.name), getattr(b, f.name), f"{prefix}{f.name}.")
-    ]
 
 
 def make_player(
@@ -112,42 +101,24 @@ class Daemon:
     stopping: bool = False  # STOPPING=1 was sent
 
     def apply(self, new: Config) -> None:  # SIGHUP
-        """Take the reloadable settings of `new`; name the changed ones that need a restart."""
-        old = self.config
-        setup_logging(new.log.level)
-        speaker, api = (
-            self.speaker,
-            dataclasses.replace(
-                old.api,
-                **{
-                    k: getattr(new.api, k)
-                    for k in ("voice", "speed", "temperature", "output_format", "sample_rate")
-                },
-            ),
-        )
-        self.builder.api = api
-        self.builder.default_priority = new.speech.default_priority
-        speaker.max_age, speaker.max_attempts = new.speech.max_age, new.speech.max_attempts
-        speaker.chime = load_chime(new.chime.sound, self.player.samplerate, self.player.channels)
-        speaker.chime_priorities = new.chime.priorities
-        merged = dataclasses.replace(
-            old,
-            api=api,
-            log=new.log,
-            chime=new.chime,
-            speech=dataclasses.replace(
-                old.speech,
-                default_priority=new.speech.default_priority,
-                max_age=new.speech.max_age,
-                max_attempts=new.speech.max_attempts,
-            ),
-        )
-        stale = _differences(merged, dataclasses.replace(new, source=old.source))
-        if stale:
-            log.warning("SIGHUP: reloaded; these changes need a restart: %s", ", ".join(stale))
+        """Take the settings of `new` the schema declares reloadable (Reload.LIVE); name the
+        changed ones that need a restart."""
+        reloaded = reload_config(self.config, new)
+        live, speaker = reloaded.config, self.speaker
+        setup_logging(live.log.level)
+        self.builder.api = live.api
+        self.builder.default_priority = live.speech.default_priority
+        speaker.max_age, speaker.max_attempts = live.speech.max_age, live.speech.max_attempts
+        speaker.chime = load_chime(live.chime.sound, self.player.samplerate, self.player.channels)
+        speaker.chime_priorities = live.chime.priorities
+        if reloaded.need_restart:
+            log.warning(
+                "SIGHUP: reloaded; these changes need a restart: %s",
+                ", ".join(reloaded.need_restart),
+            )
         else:
             log.info("SIGHUP: configuration reloaded from %s", new.source or "defaults")
-        self.config = merged
+        self.config = live
 
     async def shutdown(self) -> None:
         """Refuse new speech; finish what is pending (speech.on_shutdown = "finish", bounded by

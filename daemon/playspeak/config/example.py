@@ -32,12 +32,15 @@ def _comment(text: str) -> list[str]:
 
 
 def key_doc(entry: Entry) -> str:
-    """The comment above a key: its doc, what it allows, its environment variable."""
+    """The comment above a key: its doc, what it allows, its environment variable, whether a
+    reload applies it."""
     text = entry.doc
     if entry.allowed:
         text += f" Allowed: {entry.allowed}."
     if entry.setting.env:
         text += f" ${entry.setting.env} overrides it."
+    if entry.live:
+        text += " `systemctl reload` (SIGHUP) applies it; other keys need a restart."
     return text
 
 

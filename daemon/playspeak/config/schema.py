@@ -6,6 +6,7 @@ No I/O here."""
 from __future__ import annotations
 
 import dataclasses
+import enum
 import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -140,6 +141,14 @@ KIND_OF_ANNOTATION: dict[str, Kind[Any]] = {
 # ---- settings ---------------------------------------------------------------------------------
 
 
+class Reload(enum.Enum):
+    """What `systemctl reload` (SIGHUP) does with a changed setting: the running daemon takes
+    it, or it stays as it was until a restart (the journal names it)."""
+
+    LIVE = "live"
+    RESTART = "restart"
+
+
 @dataclass(frozen=True)
 class Setting:
     """What `setting()` records about one field, besides its type and default."""
@@ -157,6 +166,9 @@ class Setting:
     env: str = ""  # an environment variable that overrides the file
     secret: bool = False  # never printed, never in a repr
     example: str = ""  # for a default of None: the value the example file shows, commented out
+    # Parts are built from their sections once, at start: a setting is applied by a reload only
+    # where it says so (and config/reload.py and Daemon.apply take exactly those).
+    reload: Reload = Reload.RESTART
 
 
 def setting(
@@ -175,6 +187,7 @@ def setting(
     env: str = "",
     secret: bool = False,
     example: str = "",
+    reload: Reload = Reload.RESTART,
 ) -> T:
     """A section dataclass's field with its default and its schema (see `Setting`)."""
     spec = Setting(
@@ -191,6 +204,7 @@ def setting(
         env=env,
         secret=secret,
         example=example,
+        reload=reload,
     )
     made: T = field(default=default, repr=not secret, metadata={"setting": spec})
     return made
@@ -243,6 +257,11 @@ class Entry:
     @property
     def doc(self) -> str:
         return self.setting.doc
+
+    @property
+    def live(self) -> bool:
+        """Whether a reload (SIGHUP) applies it to the running daemon."""
+        return self.setting.reload is Reload.LIVE
 
     @property
     def allowed(self) -> str:

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from playspeak.config.schema import DEVICE, LATENCY, OCTAL, Entry, entries_of, setting
+from playspeak.config.schema import DEVICE, LATENCY, OCTAL, Entry, Reload, entries_of, setting
 from playspeak.errors import ConfigError
 from playspeak.limits import SPEED, TEMPERATURE
 from playspeak.priority_names import PRIORITIES
@@ -111,22 +111,30 @@ class ApiConfig:
         check=is_model_name,
         allowed="a model name (e.g. one of " + ", ".join(MODELS) + ")",
     )
-    voice: str = setting(DEFAULT_VOICE, "The voice: its manifest URL.")
+    voice: str = setting(DEFAULT_VOICE, "The voice: its manifest URL.", reload=Reload.LIVE)
     output_format: str = setting(
         "mp3",
         "The audio format asked of the service; mp3 streams with the lowest latency.",
         choices=OUTPUT_FORMATS,
+        reload=Reload.LIVE,
     )
     sample_rate: int = setting(
-        24000, "Samples per second asked of the service.", low=8000, high=48000
+        24000,
+        "Samples per second asked of the service.",
+        low=8000,
+        high=48000,
+        reload=Reload.LIVE,
     )
-    speed: float = setting(1.0, "The speech rate factor.", low=SPEED[0], high=SPEED[1])
+    speed: float = setting(
+        1.0, "The speech rate factor.", low=SPEED[0], high=SPEED[1], reload=Reload.LIVE
+    )
     temperature: float | None = setting(
         None,
         "Variation in the voice; unset: the service's default.",
         low=TEMPERATURE[0],
         high=TEMPERATURE[1],
         example="0.5",
+        reload=Reload.LIVE,
     )
     connect_timeout: float = setting(
         10.0, "Seconds to wait for a connection to the service.", low=0, open_low=True
@@ -382,18 +390,21 @@ class SpeechConfig:
         "The priority of plain text lines and of speak commands without one, with Speech "
         "Dispatcher's semantics (see README.md).",
         choices=PRIORITIES,
+        reload=Reload.LIVE,
     )
     max_age: float = setting(
         300.0,
         "Seconds an utterance may wait to be spoken (e.g. while the audio device is gone).",
         low=0,
         open_low=True,
+        reload=Reload.LIVE,
     )
     max_attempts: int = setting(
         3,
         "Requests per utterance when the connection drops mid-way (each replays it from the "
         "start).",
         low=1,
+        reload=Reload.LIVE,
     )
     max_reply_seconds: float = setting(
         0.0,
@@ -444,10 +455,15 @@ class ChimeConfig:
     command's "chime": true/false decides for that message."""
 
     sound: str = setting(
-        "", 'The sound: "" (off), "builtin" (a two-note ding-dong), or a WAV/MP3 file.'
+        "",
+        'The sound: "" (off), "builtin" (a two-note ding-dong), or a WAV/MP3 file.',
+        reload=Reload.LIVE,
     )
     priorities: tuple[str, ...] = setting(
-        ("important",), "The announcements that get the chime.", choices=PRIORITIES
+        ("important",),
+        "The announcements that get the chime.",
+        choices=PRIORITIES,
+        reload=Reload.LIVE,
     )
 
 
@@ -641,7 +657,9 @@ class MqttConfig:
 class LogConfig:
     """Logging (to standard error, or the journal under systemd)."""
 
-    level: str = setting("info", "The least severe messages logged.", choices=LOG_LEVELS)
+    level: str = setting(
+        "info", "The least severe messages logged.", choices=LOG_LEVELS, reload=Reload.LIVE
+    )
 
 
 @dataclass(frozen=True)
