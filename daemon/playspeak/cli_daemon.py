@@ -128,10 +128,9 @@ def _idle_close_note(config: Config) -> str | None:
     would close the idle websocket (harmless, but not what the setting is for)."""
     if not config.api.embedded:
         return None
-    from playspeak.localserver.settings import REALISTIC
+    from playspeak.localserver.settings import LocalServerSettings
 
-    ls = config.local_server
-    timeout = ls.idle_timeout or (REALISTIC["idle_timeout"] if ls.realistic else 0.0)
+    timeout = LocalServerSettings.from_section(config.local_server).idle_timeout
     close = config.link.idle_close
     if timeout > 0 and (close == 0 or close >= timeout):
         return (

@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import trio
@@ -406,22 +406,10 @@ async def _keep_state(player: AudioSink, nursery: trio.Nursery) -> StateKeeper:
 
 
 def embedded_server_settings(ls: LocalServerConfig, key: str, user: str) -> Any:
-    """The embedded server's LocalServerSettings: [local_server], `realistic` expanded."""
-    from playspeak.localserver.settings import REALISTIC, AuthRate, LocalServerSettings, SynthMode
+    """The embedded server's LocalServerSettings (see LocalServerSettings.from_section)."""
+    from playspeak.localserver.settings import LocalServerSettings
 
-    costs = dict(REALISTIC) if ls.realistic else {}
-    defaults = LocalServerConfig()
-    costs.update({k: getattr(ls, k) for k in REALISTIC if getattr(ls, k) != getattr(defaults, k)})
-    if isinstance(costs.get("auth_rate"), str):
-        costs["auth_rate"] = AuthRate.parse(costs["auth_rate"])
-    return LocalServerSettings(
-        api_key=key,
-        user_id=user,
-        first_byte_delay=ls.first_byte_delay,
-        realtime_factor=ls.realtime_factor,
-        synth=cast(SynthMode, ls.synth),  # validated by config.validate
-        **costs,
-    )
+    return LocalServerSettings.from_section(ls, api_key=key, user_id=user)
 
 
 async def _start_service(config: Config, nursery: trio.Nursery) -> tuple[Any, str, str, str]:

@@ -6,11 +6,11 @@ import ipaddress
 import math
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import trio
 
-from playspeak.config.sections import SYNTH_MODES
+from playspeak.config.sections import SYNTH_MODES, LocalServerConfig
 
 SynthMode = Literal["auto", "espeak", "generated", "piper"]
 
@@ -89,6 +89,27 @@ class LocalServerSettings:
     def realistic(cls, **overrides: Any) -> LocalServerSettings:
         """The settings of ``serve-local --realistic``: REALISTIC, then ``overrides``."""
         return cls(**{**REALISTIC, **overrides})
+
+    @classmethod
+    def from_section(
+        cls, ls: LocalServerConfig, *, api_key: str | None = None, user_id: str | None = None
+    ) -> LocalServerSettings:
+        """The embedded server's settings: [local_server], `realistic` expanded (a key set to
+        other than its default overrides that cost)."""
+        costs = dict(REALISTIC) if ls.realistic else {}
+        defaults = LocalServerConfig()
+        given = {k: getattr(ls, k) for k in REALISTIC if getattr(ls, k) != getattr(defaults, k)}
+        costs.update(given)
+        if isinstance(costs.get("auth_rate"), str):
+            costs["auth_rate"] = AuthRate.parse(costs["auth_rate"])
+        return cls(
+            api_key=api_key,
+            user_id=user_id,
+            first_byte_delay=ls.first_byte_delay,
+            realtime_factor=ls.realtime_factor,
+            synth=cast(SynthMode, ls.synth),  # validated when the file was loaded
+            **costs,
+        )
 
     def __post_init__(self) -> None:
         if not 1 <= self.chunk_min <= self.chunk_max:
