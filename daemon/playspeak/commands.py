@@ -93,7 +93,7 @@ class CommandHandler:
         if c.ssml:
             text, segments = ssml.spoken(ssml.parse(c.text))  # SsmlError names the fault
         else:
-            segments = split_marks(c.text, ssml=False)  # its index marks, if any
+            segments = split_marks(c.text)  # its index marks, if any
             text = joined(segments) if segments else c.text
         request = SpeechRequest(
             text=text,

@@ -31,16 +31,16 @@ class Segment:
     text: str
 
 
-def split_marks(text: str, *, ssml: bool) -> tuple[Segment, ...]:
-    """The text cut at its marks; () when it has none (it is said as it is, or for SSML
-    without its tags: see `plain`)."""
+def split_marks(text: str) -> tuple[Segment, ...]:
+    """A plain text cut at its marks; () when it has none (it is said as it is). SSML is cut by
+    ssml.segments instead."""
     pieces = _MARK.split(text)  # text, name", name', text, …
     if len(pieces) == 1:
         return ()
     segments: list[Segment] = []
     marks: list[str] = []
     for index in range(0, len(pieces), 3):
-        words = _words(pieces[index], ssml)
+        words = pieces[index].strip()
         if words:
             segments.append(Segment(tuple(marks), words))
             marks = []
@@ -55,16 +55,9 @@ def split_marks(text: str, *, ssml: bool) -> tuple[Segment, ...]:
 
 def plain(text: str) -> str:
     """SSML as the words it says: tags dropped (a space where each was), entities decoded."""
-    return _words(text, ssml=True)
+    return " ".join(html.unescape(_TAG.sub(" ", text)).split())
 
 
 def joined(segments: tuple[Segment, ...]) -> str:
     """The words of all segments: the utterance's text as status and logs show it."""
     return " ".join(s.text for s in segments if s.text)
-
-
-def _words(text: str, ssml: bool) -> str:
-    if ssml:
-        text = html.unescape(_TAG.sub(" ", text))
-        return " ".join(text.split())
-    return text.strip()

@@ -125,7 +125,7 @@ def _checked(name: str, attrs: dict[str, str]) -> tuple[tuple[str, str], ...]:
 
 def segments(tokens: list[Token]) -> tuple[Segment, ...]:
     """The document cut at its marks, each segment SSML of its own (the elements open at a
-    mark re-opened after it); () without marks. As marks.split_marks, but SSML."""
+    mark re-opened after it); () without marks. marks.split_marks cuts a plain text."""
     cuts: list[tuple[tuple[str, ...], list[Token]]] = [((), [])]
     stack: list[Open] = []
     marks: list[str] = []
