@@ -145,9 +145,19 @@ async def test_a_pitch_the_voice_cannot_set_is_refused_not_ignored(daemon: Daemo
     piper = next(v for v in voices if v["engine"] == "piper")
     assert "pitch" in piper["refuses"]
     reply = await client.command(cmd="speak", text="Hello.", voice=piper["id"], pitch=50)
-    events = await client.events_until_end({reply["id"]})
-    assert [e["event"] for e in events] == ["queued", "failed"]
-    assert "cannot set pitch" in events[-1]["reason"]
+    assert reply["event"] == "error", reply  # refused at once: nothing is queued
+    assert "cannot set pitch" in reply["error"] and piper["id"] in reply["error"]
+    stream = await trio.open_unix_socket(str(daemon.config.ssip.socket))
+    async with stream:
+        for line in (f"SET SELF SYNTHESIS_VOICE {piper['id']}", "SET SELF PITCH 50", "SPEAK"):
+            await stream.send_all(line.encode() + b"\r\n")
+        await stream.send_all(b"Hello.\r\n.\r\n")
+        buffer = b""
+        with trio.fail_after(10):
+            while buffer.count(b"\r\n") < 4:
+                buffer += await stream.receive_some(4096)
+    last = buffer.decode().splitlines()[3]
+    assert last.startswith("417 ") and "CANNOT SET PITCH" in last, last
 
 
 async def test_pitch_range_widens_the_voice_s_melody(daemon: Daemon, recorder: Recorder) -> None:

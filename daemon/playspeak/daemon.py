@@ -313,7 +313,10 @@ async def open_daemon(config: Config) -> AsyncIterator[Daemon]:
                 }
             )
             voices = await trio.to_thread.run_sync(list_voices, config, sources)
-            builder = UtteranceBuilder(config.api, config.speech.default_priority, voices)
+            refusal = sources.local.refusal if sources.local is not None else None
+            builder = UtteranceBuilder(
+                config.api, config.speech.default_priority, voices, refusal=refusal
+            )
             handler = CommandHandler(speaker, hub, builder, report)
             handler.state_changed = keeper.changed
             handler.schedule = ScheduleRules(

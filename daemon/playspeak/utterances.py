@@ -8,6 +8,7 @@ limits.py and makes the Utterance. I/O-free; runs on trio's thread and never blo
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -50,24 +51,42 @@ class TextTooLong(ProtocolError):
         self.length, self.model, self.limit = length, model, limit
 
 
+class VoiceRefuses(ProtocolError):
+    """The voice cannot speak as asked (its engine has no pitch…): refused at the speak, not
+    failed after it was queued."""
+
+
+Refusal = Callable[[str, Style], "str | None"]  # why a voice cannot speak in a style; None: it can
+
+
 class UtteranceBuilder:
     """The defaults in force and the one way an utterance's fields are filled in from them.
     Owned by the daemon; `api` and `default_priority` are replaced when a reload changes them."""
 
     def __init__(
-        self, api: ApiConfig, default_priority: str = "message", voices: list[Voice] | None = None
+        self,
+        api: ApiConfig,
+        default_priority: str = "message",
+        voices: list[Voice] | None = None,
+        refusal: Refusal | None = None,
     ) -> None:
         self.api = api
         self.default_priority = default_priority
         self.voices = voices or []  # what `voices` lists (voices.py)
+        self.refusal = refusal  # the local engines' (Synthesizer.refusal); None: a service
 
     def check(self, request: SpeechRequest) -> None:
-        """TextTooLong when the text is over its model's limit (`build` checks it too; a
-        front end may call this first to refuse it before other checks)."""
+        """TextTooLong when the text is over its model's limit, VoiceRefuses when the voice
+        cannot speak in its style (`build` checks both too; a front end may call this first
+        to refuse it before other checks)."""
         model = request.model or self.api.model
         limit = text_limit(model)
         if len(request.text) > limit:
             raise TextTooLong(len(request.text), model, limit)
+        if self.refusal is not None:
+            why = self.refusal(str(self.params(request)["voice"]), request.style)
+            if why is not None:
+                raise VoiceRefuses(why)
 
     def params(self, request: SpeechRequest) -> dict[str, Any]:
         """The command sent to the service (and the phrase cache's key): the defaults filled in."""

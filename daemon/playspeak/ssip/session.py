@@ -37,7 +37,7 @@ from playspeak.ssip.protocol import (
     parse_target,
 )
 from playspeak.style import Style
-from playspeak.utterances import SpeechRequest, TextTooLong, UtteranceBuilder
+from playspeak.utterances import SpeechRequest, TextTooLong, UtteranceBuilder, VoiceRefuses
 from playspeak.voices import Voice, service_voices
 
 log = logging.getLogger(__name__)
@@ -256,6 +256,8 @@ class SsipSession:
             raise SsipError(
                 300, f"ERR MESSAGE TOO LONG ({e.length} CHARACTERS, LIMIT {e.limit})"
             ) from None
+        except VoiceRefuses as e:  # ssip.texi: 4xx, invalid parameters; nothing is queued
+            raise SsipError(417, f"ERR VOICE REFUSES ({str(e).upper()})") from None
 
     def _submit(self, utterance: Utterance) -> None:
         try:
