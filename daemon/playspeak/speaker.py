@@ -121,6 +121,7 @@ class Speaker:
         links: LinkPool,
         player: AudioSink,
         hub: EventHub,
+        sources: Sources,
         max_queue: int,
         client_queue_bytes: int = 0,
         pipeline: bool = True,
@@ -133,9 +134,8 @@ class Speaker:
         preroll_seconds: float = 0.0,
         adaptive_preroll: bool = False,
         trim_leading_silence: bool = False,
-        sources: Sources | None = None,
     ) -> None:
-        self.sources = sources  # the phrase cache and the fallback voice (None: the link only)
+        self.sources = sources  # the phrase cache, the fallback voice, then the link
         self.preroll_seconds = preroll_seconds
         self.adaptive_preroll = adaptive_preroll
         self.arrivals = ArrivalModel()  # the service's pace, learned from its replies
@@ -373,14 +373,8 @@ class Speaker:
         if u.at is None:  # (a scheduled start opens its stream shortly before its instant)
             self.player.prepare()  # the stream opens while the audio is made
         try:
-            if self.sources is not None:
-                # a retry after audio was heard stays with the service's voice
-                job.reply = await self.sources.open(
-                    u, may_fall_back=job.start_pos is None, text=text
-                )
-            else:
-                link = await self.links.get(u.model)
-                job.reply = await link.request({**u.params, **({"text": text} if text else {})})
+            # a retry after audio was heard stays with the service's voice
+            job.reply = await self.sources.open(u, may_fall_back=job.start_pos is None, text=text)
             if job.dropped:  # cancelled while it was being asked for: nobody will read it,
                 job.reply.discard()  # and an unread reply would hold up the link's reader
         except LinkError as e:
