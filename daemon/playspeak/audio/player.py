@@ -133,11 +133,11 @@ class Player:
         # Trio thread only (the callback never reads them):
         self.device_name = ""
         self.latency = 0.0  # the quick (first) stream's reported output latency, seconds
-        self._running = False
+        self._running = False  # run() sets it while the owner task lives
         self._died = trio.Event()  # the callback sets only the run's own (bound in _open)
         self._changed = trio.Event()  # set (and replaced) whenever waiters should look again
-        self._starts = 0
-        self._switches = 0
+        self._starts = 0  # streams started (status)
+        self._switches = 0  # quick→steady switches made (status)
         self._checked_at = 0.0  # monotonic time the idle device was last opened to check it
         self._opened = 0  # streams opened: each one's callback knows its number
         self._switch_due: float | None = None  # when to start the steady stream (monotonic)
@@ -161,8 +161,8 @@ class Player:
         self._feeding = 0  # the stream whose callback reads the ring (others play silence)
         # Written by trio (the owner and the verbs), read by the PortAudio thread:
         self._switch_at: int | None = None  # the quick stream reads up to here (in a pause)
-        self._paused = False
-        self._volume = 1.0
+        self._paused = False  # pause()/resume(); the callback plays silence while set
+        self._volume = 1.0  # the volume setter; the callback scales each block by it
         self._expecting = False  # an utterance is being fed: running dry is an underrun
         self._wake_at = 0  # wake trio once the read position reaches this (lowest waiter's)
         # Written by both, each write a whole value:
@@ -174,7 +174,7 @@ class Player:
         # read is harmless; trio reacts to them only after a wake-up through the token):
         self._underflows = 0  # output_underflow status flags
         self._starved = 0  # times the ring ran dry while more audio was expected
-        self._frames_played = 0
+        self._frames_played = 0  # frames the callback took from the ring (status)
         self._wakeups = 0  # times the callback woke the trio side
         self._last_sound = 0.0  # monotonic time of the last block that played frames
         self._last_block: tuple[int, int, float, float] | None = None  # start, end, t, latency
