@@ -13,7 +13,12 @@ from playspeak.config.load import credential_api_key
 from playspeak.config.sections import SYNTH_MODES
 from playspeak.errors import ConfigError, leaves
 from playspeak.localserver.server import LocalServer
-from playspeak.localserver.settings import REALISTIC, AuthRate, LocalServerSettings
+from playspeak.localserver.settings import (
+    REALISTIC,
+    AuthRate,
+    LocalServerSettings,
+    service_costs,
+)
 
 log = logging.getLogger("playspeak.localserver")
 
@@ -24,8 +29,8 @@ def parse_args(argv: list[str], environ: dict[str, str] | None = None) -> LocalS
     env = os.environ if environ is None else environ
     parser = build_parser()
     args = parser.parse_args(argv)
-    costs = dict(REALISTIC) if args.realistic else {}
-    costs.update({k: getattr(args, k) for k in REALISTIC if getattr(args, k) is not None})
+    given = {k: getattr(args, k) for k in REALISTIC if getattr(args, k) is not None}
+    costs = service_costs(realistic=args.realistic, given=given)
     try:
         return LocalServerSettings(
             host=args.host,

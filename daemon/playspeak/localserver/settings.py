@@ -5,6 +5,7 @@ from __future__ import annotations
 import ipaddress
 import math
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, cast
 
@@ -96,12 +97,9 @@ class LocalServerSettings:
     ) -> LocalServerSettings:
         """The embedded server's settings: [local_server], `realistic` expanded (a key set to
         other than its default overrides that cost)."""
-        costs = dict(REALISTIC) if ls.realistic else {}
         defaults = LocalServerConfig()
         given = {k: getattr(ls, k) for k in REALISTIC if getattr(ls, k) != getattr(defaults, k)}
-        costs.update(given)
-        if isinstance(costs.get("auth_rate"), str):
-            costs["auth_rate"] = AuthRate.parse(costs["auth_rate"])
+        costs = service_costs(realistic=ls.realistic, given=given)
         return cls(
             api_key=api_key,
             user_id=user_id,
@@ -232,3 +230,13 @@ class Stats:
             "tts_requests": self.requests,
             "stalls": self.stalls,
         }
+
+
+def service_costs(*, realistic: bool, given: Mapping[str, Any]) -> dict[str, Any]:
+    """The simulated service's costs, for `[local_server]` and `serve-local` alike: REALISTIC
+    when `realistic` is asked for, each cost given on its own overriding its share of it."""
+    costs = dict(REALISTIC) if realistic else {}
+    costs.update(given)
+    if isinstance(costs.get("auth_rate"), str):
+        costs["auth_rate"] = AuthRate.parse(costs["auth_rate"])
+    return costs
