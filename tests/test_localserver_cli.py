@@ -12,6 +12,7 @@ import httpx
 import pytest
 
 from playspeak.localserver.cli import parse_args
+from playspeak.localserver.settings import LocalServerSettings
 
 
 def test_arguments_and_environment_become_settings() -> None:
@@ -28,6 +29,12 @@ def test_arguments_and_environment_become_settings() -> None:
         None,
         None,
     )
+
+
+def test_realistic_turns_every_cost_on_and_a_cost_given_overrides_its_share() -> None:
+    settings = parse_args(["--realistic", "--auth-delay", "0"], {})
+    assert settings == LocalServerSettings.realistic(port=8765, auth_delay=0.0)
+    assert parse_args([], {}) == LocalServerSettings(port=8765)
 
 
 @pytest.mark.parametrize("argv", [["--synth", "festival"], ["--connection-lifetime", "0"]])
