@@ -139,24 +139,24 @@ def test_unreadable_file(tmp_path: Path) -> None:
 
 
 def test_local_server_costs_are_off_unless_realistic_and_keys_override_it(tmp_path: Path) -> None:
-    from playspeak.daemon import embedded_server_settings
     from playspeak.localserver.settings import AuthRate, LocalServerSettings
 
-    plain = embedded_server_settings(load_config(EXAMPLE, env={}).local_server, "k", "u")
+    example = load_config(EXAMPLE, env={}).local_server
+    plain = LocalServerSettings.from_section(example, api_key="k", user_id="u")
     assert plain == LocalServerSettings(api_key="k", user_id="u")
     text = (
         '[local_server]\nembedded = "server"\nrealistic = true\nauth_rate = "2/5"\n'
         "first_byte_delay = 0.2\n"
     )
     config = load_config(write(tmp_path, text), env={})
-    settings = embedded_server_settings(config.local_server, "k", "u")
+    settings = LocalServerSettings.from_section(config.local_server, api_key="k", user_id="u")
     assert settings == LocalServerSettings.realistic(
         api_key="k", user_id="u", first_byte_delay=0.2, auth_rate=AuthRate(2, 5.0)
     )
     single = load_config(
         write(tmp_path, '[local_server]\nembedded = "server"\nauth_status = 201\n'), env={}
     )
-    assert embedded_server_settings(single.local_server, "k", "u").auth_status == 201
+    assert LocalServerSettings.from_section(single.local_server).auth_status == 201
 
 
 def test_a_cost_of_the_server_is_refused_for_the_direct_local_voice(tmp_path: Path) -> None:

@@ -20,7 +20,7 @@ from playspeak.audio.devicestate import DeviceState
 from playspeak.cache.store import PhraseStore, default_cache_dir
 from playspeak.chime import load_chime
 from playspeak.commands import CommandHandler
-from playspeak.config import Config, LocalServerConfig
+from playspeak.config import Config
 from playspeak.config.reload import reload_config
 from playspeak.control.server import ControlServer, bind_unix_socket
 from playspeak.door.policy import Limits
@@ -408,13 +408,6 @@ async def _keep_state(player: AudioSink, nursery: trio.Nursery) -> StateKeeper:
     return keeper
 
 
-def embedded_server_settings(ls: LocalServerConfig, key: str, user: str) -> Any:
-    """The embedded server's LocalServerSettings (see LocalServerSettings.from_section)."""
-    from playspeak.localserver.settings import LocalServerSettings
-
-    return LocalServerSettings.from_section(ls, api_key=key, user_id=user)
-
-
 async def _start_service(config: Config, nursery: trio.Nursery) -> tuple[Any, str, str, str]:
     """The TTS service to use: the configured one, or the embedded local server."""
     api = config.api
@@ -425,11 +418,14 @@ async def _start_service(config: Config, nursery: trio.Nursery) -> tuple[Any, st
         log.info("no API key configured: speaking with the local voice")
         return None, "", "", ""
     from playspeak.localserver import LocalServer
+    from playspeak.localserver.settings import LocalServerSettings
 
     key, user = secrets.token_urlsafe(24), secrets.token_urlsafe(8)
     register_secret(key)
     register_secret(user)
-    server = LocalServer(embedded_server_settings(config.local_server, key, user))
+    server = LocalServer(
+        LocalServerSettings.from_section(config.local_server, api_key=key, user_id=user)
+    )
     base_url = await nursery.start(server.run)
     log.info(
         "no API key configured: speaking through the embedded local PlayAI-compatible server at %s",

@@ -8,13 +8,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
-from playspeak.config.schema import Entry
 from playspeak.config.sections import Config, entries
-
-
-def live_entries() -> list[Entry]:
-    """The settings a reload applies, section by section."""
-    return [e for e in entries() if e.live]
 
 
 @dataclass(frozen=True)

@@ -89,7 +89,7 @@ class LocalServerSettings:
     @classmethod
     def realistic(cls, **overrides: Any) -> LocalServerSettings:
         """The settings of ``serve-local --realistic``: REALISTIC, then ``overrides``."""
-        return cls(**{**REALISTIC, **overrides})
+        return cls(**service_costs(realistic=True, given=overrides))
 
     @classmethod
     def from_section(
