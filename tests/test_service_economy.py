@@ -370,13 +370,26 @@ async def test_an_interruption_costs_no_auth(
         expected = await server.render(text="next", voice=VOICE)
         unwanted = await link.request(command("A long reply that nobody wants to hear. " * 5))
         assert await unwanted.receive()  # it streams
-        unwanted.discard()
         if reconnect:
-            link.restart()
+            unwanted.abandon()  # what the speaker does with an interrupted reply
+        else:
+            unwanted.discard()
         assert await collect(await link.request(command("next"))) == expected
         stats = server.stats.snapshot()
         assert stats["auth_requests"] == 1
         assert stats["ws_connections"] == (2 if reconnect else 1)
+
+
+async def test_abandoning_a_reply_that_has_ended_keeps_the_connection(
+    clock: trio.testing.MockClock,
+) -> None:
+    """Only a reply still streaming costs a reconnect: one whose end came is simply dropped."""
+    async with served(realistic()) as (server, link):
+        done = await link.request(command("short"))
+        await collect(done)
+        done.abandon()
+        assert await collect(await link.request(command("next")))
+        assert server.stats.snapshot()["ws_connections"] == 1
 
 
 async def test_a_short_url_expiry_leaves_an_idle_link_alone(

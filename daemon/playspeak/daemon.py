@@ -284,7 +284,6 @@ async def open_daemon(config: Config) -> AsyncIterator[Daemon]:
             sources = make_sources(config, links)
             await nursery.start(sources.run)
             speaker = Speaker(
-                links=links,
                 player=player,
                 hub=hub,
                 max_queue=config.speech.max_queue,

@@ -102,3 +102,5 @@ class LocalReply:
         self._scope.cancel()
         self._recv.close()
         self.complete.set()
+
+    abandon = discard  # the engine stops at once: no connection to spare

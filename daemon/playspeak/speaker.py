@@ -26,7 +26,7 @@ from playspeak.chime import load_chime
 from playspeak.errors import AudioDeviceError, DecodeError, LinkError, ReplyTooLong
 from playspeak.health import DeviceHealth
 from playspeak.lifecycle import UtteranceState
-from playspeak.playai.link import LinkPool, Reply
+from playspeak.playai.link import Reply
 from playspeak.priorities import admit
 from playspeak.schedule import to_monotonic
 from playspeak.sources import Sources
@@ -118,7 +118,6 @@ class Speaker:
     def __init__(
         self,
         *,
-        links: LinkPool,
         player: AudioSink,
         hub: EventHub,
         sources: Sources,
@@ -144,7 +143,6 @@ class Speaker:
         self.interrupt_reconnect = interrupt_reconnect
         self.chime = chime
         self.chime_priorities = chime_priorities
-        self.links = links
         self.player = player
         self.hub = hub
         self.queue = SpeechQueue(max_queue, client_queue_bytes)
@@ -213,12 +211,12 @@ class Speaker:
         asked for again (timeline.plan_cancel)."""
         if not selected:
             return []
-        if self.interrupt_reconnect and any(
-            j.reply is not None and not j.reply.complete.is_set() for j in selected
-        ):
-            # The websocket is still busy streaming a reply nobody wants: a fresh connection
-            # gets the next request answered sooner than waiting for the rest (bench/).
-            self.links.restart_busy()
+        if self.interrupt_reconnect:
+            # A reply still streaming in over a websocket: a fresh connection gets the next
+            # request answered sooner than draining the rest (the reply's source decides).
+            for job in selected:
+                if job.reply is not None:
+                    job.reply.abandon()
         self._cut(selected)
         for job in selected:
             self.hub.cancelled(job.utterance, reason)
@@ -467,10 +465,7 @@ class Speaker:
                 self.hub.failed(u, f"undecodable audio: {e}")
                 return False
             except ReplyTooLong as e:
-                unfinished = not job.reply.complete.is_set()
-                job.reply.discard()
-                if unfinished:  # the connection still streams it: a fresh one for the queue
-                    self.links.restart_busy()
+                job.reply.abandon()  # one still streaming in: a fresh connection for the queue
                 self.hub.failed(u, str(e))
                 return False
         return True

@@ -27,6 +27,9 @@ class AnyReply(Protocol):
     def retriable(self) -> bool: ...
     async def receive_stamped(self) -> tuple[bytes, float] | None: ...
     def discard(self) -> None: ...
+    # discard, and where the reply still streams over a connection others wait behind, let
+    # its source reconnect rather than drain it (the PlayAI link; for the others: discard)
+    def abandon(self) -> None: ...
 
 
 class BytesReply:
@@ -51,6 +54,8 @@ class BytesReply:
 
     def discard(self) -> None:
         self.discarded = True
+
+    abandon = discard  # all in hand: nothing streams
 
 
 Render = Callable[[], Awaitable[bytes]]
@@ -122,10 +127,19 @@ class GuardedReply:
         return self.inner is not None and self.inner.retriable
 
     def discard(self) -> None:
+        self._drop(abandon=False)
+
+    def abandon(self) -> None:
+        self._drop(abandon=True)
+
+    def _drop(self, *, abandon: bool) -> None:
         self.discarded = True
         self._parts = []
         if self.inner is not None:
-            self.inner.discard()
+            if abandon:
+                self.inner.abandon()
+            else:
+                self.inner.discard()
         if self._local is not None:
             self._local.discard()
         self._done.set()

@@ -35,7 +35,7 @@ import itertools
 import logging
 import math
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -98,8 +98,9 @@ class Reply:
     Owned by the link's reader (sending side) and one consumer (receiving side).
     """
 
-    def __init__(self, request_id: str) -> None:
+    def __init__(self, request_id: str, on_abandon: Callable[[Reply], None] | None = None) -> None:
         self.request_id = request_id
+        self._on_abandon = on_abandon  # the link's: whether to reconnect rather than drain
         # each chunk with the trio time it was read off the websocket
         self._send, self._recv = trio.open_memory_channel[tuple[bytes, float]](REPLY_BUFFER_CHUNKS)
         self.started = False
@@ -132,6 +133,14 @@ class Reply:
         self.discarded = True
         self._recv.close()
         self.complete.set()
+
+    def abandon(self) -> None:
+        """`discard`, and if the service is still streaming it, let its link reconnect at once
+        (Link.restart) so that the next request is not answered behind the unwanted rest."""
+        streaming = not self._finished and not self.discarded
+        self.discard()
+        if streaming and self._on_abandon is not None:
+            self._on_abandon(self)
 
     def _end(self) -> None:
         if not self._finished:
@@ -293,7 +302,7 @@ class Link:
                     if conn is not self._conn:
                         continue
                     request_id = str(wanted.request_id or f"r{next(self._ids)}")
-                    reply = Reply(request_id)
+                    reply = Reply(request_id, self._abandoned)
                     conn.add(reply)  # before sending: the answer may come at once
                     try:
                         await conn.ws.send_message(replace(wanted, request_id=request_id).to_json())
@@ -316,9 +325,11 @@ class Link:
         self._set_conn(None)
         conn.scope.cancel()
 
-    @property
-    def busy(self) -> bool:
-        return self._conn is not None and self._conn.busy
+    def _abandoned(self, reply: Reply) -> None:
+        """A reply nobody wants is still streaming in: reconnect if it is on the connection in
+        use (one being retired closes by itself once its replies have ended)."""
+        if self._conn is not None and reply in self._conn.pending:
+            self.restart()
 
     def health(self) -> LinkHealth:
         return LinkHealth(self.state, self.last_error, self.settings.model)
@@ -822,9 +833,3 @@ class LinkPool:
 
     def health(self) -> tuple[LinkHealth, ...]:
         return tuple(link.health() for link in self._links.values())
-
-    def restart_busy(self) -> None:
-        """Restart every link still streaming a reply (see Link.restart)."""
-        for link in self._links.values():
-            if link.busy:
-                link.restart()
