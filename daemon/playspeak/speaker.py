@@ -20,6 +20,7 @@ import trio
 
 from playspeak.audio.arrivals import ArrivalModel, ReplyTrace
 from playspeak.audio.decoder import StreamDecoder, make_decoder
+from playspeak.audio.replyaudio import ReplyAudio
 from playspeak.audio.silence import UtteranceStart
 from playspeak.cache.replies import AnyReply
 from playspeak.chime import load_chime
@@ -482,15 +483,19 @@ class Speaker:
         return self.chime if u.priority in self.chime_priorities else None
 
     async def _play_reply(self, job: Job, reply: Reply | AnyReply) -> None:
-        decoder: StreamDecoder | None = None  # made with the first chunk (_decoder_for)
-        rate = self.player.samplerate
+        """One reply through the pipeline: decoded as it arrives (ReplyAudio), its start held
+        back or trimmed (UtteranceStart), written to the player; then the service's pace
+        learned from it (_learn_pace). Raises DecodeError, ReplyTooLong or LinkError."""
+        audio = ReplyAudio(
+            lambda: self._decoder_for(job.utterance, reply),
+            self.player.samplerate,
+            reply_limit(job.utterance, self.max_reply_seconds),
+        )
         start: UtteranceStart | None = None  # made at the first audio, when the device's
         # state is known: idle (trim the leading silence) or playing another utterance
         idle = False
-        trace, decoded = ReplyTrace(), 0  # also where the reply's pace is counted from
-        limit = reply_limit(job.utterance, self.max_reply_seconds)
         while True:
-            hold = start.wait(trace.elapsed(trio.current_time())) if start else math.inf
+            hold = start.wait(audio.trace.elapsed(trio.current_time())) if start else math.inf
             with trio.move_on_after(hold) as holding:
                 stamped = await reply.receive_stamped()
             if holding.cancelled_caught:
@@ -500,32 +505,27 @@ class Speaker:
                 continue
             if stamped is None:
                 break
-            chunk, arrived = stamped
-            if decoder is None:
-                decoder = self._decoder_for(job.utterance, reply)
-            blocks = decoder.feed(chunk)
-            before, decoded = decoded, decoded + sum(map(len, blocks))
-            if decoded > limit * rate:
-                raise ReplyTooLong(
-                    f"the reply passed {limit:g} s of audio (speech.max_reply_seconds): "
-                    "it did not end"
-                )
-            trace.add(arrived, before / rate, decoded / rate)
+            blocks = audio.feed(*stamped)
             if blocks and start is None:
                 start, idle = self._utterance_start(job)
             # one write per chunk, not per MP3 frame: fewer trips through trio's loop
             if start is not None:
-                pcm = start.feed(blocks, trace.elapsed(trio.current_time()))
+                pcm = start.feed(blocks, audio.trace.elapsed(trio.current_time()))
                 if pcm is not None:
                     await self._play(job, pcm)
-        rest = decoder.flush() if decoder is not None else []
+        rest = audio.flush()
         if start is None:
             start, idle = self._utterance_start(job)
         if (pcm := start.finish(rest)) is not None:
             await self._play(job, pcm)
-        if idle and _source(job) == "service" and not hasattr(reply, "audio_format"):
-            # Only a reply that began on an idle device was read as it arrived and shows
-            # the service's pace: a queued one's chunks may have waited behind the one playing.
+        if idle:
+            self._learn_pace(job, reply, audio.trace)
+
+    def _learn_pace(self, job: Job, reply: Reply | AnyReply, trace: ReplyTrace) -> None:
+        """Learn the service's pace from a reply that began on an idle device: only such a one
+        was read as it arrived (a queued one's chunks may have waited behind the one playing).
+        Not from the cache, the fallback voice or the local voice (its PCM: `audio_format`)."""
+        if _source(job) == "service" and not hasattr(reply, "audio_format"):
             self.arrivals.learn(trace)
 
     def _decoder_for(self, u: Utterance, reply: Reply | AnyReply) -> StreamDecoder:
