@@ -3,6 +3,7 @@ the speaker and the control server, started in that order; READY once all are up
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import secrets
 import signal
@@ -23,7 +24,6 @@ from playspeak.commands import CommandHandler
 from playspeak.config import Config
 from playspeak.config.reload import reload_config
 from playspeak.control.server import ControlServer, bind_unix_socket
-from playspeak.door.policy import Limits
 from playspeak.engines import Synthesizer
 from playspeak.errors import ConfigError
 from playspeak.events import DeviceChanged, timestamp
@@ -262,44 +262,16 @@ async def open_daemon(config: Config) -> AsyncIterator[Daemon]:
             )
             await nursery.start(player.run)
             keeper = await _keep_state(player, nursery)
-            links = LinkPool(
-                LinkSettings(
-                    base_url=base_url,
-                    api_key=key,
-                    user_id=user,
-                    model=config.api.model,
-                    connect_timeout=config.api.connect_timeout,
-                    request_patience=config.api.request_patience,
-                    first_audio_timeout=config.api.first_audio_timeout,
-                    stall_timeout=config.api.stall_timeout,
-                    heartbeat=config.api.ping_interval,
-                    max_age=config.api.connection_max_age,
-                    # ready_when = "link" waits for a connection: it must be opened at start
-                    warm_up=service and (config.link.warm_up or ready_when == "link"),
-                    idle_close=config.link.idle_close,
-                ),
-                http,
+            settings = LinkSettings.from_config(
+                config.api, config.link, base_url=base_url, api_key=key, user_id=user
             )
+            # ready_when = "link" waits for a connection: it must be opened at start
+            warm_up = service and (settings.warm_up or ready_when == "link")
+            links = LinkPool(dataclasses.replace(settings, warm_up=warm_up), http)
             await nursery.start(links.run)
             sources = make_sources(config, links)
             await nursery.start(sources.run)
-            speaker = Speaker(
-                player=player,
-                hub=hub,
-                max_queue=config.speech.max_queue,
-                client_queue_bytes=config.speech.client_queue_bytes,
-                pipeline=config.speech.pipeline,
-                chime=load_chime(config.chime.sound, player.samplerate, player.channels),
-                chime_priorities=config.chime.priorities,
-                max_age=config.speech.max_age,
-                max_attempts=config.speech.max_attempts,
-                max_reply_seconds=config.speech.max_reply_seconds,
-                interrupt_reconnect=config.speech.interrupt_reconnect,
-                preroll_seconds=config.audio.preroll_ms / 1000,
-                adaptive_preroll=config.audio.adaptive_preroll,
-                trim_leading_silence=config.audio.trim_leading_silence,
-                sources=sources,
-            )
+            speaker = Speaker.from_config(config, player=player, hub=hub, sources=sources)
             await nursery.start(speaker.run)
             started = trio.current_time()
             report = StatusReport()
@@ -318,22 +290,9 @@ async def open_daemon(config: Config) -> AsyncIterator[Daemon]:
             )
             handler = CommandHandler(speaker, hub, builder, report)
             handler.state_changed = keeper.changed
-            handler.schedule = ScheduleRules(
-                config.speech.schedule_tolerance, config.speech.schedule_max_ahead
-            )
-            control = ControlServer(
-                sock,
-                handler,
-                max_line_bytes=config.control.max_line_bytes,
-                max_clients=config.control.max_clients,
-                client_buffer=config.control.client_buffer,
-                path=path,
-                on_close=handler.forget,
-                rate_limit=config.control.rate_limit,
-                rate_burst=config.control.rate_burst,
-                allow_uids=config.control.allow_uids,
-                allow_groups=config.control.allow_groups,
-                limits=Limits.from_config(config.control),
+            handler.schedule = ScheduleRules.from_section(config.speech)
+            control = ControlServer.from_section(
+                config.control, sock, handler, path=path, on_close=handler.forget
             )
             warnings = voice_warnings(config, sources)
             for warning in warnings:

@@ -8,8 +8,12 @@ own wall clock, so the machines must be NTP-synchronised (docs/protocol.md).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from playspeak.errors import ProtocolError
+
+if TYPE_CHECKING:
+    from playspeak.config.sections import SpeechConfig
 
 
 @dataclass(frozen=True)
@@ -19,6 +23,10 @@ class ScheduleRules:
 
     tolerance: float = 0.05
     max_ahead: float = 300.0
+
+    @classmethod
+    def from_section(cls, speech: SpeechConfig) -> ScheduleRules:
+        return cls(speech.schedule_tolerance, speech.schedule_max_ahead)
 
     def check(self, at: float, now: float) -> None:
         """ProtocolError with the reason when `at` (Unix seconds) is refused at wall time

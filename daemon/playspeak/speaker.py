@@ -24,6 +24,7 @@ from playspeak.audio.replyaudio import ReplyAudio
 from playspeak.audio.silence import UtteranceStart
 from playspeak.cache.replies import AnyReply
 from playspeak.chime import load_chime
+from playspeak.config import Config
 from playspeak.errors import AudioDeviceError, DecodeError, LinkError, ReplyTooLong
 from playspeak.health import DeviceHealth
 from playspeak.lifecycle import UtteranceState
@@ -159,6 +160,30 @@ class Speaker:
         self._holds: dict[object, tuple[Callable[[Utterance], bool], list[Utterance]]] = {}
         self.queue.held = lambda u: any(select(u) for select, _ in self._holds.values())
         self._nursery: trio.Nursery | None = None
+
+    @classmethod
+    def from_config(
+        cls, config: Config, *, player: AudioSink, hub: EventHub, sources: Sources
+    ) -> Speaker:
+        """With the [speech] section, the [audio] section's start of speech and the chime."""
+        speech, audio = config.speech, config.audio
+        return cls(
+            player=player,
+            hub=hub,
+            sources=sources,
+            max_queue=speech.max_queue,
+            client_queue_bytes=speech.client_queue_bytes,
+            pipeline=speech.pipeline,
+            chime=load_chime(config.chime.sound, player.samplerate, player.channels),
+            chime_priorities=config.chime.priorities,
+            max_age=speech.max_age,
+            max_attempts=speech.max_attempts,
+            max_reply_seconds=speech.max_reply_seconds,
+            interrupt_reconnect=speech.interrupt_reconnect,
+            preroll_seconds=audio.preroll_ms / 1000,
+            adaptive_preroll=audio.adaptive_preroll,
+            trim_leading_silence=audio.trim_leading_silence,
+        )
 
     # ---- commands -----------------------------------------------------------------------
 

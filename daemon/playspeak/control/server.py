@@ -20,6 +20,7 @@ from typing import Any
 
 import trio
 
+from playspeak.config.sections import ControlConfig
 from playspeak.control.protocol import Command, describe, encode_message, parse_line
 from playspeak.control.ratelimit import TokenBucket
 from playspeak.control.session import ClientSession
@@ -152,6 +153,32 @@ class ControlServer:
             access=self.access,
             limits=self.limits,
             farewell=lambda message: encode_message(Error(message)),
+        )
+
+    @classmethod
+    def from_section(
+        cls,
+        control: ControlConfig,
+        sock: socket.socket,
+        handler: Handler,
+        *,
+        path: Path | None = None,
+        on_close: Callable[[ClientSession], None] | None = None,
+    ) -> ControlServer:
+        """Serving `sock` as the [control] section says (limits, allow-lists, rates)."""
+        return cls(
+            sock,
+            handler,
+            max_line_bytes=control.max_line_bytes,
+            max_clients=control.max_clients,
+            client_buffer=control.client_buffer,
+            path=path,
+            on_close=on_close,
+            rate_limit=control.rate_limit,
+            rate_burst=control.rate_burst,
+            allow_uids=control.allow_uids,
+            allow_groups=control.allow_groups,
+            limits=Limits.from_config(control),
         )
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:

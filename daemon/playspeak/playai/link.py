@@ -51,6 +51,7 @@ from trio_websocket import (
 )
 
 from playspeak.backoff import Backoff
+from playspeak.config.sections import ApiConfig, LinkConfig
 from playspeak.errors import AuthError, BadJsonError, LinkError, leaves
 from playspeak.health import LinkHealth
 from playspeak.log import redact, register_secret
@@ -231,6 +232,27 @@ class LinkSettings:
     renew_margin: float = 60.0  # open the next one this long before (at most a quarter of max_age)
     warm_up: bool = True  # connect at start; False: on the first request
     idle_close: float = 0.0  # close after this long with nothing asked (0: keep it open)
+
+    @classmethod
+    def from_config(
+        cls, api: ApiConfig, link: LinkConfig, *, base_url: str, api_key: str, user_id: str
+    ) -> LinkSettings:
+        """From the [api] and [link] sections, for the service at `base_url` (the configured
+        one, or the embedded server with its own credentials)."""
+        return cls(
+            base_url=base_url,
+            api_key=api_key,
+            user_id=user_id,
+            model=api.model,
+            connect_timeout=api.connect_timeout,
+            request_patience=api.request_patience,
+            first_audio_timeout=api.first_audio_timeout,
+            stall_timeout=api.stall_timeout,
+            heartbeat=api.ping_interval,
+            max_age=api.connection_max_age,
+            warm_up=link.warm_up,
+            idle_close=link.idle_close,
+        )
 
 
 class Link:
