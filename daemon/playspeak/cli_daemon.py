@@ -106,6 +106,13 @@ def check_config(args: argparse.Namespace) -> int:
     print(f"playspeak: configuration OK; speech from {redact(service)}", file=sys.stderr)
     if (note := _idle_close_note(config)) is not None:
         print(f"playspeak: note: {note}", file=sys.stderr)
+    from playspeak.config.reload import live_names
+
+    print(
+        f"playspeak: a reload (SIGHUP) applies {', '.join(live_names())}; "
+        "any other change needs a restart",
+        file=sys.stderr,
+    )
     return 0
 
 

@@ -20,6 +20,11 @@ class Reloaded:
     need_restart: list[str]
 
 
+def live_names() -> list[str]:
+    """The settings a reload applies (dotted names, in the schema's order)."""
+    return [e.name for e in entries() if e.live]
+
+
 def reload_config(old: Config, new: Config) -> Reloaded:
     """`old` with the LIVE settings of `new`; the file named stays `old`'s."""
     taken: dict[str, dict[str, Any]] = {}
