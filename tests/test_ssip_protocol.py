@@ -227,7 +227,6 @@ def test_texts_for_ssml_spelling_chars_keys_and_icons() -> None:
     assert (broken.text, broken.ssml) == ("Hello world", False)
     assert "malformed SSML: mismatched tag" in broken.problem
     assert s.Settings(ssml_mode=False).text_for("a <mark name='m'/>").text == "a <mark name='m'/>"
-    assert s.Settings(spelling=True).text_for("ab c") == s.Spoken("a b c", words="a b c")
     assert s.char_text("space") == "space" and s.char_text("é") == "é"
     assert s.key_text("control_alt_kp-enter") == "control alt kp enter"
     assert s.key_text("_") == "_" and s.key_text("shift_A") == "shift A"

@@ -1,10 +1,11 @@
 """Speech Dispatcher's settings are honoured by the local voice (espeak-ng), through the real
 SSIP door (or the control socket's same fields) and the null sink, on the shipped defaults
 (the direct local voice): PITCH moves the voice's F0, PITCH_RANGE widens its melody,
-PUNCTUATION all speaks punctuation, CAP_LET_RECOGN spell tells `CHAR A` from `CHAR a`, SSML's
-break, prosody and say-as are heard; a voice that cannot (Piper: no pitch) refuses rather than
-ignoring it. Each recording is checked against espeak-ng's own rendering first (`covered_share`),
-so a margin measures the setting, not the sink."""
+PUNCTUATION all speaks punctuation, CAP_LET_RECOGN spell tells `CHAR A` from `CHAR a`, a
+spelled speak is said letter by letter, SSML's break, prosody and say-as are heard; a voice
+that cannot (Piper: no pitch) refuses rather than ignoring it. Each recording is checked
+against espeak-ng's own rendering first (`covered_share`), so a margin measures the setting,
+not the sink."""
 
 from __future__ import annotations
 
@@ -190,6 +191,14 @@ async def test_the_control_socket_sets_the_pitch_range(daemon: Daemon, recorder:
     recorded = await spoken(daemon, recorder, text, pitch_range=-100)
     assert covered_share(recorded, await rendering(text, Style(pitch_range=-100)))[0] >= 0.9
     assert covered_share(recorded, await rendering(text, Style()))[0] < 0.5
+
+
+async def test_a_spelled_speak_is_said_letter_by_letter(daemon: Daemon, recorder: Recorder) -> None:
+    spelled = await spoken(daemon, recorder, "hello", spelling=True)
+    assert covered_share(spelled, await rendering("h e l l o", Style()))[0] >= 0.9
+    plain = await spoken(daemon, recorder, "hello")
+    print(f"spelled {loud_span(spelled) / RATE:.3f} s, plain {loud_span(plain) / RATE:.3f} s")
+    assert loud_span(spelled) >= 1.6 * loud_span(plain)  # measured: 2.2 times as long
 
 
 def longest_pause(samples: np.ndarray) -> float:

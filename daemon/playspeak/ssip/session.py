@@ -241,6 +241,7 @@ class SsipSession:
             language=settings.language if settings.language_chosen else None,
             priority=settings.priority,
             gain=settings.gain,
+            spelling=settings.spelling,
             style=Style(
                 settings.pitch,
                 settings.punctuation,

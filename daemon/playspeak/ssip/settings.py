@@ -4,9 +4,10 @@ RATE (-100..100) becomes the request's speed 2**(rate/100) (0.5..2); VOLUME (-10
 utterance's gain (volume+100)/200, so Speech Dispatcher's default of 100 is full volume;
 SYNTHESIS_VOICE is passed through as the voice, and a LANGUAGE the client set as the
 command's `language` (the factory default "en" is not sent). PITCH, PITCH_RANGE, PUNCTUATION
-and CAP_LET_RECOGN become the utterance's Style (style.py); SSML_MODE reads a message as SSML
-(ssml.py). VOICE_TYPE, PAUSE_CONTEXT and the like are kept and answered (clients check the
-reply) without effect on the sound.
+and CAP_LET_RECOGN become the utterance's Style (style.py); SPELLING the request's `spelling`
+(the builder spells, as for every front end); SSML_MODE reads a message as SSML (ssml.py).
+VOICE_TYPE, PAUSE_CONTEXT and the like are kept and answered (clients check the reply) without
+effect on the sound.
 """
 
 from __future__ import annotations
@@ -73,22 +74,19 @@ class Settings:
         return (self.volume + 100) / 200
 
     def text_for(self, text: str) -> Spoken:
-        """What to say for a SPEAK text, letters spelled: in SSML mode the SSML made safe and
-        its segments at index marks; SSML that cannot be read as its words, and why."""
+        """What to say for a SPEAK text (spelled later, by the builder, with SPELLING on): in
+        SSML mode the SSML made safe and its segments at index marks; SSML that cannot be
+        read as its words, and why."""
         if not self.ssml_mode:
-            spelled = self._spelled(text)
-            return Spoken(spelled, words=spelled)
+            return Spoken(text, words=text)
         try:
-            tokens = ssml.parse(text, self._spelled)
+            tokens = ssml.parse(text)
             whole, segments = ssml.spoken(tokens)
         except ssml.SsmlError as e:
             # a screen reader cannot mend its markup: better its words than silence
-            words = self._spelled(plain(text))
+            words = plain(text)
             return Spoken(words, words=words, problem=str(e))
         return Spoken(whole, segments, ssml=True, words=ssml.words_of(tokens))
-
-    def _spelled(self, text: str) -> str:
-        return " ".join(ch for ch in text if not ch.isspace()) if self.spelling else text
 
 
 @dataclass(frozen=True)
