@@ -9,6 +9,8 @@ not the sink."""
 
 from __future__ import annotations
 
+import os
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -199,6 +201,40 @@ async def test_a_spelled_speak_is_said_letter_by_letter(daemon: Daemon, recorder
     plain = await spoken(daemon, recorder, "hello")
     print(f"spelled {loud_span(spelled) / RATE:.3f} s, plain {loud_span(plain) / RATE:.3f} s")
     assert loud_span(spelled) >= 1.6 * loud_span(plain)  # measured: 2.2 times as long
+
+
+async def playspeak_say(daemon: Daemon, *args: str) -> tuple[int, str]:
+    """`playspeak say ARGS` run against the daemon: its exit code and its stderr."""
+    result = await trio.run_process(
+        [sys.executable, "-m", "playspeak", "say", *args],
+        env={**os.environ, "PLAYSPEAK_SOCKET": str(daemon.socket_path)},
+        capture_stdout=True,
+        capture_stderr=True,
+        check=False,
+    )
+    return result.returncode, result.stderr.decode()
+
+
+async def test_playspeak_say_sets_the_voice_s_pitch_and_range(
+    daemon: Daemon, recorder: Recorder
+) -> None:
+    text = "The front door is open."
+    mark = recorder.count
+    code, err = await playspeak_say(daemon, "--wait", "--pitch", "60", "--pitch-range=-100", text)
+    assert (code, err) == (0, "")
+    heard = await recorder.heard(mark)
+    assert covered_share(heard, await rendering(text, Style(60, pitch_range=-100)))[0] >= 0.9
+    assert covered_share(heard, await rendering(text, Style()))[0] < 0.5
+
+
+@pytest.mark.skipif(not find_models(), reason="the extra playspeak[piper] is not installed")
+async def test_playspeak_say_with_a_pitch_piper_cannot_set_fails_naming_why(
+    daemon: Daemon,
+) -> None:
+    voice = find_models()[0].id
+    code, err = await playspeak_say(daemon, "--voice", voice, "--pitch", "50", "Hello.")
+    assert code == 1
+    assert err == f"playspeak: the voice {voice!r} (piper) cannot set pitch\n"
 
 
 def longest_pause(samples: np.ndarray) -> float:

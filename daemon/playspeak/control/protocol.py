@@ -20,7 +20,7 @@ from playspeak.errors import ProtocolError
 from playspeak.events import Error, Mark, Message, Ok, UtteranceEvent, Warmed
 from playspeak.jsonguard import load_json
 from playspeak.limits import SPEED, TEMPERATURE, VOLUME
-from playspeak.style import CAPITALS, PITCH, PUNCTUATION
+from playspeak.style_names import CAPITALS, PITCH, PUNCTUATION
 
 ID_MAX_LEN = 200
 AT_MAX = 1e10  # Unix seconds (the year 2286): beyond it a value is not a time

@@ -26,6 +26,7 @@ from playspeak.ssip.protocol import (
     invalid_parameter,
     missing_parameter,
 )
+from playspeak.style_names import CAPITALS, PUNCTUATION
 
 VOICE_TYPES = (
     "MALE1",
@@ -207,13 +208,13 @@ def _rules() -> dict[str, Rule]:
         ),
         "PUNCTUATION": Rule(
             "punctuation",
-            _choice(("none", "some", "most", "all")),
+            _choice(PUNCTUATION),
             Reply(205, "OK PUNCTUATION SET"),
         ),
         "SPELLING": Rule("spelling", _on_off, Reply(207, "OK SPELLING SET"), in_block=False),
         "CAP_LET_RECOGN": Rule(
             "cap_let_recogn",
-            _choice(("none", "spell", "icon")),
+            _choice(CAPITALS),
             Reply(206, "OK CAP LET RECOGNITION SET"),
         ),
         "PAUSE_CONTEXT": Rule("pause_context", _count, Reply(217, "OK PAUSE CONTEXT SET")),
