@@ -27,7 +27,7 @@ from playspeak.localserver.encode import wav_header
 from playspeak.localserver.sentences import split_sentences
 from playspeak.style import Style
 
-from audio_compare import RATE, covered_share, loud, loud_span, reference_pcm
+from audio_compare import RATE, covered_share, f0, f0_spread, loud, loud_span, reference_pcm
 from daemon_helpers import LineClient
 from soundcard import PulseNullSink, Recorder
 
@@ -65,34 +65,6 @@ async def rendering(text: str, style: Style) -> np.ndarray:
     parts = [await synth.pcm(s, DEFAULT_VOICE, 1.0, style) for s in sentences]
     pcm = np.concatenate([p for p, _ in parts]).astype("<i2").tobytes()
     return reference_pcm(wav_header(parts[0][1], len(pcm)) + pcm)
-
-
-def f0(samples: np.ndarray, rate: int = RATE) -> float:
-    """The median fundamental frequency of the voiced 40 ms frames (autocorrelation)."""
-    return float(np.median(f0_track(samples, rate)))
-
-
-def f0_spread(samples: np.ndarray, rate: int = RATE) -> float:
-    """How far the voice's F0 moves: log of its 90th over its 10th percentile."""
-    track = f0_track(samples, rate)
-    return float(np.log(np.percentile(track, 90) / np.percentile(track, 10)))
-
-
-def f0_track(samples: np.ndarray, rate: int = RATE) -> np.ndarray:
-    """The fundamental frequency of each voiced 40 ms frame (autocorrelation)."""
-    x = samples.astype(np.float64).reshape(-1)
-    size, found = int(0.04 * rate), []
-    for start in range(0, len(x) - size, size):
-        frame = x[start : start + size]
-        if np.sqrt(np.mean(frame**2)) < 1000:
-            continue
-        frame = frame - frame.mean()
-        ac = np.correlate(frame, frame, "full")[size - 1 :]
-        low, high = rate // 400, rate // 60  # 60..400 Hz
-        lag = low + int(np.argmax(ac[low:high]))
-        if ac[lag] > 0.3 * ac[0]:
-            found.append(rate / lag)
-    return np.array(found)
 
 
 async def said_with(
