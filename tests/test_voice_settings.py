@@ -30,6 +30,7 @@ from playspeak.style import Style
 from audio_compare import RATE, covered_share, f0, f0_spread, loud, loud_span, reference_pcm
 from daemon_helpers import LineClient
 from soundcard import PulseNullSink, Recorder
+from ssip_helpers import SsipClient
 
 
 @pytest.fixture
@@ -122,17 +123,35 @@ async def test_a_pitch_the_voice_cannot_set_is_refused_not_ignored(daemon: Daemo
     reply = await client.command(cmd="speak", text="Hello.", voice=piper["id"], pitch=50)
     assert reply["event"] == "error", reply  # refused at once: nothing is queued
     assert "cannot set pitch" in reply["error"] and piper["id"] in reply["error"]
-    stream = await trio.open_unix_socket(str(daemon.config.ssip.socket))
-    async with stream:
-        for line in (f"SET SELF SYNTHESIS_VOICE {piper['id']}", "SET SELF PITCH 50", "SPEAK"):
-            await stream.send_all(line.encode() + b"\r\n")
-        await stream.send_all(b"Hello.\r\n.\r\n")
-        buffer = b""
-        with trio.fail_after(10):
-            while buffer.count(b"\r\n") < 4:
-                buffer += await stream.receive_some(4096)
-    last = buffer.decode().splitlines()[3]
-    assert last.startswith("417 ") and "CANNOT SET PITCH" in last, last
+    ssip = await SsipClient.open(Path(daemon.config.ssip.socket))
+    with trio.fail_after(10):
+        # a pitch set for espeak-ng's voice, then a Piper voice: refused at the message
+        assert (await ssip.command("SET SELF PITCH 50"))[-1].startswith("204 ")
+        assert (await ssip.command(f"SET SELF SYNTHESIS_VOICE {piper['id']}"))[-1][:3] == "209"
+        last = (await ssip.try_speak("Hello."))[-1]
+        assert last.startswith("417 ") and "CANNOT SET PITCH" in last, last
+        # with the Piper voice set, the SET itself is refused and not kept; the default is taken
+        assert (await ssip.command("SET SELF PITCH 0"))[-1].startswith("204 ")
+        for setting, named in [
+            ("PITCH 50", "PITCH"),
+            ("PITCH_RANGE 20", "PITCH_RANGE"),
+            ("PUNCTUATION all", "PUNCTUATION"),
+            ("CAP_LET_RECOGN icon", "CAPITALS"),
+        ]:
+            last = (await ssip.command(f"SET SELF {setting}"))[-1]
+            assert (
+                last
+                == (
+                    f"417 ERR VOICE REFUSES (THE VOICE {piper['id']!r} (PIPER) CANNOT SET {named})"
+                ).upper()
+            ), last
+        assert await ssip.command("GET PITCH") == ["251-0", "251 OK GET RETURNED"]
+        assert (await ssip.command("SET SELF PUNCTUATION none"))[-1].startswith("205 ")
+        # an espeak-ng voice takes them again
+        assert (await ssip.command("SET SELF SYNTHESIS_VOICE espeak:de"))[-1][:3] == "209"
+        for setting, code in [("PITCH 50", "204"), ("PUNCTUATION all", "205")]:
+            assert (await ssip.command(f"SET SELF {setting}"))[-1][:3] == code, setting
+    await ssip.aclose()
 
 
 async def test_pitch_range_widens_the_voice_s_melody(daemon: Daemon, recorder: Recorder) -> None:

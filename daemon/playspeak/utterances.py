@@ -88,10 +88,15 @@ class UtteranceBuilder:
         limit = text_limit(model)
         if len(request.text) > limit:
             raise TextTooLong(len(request.text), model, limit)
-        if self.refusal is not None:
-            why = self.refusal(str(self.params(request)["voice"]), request.style)
-            if why is not None:
-                raise VoiceRefuses(why)
+        if (why := self.refuses(request)) is not None:
+            raise VoiceRefuses(why)
+
+    def refuses(self, request: SpeechRequest) -> str | None:
+        """Why the voice `request` is spoken in (its own, else one of its language, else the
+        configured one) cannot speak in its style; None when it can."""
+        if self.refusal is None:
+            return None
+        return self.refusal(str(self.params(request)["voice"]), request.style)
 
     def params(self, request: SpeechRequest) -> dict[str, Any]:
         """The command sent to the service (and the phrase cache's key): the defaults filled in."""

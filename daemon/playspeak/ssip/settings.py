@@ -4,10 +4,11 @@ RATE (-100..100) becomes the request's speed 2**(rate/100) (0.5..2); VOLUME (-10
 utterance's gain (volume+100)/200, so Speech Dispatcher's default of 100 is full volume;
 SYNTHESIS_VOICE is passed through as the voice, and a LANGUAGE the client set as the
 command's `language` (the factory default "en" is not sent). PITCH, PITCH_RANGE, PUNCTUATION
-and CAP_LET_RECOGN become the utterance's Style (style.py); SPELLING the request's `spelling`
-(the builder spells, as for every front end); SSML_MODE reads a message as SSML (ssml.py).
-VOICE_TYPE, PAUSE_CONTEXT and the like are kept and answered (clients check the reply) without
-effect on the sound.
+and CAP_LET_RECOGN become the utterance's Style (style.py: `Settings.style`), each refused at
+its SET when the connection's voice cannot honour it (session.py asks the builder); SPELLING
+the request's `spelling` (the builder spells, as for every front end); SSML_MODE reads a
+message as SSML (ssml.py). VOICE_TYPE, PAUSE_CONTEXT and the like are kept and answered
+(clients check the reply) without effect on the sound.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from playspeak.ssip.protocol import (
     invalid_parameter,
     missing_parameter,
 )
+from playspeak.style import Style
 from playspeak.style_names import CAPITALS, PUNCTUATION
 
 VOICE_TYPES = (
@@ -63,6 +65,10 @@ class Settings:
     pause_context: int = 0
     ssml_mode: bool = False
     notifications: set[str] = field(default_factory=set)
+
+    def style(self, ssml: bool = False) -> Style:
+        """The Style a message is spoken in (`ssml`: its text is SSML that ssml.py wrote)."""
+        return Style(self.pitch, self.punctuation, self.cap_let_recogn, self.pitch_range, ssml)
 
     @property
     def speed(self) -> float:
@@ -226,6 +232,13 @@ def _rules() -> dict[str, Rule]:
 
 
 RULES = _rules()
+# The SETs that are a field of the Style (style.SETTINGS), which a voice may refuse
+STYLE_FIELDS = {
+    "PITCH": "pitch",
+    "PITCH_RANGE": "pitch_range",
+    "PUNCTUATION": "punctuation",
+    "CAP_LET_RECOGN": "capitals",
+}
 
 
 def _notification(settings: Settings, value: str) -> None:
