@@ -32,6 +32,11 @@ _playspeak() {
         "say --priority") words="important message text notification progress" ;;
         "say --volume") words="" ;;
         "say --id") words="" ;;
+        "say --pitch") words="" ;;
+        "say --pitch-range") words="" ;;
+        "say --punctuation") words="none some most all" ;;
+        "say --capitals") words="none spell icon" ;;
+        "say --language") words="" ;;
         "stop --socket") words="" ;;
         "skip --socket") words="" ;;
         "pause --socket") words="" ;;
@@ -74,7 +79,7 @@ _playspeak() {
         run) words="-h --help --socket --config --device --log-level" ;;
         check-config) words="-h --help --socket --config --device --log-level" ;;
         demo) words="-h --help --config --device --log-level --wav" ;;
-        say) words="-h --help --socket --wait --voice --speed --model --priority --volume --id --chime --no-chime --cache --no-cache" ;;
+        say) words="-h --help --socket --wait --voice --speed --model --priority --volume --id --pitch --pitch-range --punctuation --capitals --spelling --language --chime --no-chime --cache --no-cache" ;;
         stop) words="-h --help --socket" ;;
         skip) words="-h --help --socket" ;;
         pause) words="-h --help --socket" ;;

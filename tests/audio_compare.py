@@ -1,4 +1,5 @@
-"""Shared analysis for tests that record what was played: reference decoding and alignment."""
+"""Shared analysis for tests that record what was played: reference decoding and alignment,
+and the voice's fundamental frequency (F0)."""
 
 from __future__ import annotations
 
@@ -140,3 +141,31 @@ def hearing(recorded: np.ndarray, rendered: np.ndarray, underflows: int) -> Hear
     share, island_gain = covered_share(recorded, rendered)
 
     return Hearing(corr, lag, island_gain, share, underflows)
+
+
+def f0(samples: np.ndarray, rate: int = RATE) -> float:
+    """The median fundamental frequency of the voiced 40 ms frames (autocorrelation)."""
+    return float(np.median(f0_track(samples, rate)))
+
+
+def f0_spread(samples: np.ndarray, rate: int = RATE) -> float:
+    """How far the voice's F0 moves: log of its 90th over its 10th percentile."""
+    track = f0_track(samples, rate)
+    return float(np.log(np.percentile(track, 90) / np.percentile(track, 10)))
+
+
+def f0_track(samples: np.ndarray, rate: int = RATE) -> np.ndarray:
+    """The fundamental frequency of each voiced 40 ms frame (autocorrelation)."""
+    x = samples.astype(np.float64).reshape(-1)
+    size, found = int(0.04 * rate), []
+    for start in range(0, len(x) - size, size):
+        frame = x[start : start + size]
+        if np.sqrt(np.mean(frame**2)) < 1000:
+            continue
+        frame = frame - frame.mean()
+        ac = np.correlate(frame, frame, "full")[size - 1 :]
+        low, high = rate // 400, rate // 60  # 60..400 Hz
+        lag = low + int(np.argmax(ac[low:high]))
+        if ac[lag] > 0.3 * ac[0]:
+            found.append(rate / lag)
+    return np.array(found)

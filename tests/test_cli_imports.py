@@ -197,6 +197,15 @@ def test_the_check_sees_a_heavy_import(tmp_path: Path, monkeypatch: pytest.Monke
             ["say", "--priority", "important", "--no-chime", "hi"],
             {"cmd": "speak", "text": "hi", "priority": "important", "chime": False},
         ),
+        (
+            [
+                "say",
+                *("--pitch", "40", "--pitch-range", "20", "--punctuation", "all"),
+                *("--capitals", "spell", "--spelling", "--language", "de", "hi"),
+            ],
+            {"cmd": "speak", "text": "hi", "pitch": 40.0, "pitch_range": 20.0}
+            | {"punctuation": "all", "capitals": "spell", "spelling": True, "language": "de"},
+        ),
         (["stop"], {"cmd": "stop"}),
         (["cancel"], {"cmd": "cancel"}),
     ],
@@ -267,6 +276,9 @@ READ_QUICKLY = [
     ["say", "--speed", "1.5", "--volume=40", "--voice", "s3://v", "--model", "m", "x"],
     ["say", "--id", "door-1", "--socket", "/run/x.sock", "--socket=", "hi"],
     ["say", "--volume", "1e1", "--speed", "inf", "hi", "--wait", "--wait"],
+    ["say", "--pitch", "40", "--pitch-range=-20", "--punctuation", "all", "hi"],
+    ["say", "--capitals", "icon", "--capitals=none", "hi", "--spelling"],
+    ["say", "--spelling", "--language", "de", "--pitch=-1e1", "--punctuation=none", "hi"],
 ]
 FOR_ARGPARSE = [
     ["say"],  # standard input
@@ -275,6 +287,10 @@ FOR_ARGPARSE = [
     ["say", "--prio", "text", "hi"],  # argparse's abbreviation
     ["say", "--priority", "loud", "hi"],  # its error
     ["say", "--speed", "fast", "hi"],
+    ["say", "--punctuation", "lots", "hi"],  # its error
+    ["say", "--capitals", "Spell", "hi"],
+    ["say", "--pitch", "-20", "hi"],  # a value argparse reads as a negative number
+    ["say", "--pitch-rang", "5", "hi"],
     ["say", "--speed=", "hi"],
     ["say", "--volume", "-5", "hi"],
     ["say", "--voice"],

@@ -19,6 +19,8 @@ import trio
 from ha_rules import problems
 from mqtt_helpers import ENDINGS, MOSQUITTO_PASSWD, Mosquitto, Probe
 from playspeak.config import MqttConfig, load_config
+from playspeak.control.protocol import Speak, parse_line
+from playspeak.engines.piper import find_models
 from playspeak.errors import ConfigError, ProtocolError
 from playspeak.mqtt.topics import (
     BUTTONS,
@@ -35,6 +37,7 @@ from playspeak.mqtt.topics import (
     too_old,
 )
 
+from audio_compare import f0
 from daemon_helpers import DaemonProcess, LineClient, daemon_process
 from soundcard import PulseNullSink, Recorder
 
@@ -79,6 +82,18 @@ def test_payloads_become_control_protocol_lines() -> None:
     assert said == {"text": "Hi", "priority": "important", "cmd": "speak"}
     assert json.loads(to_line("cmd", b'{"cmd": "volume", "level": 30}'))["level"] == 30
     assert json.loads(to_line("cmd", b"pause")) == {"cmd": "pause"}
+    # the voice's settings go to the control protocol's own parser, as a speak's fields
+    styled = {"text": "Hi", "pitch": 40, "pitch_range": -20, "punctuation": "all"}
+    styled |= {"capitals": "spell", "spelling": True, "language": "de"}
+    assert parse_line(to_line("say", json.dumps(styled).encode())) == Speak(
+        "Hi",
+        pitch=40.0,
+        pitch_range=-20.0,
+        punctuation="all",
+        capitals="spell",
+        spelling=True,
+        language="de",
+    )
     # a say is text unless it is a JSON object with "text"
     for text in ("{braces} are fine", '{"text":', '{"volume": 30}'):
         assert json.loads(to_line("say", text.encode())) == {"cmd": "speak", "text": text}
@@ -601,6 +616,34 @@ async def test_a_reused_id_speaks_again_a_retained_say_once_and_a_huge_one_is_re
         await probe.wait(lambda: finished(probe, "porch", "m1") == 1)
     assert started(probe, "porch", "r1") == 1  # the retained say, not again
     assert not any("1000000" in str(e) for e in porch_errors(probe))
+
+
+@pytest.mark.skipif(not find_models(), reason="the extra playspeak[piper] is not installed")
+async def test_a_pitch_in_a_say_payload_is_heard_or_refused_as_on_the_socket(
+    tmp_path: Path, broker: Mosquitto, probe: Probe, sound_card: PulseNullSink, recorder: Recorder
+) -> None:
+    """The same fields as a speak on the socket, through the same parser and builder: the
+    local voice's F0 follows the payload's pitch (test_voice_settings.py: SSIP's, alike), and
+    a voice that cannot set it (Piper) refuses it on the bridge's error path."""
+    voice = find_models()[0].id
+    async with node(tmp_path, broker, "porch"):
+        await online(probe, "porch")
+        heard = []
+        for pitch in (-80, 80):
+            mark = recorder.count
+            payload = {"text": "The front door is open.", "id": f"p{pitch}", "pitch": pitch}
+            probe.publish("playspeak/porch/say", payload)
+            assert (await probe.ended("playspeak/porch/event", f"p{pitch}"))["event"] == "finished"
+            heard.append(f0(await recorder.heard(mark)))
+        payload = {"text": "Hello.", "id": "high", "voice": voice, "pitch": 50}
+        probe.publish("playspeak/porch/say", payload)
+        (error,) = await probe.wait(lambda: porch_errors(probe))
+        # refused as the socket refuses it: nothing queued, and why
+        assert error["error"] == f"the voice {voice!r} (piper) cannot set pitch"
+        assert error["topic"] == "playspeak/porch/say"
+        assert not [e for e in probe.events("playspeak/porch/event") if e.get("id") == "high"]
+    low, high = heard
+    assert high >= 1.3 * low, heard
 
 
 def finished(probe: Probe, name: str, ident: str) -> int:

@@ -3,6 +3,7 @@ connection's command handling against a stand-in speaker."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from typing import Any
 
@@ -28,7 +29,9 @@ from playspeak.ssip.protocol import (
     event,
 )
 from playspeak.ssip.session import Shared, SsipSession
+from playspeak.style import Style
 from playspeak.utterances import UtteranceBuilder
+from playspeak.voices import Voice
 
 # ---- replies and events ----------------------------------------------------------------------
 
@@ -227,7 +230,6 @@ def test_texts_for_ssml_spelling_chars_keys_and_icons() -> None:
     assert (broken.text, broken.ssml) == ("Hello world", False)
     assert "malformed SSML: mismatched tag" in broken.problem
     assert s.Settings(ssml_mode=False).text_for("a <mark name='m'/>").text == "a <mark name='m'/>"
-    assert s.Settings(spelling=True).text_for("ab c") == s.Spoken("a b c", words="a b c")
     assert s.char_text("space") == "space" and s.char_text("é") == "é"
     assert s.key_text("control_alt_kp-enter") == "control alt kp enter"
     assert s.key_text("_") == "_" and s.key_text("shift_A") == "shift A"
@@ -458,3 +460,84 @@ def test_a_language_the_client_set_is_passed_to_the_service(shared: Shared) -> N
     assert client.say(b"SET SELF LANGUAGE de\r\n") == b"201 OK LANGUAGE SET\r\n"
     client.say(b"SPEAK\r\nHallo\r\n.\r\n")
     assert shared.speaker.submitted[1].params["language"] == "de"
+
+
+# ---- a setting the session's voice cannot honour: refused at its SET -------------------------
+
+
+def _no_knobs_but_espeak(voice: str, style: Style) -> str | None:
+    """A stand-in for Synthesizer.refusal: a piper:… voice has none of style.SETTINGS."""
+    asked = style.unsettable()
+    if not voice.startswith("piper:") or not asked:
+        return None
+    return f"the voice {voice!r} (piper) cannot set {', '.join(asked)}"
+
+
+def refusing(voice: str = DEFAULT_VOICE) -> Shared:
+    api = dataclasses.replace(Config().api, voice=voice)
+    voices = [
+        Voice("piper:de", "Thorsten", "de", "piper"),
+        Voice("espeak:de", "German", "de", "espeak"),
+    ]
+    builder = UtteranceBuilder(api, voices=voices, refusal=_no_knobs_but_espeak)
+    return Shared(FakeSpeaker(), builder)  # type: ignore[arg-type]
+
+
+REFUSES = b"417 ERR VOICE REFUSES (THE VOICE 'PIPER:X' (PIPER) CANNOT SET %s)\r\n"
+
+
+def test_a_style_setting_the_voice_cannot_honour_is_refused_at_its_set_and_not_kept() -> None:
+    client = Client(refusing())
+    assert client.say(b"SET SELF SYNTHESIS_VOICE piper:x\r\n").startswith(b"209")
+    for line, refused in [
+        (b"PITCH 50", b"PITCH"),
+        (b"PITCH_RANGE -20", b"PITCH_RANGE"),
+        (b"PUNCTUATION all", b"PUNCTUATION"),
+        (b"CAP_LET_RECOGN spell", b"CAPITALS"),
+    ]:
+        assert client.say(b"SET SELF " + line + b"\r\n") == REFUSES % refused
+    assert client.say(b"GET PITCH\r\n").startswith(b"251-0\r\n")
+    assert client.say(b"GET PUNCTUATION\r\n").startswith(b"251-none\r\n")
+    # the defaults are always taken; a wrong value is still told as such
+    for line, code in [
+        (b"PITCH 0", b"204"),
+        (b"PITCH_RANGE 0", b"263"),
+        (b"PUNCTUATION none", b"205"),
+        (b"CAP_LET_RECOGN none", b"206"),
+        (b"PITCH 500", b"411"),
+        (b"RATE 50", b"203"),  # not a style setting: every voice has a rate
+    ]:
+        assert client.say(b"SET SELF " + line + b"\r\n")[:3] == code, line
+    # nothing refused was kept: the message is spoken
+    assert client.say(b"SPEAK\r\nHi\r\n.\r\n").endswith(b"225 OK MESSAGE QUEUED\r\n")
+    (u,) = client.session.shared.speaker.submitted
+    assert (u.params["voice"], "pitch" in u.params) == ("piper:x", False)
+
+
+def test_the_voice_asked_is_the_one_the_session_would_speak_in() -> None:
+    espeak = Client(refusing())  # the configured voice: espeak-ng's, which takes them all
+    assert espeak.say(b"SET SELF PITCH 50\r\nSET SELF CAP_LET_RECOGN icon\r\n") == (
+        b"204 OK PITCH SET\r\n206 OK CAP LET RECOGNITION SET\r\n"
+    )
+    # chosen by its language: the first voice listed for it
+    by_language = Client(refusing())
+    by_language.say(b"SET SELF LANGUAGE de\r\n")
+    assert by_language.say(b"SET SELF PITCH 50\r\n").startswith(b"417 ")
+    # else the configured one
+    assert Client(refusing("piper:x")).say(b"SET SELF PITCH 50\r\n") == REFUSES % b"PITCH"
+    # a voice that takes them, then one that does not: refused at the SPEAK, as before
+    espeak.say(b"SET SELF SYNTHESIS_VOICE piper:x\r\n")
+    assert espeak.say(b"SPEAK\r\nHi\r\n.\r\n").endswith(
+        b"417 ERR VOICE REFUSES (THE VOICE 'PIPER:X' (PIPER) CANNOT SET PITCH, CAPITALS)\r\n"
+    )
+
+
+def test_a_set_for_all_is_refused_for_all_when_one_voice_refuses() -> None:
+    shared = refusing()
+    piper, espeak = Client(shared), Client(shared)
+    piper.say(b"SET SELF SYNTHESIS_VOICE piper:x\r\n")
+    assert espeak.say(b"SET ALL PITCH 50\r\n") == REFUSES % b"PITCH"
+    assert espeak.say(b"GET PITCH\r\n").startswith(b"251-0\r\n")  # not kept for any
+    assert espeak.say(b"SET ALL PITCH 0\r\n") == b"204 OK PITCH SET\r\n"
+    assert espeak.say(b"BLOCK BEGIN\r\n").startswith(b"260")  # within a block alike
+    assert piper.say(b"BLOCK BEGIN\r\nSET SELF PITCH 50\r\n").endswith(REFUSES % b"PITCH")

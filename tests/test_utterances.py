@@ -5,6 +5,7 @@ choices, with the defaults in force and the limits of limits.py."""
 from __future__ import annotations
 
 import dataclasses
+import json
 
 import pytest
 
@@ -13,7 +14,9 @@ from playspeak.config import DEFAULT_VOICE, ApiConfig, Config
 from playspeak.control import protocol as p
 from playspeak.events import Message
 from playspeak.limits import SPEED
+from playspeak.marks import Segment
 from playspeak.speech import EventHub, SpeechQueue, Utterance
+from playspeak.spelling import spell, spell_ssml, spelled
 from playspeak.ssip.protocol import SsipReader
 from playspeak.ssip.session import Shared, SsipSession
 from playspeak.utterances import SpeechRequest, TextTooLong, UtteranceBuilder
@@ -178,3 +181,41 @@ def test_the_configured_defaults_are_the_daemons() -> None:
     builder = UtteranceBuilder(Config().api, Config().speech.default_priority)
     u = builder.build(SpeechRequest("Hi"), id="a1", owner=None)
     assert (u.params["voice"], u.params["speed"], u.priority) == (DEFAULT_VOICE, 1.0, "message")
+
+
+# ---- spelling: one place for every front end -----------------------------------------------
+
+
+def test_spelling_spaces_the_letters_of_plain_text_and_of_ssml_words() -> None:
+    assert spell("ab c") == "a b c"
+    assert spell(" h\tel\nlo ") == "h e l l o"  # white space is dropped, not spelled
+    # SSML keeps its markup (escaped anew); only the words of its text are spelled
+    said = spell_ssml('<speak>ab <prosody rate="50%">cd &amp; e</prosody></speak>')
+    assert said == '<speak>a b<prosody rate="50%">c d&amp;e</prosody></speak>'
+    marked = (Segment((), "ab"), Segment(("m",), "cd"), Segment(("end",), ""))
+    assert spelled("ab cd", marked, False) == (
+        "a b c d",
+        (Segment((), "a b"), Segment(("m",), "c d"), Segment(("end",), "")),
+    )
+
+
+def test_a_spelled_speak_and_ssip_spelling_build_the_same_utterance() -> None:
+    builder = UtteranceBuilder(API)
+    by_control = _control(builder, '{"cmd": "speak", "text": "ab c", "spelling": true}')
+    by_ssip = _ssip(builder, b"SET SELF SPELLING on\r\nSPEAK\r\nab c\r\n.\r\n")
+    assert by_control.text == by_ssip.text == "a b c"
+    assert by_control.params == by_ssip.params == builder.params(SpeechRequest("a b c"))
+    # SSML alike: its words spelled, its markup kept; marks cut it as before
+    text = 'Hi <mark name="m"/>you'
+    line = json.dumps({"cmd": "speak", "text": text, "ssml": True, "spelling": True})
+    by_control = _control(builder, line)
+    sets = b"SET SELF SPELLING on\r\nSET SELF SSML_MODE on\r\n"
+    by_ssip = _ssip(builder, sets + b"SPEAK\r\n" + text.encode() + b"\r\n.\r\n")
+    spelled_segments = (Segment((), "<speak>H i</speak>"), Segment(("m",), "<speak>y o u</speak>"))
+    assert by_control.segments == by_ssip.segments == spelled_segments
+    assert by_control.params == by_ssip.params
+    # the limit counts the text as spelled, as the voice reads it
+    with pytest.raises(TextTooLong):
+        UtteranceBuilder(ApiConfig(model="Play3.0-mini")).check(
+            SpeechRequest("x" * 10_001, spelling=True)
+        )

@@ -1,13 +1,16 @@
 """Speech Dispatcher's settings are honoured by the local voice (espeak-ng), through the real
 SSIP door (or the control socket's same fields) and the null sink, on the shipped defaults
 (the direct local voice): PITCH moves the voice's F0, PITCH_RANGE widens its melody,
-PUNCTUATION all speaks punctuation, CAP_LET_RECOGN spell tells `CHAR A` from `CHAR a`, SSML's
-break, prosody and say-as are heard; a voice that cannot (Piper: no pitch) refuses rather than
-ignoring it. Each recording is checked against espeak-ng's own rendering first (`covered_share`),
-so a margin measures the setting, not the sink."""
+PUNCTUATION all speaks punctuation, CAP_LET_RECOGN spell tells `CHAR A` from `CHAR a`, a
+spelled speak is said letter by letter, SSML's break, prosody and say-as are heard; a voice
+that cannot (Piper: no pitch) refuses rather than ignoring it. Each recording is checked
+against espeak-ng's own rendering first (`covered_share`), so a margin measures the setting,
+not the sink."""
 
 from __future__ import annotations
 
+import os
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -24,9 +27,10 @@ from playspeak.localserver.encode import wav_header
 from playspeak.localserver.sentences import split_sentences
 from playspeak.style import Style
 
-from audio_compare import RATE, covered_share, loud, loud_span, reference_pcm
+from audio_compare import RATE, covered_share, f0, f0_spread, loud, loud_span, reference_pcm
 from daemon_helpers import LineClient
 from soundcard import PulseNullSink, Recorder
+from ssip_helpers import SsipClient
 
 
 @pytest.fixture
@@ -62,34 +66,6 @@ async def rendering(text: str, style: Style) -> np.ndarray:
     parts = [await synth.pcm(s, DEFAULT_VOICE, 1.0, style) for s in sentences]
     pcm = np.concatenate([p for p, _ in parts]).astype("<i2").tobytes()
     return reference_pcm(wav_header(parts[0][1], len(pcm)) + pcm)
-
-
-def f0(samples: np.ndarray, rate: int = RATE) -> float:
-    """The median fundamental frequency of the voiced 40 ms frames (autocorrelation)."""
-    return float(np.median(f0_track(samples, rate)))
-
-
-def f0_spread(samples: np.ndarray, rate: int = RATE) -> float:
-    """How far the voice's F0 moves: log of its 90th over its 10th percentile."""
-    track = f0_track(samples, rate)
-    return float(np.log(np.percentile(track, 90) / np.percentile(track, 10)))
-
-
-def f0_track(samples: np.ndarray, rate: int = RATE) -> np.ndarray:
-    """The fundamental frequency of each voiced 40 ms frame (autocorrelation)."""
-    x = samples.astype(np.float64).reshape(-1)
-    size, found = int(0.04 * rate), []
-    for start in range(0, len(x) - size, size):
-        frame = x[start : start + size]
-        if np.sqrt(np.mean(frame**2)) < 1000:
-            continue
-        frame = frame - frame.mean()
-        ac = np.correlate(frame, frame, "full")[size - 1 :]
-        low, high = rate // 400, rate // 60  # 60..400 Hz
-        lag = low + int(np.argmax(ac[low:high]))
-        if ac[lag] > 0.3 * ac[0]:
-            found.append(rate / lag)
-    return np.array(found)
 
 
 async def said_with(
@@ -147,17 +123,35 @@ async def test_a_pitch_the_voice_cannot_set_is_refused_not_ignored(daemon: Daemo
     reply = await client.command(cmd="speak", text="Hello.", voice=piper["id"], pitch=50)
     assert reply["event"] == "error", reply  # refused at once: nothing is queued
     assert "cannot set pitch" in reply["error"] and piper["id"] in reply["error"]
-    stream = await trio.open_unix_socket(str(daemon.config.ssip.socket))
-    async with stream:
-        for line in (f"SET SELF SYNTHESIS_VOICE {piper['id']}", "SET SELF PITCH 50", "SPEAK"):
-            await stream.send_all(line.encode() + b"\r\n")
-        await stream.send_all(b"Hello.\r\n.\r\n")
-        buffer = b""
-        with trio.fail_after(10):
-            while buffer.count(b"\r\n") < 4:
-                buffer += await stream.receive_some(4096)
-    last = buffer.decode().splitlines()[3]
-    assert last.startswith("417 ") and "CANNOT SET PITCH" in last, last
+    ssip = await SsipClient.open(Path(daemon.config.ssip.socket))
+    with trio.fail_after(10):
+        # a pitch set for espeak-ng's voice, then a Piper voice: refused at the message
+        assert (await ssip.command("SET SELF PITCH 50"))[-1].startswith("204 ")
+        assert (await ssip.command(f"SET SELF SYNTHESIS_VOICE {piper['id']}"))[-1][:3] == "209"
+        last = (await ssip.try_speak("Hello."))[-1]
+        assert last.startswith("417 ") and "CANNOT SET PITCH" in last, last
+        # with the Piper voice set, the SET itself is refused and not kept; the default is taken
+        assert (await ssip.command("SET SELF PITCH 0"))[-1].startswith("204 ")
+        for setting, named in [
+            ("PITCH 50", "PITCH"),
+            ("PITCH_RANGE 20", "PITCH_RANGE"),
+            ("PUNCTUATION all", "PUNCTUATION"),
+            ("CAP_LET_RECOGN icon", "CAPITALS"),
+        ]:
+            last = (await ssip.command(f"SET SELF {setting}"))[-1]
+            assert (
+                last
+                == (
+                    f"417 ERR VOICE REFUSES (THE VOICE {piper['id']!r} (PIPER) CANNOT SET {named})"
+                ).upper()
+            ), last
+        assert await ssip.command("GET PITCH") == ["251-0", "251 OK GET RETURNED"]
+        assert (await ssip.command("SET SELF PUNCTUATION none"))[-1].startswith("205 ")
+        # an espeak-ng voice takes them again
+        assert (await ssip.command("SET SELF SYNTHESIS_VOICE espeak:de"))[-1][:3] == "209"
+        for setting, code in [("PITCH 50", "204"), ("PUNCTUATION all", "205")]:
+            assert (await ssip.command(f"SET SELF {setting}"))[-1][:3] == code, setting
+    await ssip.aclose()
 
 
 async def test_pitch_range_widens_the_voice_s_melody(daemon: Daemon, recorder: Recorder) -> None:
@@ -190,6 +184,48 @@ async def test_the_control_socket_sets_the_pitch_range(daemon: Daemon, recorder:
     recorded = await spoken(daemon, recorder, text, pitch_range=-100)
     assert covered_share(recorded, await rendering(text, Style(pitch_range=-100)))[0] >= 0.9
     assert covered_share(recorded, await rendering(text, Style()))[0] < 0.5
+
+
+async def test_a_spelled_speak_is_said_letter_by_letter(daemon: Daemon, recorder: Recorder) -> None:
+    spelled = await spoken(daemon, recorder, "hello", spelling=True)
+    assert covered_share(spelled, await rendering("h e l l o", Style()))[0] >= 0.9
+    plain = await spoken(daemon, recorder, "hello")
+    print(f"spelled {loud_span(spelled) / RATE:.3f} s, plain {loud_span(plain) / RATE:.3f} s")
+    assert loud_span(spelled) >= 1.6 * loud_span(plain)  # measured: 2.2 times as long
+
+
+async def playspeak_say(daemon: Daemon, *args: str) -> tuple[int, str]:
+    """`playspeak say ARGS` run against the daemon: its exit code and its stderr."""
+    result = await trio.run_process(
+        [sys.executable, "-m", "playspeak", "say", *args],
+        env={**os.environ, "PLAYSPEAK_SOCKET": str(daemon.socket_path)},
+        capture_stdout=True,
+        capture_stderr=True,
+        check=False,
+    )
+    return result.returncode, result.stderr.decode()
+
+
+async def test_playspeak_say_sets_the_voice_s_pitch_and_range(
+    daemon: Daemon, recorder: Recorder
+) -> None:
+    text = "The front door is open."
+    mark = recorder.count
+    code, err = await playspeak_say(daemon, "--wait", "--pitch", "60", "--pitch-range=-100", text)
+    assert (code, err) == (0, "")
+    heard = await recorder.heard(mark)
+    assert covered_share(heard, await rendering(text, Style(60, pitch_range=-100)))[0] >= 0.9
+    assert covered_share(heard, await rendering(text, Style()))[0] < 0.5
+
+
+@pytest.mark.skipif(not find_models(), reason="the extra playspeak[piper] is not installed")
+async def test_playspeak_say_with_a_pitch_piper_cannot_set_fails_naming_why(
+    daemon: Daemon,
+) -> None:
+    voice = find_models()[0].id
+    code, err = await playspeak_say(daemon, "--voice", voice, "--pitch", "50", "Hello.")
+    assert code == 1
+    assert err == f"playspeak: the voice {voice!r} (piper) cannot set pitch\n"
 
 
 def longest_pause(samples: np.ndarray) -> float:

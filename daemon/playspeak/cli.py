@@ -15,6 +15,7 @@ from playspeak.cli_exit import fail as _fail
 from playspeak.client import BlockingClient, ClientError
 from playspeak.errors import AudioDeviceError, ConfigError
 from playspeak.priority_names import PRIORITIES
+from playspeak.style_names import CAPITALS, PUNCTUATION
 
 TYPE_CHECKING = False  # not typing's: importing typing alone takes ~4 ms
 if TYPE_CHECKING:
@@ -86,10 +87,13 @@ def _say_call(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
-def _priority(value: str) -> str:
-    if value not in PRIORITIES:
-        raise ValueError(value)
-    return value
+def _one_of(choices: tuple[str, ...]) -> Callable[[str], str]:
+    def read(value: str) -> str:
+        if value not in choices:
+            raise ValueError(value)
+        return value
+
+    return read
 
 
 # say's options, for reading a script's `playspeak say` without argparse (cli_parser declares
@@ -99,9 +103,14 @@ SAY_VALUES: dict[str, Callable[[str], object]] = {  # --NAME VALUE or --NAME=VAL
     "voice": str,
     "speed": float,
     "model": str,
-    "priority": _priority,
+    "priority": _one_of(PRIORITIES),
     "volume": float,
     "id": str,
+    "pitch": float,
+    "pitch-range": float,
+    "punctuation": _one_of(PUNCTUATION),
+    "capitals": _one_of(CAPITALS),
+    "language": str,
 }
 SAY_SWITCHES = {  # --NAME: (field, value)
     "--wait": ("wait", True),
@@ -109,8 +118,24 @@ SAY_SWITCHES = {  # --NAME: (field, value)
     "--no-chime": ("chime", False),
     "--cache": ("cache", True),
     "--no-cache": ("cache", False),
+    "--spelling": ("spelling", True),
 }
-SAY_FIELDS = ("voice", "speed", "priority", "model", "id", "volume", "chime", "cache")
+SAY_FIELDS = (  # the speak's fields, as argparse names them (--pitch-range: pitch_range)
+    "voice",
+    "speed",
+    "priority",
+    "model",
+    "id",
+    "volume",
+    "chime",
+    "cache",
+    "pitch",
+    "pitch_range",
+    "punctuation",
+    "capitals",
+    "spelling",
+    "language",
+)
 
 
 def _read_say(argv: list[str]) -> dict[str, Any] | None:
@@ -143,7 +168,7 @@ def _read_say(argv: list[str]) -> dict[str, Any] | None:
             if value.startswith("-"):  # none, or what argparse may take for an option
                 return None
         try:
-            call[name] = read(value)
+            call[name.replace("-", "_")] = read(value)
         except ValueError:
             return None
     if not words:

@@ -10,6 +10,7 @@ import sys
 from collections.abc import Callable, Mapping
 
 from playspeak.priority_names import PRIORITIES
+from playspeak.style_names import CAPITALS, PUNCTUATION
 
 TYPE_CHECKING = False  # not typing's: importing typing alone takes ~4 ms
 if TYPE_CHECKING:
@@ -137,6 +138,18 @@ def build_parser(
     say.add_argument("--priority", choices=PRIORITIES)
     say.add_argument("--volume", type=float, help="0–100 for this utterance")
     say.add_argument("--id", help="your id for this utterance")
+    # The voice's settings: the speak's fields of the same names; a voice that cannot honour
+    # one refuses the speak, naming why (its `refuses` in `playspeak voices`)
+    say.add_argument("--pitch", type=float, help="-100–100, 0: the voice's own")
+    say.add_argument(
+        "--pitch-range", type=float, help="-100 (monotone) – 100 (twice the voice's own)"
+    )
+    say.add_argument("--punctuation", choices=PUNCTUATION, help="which is spoken by name")
+    say.add_argument("--capitals", choices=CAPITALS, help="how a capital letter is marked")
+    say.add_argument(
+        "--spelling", action="store_true", default=None, help="say it letter by letter"
+    )
+    say.add_argument("--language", help="a voice of this language (de, fr, …) unless --voice")
     say.add_argument(
         "--chime",
         action=argparse.BooleanOptionalAction,

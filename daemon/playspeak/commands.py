@@ -109,6 +109,7 @@ class CommandHandler:
             chime=c.chime,
             cache=c.cache is not False,
             at=c.at,
+            spelling=bool(c.spelling),
             style=Style(
                 round(c.pitch or 0),
                 c.punctuation or "none",

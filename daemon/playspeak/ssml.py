@@ -68,7 +68,7 @@ Token = Open | Mark | str | None  # None closes the innermost open element
 
 
 def parse(text: str, words: Callable[[str], str] = str) -> list[Token]:
-    """`text` as tokens of allowed markup; `words` changes each run of text (SSIP's spelling).
+    """`text` as tokens of allowed markup; `words` changes each run of text (spelling.py).
     Raises SsmlError."""
     tokens: list[Token] = []
     depth: list[bool] = []  # each open element: whether it is kept

@@ -9,10 +9,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-PUNCTUATION = ("none", "some", "most", "all")
-CAPITALS = ("none", "spell", "icon")
-PITCH = (-100, 100)  # pitch and pitch range alike
-# What a voice without espeak-ng's knobs refuses (voices.py states it, engines/ refuses it)
+# The values each may take: style_names.py (light, for the CLI). What a voice without
+# espeak-ng's knobs refuses (voices.py states it, engines/ refuses it):
 SETTINGS = ("pitch", "pitch_range", "punctuation", "capitals")
 
 

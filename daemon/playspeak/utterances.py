@@ -2,12 +2,14 @@
 `speak` (and so the CLI and MQTT, which speak it) and `cache warm`, and SSIP's messages.
 
 A front end says what its client chose (a `SpeechRequest`); the builder fills in the defaults
-in force (`[api]`, `speech.default_priority`; replaced on SIGHUP), keeps the limits of
-limits.py and makes the Utterance. I/O-free; runs on trio's thread and never blocks.
+in force (`[api]`, `speech.default_priority`; replaced on SIGHUP), spells a text asked to be
+spelled (spelling.py), keeps the limits of limits.py and makes the Utterance. I/O-free; runs
+on trio's thread and never blocks.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -17,6 +19,7 @@ from playspeak.errors import ProtocolError
 from playspeak.limits import SPEED, text_limit
 from playspeak.marks import Segment
 from playspeak.speech import Outbox, Utterance
+from playspeak.spelling import spelled
 from playspeak.style import Style
 from playspeak.voices import Voice, for_language
 
@@ -39,6 +42,7 @@ class SpeechRequest:
     cache: bool = True  # False: neither played from nor stored in the phrase cache
     at: float | None = None  # Unix seconds its first sample is heard (schedule.py)
     style: Style = field(default_factory=Style)  # pitch, punctuation, capitals (espeak-ng)
+    spelling: bool = False  # said letter by letter (spelling.py), by every voice
     # The text cut at its index marks (marks.py), `text` being their words; (): no marks.
     segments: tuple[Segment, ...] = ()
 
@@ -79,17 +83,24 @@ class UtteranceBuilder:
         """TextTooLong when the text is over its model's limit, VoiceRefuses when the voice
         cannot speak in its style (`build` checks both too; a front end may call this first
         to refuse it before other checks)."""
+        request = as_said(request)
         model = request.model or self.api.model
         limit = text_limit(model)
         if len(request.text) > limit:
             raise TextTooLong(len(request.text), model, limit)
-        if self.refusal is not None:
-            why = self.refusal(str(self.params(request)["voice"]), request.style)
-            if why is not None:
-                raise VoiceRefuses(why)
+        if (why := self.refuses(request)) is not None:
+            raise VoiceRefuses(why)
+
+    def refuses(self, request: SpeechRequest) -> str | None:
+        """Why the voice `request` is spoken in (its own, else one of its language, else the
+        configured one) cannot speak in its style; None when it can."""
+        if self.refusal is None:
+            return None
+        return self.refusal(str(self.params(request)["voice"]), request.style)
 
     def params(self, request: SpeechRequest) -> dict[str, Any]:
         """The command sent to the service (and the phrase cache's key): the defaults filled in."""
+        request = as_said(request)
         api = self.api
         speed = request.speed if request.speed is not None else api.speed
         if request.speed_factor != 1.0:
@@ -116,6 +127,7 @@ class UtteranceBuilder:
     def build(self, request: SpeechRequest, *, id: str, owner: Outbox | None) -> Utterance:
         """The utterance for `request`, with its id and the outbox its events go to;
         TextTooLong when the text is over its model's limit."""
+        request = as_said(request)
         self.check(request)
         return Utterance(
             text=request.text,
@@ -130,3 +142,12 @@ class UtteranceBuilder:
             at=request.at,
             segments=request.segments,
         )
+
+
+def as_said(request: SpeechRequest) -> SpeechRequest:
+    """`request` with its text as the voice is to read it: spelled when it asks to be (so the
+    limits, the phrase cache's key and the voice all see the spelled text)."""
+    if not request.spelling:
+        return request
+    text, segments = spelled(request.text, request.segments, request.style.ssml)
+    return dataclasses.replace(request, text=text, segments=segments, spelling=False)

@@ -20,7 +20,7 @@ from playspeak.errors import ProtocolError
 from playspeak.events import Error, Mark, Message, Ok, UtteranceEvent, Warmed
 from playspeak.jsonguard import load_json
 from playspeak.limits import SPEED, TEMPERATURE, VOLUME
-from playspeak.style import CAPITALS, PITCH, PUNCTUATION
+from playspeak.style_names import CAPITALS, PITCH, PUNCTUATION
 
 ID_MAX_LEN = 200
 AT_MAX = 1e10  # Unix seconds (the year 2286): beyond it a value is not a time
@@ -48,6 +48,7 @@ class Speak:
     punctuation: str | None = None  # none, some, most, all: spoken by name
     capitals: str | None = None  # none, spell, icon
     ssml: bool | None = None  # the text is SSML (ssml.py)
+    spelling: bool | None = None  # said letter by letter (spelling.py), by every voice
     at: float | None = None  # Unix seconds: a scheduled start (schedule.py checks the clock)
 
 
@@ -236,6 +237,7 @@ def _speak(obj: dict[str, Any]) -> Speak:
         punctuation=_choice(obj, "punctuation", PUNCTUATION),
         capitals=_choice(obj, "capitals", CAPITALS),
         ssml=_flag(obj, "ssml"),
+        spelling=_flag(obj, "spelling"),
         at=_number_in(obj, "at", 0, AT_MAX),
     )
 

@@ -233,31 +233,17 @@ class SsipSession:
     def _utterance(self, spoken: s.Spoken, settings: s.Settings, msg_id: int) -> Utterance:
         """The message's utterance from its `Settings.text_for`, built as the control
         protocol's `speak` builds one."""
-        request = SpeechRequest(
-            text=spoken.text,
-            segments=spoken.segments,
-            voice=settings.synthesis_voice,
-            speed_factor=settings.speed,
-            language=settings.language if settings.language_chosen else None,
-            priority=settings.priority,
-            gain=settings.gain,
-            style=Style(
-                settings.pitch,
-                settings.punctuation,
-                settings.cap_let_recogn,
-                settings.pitch_range,
-                ssml=spoken.ssml,
-            ),
-        )
         owner = MessageEvents(self, msg_id, frozenset(settings.notifications))
         try:
-            return self.shared.builder.build(request, id=f"ssip-{msg_id}", owner=owner)
+            return self.shared.builder.build(
+                _request(spoken, settings), id=f"ssip-{msg_id}", owner=owner
+            )
         except TextTooLong as e:
             raise SsipError(
                 300, f"ERR MESSAGE TOO LONG ({e.length} CHARACTERS, LIMIT {e.limit})"
             ) from None
-        except VoiceRefuses as e:  # ssip.texi: 4xx, invalid parameters; nothing is queued
-            raise SsipError(417, f"ERR VOICE REFUSES ({str(e).upper()})") from None
+        except VoiceRefuses as e:  # nothing is queued
+            raise _voice_refuses(str(e)) from None
 
     def _submit(self, utterance: Utterance) -> None:
         try:
@@ -274,10 +260,24 @@ class SsipSession:
         word, name, value = c.words(3)
         target, name = parse_target(word), name.upper()
         s.check_set(name, target == "self", self.block is not None)
+        if name in s.STYLE_FIELDS:  # refused for every target, or set for every one
+            for settings in self._targets(target):
+                trial = dataclasses.replace(settings)  # the value checked, nothing kept yet
+                s.apply_set(trial, name, value)
+                self._check_voice_takes(trial, s.STYLE_FIELDS[name])
         reply = INVALID_COMMAND
         for settings in self._targets(target):
             reply = s.apply_set(settings, name, value)
         return reply
+
+    def _check_voice_takes(self, settings: s.Settings, field: str) -> None:
+        """SsipError 417 when the voice these settings speak in cannot honour their Style's
+        `field`: the builder's refusal, which a SPEAK would meet. Only that field is asked
+        about, so its default is always accepted (whatever else was set before the voice)."""
+        alone = Style(**{field: getattr(settings.style(), field)})
+        request = dataclasses.replace(_request(s.Spoken(""), settings), style=alone)
+        if (why := self.shared.builder.refuses(request)) is not None:
+            raise _voice_refuses(why)
 
     def _targets(self, target: Target) -> list[s.Settings]:
         return [session.settings for session in self._sessions(target)]
@@ -386,6 +386,26 @@ class SsipSession:
         if self.block is not None:
             self._end_block()
         return BYE
+
+
+def _request(spoken: s.Spoken, settings: s.Settings) -> SpeechRequest:
+    """What a message asks the builder for, in a connection's settings."""
+    return SpeechRequest(
+        text=spoken.text,
+        segments=spoken.segments,
+        voice=settings.synthesis_voice,
+        speed_factor=settings.speed,
+        language=settings.language if settings.language_chosen else None,
+        priority=settings.priority,
+        gain=settings.gain,
+        spelling=settings.spelling,
+        style=settings.style(ssml=spoken.ssml),
+    )
+
+
+def _voice_refuses(why: str) -> SsipError:
+    # ssip.texi: 4xx are the client's errors (invalid parameters)
+    return SsipError(417, f"ERR VOICE REFUSES ({why.upper()})")
 
 
 def _from_client(client_id: int, u: Utterance) -> bool:

@@ -4,9 +4,11 @@ RATE (-100..100) becomes the request's speed 2**(rate/100) (0.5..2); VOLUME (-10
 utterance's gain (volume+100)/200, so Speech Dispatcher's default of 100 is full volume;
 SYNTHESIS_VOICE is passed through as the voice, and a LANGUAGE the client set as the
 command's `language` (the factory default "en" is not sent). PITCH, PITCH_RANGE, PUNCTUATION
-and CAP_LET_RECOGN become the utterance's Style (style.py); SSML_MODE reads a message as SSML
-(ssml.py). VOICE_TYPE, PAUSE_CONTEXT and the like are kept and answered (clients check the
-reply) without effect on the sound.
+and CAP_LET_RECOGN become the utterance's Style (style.py: `Settings.style`), each refused at
+its SET when the connection's voice cannot honour it (session.py asks the builder); SPELLING
+the request's `spelling` (the builder spells, as for every front end); SSML_MODE reads a
+message as SSML (ssml.py). VOICE_TYPE, PAUSE_CONTEXT and the like are kept and answered
+(clients check the reply) without effect on the sound.
 """
 
 from __future__ import annotations
@@ -25,6 +27,8 @@ from playspeak.ssip.protocol import (
     invalid_parameter,
     missing_parameter,
 )
+from playspeak.style import Style
+from playspeak.style_names import CAPITALS, PUNCTUATION
 
 VOICE_TYPES = (
     "MALE1",
@@ -62,6 +66,10 @@ class Settings:
     ssml_mode: bool = False
     notifications: set[str] = field(default_factory=set)
 
+    def style(self, ssml: bool = False) -> Style:
+        """The Style a message is spoken in (`ssml`: its text is SSML that ssml.py wrote)."""
+        return Style(self.pitch, self.punctuation, self.cap_let_recogn, self.pitch_range, ssml)
+
     @property
     def speed(self) -> float:
         """The speed factor for RATE: 0.5 at -100, 1 at 0, 2 at 100."""
@@ -73,22 +81,19 @@ class Settings:
         return (self.volume + 100) / 200
 
     def text_for(self, text: str) -> Spoken:
-        """What to say for a SPEAK text, letters spelled: in SSML mode the SSML made safe and
-        its segments at index marks; SSML that cannot be read as its words, and why."""
+        """What to say for a SPEAK text (spelled later, by the builder, with SPELLING on): in
+        SSML mode the SSML made safe and its segments at index marks; SSML that cannot be
+        read as its words, and why."""
         if not self.ssml_mode:
-            spelled = self._spelled(text)
-            return Spoken(spelled, words=spelled)
+            return Spoken(text, words=text)
         try:
-            tokens = ssml.parse(text, self._spelled)
+            tokens = ssml.parse(text)
             whole, segments = ssml.spoken(tokens)
         except ssml.SsmlError as e:
             # a screen reader cannot mend its markup: better its words than silence
-            words = self._spelled(plain(text))
+            words = plain(text)
             return Spoken(words, words=words, problem=str(e))
         return Spoken(whole, segments, ssml=True, words=ssml.words_of(tokens))
-
-    def _spelled(self, text: str) -> str:
-        return " ".join(ch for ch in text if not ch.isspace()) if self.spelling else text
 
 
 @dataclass(frozen=True)
@@ -209,13 +214,13 @@ def _rules() -> dict[str, Rule]:
         ),
         "PUNCTUATION": Rule(
             "punctuation",
-            _choice(("none", "some", "most", "all")),
+            _choice(PUNCTUATION),
             Reply(205, "OK PUNCTUATION SET"),
         ),
         "SPELLING": Rule("spelling", _on_off, Reply(207, "OK SPELLING SET"), in_block=False),
         "CAP_LET_RECOGN": Rule(
             "cap_let_recogn",
-            _choice(("none", "spell", "icon")),
+            _choice(CAPITALS),
             Reply(206, "OK CAP LET RECOGNITION SET"),
         ),
         "PAUSE_CONTEXT": Rule("pause_context", _count, Reply(217, "OK PAUSE CONTEXT SET")),
@@ -227,6 +232,13 @@ def _rules() -> dict[str, Rule]:
 
 
 RULES = _rules()
+# The SETs that are a field of the Style (style.SETTINGS), which a voice may refuse
+STYLE_FIELDS = {
+    "PITCH": "pitch",
+    "PITCH_RANGE": "pitch_range",
+    "PUNCTUATION": "punctuation",
+    "CAP_LET_RECOGN": "capitals",
+}
 
 
 def _notification(settings: Settings, value: str) -> None:
