@@ -88,7 +88,7 @@ class Settings:
         return Spoken(whole, segments, ssml=True, words=ssml.words_of(tokens))
 
     def _spelled(self, text: str) -> str:
-        return " ".join(ch for ch in text if not ch.isspace()) if self.spelling else text
+        return ssml.spelled(text) if self.spelling else text
 
 
 @dataclass(frozen=True)
