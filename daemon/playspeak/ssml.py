@@ -38,7 +38,10 @@ ALLOWED: dict[str, dict[str, re.Pattern[str]]] = {
 }
 # The elements each kind of voice honours, as `voices` states them (the others are dropped)
 ESPEAK_HONOURS = ("break", "emphasis", "mark", "prosody", "say-as", "sub")
-PLAIN_HONOURS = ("mark",)  # Piper, the generated voice, a service: the words and the marks
+# Piper and the generated voice (ssml_plain.py: prosody's rate and volume, not its pitch or
+# range; say-as as characters); a service gets the words and the marks
+PLAIN_HONOURS = ("break", "mark", "prosody", "say-as", "sub")
+SERVICE_HONOURS = ("mark",)
 MAX_DEPTH = 32  # elements open at once: deeper is refused (expat's own stack is not ours)
 _DECLARATION = re.compile(r"^<\?xml[^>]*\?>")
 _SPACED = frozenset(("break", "p", "s"))  # a word boundary where these stand
