@@ -1,16 +1,21 @@
 """Index marks through the real daemon, the embedded local voice and the null sink: told in
 order, between `started` and `finished`, at the moment the audio after them is heard (in the
-pause between the parts they separate, as recorded), and never for a cancelled utterance."""
+pause between the parts they separate, as recorded), and never for a cancelled utterance; on
+a voice without markup too, after the silence its SSML break made."""
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from pathlib import Path
 
 import numpy as np
 import trio
 
+from playspeak.config import LocalServerConfig
 from playspeak.daemon import open_daemon
+from playspeak.engines.generated import RATE as generated_rate
+from playspeak.engines.generated import generate
 
 from daemon_helpers import LineClient
 from soundcard import RATE, SOUND_THRESHOLD, PulseNullSink
@@ -88,3 +93,40 @@ async def test_marks_on_the_control_socket_and_none_after_a_cancel(
     kinds = [e["event"] for e in events if e.get("id") == ident]
     assert kinds == ["mark", "cancelled"]
     assert [e["event"] for e in events if e.get("id") == after][-1] == "finished"
+
+
+async def test_the_generated_voice_says_a_break_and_tells_the_mark_after_it(
+    tmp_path: Path, sound_card: PulseNullSink
+) -> None:
+    """A voice without markup (the generated one, deterministic) says SSML's break as silence
+    in its reply: heard as rendered, the mark after it told once the words after it are."""
+    config = dataclasses.replace(
+        ssip_config(tmp_path), local_server=LocalServerConfig(synth="generated")
+    )
+    text = '<speak>One, <break time="500ms"/><mark name="m"/>two</speak>'
+    voice = "generated"
+    rendered = np.concatenate(
+        [generate("One,", voice), np.zeros(generated_rate // 2), generate("two", voice)]
+    )
+    with sound_card.recorder() as recorder:
+        async with open_daemon(config) as daemon:
+            client = await LineClient.open(daemon.socket_path)
+            start = recorder.count
+            ident = (await client.command(cmd="speak", text=text, voice=voice, ssml=True))["id"]
+            with trio.fail_after(10):
+                events = await client.events_until_end({ident})
+            pcm = await recorder.heard(start)
+    assert [(e["event"], e.get("name")) for e in events] == [
+        ("queued", None),
+        ("started", None),
+        ("mark", "m"),
+        ("finished", None),
+    ]
+    loud = np.flatnonzero(np.abs(pcm.astype(np.int32)) > SOUND_THRESHOLD)
+    heard_s = (loud[-1] - loud[0]) / RATE
+    expected = np.flatnonzero(np.abs(rendered) > SOUND_THRESHOLD)
+    rendered_s = (expected[-1] - expected[0]) / generated_rate
+    pause = max(gaps(pcm), key=lambda gap: gap[1] - gap[0])
+    print(f"heard {heard_s:.3f} s, rendered {rendered_s:.3f} s, pause {pause}")
+    assert abs(heard_s - rendered_s) < 0.03  # 0.5 s shorter without the break
+    assert (pause[1] - pause[0]) / RATE > 0.5  # where it is: after the comma

@@ -1,6 +1,6 @@
 """The Piper engine (the extra playspeak[piper]): its clause splitting, and a Piper voice heard
-on the null sink through the real daemon. Skipped, saying why, when the extra is not installed
-(scripts/setup installs it for the tests)."""
+on the null sink through the real daemon, SSML's break and rate with it. Skipped, saying why,
+when the extra is not installed (scripts/setup installs it for the tests)."""
 
 from __future__ import annotations
 
@@ -73,3 +73,39 @@ def test_synth_piper_makes_piper_the_default_engine() -> None:
     synth = Synthesizer("piper")
     assert synth.engine is EngineName.PIPER and synth.engine_of(DEFAULT_VOICE) is EngineName.PIPER
     assert Synthesizer("espeak").engine_of(find_models()[0].id) is EngineName.PIPER
+
+
+@needs_piper
+async def test_piper_honours_a_break_and_a_slow_rate_through_the_daemon(
+    tmp_path: Path, sound_card: PulseNullSink, recorder: Recorder
+) -> None:
+    """Piper reads no markup: the daemon says SSML's parts (ssml_plain.py), so a
+    `<break time="1s"/>` is heard as a second more silence between its words and a
+    `<prosody rate="slow">` as a slower voice. Piper's own length varies by ~0.1 s a call,
+    so the heard spans are compared with the engine's own renderings, loosely."""
+    voice = find_models()[0].id
+    sentence = "The front door of the house is open."  # 1.64–1.72 s; slow 1.94–2.00 s
+    config = dataclasses.replace(sound_card_config(tmp_path), local_server=LocalServerConfig())
+    async with open_daemon(config) as daemon:
+        assert daemon.speaker.sources is not None
+        synth = daemon.speaker.sources.local  # its model loaded once, for both
+        assert synth is not None
+        yes, rate = await synth.pcm("Yes.", voice, 1.0)
+        no, _ = await synth.pcm("No.", voice, 1.0)
+        without_break = seconds(np.concatenate([yes, no]), rate)
+        # each a mean of three: one rendering's length varies by up to ~0.1 s
+        normal = np.mean([seconds((await synth.pcm(sentence, voice, 1.0))[0], rate) for _ in "abc"])
+        slow = np.mean([seconds((await synth.pcm(sentence, voice, 0.8))[0], rate) for _ in "abc"])
+        client = await LineClient.open(daemon.socket_path)
+        heard = []
+        for text in ('Yes. <break time="1s"/> No.', f'<prosody rate="slow">{sentence}</prosody>'):
+            mark = recorder.count
+            uid = await speak(client, text, voice=voice, ssml=True)
+            events = await client.events_until_end({uid})
+            assert [e["event"] for e in events] == ["queued", "started", "finished"]
+            heard.append(loud_span(await recorder.heard(mark)) / RATE)
+    with_break, slowly = heard
+    print(f"break: {with_break:.3f} s, {without_break:.3f} s without it")
+    print(f"slow: {slowly:.3f} s, rendered {slow:.3f} s slow and {normal:.3f} s normal")
+    assert 0.8 < with_break - without_break < 1.2
+    assert abs(slowly - slow) < 0.15 and slowly > normal + 0.08

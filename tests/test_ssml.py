@@ -1,13 +1,18 @@
 """Untrusted SSML made safe for espeak-ng (ssml.py, no I/O): only allowed elements and values
-pass, declarations are refused, marks cut the document with its open elements re-opened."""
+pass, declarations are refused, marks cut the document with its open elements re-opened; a
+voice without markup says its parts (ssml_plain.py), each pause silence in the reply."""
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
+import trio
 
 from playspeak import ssml
-from playspeak.engines import Synthesizer
+from playspeak.engines import Synthesizer, generated
+from playspeak.localvoice import LocalReply
 from playspeak.marks import Segment
+from playspeak.ssml_plain import Part
 from playspeak.style import Style
 
 
@@ -48,13 +53,49 @@ def test_marks_cut_the_document_and_each_part_keeps_its_prosody() -> None:
         ssml.spoken(ssml.parse("<speak><break/></speak>"))
 
 
-def test_a_voice_without_markup_gets_the_words_and_refuses_the_knobs() -> None:
+def test_a_voice_without_markup_gets_the_parts_and_refuses_the_knobs() -> None:
     synth = Synthesizer("generated")
     style = Style(ssml=True)
     assert synth.readable('<speak>Hi <break time="1s"/> you</speak>', "x", style) == (
-        "Hi you",
+        (Part("Hi", pause=1.0), Part("you")),
         Style(),
     )
-    assert synth.refusal("x", style) is None  # SSML: its words, stated in `voices`
+    assert synth.readable("Hi", "x", Style()) == ((Part("Hi"),), Style())
+    silence, rate = synth.silence("x", 0.5)
+    assert rate == generated.RATE and len(silence) == rate // 2 and not silence.any()
+    assert synth.refusal("x", style) is None  # SSML: its parts, stated in `voices`
     why = synth.refusal("x", Style(pitch_range=20, capitals="spell"))
     assert why == "the voice 'x' (generated) cannot set capitals, pitch_range"
+
+
+async def said(synth: Synthesizer, text: str, voice: str, speed: float = 1.0) -> np.ndarray:
+    """What the local voice's reply carries for SSML `text`: its samples, as the speaker reads
+    them."""
+    parts, style = synth.readable(text, voice, Style(ssml=True))
+    reply = LocalReply()
+    chunks = []
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(reply.produce, synth, parts, voice, speed, style)
+        while (chunk := await reply.receive_stamped()) is not None:
+            chunks.append(chunk[0])
+    return np.frombuffer(b"".join(chunks), "<i2")
+
+
+async def test_the_generated_voice_says_each_part_at_its_speed_and_gain_then_its_pause() -> None:
+    synth = Synthesizer("generated")
+    text = (
+        '<speak><break time="200ms"/>One, <break time="1s"/>'
+        '<prosody rate="50%" volume="50%">two</prosody> <break strength="strong"/></speak>'
+    )
+    one = generated.generate("One,", "generated", 1.2)
+    two = generated.generate("two", "generated", 0.6)  # half of 1.2, within the speed limits
+    quieter = np.round(two.astype(np.float32) * 0.5).astype(np.int16)
+    rate = generated.RATE
+    pauses = [np.zeros(round(seconds * rate), np.int16) for seconds in (0.2, 1.0, 0.3)]
+    expected = np.concatenate([pauses[0], one, pauses[1], quieter, pauses[2]])
+    assert np.array_equal(await said(synth, text, "generated", 1.2), expected)
+    # the speed limits hold: 20 % of 1.2 is spoken at 0.5
+    slowest = generated.generate("two", "generated", 0.5)
+    assert np.array_equal(
+        await said(synth, '<prosody rate="20%">two</prosody>', "generated", 1.2), slowest
+    )

@@ -134,7 +134,8 @@ async def test_voices_lists_every_espeak_language_and_each_piper_voice(
         assert len(set(ids)) == len(ids) and "espeak:chr-US-Qaaa-x-west" in ids
         piper = [v for v in voices if v["engine"] == "piper"]
         assert [v["id"] for v in piper] == [m.id for m in find_models()]
-        assert all(v["refuses"] == list(SETTINGS) and v["ssml"] == ["mark"] for v in piper)
+        plain = ["break", "mark", "prosody", "say-as", "sub"]
+        assert all(v["refuses"] == list(SETTINGS) and v["ssml"] == plain for v in piper)
         german = next(v for v in voices if v["id"] == "espeak:de")
         assert german["language"] == "de" and german["refuses"] == []
         assert german["ssml"] == ["break", "emphasis", "mark", "prosody", "say-as", "sub"]

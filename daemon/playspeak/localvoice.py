@@ -5,7 +5,8 @@ websocket, no encoding to decode again, no simulated delay or pacing. An utteran
 synthesised one sentence at a time in the background, a little ahead of the player (bounded,
 in slices; espeak-ng's output is passed on as it writes it, so that a sentence's first audio
 does not wait for its last), and read by the speaker like any reply, as raw 16-bit mono PCM
-at the engine's rate (`audio_format`).
+at the engine's rate (`audio_format`). SSML for a voice without markup comes as parts
+(ssml_plain.py): each said at its speed and gain, its pause zero samples at the engine's rate.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from playspeak.cache.replies import SERVICE
 from playspeak.engines import Synthesizer
 from playspeak.errors import LinkError
 from playspeak.localserver.sentences import split_sentences
+from playspeak.ssml_plain import Part
 from playspeak.style import Style
 
 log = logging.getLogger(__name__)
@@ -55,19 +57,16 @@ class LocalReply:
         return PCM_FORMAT, self.rate
 
     async def produce(
-        self, synth: Synthesizer, text: str, voice: str, speed: float, style: Style
+        self, synth: Synthesizer, parts: tuple[Part, ...], voice: str, speed: float, style: Style
     ) -> None:
-        """Synthesise `text` sentence by sentence into the reply; a failure is handed to the
-        reader as a LinkError naming it."""
+        """Synthesise the parts (Synthesizer.readable) into the reply; a failure is handed to
+        the reader as a LinkError naming it."""
         try:
             with self._scope:
                 async with self._send:
                     try:
-                        # SSML is read whole: espeak-ng streams it as it goes
-                        sentences = [text] if style.ssml else split_sentences(text) or [text]
-                        for sentence in sentences:
-                            for piece in synth.pieces(sentence, voice):
-                                await synth.stream(piece, voice, speed, style, self._slices)
+                        for part in parts:
+                            await self._say(synth, part, voice, speed, style)
                     except (OSError, RuntimeError, subprocess.CalledProcessError) as e:
                         log.warning("the local voice failed: %s", e)
                         await self._send.send(LinkError(f"the local voice failed: {e}"))
@@ -75,6 +74,26 @@ class LocalReply:
             pass  # discarded while it was being made: nobody reads the rest
         finally:
             self.complete.set()
+
+    async def _say(
+        self, synth: Synthesizer, part: Part, voice: str, speed: float, style: Style
+    ) -> None:
+        """One part's words sentence by sentence, at its speed and gain; then its pause."""
+
+        async def louder(pcm: np.ndarray, rate: int) -> None:
+            scaled = np.round(pcm.astype(np.float32) * part.gain)
+            await self._slices(np.clip(scaled, -32768, 32767).astype(np.int16), rate)
+
+        out = self._slices if part.gain == 1.0 else louder
+        if part.words or not part.pause:
+            # SSML is read whole: espeak-ng streams it as it goes
+            words = part.words
+            sentences = [words] if style.ssml else split_sentences(words) or [words]
+            for sentence in sentences:
+                for piece in synth.pieces(sentence, voice):
+                    await synth.stream(piece, voice, part.speed_at(speed), style, out)
+        if part.pause:
+            await self._slices(*synth.silence(voice, part.pause))
 
     async def _slices(self, pcm: np.ndarray, rate: int) -> None:
         """Samples from the engine, on to the reader in slices of at most SLICE seconds."""

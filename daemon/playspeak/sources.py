@@ -124,11 +124,11 @@ class Sources:
         style = Style.from_params(params)
         if (why := self.local.refusal(voice, style)) is not None:
             raise LinkError(why)
-        text, style = self.local.readable(text, voice, style)
+        parts, style = self.local.readable(text, voice, style)
         u.warning = self.local.warning(voice)
         reply = LocalReply()
         speed = float(params["speed"])
-        if not self._spawn(reply.produce, self.local, text, voice, speed, style):
+        if not self._spawn(reply.produce, self.local, parts, voice, speed, style):
             raise LinkError("the daemon is shutting down")
         return reply
 

@@ -8,10 +8,9 @@ from __future__ import annotations
 from playspeak import ssml
 from playspeak.marks import Segment
 
-
-def spell(text: str) -> str:
-    """`text`'s characters one space apart, its white space dropped: "ab c" → "a b c"."""
-    return " ".join(ch for ch in text if not ch.isspace())
+# `text`'s characters one space apart, its white space dropped: "ab c" → "a b c" (the same
+# spacing as SSML's <say-as interpret-as="characters"> for the voices without markup)
+spell = ssml.spelled
 
 
 def spell_ssml(text: str) -> str:

@@ -8,7 +8,8 @@ named by the client). The text is parsed inside a root we put around it, where a
 cannot stand: entities are the five of XML and character references, so nothing expands
 beyond the text's own size. Index marks cut
 the document into segments (marks.py), each re-opening the elements open at its mark, so a
-`<prosody>` around a mark still holds after it. The voices without markup get the words.
+`<prosody>` around a mark still holds after it. The voices without markup read it as parts
+of words, each at its speed and gain and followed by its pause (ssml_plain.py).
 """
 
 from __future__ import annotations
@@ -37,7 +38,10 @@ ALLOWED: dict[str, dict[str, re.Pattern[str]]] = {
 }
 # The elements each kind of voice honours, as `voices` states them (the others are dropped)
 ESPEAK_HONOURS = ("break", "emphasis", "mark", "prosody", "say-as", "sub")
-PLAIN_HONOURS = ("mark",)  # Piper, the generated voice, a service: the words and the marks
+# Piper and the generated voice (ssml_plain.py: prosody's rate and volume, not its pitch or
+# range; say-as as characters); a service gets the words and the marks
+PLAIN_HONOURS = ("break", "mark", "prosody", "say-as", "sub")
+SERVICE_HONOURS = ("mark",)
 MAX_DEPTH = 32  # elements open at once: deeper is refused (expat's own stack is not ours)
 _DECLARATION = re.compile(r"^<\?xml[^>]*\?>")
 _SPACED = frozenset(("break", "p", "s"))  # a word boundary where these stand
@@ -180,6 +184,12 @@ def spoken(tokens: list[Token]) -> tuple[str, tuple[Segment, ...]]:
 def words_of(tokens: list[Token]) -> str:
     """The words the tokens say, white space collapsed (what the voices without markup get)."""
     return " ".join("".join(t for t in tokens if isinstance(t, str)).split())
+
+
+def spelled(text: str) -> str:
+    """`text` as letters spaced, each said on its own: SSIP's SPELLING and
+    `<say-as interpret-as="characters">` for the voices without markup."""
+    return " ".join(ch for ch in text if not ch.isspace())
 
 
 def words(ssml: str) -> str:

@@ -12,7 +12,7 @@ import subprocess
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from playspeak.ssml import ESPEAK_HONOURS, PLAIN_HONOURS
+from playspeak.ssml import ESPEAK_HONOURS, PLAIN_HONOURS, SERVICE_HONOURS
 from playspeak.style import SETTINGS
 
 if TYPE_CHECKING:  # the engines load numpy and trio: only the daemon needs them
@@ -29,9 +29,9 @@ class Voice:
     language: str  # BCP 47-ish, lower case: "en-us", "de"; "" when unknown
     engine: str  # "espeak", "piper", "generated", or "service"
     # What it cannot do, stated (and refused when asked for, not ignored): only espeak-ng
-    # has the knobs of style.SETTINGS, and only it reads SSML beyond its marks.
+    # has the knobs of style.SETTINGS; a service gets SSML's words and marks alone.
     refuses: tuple[str, ...] = ()
-    ssml: tuple[str, ...] = PLAIN_HONOURS  # the SSML elements it honours; it drops the others
+    ssml: tuple[str, ...] = SERVICE_HONOURS  # the SSML elements it honours; it drops the others
     # Other languages its engine gives it for, each with a priority (lower first): espeak-ng's
     # voice for a bare `en` is en-gb, `(en 2)`
     serves: tuple[tuple[str, int], ...] = ()
@@ -106,11 +106,13 @@ def local_voices(synth: Synthesizer) -> list[Voice]:
     from playspeak.engines import EngineName
 
     piper = [
-        Voice(m.id, m.id.removeprefix("piper:"), m.language, "piper", SETTINGS)
+        Voice(m.id, m.id.removeprefix("piper:"), m.language, "piper", SETTINGS, PLAIN_HONOURS)
         for m in synth.piper_models.values()
     ]
     if synth.engine is EngineName.GENERATED:
-        generated = Voice("generated", "generated test voice", "", "generated", SETTINGS)
+        generated = Voice(
+            "generated", "generated test voice", "", "generated", SETTINGS, PLAIN_HONOURS
+        )
         return [*piper, generated]
     if synth.engine is EngineName.PIPER:
         return [*piper, *espeak_voices()]

@@ -22,9 +22,10 @@ from typing import Any, TypeVar
 import numpy as np
 import trio
 
-from playspeak import ssml
+from playspeak import ssml_plain
 from playspeak.engines import espeak, generated, piper
 from playspeak.errors import ConfigError
+from playspeak.ssml_plain import Part
 from playspeak.style import Style
 from playspeak.voices import espeak_voices
 
@@ -138,12 +139,21 @@ class Synthesizer:
             return None
         return f"the voice {voice!r} ({engine.value}) cannot set {', '.join(asked)}"
 
-    def readable(self, text: str, voice: str, style: Style) -> tuple[str, Style]:
-        """`text` and `style` as the engine of `voice` reads them: SSML is espeak-ng's alone,
-        the other engines get its words (ssml.PLAIN_HONOURS)."""
+    def readable(self, text: str, voice: str, style: Style) -> tuple[tuple[Part, ...], Style]:
+        """`text` as the parts the engine of `voice` says, and the style it reads them in: a
+        plain text, or SSML for espeak-ng (which reads it), is one part; the other engines
+        say SSML's parts, each at its speed and gain and then its pause (ssml_plain.py)."""
         if not style.ssml or self.engine_of(voice) is EngineName.ESPEAK:
-            return text, style
-        return ssml.words(text), dataclasses.replace(style, ssml=False)
+            return (Part(text),), style
+        return ssml_plain.parts(text), dataclasses.replace(style, ssml=False)
+
+    def silence(self, voice: str, seconds: float) -> tuple[np.ndarray, int]:
+        """`seconds` of zero samples at the rate `voice`'s engine makes (not espeak-ng's: it
+        makes its own pauses)."""
+        engine = self.engine_of(voice)
+        assert engine is not EngineName.ESPEAK
+        rate = self._piper_model(voice).rate if engine is EngineName.PIPER else generated.RATE
+        return np.zeros(round(seconds * rate), np.int16), rate
 
     async def stream(
         self, text: str, voice: str, speed: float, style: Style, sink: espeak.Sink
