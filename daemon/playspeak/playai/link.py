@@ -18,8 +18,10 @@ at start with `warm_up`) and closes itself after `idle_close` seconds with nothi
 (state "idle"); every reconnect after a failure waits a jittered, doubling delay, and at least
 the Retry-After of a 429 (only a stall's first reconnect is at once: the stall timeout has
 already spaced it). Those decisions (what follows a failed attempt or a close, when to
-renew) are linkstate.Supervision's and linkstate.renewal_time's, free of I/O; this module
-moves the bytes and keeps the timers.
+renew) are linkstate.Supervision's and linkstate.renewal_time's, and those inside a connection
+(when a reply is overdue, when to close an idle connection, to ping, to give up on a missing
+pong) connection.ConnectionWatch's, all free of I/O; this module moves the bytes and keeps the
+timers.
 
 Replies are matched by request id. A start/end/error frame naming an unknown id is ignored; one
 with a null id belongs to the reply being streamed only if that reply's own start came with a
@@ -33,7 +35,6 @@ from __future__ import annotations
 import contextlib
 import itertools
 import logging
-import math
 from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
@@ -55,6 +56,7 @@ from playspeak.errors import AuthError, BadJsonError, LinkError, leaves
 from playspeak.health import LinkHealth
 from playspeak.log import redact, register_secret
 from playspeak.playai.auth import CredentialsRefused, RateLimited
+from playspeak.playai.connection import ConnectionWatch, Due
 from playspeak.playai.linkstate import (
     CLOSED_BY_US,
     AfterClose,
@@ -155,6 +157,7 @@ class Reply:
 @dataclass
 class _Connection:
     ws: WebSocketConnection
+    watch: ConnectionWatch
     pending: deque[Reply] = field(default_factory=deque)
     current: Reply | None = None  # the reply whose start has arrived
     scope: trio.CancelScope = field(default_factory=trio.CancelScope)
@@ -170,7 +173,12 @@ class _Connection:
     failed: deque[str | None] = field(default_factory=lambda: deque(maxlen=FAILED_KEPT))
 
     def poke(self) -> None:
-        """Something the watcher's deadline depends on changed."""
+        """Something the watcher's deadlines depend on changed (the idle clock restarts)."""
+        self.watch.progressed(trio.current_time())
+        self.wake()
+
+    def wake(self) -> None:
+        """The watcher looks again."""
         self.progress.set()
         self.progress = trio.Event()
 
@@ -540,7 +548,7 @@ class Link:
                 disconnect_timeout=2,
                 max_message_size=2**22,
             ) as ws:
-                conn = _Connection(ws)
+                conn = _Connection(ws, ConnectionWatch(self.settings, trio.current_time()))
                 self.connections += 1
                 self.state = LinkState.CONNECTED
                 self.last_error = ""
@@ -550,14 +558,11 @@ class Link:
                 await self._serve(conn)
 
     async def _serve(self, conn: _Connection) -> None:
-        """Read, ping and watch `conn` until it closes; then fail what is still pending."""
+        """Read and watch `conn` until it closes; then fail what is still pending."""
         try:
             with conn.scope:
                 async with trio.open_nursery() as nursery:
-                    nursery.start_soon(self._heartbeat, conn)
-                    nursery.start_soon(self._watch, conn)
-                    if self.settings.idle_close > 0:
-                        nursery.start_soon(self._close_when_idle, conn)
+                    nursery.start_soon(self._watch, conn, nursery)
                     conn.closed_by(await self._read(conn))
                     nursery.cancel_scope.cancel()
         except* (OSError, trio.BrokenResourceError) as group:
@@ -585,77 +590,47 @@ class Link:
         await trio.aclose_forcefully(conn.ws)
         conn.scope.cancel()
 
-    async def _close_when_idle(self, conn: _Connection) -> None:
-        """Close `conn` once nothing was asked of it for `idle_close` seconds (the service asks
-        clients to close what they do not use; it would close it itself a little later)."""
+    async def _watch(self, conn: _Connection, nursery: trio.Nursery) -> None:
+        """Sleep until the watch says something is due on `conn` (woken early by progress),
+        then do it: fail over a stalled connection, give up on one whose pong did not come,
+        close an idle one, or ping."""
         while True:
-            if conn.pending:
-                await conn.progress.wait()
+            now = trio.current_time()
+            check = conn.watch.check(conn.pending, conn.reading_since, now)
+            if check.due is Due.NOTHING:
+                with trio.move_on_at(check.at):
+                    await conn.progress.wait()
                 continue
-            with trio.move_on_after(self.settings.idle_close):
-                await conn.progress.wait()
+            if check.due is Due.PING:
+                conn.watch.pinged(now)
+                nursery.start_soon(self._ping, conn)
                 continue
-            if conn.pending:
-                continue
-            # No await from here on: a request either sees the connection gone or in use.
-            log.info("model %s: closing the idle connection", self.settings.model)
-            conn.reason = CloseReason(CloseKind.IDLE, "idle")
-            if self._conn is conn:
-                self._set_conn(None)
-            conn.scope.cancel()
-            return
-
-    async def _heartbeat(self, conn: _Connection) -> None:
-        """Ping an idle connection to find a dead one before a request does. Never pings while
-        replies are pending: back-pressure may then rightly delay the pong (the watcher looks
-        after those)."""
-        ws = conn.ws
-        every = self.settings.heartbeat
-        while True:
-            await trio.sleep(every)
-            if conn.pending:
-                continue
-            with (
-                trio.move_on_after(every) as scope,
-                contextlib.suppress(ConnectionClosed),  # the reader sees it and reports it
-            ):
-                await ws.ping()
-            if scope.cancelled_caught:
-                log.warning("model %s: no pong within %g s", self.settings.model, every)
-                await self._give_up(
-                    conn, CloseReason(CloseKind.NO_PONG, f"no pong within {every:g} s")
-                )
+            reason = check.reason
+            assert reason is not None  # every other due closes the connection
+            if check.due is Due.IDLE:
+                # No await from here on: a request either sees the connection gone or in use.
+                log.info("model %s: closing the idle connection", self.settings.model)
+                conn.reason = reason
+                if self._conn is conn:
+                    self._set_conn(None)
+                conn.scope.cancel()
                 return
-
-    async def _watch(self, conn: _Connection) -> None:
-        """Fail `conn` over once the reply at its head is overdue (link.py's docstring)."""
-        while True:
-            deadline, why = self._deadline(conn)
-            with trio.move_on_at(deadline):
-                await conn.progress.wait()
-                continue
-            if self._deadline(conn)[0] > trio.current_time():
-                continue
-            self.stalls += 1
-            if conn is self._conn:  # not one being retired: its successor is already up
-                self.state, self.last_error = LinkState.STALLED, why
-            log.warning("model %s: %s: reconnecting", self.settings.model, why)
-            await self._give_up(conn, CloseReason(CloseKind.STALLED, why))
+            if check.due is Due.STALLED:
+                self.stalls += 1
+                if conn is self._conn:  # not one being retired: its successor is already up
+                    self.state, self.last_error = LinkState.STALLED, reason.text
+                log.warning("model %s: %s: reconnecting", self.settings.model, reason.text)
+            else:
+                log.warning("model %s: %s", self.settings.model, reason.text)
+            await self._give_up(conn, reason)
             return
 
-    def _deadline(self, conn: _Connection) -> tuple[float, str]:
-        """When the head reply is overdue, and why; inf while nothing is awaited from the
-        service (no reply pending, or the reader waits for our consumer). No I/O."""
-        s = self.settings
-        if not conn.pending or conn.reading_since is None:
-            return math.inf, ""
-        head = conn.pending[0]
-        if head.bytes_received == 0:
-            since = head.head_since if head.head_since is not None else conn.reading_since
-            why = f"no audio from the TTS service within {s.first_audio_timeout:g} s"
-            return since + s.first_audio_timeout, why
-        why = f"the TTS service stopped sending mid-reply (nothing for {s.stall_timeout:g} s)"
-        return conn.reading_since + s.stall_timeout, why
+    @staticmethod
+    async def _ping(conn: _Connection) -> None:
+        with contextlib.suppress(ConnectionClosed):  # the reader sees it and reports it
+            await conn.ws.ping()
+        conn.watch.ponged(trio.current_time())
+        conn.wake()
 
     async def _read(self, conn: _Connection) -> CloseReason:
         """Route frames until the connection closes; returns why it closed."""
