@@ -6,8 +6,18 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from playspeak.playai.connection import Check, ConnectionWatch, Due
+import pytest
+
+from playspeak.playai.connection import (
+    FAILED_KEPT,
+    Check,
+    ConnectionBook,
+    ConnectionWatch,
+    Due,
+    Outcome,
+)
 from playspeak.playai.linkstate import CloseKind, CloseReason
+from playspeak.playai.wire import Action, End, ErrorFrame, Start
 
 
 @dataclass(frozen=True)
@@ -118,3 +128,112 @@ def test_a_ping_due_while_replies_are_pending_is_skipped_for_a_heartbeat() -> No
 def test_when_several_fall_due_together_the_close_comes_before_the_ping() -> None:
     w = watch(idle_close=20.0, heartbeat=20.0)
     assert w.check([], reading_since=100.0, now=120.0).due is Due.IDLE
+
+
+# ---- the book: what each frame does to the pending replies -------------------------------
+
+
+@dataclass(eq=False)
+class Booked:
+    request_id: str
+    started: bool = False
+    echoed: bool = True
+    head_since: float | None = None
+
+
+def book(*ids: str, now: float = 1.0) -> tuple[ConnectionBook[Booked], list[Booked]]:
+    b: ConnectionBook[Booked] = ConnectionBook()
+    replies = [Booked(i) for i in ids]
+    for reply in replies:
+        b.add(reply, now)
+    return b, replies
+
+
+def test_start_then_end_streams_and_completes_the_reply() -> None:
+    b, (r1, r2) = book("r1", "r2")
+    assert r1.head_since == 1.0 and r2.head_since is None  # the head's clock runs alone
+    assert b.on_frame(Start("r1"), now=2.0) == Outcome(Action.START, r1)
+    assert b.current is r1 and r1.started and r1.echoed
+    assert b.on_frame(End("r1"), now=3.0) == Outcome(Action.END, r1)
+    assert list(b.pending) == [r2] and b.current is None
+    assert r2.head_since == 3.0  # the next head's clock starts when it becomes the head
+
+
+def test_an_end_without_its_start_ends_the_reply_it_names() -> None:
+    b, (r1, r2) = book("r1", "r2")
+    assert b.on_frame(End("r2"), now=2.0) == Outcome(Action.END, r2)
+    assert list(b.pending) == [r1] and b.current is None
+
+
+def test_a_reply_whose_end_never_came_is_abandoned_when_the_next_starts() -> None:
+    b, (r1, r2) = book("r1", "r2")
+    b.on_frame(Start("r1"), now=2.0)
+    assert b.on_frame(Start("r2"), now=3.0) == Outcome(Action.START, r2, abandoned=r1)
+    assert list(b.pending) == [r2] and b.current is r2
+    # its late end names no pending reply any more
+    late = b.on_frame(End("r1"), now=4.0)
+    assert late == Outcome(Action.IGNORE, message="end frame for no known request")
+
+
+def test_a_failing_start_also_abandons_the_streaming_reply() -> None:
+    b, (r1, r2) = book("r1", "r2")
+    b.on_frame(Start("r1"), now=2.0)
+    outcome = b.on_frame(Start("r2", status=500, message="busy"), now=3.0)
+    assert outcome == Outcome(Action.FAIL, r2, abandoned=r1, message="busy")
+    assert not b.pending and list(b.failed) == ["r2"]
+
+
+def test_the_end_after_an_error_frame_settles_quietly_once() -> None:
+    b, (r1, r2) = book("r1", "r2")
+    b.on_frame(Start("r1"), now=2.0)
+    assert b.on_frame(ErrorFrame("boom", "r1"), now=3.0) == Outcome(Action.FAIL, r1, message="boom")
+    assert list(b.failed) == ["r1"] and list(b.pending) == [r2]
+    assert b.on_frame(ErrorFrame("boom again", "r1"), now=4.0) == Outcome(Action.SETTLE)
+    assert b.on_frame(End("r1"), now=5.0) == Outcome(Action.SETTLE)
+    assert not b.failed  # its end came: nothing more is expected of it
+    unknown = Outcome(Action.IGNORE, message="end frame for no known request")
+    assert b.on_frame(End("r1"), now=6.0) == unknown  # a second end is news
+
+
+def test_a_failed_end_fails_its_reply_and_expects_nothing_more() -> None:
+    b, (r1,) = book("r1")
+    b.on_frame(Start("r1"), now=2.0)
+    outcome = b.on_frame(End("r1", status=500), now=3.0)
+    assert outcome == Outcome(Action.FAIL, r1, message="the reply ended with status 500")
+    assert not b.failed
+
+
+@pytest.mark.parametrize(
+    ("frame", "kind"),
+    [(Start("zzz"), "start"), (End("zzz"), "end"), (ErrorFrame("no", "zzz"), "error")],
+)
+def test_a_frame_for_an_unknown_id_is_ignored(frame: Start | End | ErrorFrame, kind: str) -> None:
+    b, (r1,) = book("r1")
+    outcome = b.on_frame(frame, now=2.0)
+    assert outcome == Outcome(Action.IGNORE, message=f"{kind} frame for no known request")
+    assert list(b.pending) == [r1] and b.current is None and not r1.started
+
+
+def test_null_ids_follow_the_streaming_reply_only_if_its_start_had_one() -> None:
+    b, (r1, _) = book("r1", "r2")
+    assert b.on_frame(Start(None), now=2.0) == Outcome(Action.START, r1)
+    assert not r1.echoed
+    assert b.on_frame(End(None), now=3.0) == Outcome(Action.END, r1)
+    b.on_frame(Start("r2"), now=4.0)
+    assert b.on_frame(End(None), now=5.0).action is Action.IGNORE  # never a guess
+
+
+def test_a_retiring_connection_closes_after_its_last_reply() -> None:
+    b, _ = book("r1", "r2")
+    b.retiring = True
+    assert not b.on_frame(End("r1"), now=2.0).retire  # r2 is still pending
+    assert b.on_frame(ErrorFrame("boom", "r2"), now=3.0).retire
+    assert not b.on_frame(End("r2"), now=4.0).retire  # settled: nothing to close again
+
+
+def test_failed_ids_are_remembered_up_to_a_bound() -> None:
+    ids = [f"r{i}" for i in range(FAILED_KEPT + 1)]
+    b, _ = book(*ids)
+    for i in ids:
+        b.on_frame(ErrorFrame("boom", i), now=2.0)
+    assert len(b.failed) == FAILED_KEPT and "r0" not in b.failed

@@ -1,17 +1,109 @@
-"""One connection's decisions, I/O-free: when its watcher must look again and what is then due
-(a stalled reply, an idle close, a ping, a missing pong). Times are passed in; link.py only
-sleeps until the instant this answers, wakes on progress, and acts.
+"""One connection's decisions, I/O-free: its book of pending replies, what each frame from
+the service does to them (ConnectionBook), and when its watcher must look again and what is
+then due (ConnectionWatch: a stalled reply, an idle close, a ping, a missing pong). Times are
+passed in; link.py only applies the outcomes, sleeps until the instant named, and acts.
 """
 
 from __future__ import annotations
 
 import math
+from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import Enum
-from typing import Protocol
+from typing import Generic, Protocol, TypeVar
 
 from playspeak.playai.linkstate import CloseKind, CloseReason
+from playspeak.playai.wire import Action, End, ErrorFrame, Start, failure_key, route
+
+FAILED_KEPT = 64  # failed replies remembered until their end (a service may never send one)
+
+
+# ---- the book: which reply a frame is for, and what it does --------------------------------
+
+
+class BookedReply(Protocol):
+    """What the book reads and keeps of a pending reply (link.Reply)."""
+
+    request_id: str
+    started: bool  # its start frame has come
+    echoed: bool  # its start frame named its id (False: the service sends null ids)
+    head_since: float | None  # when it became the oldest pending
+
+
+B = TypeVar("B", bound=BookedReply)
+
+
+@dataclass(frozen=True)
+class Outcome(Generic[B]):
+    """What one frame means for the connection, for the link to apply. Action.START: `reply`
+    streams from now on; END: it is complete; FAIL: it failed, the service said `message`;
+    SETTLE: nothing to do (the end or error of a reply failed already); IGNORE: log `message`
+    as a warning."""
+
+    action: Action
+    reply: B | None = None
+    # the reply that was streaming when another started: its end never came (part of it may
+    # have been played: it fails, not retriable)
+    abandoned: B | None = None
+    message: str = ""
+    retire: bool = False  # the connection was retiring and now has nothing pending: close it
+
+
+class ConnectionBook(Generic[B]):
+    """One connection's pending replies in request order, the one streaming (`current`), and
+    the replies the service failed whose end may still come (their `failure_key`s)."""
+
+    def __init__(self) -> None:
+        self.pending: deque[B] = deque()
+        self.current: B | None = None  # the reply whose start has arrived
+        self.failed: deque[str | None] = deque(maxlen=FAILED_KEPT)
+        self.retiring = False  # replaced by a newer connection: closes once nothing is pending
+
+    def add(self, reply: B, now: float) -> None:
+        self.pending.append(reply)
+        if reply is self.pending[0]:
+            reply.head_since = now
+
+    def remove(self, reply: B, now: float) -> None:
+        if reply in self.pending:
+            self.pending.remove(reply)
+        if self.current is reply:
+            self.current = None
+        if self.pending and self.pending[0].head_since is None:
+            self.pending[0].head_since = now
+
+    def on_frame(self, frame: Start | End | ErrorFrame, now: float) -> Outcome[B]:
+        """Book what `frame` does (wire.route's rules) and say what the link must do."""
+        step = route(frame, self.pending, self.current, self.failed)
+        if step.action is Action.IGNORE:
+            return Outcome(Action.IGNORE, message=step.message)
+        if step.action is Action.SETTLE:
+            key = failure_key(frame.request_id)
+            if isinstance(frame, End) and key in self.failed:
+                self.failed.remove(key)  # its end came: nothing more is expected of it
+            return Outcome(Action.SETTLE)
+        reply = step.reply
+        assert reply is not None  # every other action names its reply
+        if step.abandoned is not None:
+            self.remove(step.abandoned, now)
+        if step.action is Action.START:
+            reply.started, reply.echoed = True, frame.request_id is not None
+            self.current = reply
+            return Outcome(Action.START, reply, step.abandoned)
+        self.remove(reply, now)
+        if step.action is Action.FAIL and not isinstance(frame, End):
+            self.failed.append(failure_key(frame.request_id))  # its end may still come
+        return Outcome(
+            step.action,
+            reply,
+            step.abandoned,
+            step.message,
+            retire=self.retiring and not self.pending,
+        )
+
+
+# ---- the watch: stalls, idle close, heartbeat ----------------------------------------------
 
 
 class WatchSettings(Protocol):

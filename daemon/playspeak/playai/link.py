@@ -19,9 +19,10 @@ at start with `warm_up`) and closes itself after `idle_close` seconds with nothi
 the Retry-After of a 429 (only a stall's first reconnect is at once: the stall timeout has
 already spaced it). Those decisions (what follows a failed attempt or a close, when to
 renew) are linkstate.Supervision's and linkstate.renewal_time's, and those inside a connection
-(when a reply is overdue, when to close an idle connection, to ping, to give up on a missing
-pong) connection.ConnectionWatch's, all free of I/O; this module moves the bytes and keeps the
-timers.
+connection.py's: ConnectionBook's (what each frame does to the pending replies) and
+ConnectionWatch's (when a reply is overdue, when to close an idle connection, to ping, to give
+up on a missing pong), all free of I/O; this module moves the bytes, keeps the timers and
+applies what they decide.
 
 Replies are matched by request id. A start/end/error frame naming an unknown id is ignored; one
 with a null id belongs to the reply being streamed only if that reply's own start came with a
@@ -35,7 +36,6 @@ from __future__ import annotations
 import contextlib
 import itertools
 import logging
-from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -56,7 +56,7 @@ from playspeak.errors import AuthError, BadJsonError, LinkError, leaves
 from playspeak.health import LinkHealth
 from playspeak.log import redact, register_secret
 from playspeak.playai.auth import CredentialsRefused, RateLimited
-from playspeak.playai.connection import ConnectionWatch, Due
+from playspeak.playai.connection import ConnectionBook, ConnectionWatch, Due
 from playspeak.playai.linkstate import (
     CLOSED_BY_US,
     AfterClose,
@@ -72,13 +72,10 @@ from playspeak.playai.urls import UrlCache
 from playspeak.playai.wire import (
     Action,
     CommandRejected,
-    End,
     ModelNotOffered,
     OtherFrame,
     TtsCommand,
-    failure_key,
     parse_frame,
-    route,
 )
 
 log = logging.getLogger(__name__)
@@ -91,7 +88,6 @@ STABLE_CONNECTION = 5.0  # seconds: a connection that lived this long resets the
 # expiry: 20 auth calls in 32 s from an idle daemon). A new connection still authenticates
 # again once the kept URL has expired (playai/urls.py).
 MIN_RENEWAL_LIFETIME = 30.0
-FAILED_KEPT = 64  # failed replies remembered until their end (a service may never send one)
 
 
 class Reply:
@@ -158,19 +154,15 @@ class Reply:
 class _Connection:
     ws: WebSocketConnection
     watch: ConnectionWatch
-    pending: deque[Reply] = field(default_factory=deque)
-    current: Reply | None = None  # the reply whose start has arrived
+    book: ConnectionBook[Reply] = field(default_factory=ConnectionBook)
     scope: trio.CancelScope = field(default_factory=trio.CancelScope)
     opened: float = field(default_factory=trio.current_time)
     closed: trio.Event = field(default_factory=trio.Event)
     reason: CloseReason = CLOSED_BY_US  # why it closed
-    retiring: bool = False  # replaced by a newer one: closes once its replies have ended
     # Liveness (link.py's docstring). Owned by the connection's tasks, read by its watcher.
     reading_since: float | None = None  # the reader waits for the service since; None: busy
     progress: trio.Event = field(default_factory=trio.Event)  # set (and replaced) on changes
     quiet: bool = False  # it closed with no reply pending (nothing was lost)
-    # wire.failure_key of replies the service failed whose end frame may still come
-    failed: deque[str | None] = field(default_factory=lambda: deque(maxlen=FAILED_KEPT))
 
     def poke(self) -> None:
         """Something the watcher's deadlines depend on changed (the idle clock restarts)."""
@@ -183,16 +175,11 @@ class _Connection:
         self.progress = trio.Event()
 
     def add(self, reply: Reply) -> None:
-        self.pending.append(reply)
-        if reply is self.pending[0]:
-            reply.head_since = trio.current_time()
+        self.book.add(reply, trio.current_time())
         self.poke()
 
     def remove(self, reply: Reply) -> None:
-        if reply in self.pending:
-            self.pending.remove(reply)
-        if self.pending and self.pending[0].head_since is None:
-            self.pending[0].head_since = trio.current_time()
+        self.book.remove(reply, trio.current_time())
         self.poke()
 
     def closed_by(self, reason: CloseReason) -> None:
@@ -203,14 +190,14 @@ class _Connection:
 
     def retire_when_idle(self) -> None:
         """Close once no reply is pending (at once if none is)."""
-        self.retiring = True
-        if not self.pending:
+        self.book.retiring = True
+        if not self.book.pending:
             self.scope.cancel()
 
     @property
     def busy(self) -> bool:
         """Replies (wanted or discarded) whose end has not arrived: the wire is in use."""
-        return bool(self.pending)
+        return bool(self.book.pending)
 
 
 @dataclass(frozen=True)
@@ -332,7 +319,7 @@ class Link:
         return LinkHealth(self.state, self.last_error, self.settings.model)
 
     def status(self) -> dict[str, Any]:
-        pending = len(self._conn.pending) if self._conn else 0
+        pending = len(self._conn.book.pending) if self._conn else 0
         return {
             "model": self.settings.model,
             "state": self.state,
@@ -459,7 +446,7 @@ class Link:
         if self._lazy:
             # A link that closes when idle renews only once it is asked for something:
             # renewing an idle one would restart its idle clock, so it would never close.
-            while not conn.pending:
+            while not conn.book.pending:
                 if await _closed_or_poked(conn):
                     return False
         log.info("model %s: renewing the connection before it expires", s.model)
@@ -571,15 +558,15 @@ class Link:
         finally:
             if self._conn is conn:
                 self._set_conn(None)
-            conn.quiet = not conn.pending
+            conn.quiet = not conn.book.pending
             closed = conn.reason
             if closed.given_up:
                 error = LinkError(closed.text)
             else:
                 error = LinkError(f"the connection to the TTS service was lost ({closed.text})")
-            for reply in conn.pending:
+            for reply in conn.book.pending:
                 reply._fail(error, retriable=True)
-            conn.pending.clear()
+            conn.book.pending.clear()
             conn.closed.set()
 
     async def _give_up(self, conn: _Connection, reason: CloseReason) -> None:
@@ -596,7 +583,7 @@ class Link:
         close an idle one, or ping."""
         while True:
             now = trio.current_time()
-            check = conn.watch.check(conn.pending, conn.reading_since, now)
+            check = conn.watch.check(conn.book.pending, conn.reading_since, now)
             if check.due is Due.NOTHING:
                 with trio.move_on_at(check.at):
                     await conn.progress.wait()
@@ -648,10 +635,10 @@ class Link:
             finally:
                 conn.reading_since = None
             if isinstance(message, bytes):
-                if conn.current is None:
+                if (current := conn.book.current) is None:
                     log.warning("audio frame outside any request: dropped (%d bytes)", len(message))
                 else:
-                    await conn.current._deliver(message)
+                    await current._deliver(message)
             else:
                 self._on_text(conn, message)
 
@@ -664,48 +651,24 @@ class Link:
         if isinstance(frame, OtherFrame):
             log.debug("ignoring a frame of type %s", redact(str(frame.type))[:40])
             return
-        step = route(frame, conn.pending, conn.current, conn.failed)
-        if step.action is Action.IGNORE:
-            log.warning("%s (id %s): ignored", step.message, _shown(frame.request_id))
+        # The book changes here; the reader pokes the watcher as it waits again.
+        outcome = conn.book.on_frame(frame, trio.current_time())
+        if outcome.action is Action.IGNORE:
+            log.warning("%s (id %s): ignored", outcome.message, _shown(frame.request_id))
             return
-        if step.action is Action.SETTLE:
-            key = failure_key(frame.request_id)
-            if isinstance(frame, End) and key in conn.failed:
-                conn.failed.remove(key)
-            return
-        reply = step.reply
-        assert reply is not None  # every other action names its reply
-        if (previous := step.abandoned) is not None:
-            # Its end never came, and the service has moved on: what we have may be all.
-            self._close_reply(conn, previous)
+        if (previous := outcome.abandoned) is not None:
             previous._fail(
                 LinkError(f"the TTS service never ended reply {previous.request_id}"),
                 retriable=False,
             )
-        if step.action is Action.START:
-            reply.started, reply.echoed = True, frame.request_id is not None
-            conn.current = reply
-            return
-        self._close_reply(conn, reply)
-        if step.action is Action.END:
+        reply = outcome.reply
+        if outcome.action is Action.END and reply is not None:
             reply._end()
-        else:
+        elif outcome.action is Action.FAIL and reply is not None:
             reply._fail(
-                LinkError(f"the service said: {redact(step.message)[:300]}"), retriable=False
+                LinkError(f"the service said: {redact(outcome.message)[:300]}"), retriable=False
             )
-            if not isinstance(frame, End):  # its end may still come: it is expected, not news
-                conn.failed.append(failure_key(frame.request_id))
-        self._maybe_retire(conn)
-
-    @staticmethod
-    def _close_reply(conn: _Connection, reply: Reply) -> None:
-        conn.remove(reply)
-        if conn.current is reply:
-            conn.current = None
-
-    @staticmethod
-    def _maybe_retire(conn: _Connection) -> None:
-        if conn.retiring and not conn.pending:
+        if outcome.retire:
             conn.scope.cancel()
 
 
