@@ -101,20 +101,26 @@ async def test_refused_auth_is_reported_without_the_secret(
     assert KEY not in logged and USER not in logged
 
 
-async def test_renewal_before_the_connection_lifetime_drops_no_reply() -> None:
-    """The server closes every connection after 1.5 s; the link opens the next one before that
-    and lets the old one finish its replies, so a steady stream of requests never fails. (The
-    margin is half the lifetime: on a loaded machine a 0.25 s one was sometimes overrun.)"""
+async def test_renewal_before_the_connection_lifetime_drops_no_reply(
+    clock: trio.testing.MockClock,
+) -> None:
+    """The server closes every connection after 1.5 s; the link opens the next one 0.375 s
+    before that (the margin is at most a quarter of the life) and lets the old one finish its
+    replies, so a steady stream of requests never fails. Each reply takes 0.3 s, so one is in
+    flight at every renewal (1.125 s, 2.25 s, 3.375 s). Virtual time: in real time a loaded
+    machine overran the margin or the 3.5 s, and three renewals then did not fit in."""
     async with served_link(
         dict(
             api_key=KEY,
             user_id=USER,
-            first_byte_delay=0.02,
-            realtime_factor=3.0,
+            first_byte_delay=0.3,
+            realtime_factor=0,
+            chunk_min=20_000,  # a reply in one frame: fewer waits, each a jump of the clock
+            chunk_max=20_000,
             connection_lifetime=1.5,
         ),
         max_age=1.5,
-        renew_margin=0.75,
+        renew_margin=0.375,
     ) as (server, link):
         expected = await server.render(text="tick", voice=VOICE)
         deadline = trio.current_time() + 3.5

@@ -18,8 +18,11 @@ at start with `warm_up`) and closes itself after `idle_close` seconds with nothi
 (state "idle"); every reconnect after a failure waits a jittered, doubling delay, and at least
 the Retry-After of a 429 (only a stall's first reconnect is at once: the stall timeout has
 already spaced it). Those decisions (what follows a failed attempt or a close, when to
-renew) are linkstate.Supervision's and linkstate.renewal_time's, free of I/O; this module
-moves the bytes and keeps the timers.
+renew) are linkstate.Supervision's and linkstate.renewal_time's, and those inside a connection
+connection.py's: ConnectionBook's (what each frame does to the pending replies) and
+ConnectionWatch's (when a reply is overdue, when to close an idle connection, to ping, to give
+up on a missing pong), all free of I/O; this module moves the bytes, keeps the timers and
+applies what they decide.
 
 Replies are matched by request id. A start/end/error frame naming an unknown id is ignored; one
 with a null id belongs to the reply being streamed only if that reply's own start came with a
@@ -33,8 +36,6 @@ from __future__ import annotations
 import contextlib
 import itertools
 import logging
-import math
-from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -56,6 +57,7 @@ from playspeak.errors import AuthError, BadJsonError, LinkError, leaves
 from playspeak.health import LinkHealth
 from playspeak.log import redact, register_secret
 from playspeak.playai.auth import CredentialsRefused, RateLimited
+from playspeak.playai.connection import ConnectionBook, ConnectionWatch, Due
 from playspeak.playai.linkstate import (
     CLOSED_BY_US,
     AfterClose,
@@ -71,13 +73,10 @@ from playspeak.playai.urls import UrlCache
 from playspeak.playai.wire import (
     Action,
     CommandRejected,
-    End,
     ModelNotOffered,
     OtherFrame,
     TtsCommand,
-    failure_key,
     parse_frame,
-    route,
 )
 
 log = logging.getLogger(__name__)
@@ -90,7 +89,6 @@ STABLE_CONNECTION = 5.0  # seconds: a connection that lived this long resets the
 # expiry: 20 auth calls in 32 s from an idle daemon). A new connection still authenticates
 # again once the kept URL has expired (playai/urls.py).
 MIN_RENEWAL_LIFETIME = 30.0
-FAILED_KEPT = 64  # failed replies remembered until their end (a service may never send one)
 
 
 class Reply:
@@ -165,36 +163,33 @@ class Reply:
 @dataclass
 class _Connection:
     ws: WebSocketConnection
-    pending: deque[Reply] = field(default_factory=deque)
-    current: Reply | None = None  # the reply whose start has arrived
+    watch: ConnectionWatch
+    book: ConnectionBook[Reply] = field(default_factory=ConnectionBook)
     scope: trio.CancelScope = field(default_factory=trio.CancelScope)
     opened: float = field(default_factory=trio.current_time)
     closed: trio.Event = field(default_factory=trio.Event)
     reason: CloseReason = CLOSED_BY_US  # why it closed
-    retiring: bool = False  # replaced by a newer one: closes once its replies have ended
     # Liveness (link.py's docstring). Owned by the connection's tasks, read by its watcher.
     reading_since: float | None = None  # the reader waits for the service since; None: busy
     progress: trio.Event = field(default_factory=trio.Event)  # set (and replaced) on changes
     quiet: bool = False  # it closed with no reply pending (nothing was lost)
-    # wire.failure_key of replies the service failed whose end frame may still come
-    failed: deque[str | None] = field(default_factory=lambda: deque(maxlen=FAILED_KEPT))
 
     def poke(self) -> None:
-        """Something the watcher's deadline depends on changed."""
+        """Something the watcher's deadlines depend on changed (the idle clock restarts)."""
+        self.watch.progressed(trio.current_time())
+        self.wake()
+
+    def wake(self) -> None:
+        """The watcher looks again."""
         self.progress.set()
         self.progress = trio.Event()
 
     def add(self, reply: Reply) -> None:
-        self.pending.append(reply)
-        if reply is self.pending[0]:
-            reply.head_since = trio.current_time()
+        self.book.add(reply, trio.current_time())
         self.poke()
 
     def remove(self, reply: Reply) -> None:
-        if reply in self.pending:
-            self.pending.remove(reply)
-        if self.pending and self.pending[0].head_since is None:
-            self.pending[0].head_since = trio.current_time()
+        self.book.remove(reply, trio.current_time())
         self.poke()
 
     def closed_by(self, reason: CloseReason) -> None:
@@ -205,14 +200,14 @@ class _Connection:
 
     def retire_when_idle(self) -> None:
         """Close once no reply is pending (at once if none is)."""
-        self.retiring = True
-        if not self.pending:
+        self.book.retiring = True
+        if not self.book.pending:
             self.scope.cancel()
 
     @property
     def busy(self) -> bool:
         """Replies (wanted or discarded) whose end has not arrived: the wire is in use."""
-        return bool(self.pending)
+        return bool(self.book.pending)
 
 
 @dataclass(frozen=True)
@@ -350,14 +345,14 @@ class Link:
     def _abandoned(self, reply: Reply) -> None:
         """A reply nobody wants is still streaming in: reconnect if it is on the connection in
         use (one being retired closes by itself once its replies have ended)."""
-        if self._conn is not None and reply in self._conn.pending:
+        if self._conn is not None and reply in self._conn.book.pending:
             self.restart()
 
     def health(self) -> LinkHealth:
         return LinkHealth(self.state, self.last_error, self.settings.model)
 
     def status(self) -> dict[str, Any]:
-        pending = len(self._conn.pending) if self._conn else 0
+        pending = len(self._conn.book.pending) if self._conn else 0
         return {
             "model": self.settings.model,
             "state": self.state,
@@ -484,7 +479,7 @@ class Link:
         if self._lazy:
             # A link that closes when idle renews only once it is asked for something:
             # renewing an idle one would restart its idle clock, so it would never close.
-            while not conn.pending:
+            while not conn.book.pending:
                 if await _closed_or_poked(conn):
                     return False
         log.info("model %s: renewing the connection before it expires", s.model)
@@ -573,7 +568,7 @@ class Link:
                 disconnect_timeout=2,
                 max_message_size=2**22,
             ) as ws:
-                conn = _Connection(ws)
+                conn = _Connection(ws, ConnectionWatch(self.settings, trio.current_time()))
                 self.connections += 1
                 self.state = LinkState.CONNECTED
                 self.last_error = ""
@@ -583,14 +578,11 @@ class Link:
                 await self._serve(conn)
 
     async def _serve(self, conn: _Connection) -> None:
-        """Read, ping and watch `conn` until it closes; then fail what is still pending."""
+        """Read and watch `conn` until it closes; then fail what is still pending."""
         try:
             with conn.scope:
                 async with trio.open_nursery() as nursery:
-                    nursery.start_soon(self._heartbeat, conn)
-                    nursery.start_soon(self._watch, conn)
-                    if self.settings.idle_close > 0:
-                        nursery.start_soon(self._close_when_idle, conn)
+                    nursery.start_soon(self._watch, conn, nursery)
                     conn.closed_by(await self._read(conn))
                     nursery.cancel_scope.cancel()
         except* (OSError, trio.BrokenResourceError) as group:
@@ -599,15 +591,15 @@ class Link:
         finally:
             if self._conn is conn:
                 self._set_conn(None)
-            conn.quiet = not conn.pending
+            conn.quiet = not conn.book.pending
             closed = conn.reason
             if closed.given_up:
                 error = LinkError(closed.text)
             else:
                 error = LinkError(f"the connection to the TTS service was lost ({closed.text})")
-            for reply in conn.pending:
+            for reply in conn.book.pending:
                 reply._fail(error, retriable=True)
-            conn.pending.clear()
+            conn.book.pending.clear()
             conn.closed.set()
 
     async def _give_up(self, conn: _Connection, reason: CloseReason) -> None:
@@ -618,77 +610,47 @@ class Link:
         await trio.aclose_forcefully(conn.ws)
         conn.scope.cancel()
 
-    async def _close_when_idle(self, conn: _Connection) -> None:
-        """Close `conn` once nothing was asked of it for `idle_close` seconds (the service asks
-        clients to close what they do not use; it would close it itself a little later)."""
+    async def _watch(self, conn: _Connection, nursery: trio.Nursery) -> None:
+        """Sleep until the watch says something is due on `conn` (woken early by progress),
+        then do it: fail over a stalled connection, give up on one whose pong did not come,
+        close an idle one, or ping."""
         while True:
-            if conn.pending:
-                await conn.progress.wait()
+            now = trio.current_time()
+            check = conn.watch.check(conn.book.pending, conn.reading_since, now)
+            if check.due is Due.NOTHING:
+                with trio.move_on_at(check.at):
+                    await conn.progress.wait()
                 continue
-            with trio.move_on_after(self.settings.idle_close):
-                await conn.progress.wait()
+            if check.due is Due.PING:
+                conn.watch.pinged(now)
+                nursery.start_soon(self._ping, conn)
                 continue
-            if conn.pending:
-                continue
-            # No await from here on: a request either sees the connection gone or in use.
-            log.info("model %s: closing the idle connection", self.settings.model)
-            conn.reason = CloseReason(CloseKind.IDLE, "idle")
-            if self._conn is conn:
-                self._set_conn(None)
-            conn.scope.cancel()
-            return
-
-    async def _heartbeat(self, conn: _Connection) -> None:
-        """Ping an idle connection to find a dead one before a request does. Never pings while
-        replies are pending: back-pressure may then rightly delay the pong (the watcher looks
-        after those)."""
-        ws = conn.ws
-        every = self.settings.heartbeat
-        while True:
-            await trio.sleep(every)
-            if conn.pending:
-                continue
-            with (
-                trio.move_on_after(every) as scope,
-                contextlib.suppress(ConnectionClosed),  # the reader sees it and reports it
-            ):
-                await ws.ping()
-            if scope.cancelled_caught:
-                log.warning("model %s: no pong within %g s", self.settings.model, every)
-                await self._give_up(
-                    conn, CloseReason(CloseKind.NO_PONG, f"no pong within {every:g} s")
-                )
+            reason = check.reason
+            assert reason is not None  # every other due closes the connection
+            if check.due is Due.IDLE:
+                # No await from here on: a request either sees the connection gone or in use.
+                log.info("model %s: closing the idle connection", self.settings.model)
+                conn.reason = reason
+                if self._conn is conn:
+                    self._set_conn(None)
+                conn.scope.cancel()
                 return
-
-    async def _watch(self, conn: _Connection) -> None:
-        """Fail `conn` over once the reply at its head is overdue (link.py's docstring)."""
-        while True:
-            deadline, why = self._deadline(conn)
-            with trio.move_on_at(deadline):
-                await conn.progress.wait()
-                continue
-            if self._deadline(conn)[0] > trio.current_time():
-                continue
-            self.stalls += 1
-            if conn is self._conn:  # not one being retired: its successor is already up
-                self.state, self.last_error = LinkState.STALLED, why
-            log.warning("model %s: %s: reconnecting", self.settings.model, why)
-            await self._give_up(conn, CloseReason(CloseKind.STALLED, why))
+            if check.due is Due.STALLED:
+                self.stalls += 1
+                if conn is self._conn:  # not one being retired: its successor is already up
+                    self.state, self.last_error = LinkState.STALLED, reason.text
+                log.warning("model %s: %s: reconnecting", self.settings.model, reason.text)
+            else:
+                log.warning("model %s: %s", self.settings.model, reason.text)
+            await self._give_up(conn, reason)
             return
 
-    def _deadline(self, conn: _Connection) -> tuple[float, str]:
-        """When the head reply is overdue, and why; inf while nothing is awaited from the
-        service (no reply pending, or the reader waits for our consumer). No I/O."""
-        s = self.settings
-        if not conn.pending or conn.reading_since is None:
-            return math.inf, ""
-        head = conn.pending[0]
-        if head.bytes_received == 0:
-            since = head.head_since if head.head_since is not None else conn.reading_since
-            why = f"no audio from the TTS service within {s.first_audio_timeout:g} s"
-            return since + s.first_audio_timeout, why
-        why = f"the TTS service stopped sending mid-reply (nothing for {s.stall_timeout:g} s)"
-        return conn.reading_since + s.stall_timeout, why
+    @staticmethod
+    async def _ping(conn: _Connection) -> None:
+        with contextlib.suppress(ConnectionClosed):  # the reader sees it and reports it
+            await conn.ws.ping()
+        conn.watch.ponged(trio.current_time())
+        conn.wake()
 
     async def _read(self, conn: _Connection) -> CloseReason:
         """Route frames until the connection closes; returns why it closed."""
@@ -706,10 +668,10 @@ class Link:
             finally:
                 conn.reading_since = None
             if isinstance(message, bytes):
-                if conn.current is None:
+                if (current := conn.book.current) is None:
                     log.warning("audio frame outside any request: dropped (%d bytes)", len(message))
                 else:
-                    await conn.current._deliver(message)
+                    await current._deliver(message)
             else:
                 self._on_text(conn, message)
 
@@ -722,48 +684,24 @@ class Link:
         if isinstance(frame, OtherFrame):
             log.debug("ignoring a frame of type %s", redact(str(frame.type))[:40])
             return
-        step = route(frame, conn.pending, conn.current, conn.failed)
-        if step.action is Action.IGNORE:
-            log.warning("%s (id %s): ignored", step.message, _shown(frame.request_id))
+        # The book changes here; the reader pokes the watcher as it waits again.
+        outcome = conn.book.on_frame(frame, trio.current_time())
+        if outcome.action is Action.IGNORE:
+            log.warning("%s (id %s): ignored", outcome.message, _shown(frame.request_id))
             return
-        if step.action is Action.SETTLE:
-            key = failure_key(frame.request_id)
-            if isinstance(frame, End) and key in conn.failed:
-                conn.failed.remove(key)
-            return
-        reply = step.reply
-        assert reply is not None  # every other action names its reply
-        if (previous := step.abandoned) is not None:
-            # Its end never came, and the service has moved on: what we have may be all.
-            self._close_reply(conn, previous)
+        if (previous := outcome.abandoned) is not None:
             previous._fail(
                 LinkError(f"the TTS service never ended reply {previous.request_id}"),
                 retriable=False,
             )
-        if step.action is Action.START:
-            reply.started, reply.echoed = True, frame.request_id is not None
-            conn.current = reply
-            return
-        self._close_reply(conn, reply)
-        if step.action is Action.END:
+        reply = outcome.reply
+        if outcome.action is Action.END and reply is not None:
             reply._end()
-        else:
+        elif outcome.action is Action.FAIL and reply is not None:
             reply._fail(
-                LinkError(f"the service said: {redact(step.message)[:300]}"), retriable=False
+                LinkError(f"the service said: {redact(outcome.message)[:300]}"), retriable=False
             )
-            if not isinstance(frame, End):  # its end may still come: it is expected, not news
-                conn.failed.append(failure_key(frame.request_id))
-        self._maybe_retire(conn)
-
-    @staticmethod
-    def _close_reply(conn: _Connection, reply: Reply) -> None:
-        conn.remove(reply)
-        if conn.current is reply:
-            conn.current = None
-
-    @staticmethod
-    def _maybe_retire(conn: _Connection) -> None:
-        if conn.retiring and not conn.pending:
+        if outcome.retire:
             conn.scope.cancel()
 
 
