@@ -53,6 +53,7 @@ from playspeak.schedule import frames_until
 
 from .devices import NO_DEVICES_HINT, list_devices, resolve_device, sounddevice
 from .pauses import PAUSE_SECONDS, pauses
+from .playout import PlayoutClock
 from .ring import PcmRing
 
 __all__ = ["Player", "list_devices", "resolve_device"]
@@ -66,7 +67,6 @@ _WATCH_SECONDS = 0.25  # how often run() looks for a stalled or idle stream (4 w
 # that it is still there: a sound server that went away is then reported (and waited for)
 # before speech is sent to it, not found gone by the next announcement.
 IDLE_CHECK_SECONDS = 2.0
-_MAX_SANE_LATENCY = 1.0  # reported DAC latencies outside [0, this) are not believed
 _REFILL_DIVISOR = 4  # a full ring is topped up once a quarter of it is free again
 # Silence after the last frame was heard before the stream stops: utterances queued back to
 # back (pipelined) keep it running; a restart costs about 1 ms, so this can stay short.
@@ -174,11 +174,8 @@ class Player:
         # read is harmless; trio reacts to them only after a wake-up through the token):
         self._underflows = 0  # output_underflow status flags
         self._starved = 0  # times the ring ran dry while more audio was expected
-        self._frames_played = 0  # frames the callback took from the ring (status)
         self._wakeups = 0  # times the callback woke the trio side
-        self._last_sound = 0.0  # monotonic time of the last block that played frames
-        self._last_block: tuple[int, int, float, float] | None = None  # start, end, t, latency
-        self._quick_latency = 0.0  # the last DAC latency a quick stream reported
+        self._clock = PlayoutClock()  # what was read and when it is heard (audio/playout.py)
         # Private to one side:
         self._thresholds: list[int] = []  # trio: every waiter's wake position
         self._starving = False  # callback: inside one dry spell
@@ -401,7 +398,7 @@ class Player:
         urgent, self._stop_now = self._stop_now, False
         if not self._idle():
             return
-        quiet_for = time.monotonic() - self._last_sound
+        quiet_for = self._clock.quiet_for(time.monotonic())
         if not urgent and quiet_for < self._stream_latency + IDLE_STOP_SECONDS:
             return
         await self._close_stream()
@@ -429,7 +426,9 @@ class Player:
         if ring.frames_read < self._switch_at:
             return  # the callback wakes us when it gets there
         if self._switch_due is None:
-            self._switch_due = self._heard_at(self._switch_at) - _SWITCH_LEAD_SECONDS
+            heard = self._clock.heard_at(self._switch_at, self.samplerate)
+            heard = time.monotonic() if heard is None else heard
+            self._switch_due = heard - _SWITCH_LEAD_SECONDS
         if time.monotonic() < self._switch_due:
             return  # _watch wakes at the due time
         await self._switch_to_steady()
@@ -456,16 +455,6 @@ class Player:
             self._scanned_to = position - round(rate * _PAUSE_INSET_SECONDS)  # look again
             return None
         return position
-
-    def _heard_at(self, position: int) -> float:
-        """Monotonic time frame `position` leaves the device, reckoned from the last block
-        read: a frame before that block's start left as many frames earlier (a stream that
-        starts takes several blocks at once, and the last of them leaves latest)."""
-        block = self._last_block
-        if block is None:
-            return time.monotonic()
-        start, _, consumed_at, latency = block
-        return consumed_at + latency + (position - start) / self.samplerate
 
     async def _switch_to_steady(self) -> None:
         """Owner: open and start the steady stream where the quick one stopped; the quick one
@@ -545,14 +534,15 @@ class Player:
                 return
             if self._volume != 1.0:
                 outdata[:count] *= self._volume
-            latency = time_info.outputBufferDacTime - time_info.currentTime
-            if not 0.0 <= latency < _MAX_SANE_LATENCY or not time_info.currentTime:
-                latency = self._stream_latency
-            if not self._steady:
-                self._quick_latency = latency
-            self._last_block = (start, start + count, now, latency)
-            self._last_sound = now
-            self._frames_played += count
+            self._clock.read(
+                start,
+                count,
+                now,
+                time_info.outputBufferDacTime,
+                time_info.currentTime,
+                self._stream_latency,
+                quick=not self._steady,
+            )
             if self._want_wake and start + count >= self._wake_at:
                 self._want_wake = False
                 self._wakeups += 1
@@ -591,7 +581,7 @@ class Player:
         came in time."""
         if not self.samplerate:
             return 0.0
-        return max(self.latency, self._quick_latency) + self.blocksize / self.samplerate
+        return max(self.latency, self._clock.quick_latency) + self.blocksize / self.samplerate
 
     @property
     def frames_written(self) -> int:
@@ -673,11 +663,10 @@ class Player:
                 settled = first + round(rate * (self.prefill_seconds + 2 * BLOCK_SECONDS))
                 settled = min(settled, ring.frames_written)
                 await self._wait_until(lambda: ring.frames_read >= settled, settled)
-            block = self._last_block
+            block = self._clock.last_block
             if block is None:  # (no block played: nothing to reckon from)
                 return 0
-            start, _, consumed_at, latency = block
-            missing = frames_until(when, start, consumed_at + latency, rate, ring.frames_written)
+            missing = frames_until(when, block.start, block.heard, rate, ring.frames_written)
             if missing > 0:
                 await self.play(np.zeros((missing, self.channels), np.float32))
             return max(0, -missing)
@@ -690,7 +679,7 @@ class Player:
         steady one): ask the owner to close it first, so that a fresh stream starts with the
         audio (about 3 ms). Before the write, so the callback cannot have taken any of it."""
         while self._active and self.stop_when_idle and self._idle():
-            if time.monotonic() - self._last_sound < self._stream_latency:
+            if self._clock.quiet_for(time.monotonic()) < self._stream_latency:
                 return  # the last sound is still in the device: follow it seamlessly
             self._stop_now = True
             self._attention.set()
@@ -726,9 +715,10 @@ class Player:
         await self._wait_until(
             lambda: ring.frames_read >= position or self._was_dropped(position), position
         )
-        if self._was_dropped(position) or self._last_block is None:
+        heard = self._clock.heard_at(position, self.samplerate)
+        if self._was_dropped(position) or heard is None:
             return
-        await trio.sleep(max(0.0, self._heard_at(position) - time.monotonic()))
+        await trio.sleep(max(0.0, heard - time.monotonic()))
 
     async def drain(self) -> None:
         """Wait until everything written so far has been heard (wait_played of the end)."""
@@ -843,11 +833,11 @@ class Player:
             "channels": self.channels,
             "blocksize": self.blocksize,
             "latency": self.latency,
-            "dac_latency": self._last_block[3] if self._last_block else None,
+            "dac_latency": self._clock.latency,
             "underruns": self._underflows + self._starved,
             "device_underflows": self._underflows,
             "starved": self._starved,
-            "frames_played": self._frames_played,
+            "frames_played": self._clock.frames_played,
             "wakeups": self._wakeups,
             "stream_starts": self._starts,
             "stream_active": self._active,
