@@ -231,7 +231,7 @@ async def test_new_audio_for_a_drained_stream_starts_fresh_not_behind_its_silenc
     player = await start_player(latency=0.1)
     fresh = await onset_after_play(player, recorder)  # drain() returns once it was heard
     assert player.stats["stream_active"] is True
-    await wait_for(lambda: time.monotonic() - player._last_sound >= player._stream_latency)
+    await wait_for(lambda: player._clock.quiet_for(time.monotonic()) >= player._stream_latency)
     again = await onset_after_play(player, recorder)
     print(f"onset: fresh stream {fresh * 1000:.1f} ms, right after one {again * 1000:.1f} ms")
     assert player.stats["stream_starts"] == 2  # closed and started again, not written into

@@ -52,8 +52,9 @@ from playspeak.errors import AudioDeviceError
 from playspeak.schedule import frames_until
 
 from .devices import NO_DEVICES_HINT, list_devices, resolve_device, sounddevice
-from .pauses import PAUSE_SECONDS, pauses
+from .playout import PlayoutClock
 from .ring import PcmRing
+from .switch import StartSteadyAt, SteadySwitch, SwitchAt
 
 __all__ = ["Player", "list_devices", "resolve_device"]
 
@@ -66,7 +67,6 @@ _WATCH_SECONDS = 0.25  # how often run() looks for a stalled or idle stream (4 w
 # that it is still there: a sound server that went away is then reported (and waited for)
 # before speech is sent to it, not found gone by the next announcement.
 IDLE_CHECK_SECONDS = 2.0
-_MAX_SANE_LATENCY = 1.0  # reported DAC latencies outside [0, this) are not believed
 _REFILL_DIVISOR = 4  # a full ring is topped up once a quarter of it is free again
 # Silence after the last frame was heard before the stream stops: utterances queued back to
 # back (pipelined) keep it running; a restart costs about 1 ms, so this can stay short.
@@ -74,17 +74,7 @@ IDLE_STOP_SECONDS = 0.2
 # A stream opened by prepare() and not started within this long is closed again (the speech
 # did not come: it failed, or its service is slow; play() then opens one itself).
 PREPARED_SECONDS = 1.0
-# The switch to the steady stream happens inside a pause (audio.pauses: 60 ms below -54 dBFS),
-# _PAUSE_INSET_SECONDS into it, and only with at least _STEADY_AHEAD_SECONDS buffered after it
-# (the steady stream takes its deeper buffer at once).
-_PAUSE_INSET_SECONDS = 0.02
-_STEADY_AHEAD_SECONDS = 0.4
 _STEADY_BLOCKS = 2  # the steady stream's callback block, in quick-stream blocks
-_DEEPER = 1.5  # steady_latency must be this many times the quick stream's for a switch
-# The steady stream is started this long before the switch point is heard: about what opening
-# and starting it take, so that the pause keeps its length (both streams play silence there).
-_SWITCH_LEAD_SECONDS = 0.008
-_PAUSE_SCAN_SECONDS = 0.5  # ring searched per look (4 looks a second)
 # A scheduled start (pad_until) opens its stream this long before its instant: time to start
 # it on silence and let it settle (_SCHEDULE_SETTLE beyond the stream's prefill) before the
 # rest of the silence is reckoned from a block it played.
@@ -140,12 +130,6 @@ class Player:
         self._switches = 0  # quick→steady switches made (status)
         self._checked_at = 0.0  # monotonic time the idle device was last opened to check it
         self._opened = 0  # streams opened: each one's callback knows its number
-        self._switch_due: float | None = None  # when to start the steady stream (monotonic)
-        self._scanned_to = 0  # ring position searched for a pause so far
-        # no switch to the steady stream before this position (a scheduled start's first
-        # frame: pad_until); None while one is being padded
-        self._switch_floor: int | None = 0
-        self.steady_refused = ""  # why the device would not take the steady stream (this run)
         # The verbs' requests to the owner task (same thread; `_attention` wakes it):
         self._start_wanted = False  # play() asks the owner for a stream
         self._stop_now = False  # cancel() emptied the ring: close without waiting
@@ -160,25 +144,22 @@ class Player:
         self._steady = False  # the open stream is the steady (deep-buffered) one
         self._feeding = 0  # the stream whose callback reads the ring (others play silence)
         # Written by trio (the owner and the verbs), read by the PortAudio thread:
-        self._switch_at: int | None = None  # the quick stream reads up to here (in a pause)
+        self._switch = SteadySwitch()  # the switch plan; the callback reads its `at` only
         self._paused = False  # pause()/resume(); the callback plays silence while set
         self._volume = 1.0  # the volume setter; the callback scales each block by it
         self._expecting = False  # an utterance is being fed: running dry is an underrun
         self._wake_at = 0  # wake trio once the read position reaches this (lowest waiter's)
         # Written by both, each write a whole value:
         self._want_wake = False  # trio arms it, the callback disarms it as it wakes trio
-        self._switch_signalled = False  # the callback sets it; trio resets it with _switch_at
+        self._switch_signalled = False  # the callback sets it; trio resets it per switch point
         self._failure = ""  # the owner's reason, or the callback's just before it aborts
         self._last_callback = 0.0  # the callback's stamp; the owner's when a stream starts
         # Written by the PortAudio thread, read by trio (counters and stamps: a torn or stale
         # read is harmless; trio reacts to them only after a wake-up through the token):
         self._underflows = 0  # output_underflow status flags
         self._starved = 0  # times the ring ran dry while more audio was expected
-        self._frames_played = 0  # frames the callback took from the ring (status)
         self._wakeups = 0  # times the callback woke the trio side
-        self._last_sound = 0.0  # monotonic time of the last block that played frames
-        self._last_block: tuple[int, int, float, float] | None = None  # start, end, t, latency
-        self._quick_latency = 0.0  # the last DAC latency a quick stream reported
+        self._clock = PlayoutClock()  # what was read and when it is heard (audio/playout.py)
         # Private to one side:
         self._thresholds: list[int] = []  # trio: every waiter's wake position
         self._starving = False  # callback: inside one dry spell
@@ -198,7 +179,7 @@ class Player:
         self._died = trio.Event()
         self._failure = ""
         self.cancel()  # audio left from an earlier run is stale
-        self.steady_refused = ""
+        self._switch.refused = ""  # a device that refused may take a second stream now
         self._start_wanted = False
         try:
             await self._open_stream()  # the device works
@@ -324,7 +305,7 @@ class Player:
         once the stream has died or stalled."""
         while True:
             if not self._start_wanted:
-                due = self._switch_due
+                due = self._switch.due
                 # (at least 2 ms: a due switch waits for the callback's progress, not a spin)
                 wait = _WATCH_SECONDS if due is None else max(0.002, due - time.monotonic())
                 with trio.move_on_after(min(wait, _WATCH_SECONDS)):
@@ -363,10 +344,7 @@ class Player:
                 await self._close_if_idle()
                 if not self._active:
                     await self._keep_prepared()  # cancelled, with the next speech on its way
-                # only worth a switch when the steady buffer is clearly deeper
-                deeper = self.steady_latency >= _DEEPER * self.latency
-                refused = self.steady_refused
-                if self.steady_latency and deeper and not refused and self._active:
+                else:
                     await self._toward_steady()
 
     async def _check_idle_device(self) -> None:
@@ -401,7 +379,7 @@ class Player:
         urgent, self._stop_now = self._stop_now, False
         if not self._idle():
             return
-        quiet_for = time.monotonic() - self._last_sound
+        quiet_for = self._clock.quiet_for(time.monotonic())
         if not urgent and quiet_for < self._stream_latency + IDLE_STOP_SECONDS:
             return
         await self._close_stream()
@@ -410,62 +388,30 @@ class Player:
     def _end_stretch(self) -> None:
         """The next stretch starts on a quick stream again; a planned switch is void."""
         self._steady = False
-        self._forget_switch()
-
-    def _forget_switch(self) -> None:
-        self._switch_at = self._switch_due = None
-        self._scanned_to = 0
+        self._switch.forget()
 
     async def _toward_steady(self) -> None:
-        """Owner: plan the switch to the steady stream at the next pause, or make it once the
-        quick stream has played up to that point and it has been heard."""
+        """Owner, with a stream running: do what the switch policy (audio/switch.py) decides:
+        plan the switch at the next pause, or make it once the quick stream has played up to
+        that point and it is being heard."""
         ring = self._ring
-        if ring is None or self._steady or self._switch_floor is None:
+        if ring is None:
             return
-        if self._switch_at is None:
-            self._switch_at = self._find_pause(ring)
-            self._switch_signalled = False
-            return
-        if ring.frames_read < self._switch_at:
-            return  # the callback wakes us when it gets there
-        if self._switch_due is None:
-            self._switch_due = self._heard_at(self._switch_at) - _SWITCH_LEAD_SECONDS
-        if time.monotonic() < self._switch_due:
-            return  # _watch wakes at the due time
-        await self._switch_to_steady()
-
-    def _find_pause(self, ring: PcmRing) -> int | None:
-        """The position inside the first pause in the ring that the quick stream cannot have
-        reached yet and that has enough audio after it; None if there is none (yet)."""
-        rate = self.samplerate
-        run = round(rate * PAUSE_SECONDS)
-        # beyond what the quick stream takes before the limit is seen: its buffer and a block
-        earliest = ring.frames_read + round(rate * self.prefill_seconds) + self.blocksize
-        earliest = max(earliest, self._switch_floor or 0)
-        scan = round(rate * _PAUSE_SCAN_SECONDS)
-        start, frames = ring.peek(max(earliest, self._scanned_to - run), scan)
-        end = start + len(frames)
-        if end - start < run:
-            return None
-        self._scanned_to = end
-        found = pauses(frames, rate)
-        if not found:
-            return None
-        position = start + found[0][0] + round(rate * _PAUSE_INSET_SECONDS)
-        if ring.frames_written - position < rate * _STEADY_AHEAD_SECONDS:
-            self._scanned_to = position - round(rate * _PAUSE_INSET_SECONDS)  # look again
-            return None
-        return position
-
-    def _heard_at(self, position: int) -> float:
-        """Monotonic time frame `position` leaves the device, reckoned from the last block
-        read: a frame before that block's start left as many frames earlier (a stream that
-        starts takes several blocks at once, and the last of them leaves latest)."""
-        block = self._last_block
-        if block is None:
-            return time.monotonic()
-        start, _, consumed_at, latency = block
-        return consumed_at + latency + (position - start) / self.samplerate
+        decision = self._switch.decide(
+            ring,
+            self._clock,
+            rate=self.samplerate,
+            blocksize=self.blocksize,
+            quick_latency=self.latency,
+            prefill_seconds=self.prefill_seconds,
+            steady_latency=self.steady_latency,
+            on_steady=self._steady,
+            now=time.monotonic(),
+        )
+        if isinstance(decision, SwitchAt):
+            self._switch_signalled = False  # the callback wakes us when it gets there
+        elif isinstance(decision, StartSteadyAt) and time.monotonic() >= decision.when:
+            await self._switch_to_steady()  # (before it, _watch wakes at the due time)
 
     async def _switch_to_steady(self) -> None:
         """Owner: open and start the steady stream where the quick one stopped; the quick one
@@ -474,7 +420,7 @@ class Player:
         point, and no switch is tried again until run() restarts."""
         sd = sounddevice()
         quick = (self._stream, self._feeding, self._stream_latency)
-        self._forget_switch()
+        self._switch.forget()
         try:
             # from here the quick stream's callback plays silence (`_feeding` moved on)
             steady = await self._open_stream(steady=True)
@@ -497,7 +443,7 @@ class Player:
         on from the switch point."""
         self._stream, self._feeding, self._stream_latency = quick
         self._steady = False
-        self.steady_refused = reason
+        self._switch.refuse(reason)
         log.info("audio: staying on the first stream (%s)", reason)
 
     def _idle(self) -> bool:
@@ -527,7 +473,7 @@ class Player:
             if self._paused or ring is None:
                 outdata.fill(0)
                 return
-            switch_at = self._switch_at
+            switch_at = self._switch.at
             start, count = ring.read_block(outdata, switch_at)
             if switch_at is not None and start + count >= switch_at:
                 outdata[count:].fill(0)  # inside the pause: silence until the steady stream
@@ -545,14 +491,15 @@ class Player:
                 return
             if self._volume != 1.0:
                 outdata[:count] *= self._volume
-            latency = time_info.outputBufferDacTime - time_info.currentTime
-            if not 0.0 <= latency < _MAX_SANE_LATENCY or not time_info.currentTime:
-                latency = self._stream_latency
-            if not self._steady:
-                self._quick_latency = latency
-            self._last_block = (start, start + count, now, latency)
-            self._last_sound = now
-            self._frames_played += count
+            self._clock.read(
+                start,
+                count,
+                now,
+                time_info.outputBufferDacTime,
+                time_info.currentTime,
+                self._stream_latency,
+                quick=not self._steady,
+            )
             if self._want_wake and start + count >= self._wake_at:
                 self._want_wake = False
                 self._wakeups += 1
@@ -591,7 +538,7 @@ class Player:
         came in time."""
         if not self.samplerate:
             return 0.0
-        return max(self.latency, self._quick_latency) + self.blocksize / self.samplerate
+        return max(self.latency, self._clock.quick_latency) + self.blocksize / self.samplerate
 
     @property
     def frames_written(self) -> int:
@@ -658,8 +605,8 @@ class Player:
         await trio.sleep(max(0.0, when - SCHEDULE_LEAD_SECONDS - time.monotonic()))
         ring = self._live_ring()
         rate = self.samplerate
-        self._forget_switch()
-        self._switch_floor = None  # no switch until the frame after the silence is written
+        self._switch.forget()
+        self._switch.floor = None  # no switch until the frame after the silence is written
         try:
             if not (self._active and ring.used):
                 # no stream plays audio whose blocks tell the DAC time: start one on silence
@@ -673,16 +620,15 @@ class Player:
                 settled = first + round(rate * (self.prefill_seconds + 2 * BLOCK_SECONDS))
                 settled = min(settled, ring.frames_written)
                 await self._wait_until(lambda: ring.frames_read >= settled, settled)
-            block = self._last_block
+            block = self._clock.last_block
             if block is None:  # (no block played: nothing to reckon from)
                 return 0
-            start, _, consumed_at, latency = block
-            missing = frames_until(when, start, consumed_at + latency, rate, ring.frames_written)
+            missing = frames_until(when, block.start, block.heard, rate, ring.frames_written)
             if missing > 0:
                 await self.play(np.zeros((missing, self.channels), np.float32))
             return max(0, -missing)
         finally:
-            self._switch_floor = ring.frames_written
+            self._switch.floor = ring.frames_written
 
     async def _fresh_if_drained(self, ring: PcmRing) -> None:
         """New audio for a stream that has played out everything it had would queue behind
@@ -690,7 +636,7 @@ class Player:
         steady one): ask the owner to close it first, so that a fresh stream starts with the
         audio (about 3 ms). Before the write, so the callback cannot have taken any of it."""
         while self._active and self.stop_when_idle and self._idle():
-            if time.monotonic() - self._last_sound < self._stream_latency:
+            if self._clock.quiet_for(time.monotonic()) < self._stream_latency:
                 return  # the last sound is still in the device: follow it seamlessly
             self._stop_now = True
             self._attention.set()
@@ -726,9 +672,10 @@ class Player:
         await self._wait_until(
             lambda: ring.frames_read >= position or self._was_dropped(position), position
         )
-        if self._was_dropped(position) or self._last_block is None:
+        heard = self._clock.heard_at(position, self.samplerate)
+        if self._was_dropped(position) or heard is None:
             return
-        await trio.sleep(max(0.0, self._heard_at(position) - time.monotonic()))
+        await trio.sleep(max(0.0, heard - time.monotonic()))
 
     async def drain(self) -> None:
         """Wait until everything written so far has been heard (wait_played of the end)."""
@@ -750,7 +697,7 @@ class Player:
         drops what the device holds too. Waiters for the dropped frames return at once.
         """
         self._expecting = False
-        self._forget_switch()  # the pause it was planned in is gone
+        self._switch.forget()  # the pause it was planned in is gone
         if self._expected_until:
             self._expected_until = 0.0  # a prepared stream is not wanted any more
             self._attention.set()
@@ -775,7 +722,7 @@ class Player:
             return 0
         dropped = ring.discard_until(position)
         if dropped:
-            self._forget_switch()
+            self._switch.forget()
             upto = min(position, ring.frames_written)  # where the read position now is
             self._dropped.append((upto - dropped, upto))
             if upto == ring.frames_written:
@@ -802,8 +749,8 @@ class Player:
         self._dropped.clear()
         self._dropped.extend(kept)
         self._expecting = False
-        if self._switch_at is not None and self._switch_at >= end:
-            self._forget_switch()
+        if self._switch.at is not None and self._switch.at >= end:
+            self._switch.forget()
         self._wake()
         return dropped
 
@@ -814,6 +761,12 @@ class Player:
     def resume(self) -> None:
         """Continue exactly where pause() stopped."""
         self._paused = False
+
+    @property
+    def steady_refused(self) -> str:
+        """Why the device would not take the steady stream in this run ("": it did, or no
+        switch was tried)."""
+        return self._switch.refused
 
     @property
     def paused(self) -> bool:
@@ -843,11 +796,11 @@ class Player:
             "channels": self.channels,
             "blocksize": self.blocksize,
             "latency": self.latency,
-            "dac_latency": self._last_block[3] if self._last_block else None,
+            "dac_latency": self._clock.latency,
             "underruns": self._underflows + self._starved,
             "device_underflows": self._underflows,
             "starved": self._starved,
-            "frames_played": self._frames_played,
+            "frames_played": self._clock.frames_played,
             "wakeups": self._wakeups,
             "stream_starts": self._starts,
             "stream_active": self._active,
