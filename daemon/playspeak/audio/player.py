@@ -34,6 +34,10 @@ verbs only ask the owner (``play()`` asks for a start and waits for its outcome;
 asks for a close) through ``_attention``. The PortAudio callback runs on PortAudio's thread: it
 only reads the ring (a short lock), applies the gain, pads with silence and updates a few
 counters; it never blocks and never calls into trio except ``TrioToken.run_sync_soon``.
+
+Two decisions live outside this class, free of I/O: the playout clock (audio/playout.py: which
+block was read when, so when frame N is heard) that the callback feeds, and the quick→steady
+switch policy (audio/switch.py) whose decision the owner acts on.
 """
 
 from __future__ import annotations
