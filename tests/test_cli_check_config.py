@@ -68,6 +68,22 @@ def test_the_example_file_is_valid_and_printed(
     assert "configuration OK; speech from the embedded local server" in err
 
 
+def test_the_settings_a_reload_applies_are_named_as_the_schema_declares_them(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """check-config and docs/operations.md name exactly the LIVE settings (config/schema)."""
+    from playspeak.config.reload import live_names
+
+    live = live_names()
+    assert "api.voice" in live and "log.level" in live and "audio.device" not in live
+    code, _, err = check(capsys, "--config", str(EXAMPLE))
+    assert code == 0
+    assert f"a reload (SIGHUP) applies {', '.join(live)}; any other change needs a restart" in err
+    operations = (Path(__file__).parents[1] / "docs" / "operations.md").read_text()
+    documented = operations.split("It applies these settings", 1)[1].split("Any other change", 1)[0]
+    assert re.findall(r"`([a-z_]+\.[a-z_]+)`", documented) == live
+
+
 def test_secrets_never_appear(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
