@@ -82,6 +82,21 @@ async def test_a_connection_dropped_mid_utterance_is_replayed(
     assert server.stats.connections == 2
 
 
+async def test_a_request_cancelled_while_the_link_connects_is_never_sent(
+    tmp_path: Path, sound_card: PulseNullSink
+) -> None:
+    """Cancelled before it could be asked for, an utterance is not asked for once the
+    connection is up: its reply would be streamed in full ahead of the next one's."""
+    async with (
+        open_local_server(api_key=KEY, user_id=USER, connect_delay=0.5) as server,
+        open_daemon(config_for(tmp_path, server)) as daemon,
+    ):
+        ends = await say_all(daemon, "Never asked for.", "Asked for.", priority="text")
+    assert ends["Never asked for."]["event"] == "cancelled"
+    assert ends["Asked for."]["event"] == "finished"
+    assert server.stats.requests == 1
+
+
 async def test_an_error_frame_fails_only_its_utterance(daemon: Daemon, server: LocalServer):
     server.faults.error_on_text = "poison"
     ends = await say_all(daemon, "This is poison.", priority="text")

@@ -98,6 +98,10 @@ class Job:
     error: str = ""
     received: trio.Event = field(default_factory=trio.Event)  # final reply complete, or gave up
     scope: trio.CancelScope = field(default_factory=trio.CancelScope)
+    # the requester's wait for a connection to ask on: dropping the job cancels it, so that
+    # a request nobody wants is not sent once the link is up (its reply would be streamed
+    # in full before the next one's)
+    asking: trio.CancelScope = field(default_factory=trio.CancelScope)
     start_pos: int | None = None  # the player's frame position of its first sample
     pad_pos: int | None = None  # where the silence before a scheduled start (`at`) begins
     end_pos: int | None = None  # ... after its last sample, once all is fed
@@ -383,7 +387,10 @@ class Speaker:
                     continue
                 job = Job(utterance)
                 self.jobs.append(job)
-                await self._request(job)
+                with job.asking:
+                    await self._request(job)
+                if job.dropped:
+                    continue  # cancelled before it was asked for: its end is told
                 await send.send(job)
                 # Pipelining: the next request goes out once this reply is complete, so the
                 # service synthesises it while this one still plays.
@@ -709,6 +716,7 @@ class Speaker:
         job.dropped = True
         if job.reply is not None:
             job.reply.discard()
+        job.asking.cancel()
         job.scope.cancel()
         for scope in job.announcers:
             scope.cancel()
