@@ -87,6 +87,17 @@ def test_the_start_holds_the_pre_roll_back_once_then_passes_each_chunk_at_once()
     assert rest is not None and len(rest) == 300
 
 
+def test_the_pre_roll_is_held_beyond_the_sound_cards_share() -> None:
+    """A starting stream takes its device buffer (the margin) at once: the pre-roll is what
+    must remain beyond it to cover the wait for the next chunk."""
+    start = UtteranceStart(RATE, trim=False, preroll_seconds=0.1, margin_seconds=0.05)
+    assert start.feed([tone(4800)]) is None  # 0.1 s: the device would take half at once
+    first = start.feed([tone(2400)])
+    assert first is not None and len(first) == 7200
+    unheld = UtteranceStart(RATE, trim=False, preroll_seconds=0, margin_seconds=0.05)
+    assert (out := unheld.feed([tone(10)])) is not None and len(out) == 10  # 0: no cushion
+
+
 def test_a_short_utterance_is_played_whole_at_its_end() -> None:
     start = UtteranceStart(RATE, trim=False, preroll_seconds=0.15)
     assert start.feed([silence(480), tone(960)]) is None

@@ -69,8 +69,11 @@ class UtteranceStart:
     device), then audio held back so that the device does not run dry before the service's
     next chunk is in. With the service's learned `curve` (audio/arrivals.py) it starts as soon
     as the audio in hand lasts until the curve guarantees more, keeping `margin_seconds`
-    buffered (the device's share); without one it holds `preroll_seconds`.
-    I/O-free: `feed` returns what may play now, `wait` how long to hold what it has."""
+    buffered (the device's share); without one it holds `preroll_seconds` beyond that share
+    (a stream that starts takes its device buffer from the ring at once: a pre-roll that
+    counted it would leave only the rest to cover the wait for the next chunk). A pre-roll
+    of 0 plays from the first frame. I/O-free: `feed` returns what may play now, `wait` how
+    long to hold what it has."""
 
     def __init__(
         self,
@@ -84,7 +87,8 @@ class UtteranceStart:
         max_trim = MAX_TRIM_SECONDS if trim else 0.0
         self._rate = samplerate
         self._trimmer = LeadingSilenceTrimmer(samplerate, max_seconds=max_trim)
-        self._preroll = round(preroll_seconds * samplerate)
+        cushion = preroll_seconds + margin_seconds if preroll_seconds > 0 else 0.0
+        self._preroll = round(cushion * samplerate)
         self._curve = curve
         self._margin = margin_seconds
         self._held: list[np.ndarray] = []

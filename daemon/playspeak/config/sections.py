@@ -334,14 +334,16 @@ class AudioConfig:
         unit="seconds",
     )
     preroll_ms: float = setting(
-        250.0,
+        170.0,
         "Audio held back (after any leading silence) before an utterance starts, so that the "
         "service's next chunk is in before what is held has played out: a streaming service "
         "sends each chunk once it is synthesised (bench.compare's service: 3x real time, "
-        "500-4000-byte chunks), and a stream that starts takes 60-80 ms at once into the sound "
-        "card's buffer. Used until the service's pace is learned (adaptive_preroll), or always "
+        "500-4000-byte chunks). It is held beyond the sound card's share, which a stream that "
+        "starts takes at once into its buffer (60-80 ms at the default latency; more with a "
+        "deeper one). Used until the service's pace is learned (adaptive_preroll), or always "
         "with adaptive_preroll = false. 0: play from the first decoded frame. The local "
-        "voice, made far faster than it plays, is never held back.",
+        "voice is held too, but it makes a sentence at a time far faster than it plays: its "
+        "first sentence usually covers this at once.",
         low=0,
     )
     adaptive_preroll: bool = setting(
