@@ -202,16 +202,20 @@ class EspeakSpares:
             spare = await _open(command)
         else:
             self.used += 1
-        if self._wake is not None:
-            self._wanted.append(command)
-            self._wake.set()
         wav = WavStream()
 
         async def decode(data: bytes) -> None:
             if len(pcm := wav.feed(data)):
                 await sink(pcm, wav.rate)
 
-        await _speak_once(spare, espeak_text(text, style), decode)
+        try:
+            await _speak_once(spare, espeak_text(text, style), decode)
+        finally:
+            # The next spare is started only now: starting it (a fork, then ~8 ms of loading
+            # on a core) while this one speaks delays this one's first audio.
+            if self._wake is not None:
+                self._wanted.append(command)
+                self._wake.set()
         if wav.rate == 0:
             raise RuntimeError("espeak-ng did not write a WAV stream")
         return wav.rate
