@@ -525,11 +525,18 @@ def test_the_voice_asked_is_the_one_the_session_would_speak_in() -> None:
     assert by_language.say(b"SET SELF PITCH 50\r\n").startswith(b"417 ")
     # else the configured one
     assert Client(refusing("piper:x")).say(b"SET SELF PITCH 50\r\n") == REFUSES % b"PITCH"
-    # a voice that takes them, then one that does not: refused at the SPEAK, as before
-    espeak.say(b"SET SELF SYNTHESIS_VOICE piper:x\r\n")
-    assert espeak.say(b"SPEAK\r\nHi\r\n.\r\n").endswith(
+    # a voice that takes them, then one that does not: the voice is refused at its SET and
+    # not kept, so the messages go on in the voice that takes them
+    assert espeak.say(b"SET SELF SYNTHESIS_VOICE piper:x\r\n") == (
         b"417 ERR VOICE REFUSES (THE VOICE 'PIPER:X' (PIPER) CANNOT SET PITCH, CAPITALS)\r\n"
     )
+    assert espeak.say(b"SET SELF LANGUAGE de\r\n").startswith(b"417 ")  # its voice: Piper's
+    assert espeak.say(b"SPEAK\r\nHi\r\n.\r\n").endswith(b"225 OK MESSAGE QUEUED\r\n")
+    (u,) = espeak.session.shared.speaker.submitted
+    assert (u.params["voice"], "pitch" in u.params) == (DEFAULT_VOICE, True)
+    # with the settings back at their defaults, the voice is taken
+    espeak.say(b"SET SELF PITCH 0\r\nSET SELF CAP_LET_RECOGN none\r\n")
+    assert espeak.say(b"SET SELF SYNTHESIS_VOICE piper:x\r\n").startswith(b"209")
 
 
 def test_a_set_for_all_is_refused_for_all_when_one_voice_refuses() -> None:

@@ -125,13 +125,15 @@ async def test_a_pitch_the_voice_cannot_set_is_refused_not_ignored(daemon: Daemo
     assert "cannot set pitch" in reply["error"] and piper["id"] in reply["error"]
     ssip = await SsipClient.open(Path(daemon.config.ssip.socket))
     with trio.fail_after(10):
-        # a pitch set for espeak-ng's voice, then a Piper voice: refused at the message
+        # a pitch set for espeak-ng's voice, then a Piper voice: the voice is refused, not kept
         assert (await ssip.command("SET SELF PITCH 50"))[-1].startswith("204 ")
-        assert (await ssip.command(f"SET SELF SYNTHESIS_VOICE {piper['id']}"))[-1][:3] == "209"
-        last = (await ssip.try_speak("Hello."))[-1]
+        last = (await ssip.command(f"SET SELF SYNTHESIS_VOICE {piper['id']}"))[-1]
         assert last.startswith("417 ") and "CANNOT SET PITCH" in last, last
-        # with the Piper voice set, the SET itself is refused and not kept; the default is taken
+        assert (await ssip.try_speak("Hello."))[-1].startswith("225 ")  # in espeak-ng's voice
+        # with the pitch back at its default the Piper voice is taken; then the SET itself is
+        # refused and not kept, and the default is taken
         assert (await ssip.command("SET SELF PITCH 0"))[-1].startswith("204 ")
+        assert (await ssip.command(f"SET SELF SYNTHESIS_VOICE {piper['id']}"))[-1][:3] == "209"
         for setting, named in [
             ("PITCH 50", "PITCH"),
             ("PITCH_RANGE 20", "PITCH_RANGE"),

@@ -260,11 +260,14 @@ class SsipSession:
         word, name, value = c.words(3)
         target, name = parse_target(word), name.upper()
         s.check_set(name, target == "self", self.block is not None)
-        if name in s.STYLE_FIELDS:  # refused for every target, or set for every one
-            for settings in self._targets(target):
+        if name in s.STYLE_FIELDS or name in s.VOICE_CHOOSERS:  # refused for every target,
+            for settings in self._targets(target):  # or set for every one
                 trial = dataclasses.replace(settings)  # the value checked, nothing kept yet
                 s.apply_set(trial, name, value)
-                self._check_voice_takes(trial, s.STYLE_FIELDS[name])
+                if name in s.VOICE_CHOOSERS:  # the new voice must take what is already set
+                    self._check_voice_takes_style(trial)
+                else:
+                    self._check_voice_takes(trial, s.STYLE_FIELDS[name])
         reply = INVALID_COMMAND
         for settings in self._targets(target):
             reply = s.apply_set(settings, name, value)
@@ -277,6 +280,12 @@ class SsipSession:
         alone = Style(**{field: getattr(settings.style(), field)})
         request = dataclasses.replace(_request(s.Spoken(""), settings), style=alone)
         if (why := self.shared.builder.refuses(request)) is not None:
+            raise _voice_refuses(why)
+
+    def _check_voice_takes_style(self, settings: s.Settings) -> None:
+        """SsipError 417 when the voice these settings now choose cannot honour their whole
+        Style: refused at the voice's SET, the old voice kept, rather than at every SPEAK."""
+        if (why := self.shared.builder.refuses(_request(s.Spoken(""), settings))) is not None:
             raise _voice_refuses(why)
 
     def _targets(self, target: Target) -> list[s.Settings]:

@@ -239,6 +239,8 @@ STYLE_FIELDS = {
     "PUNCTUATION": "punctuation",
     "CAP_LET_RECOGN": "capitals",
 }
+# The SETs that choose the voice a message is spoken in (ssip/session.py's _request)
+VOICE_CHOOSERS = frozenset({"SYNTHESIS_VOICE", "LANGUAGE"})
 
 
 def _notification(settings: Settings, value: str) -> None:
