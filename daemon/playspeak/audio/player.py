@@ -376,6 +376,9 @@ class Player:
             self._checked_at = time.monotonic()  # that open was the idle device's check
         elif not expected and self._stream is not None:
             await self._close_stream()
+        else:
+            return
+        self._wake()  # waiters on the stream's state (until()) look again
 
     async def _close_if_idle(self) -> None:
         """Owner: close the stream once nothing has played for IDLE_STOP_SECONDS after the
@@ -688,6 +691,17 @@ class Player:
             while self._active:
                 event = self._changed
                 await event.wait()
+
+    async def until(self, condition: Callable[[], bool]) -> None:
+        """Return once `condition()` holds, looking again at each change the player wakes its
+        waiters for: a stream started, or closed when idle or cancelled; a prepared stream
+        opened or closed; frames played up to a waiter's position, or dropped; run() ending.
+        So `condition` should look at that state (e.g. ``stats["stream_open"]``); a counter
+        or clock of the callback's is seen only at the next such change. Cancellable."""
+        await trio.lowlevel.checkpoint()
+        while not condition():
+            event = self._changed
+            await event.wait()
 
     def cancel(self) -> int:
         """Drop everything buffered; returns the number of frames dropped.
