@@ -134,26 +134,27 @@ async def test_wait_played_waits_for_that_frame_only(
 
 
 async def test_play_waits_for_space_and_loses_nothing(
-    start_player: StartPlayer, recorder: Recorder
+    start_player: StartPlayer, recorder: Recorder, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     player = await start_player(buffer_seconds=0.25, latency=CONTENT_LATENCY)
     capacity = int(0.25 * RATE)
     signal = chirp(1.0)
+    ring = player._ring
+    assert ring is not None
+    real_write = ring.write
     most = 0
-    playing = True
 
-    async def watch_ring() -> None:
+    def write(samples: np.ndarray) -> int:
+        # what the ring holds is at its most right after a write: seen there, none is missed
         nonlocal most
-        while playing:
-            most = max(most, player.stats["buffered"])
-            await trio.sleep(0.005)
+        written = real_write(samples)
+        most = max(most, ring.used)
+        return written
 
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(watch_ring)
-        started = time.monotonic()
-        await player.play(signal)
-        blocked = time.monotonic() - started
-        playing = False
+    monkeypatch.setattr(ring, "write", write)
+    started = time.monotonic()
+    await player.play(signal)
+    blocked = time.monotonic() - started
     await player.drain()
     recorded = await record_tail(recorder)
     _, corr, _ = align(recorded, signal)
@@ -205,11 +206,11 @@ async def test_cancel_stops_the_sound_quickly(
     assert player.stats["buffered"] == 0
 
 
-async def wait_for(condition: Callable[[], bool], timeout: float = 2.0) -> None:
-    """Poll a condition of the player's (its stream is stopped by a timer of its own)."""
+async def wait_for(player: Player, condition: Callable[[], bool], timeout: float = 2.0) -> None:
+    """Wait until a condition on the player's stream holds (its owner opens and closes it on
+    timers of its own), looking again whenever the player says its state changed."""
     with trio.fail_after(timeout):
-        while not condition():
-            await trio.sleep(0.01)
+        await player.until(condition)
 
 
 async def onset_after_play(player: Player, recorder: Recorder) -> float:
@@ -231,7 +232,10 @@ async def test_new_audio_for_a_drained_stream_starts_fresh_not_behind_its_silenc
     player = await start_player(latency=0.1)
     fresh = await onset_after_play(player, recorder)  # drain() returns once it was heard
     assert player.stats["stream_active"] is True
-    await wait_for(lambda: player._clock.quiet_for(time.monotonic()) >= player._stream_latency)
+    # until its last sound has left the device: when that is the playout clock knows
+    heard_out = player._clock.last_sound + player._stream_latency
+    await trio.sleep(max(0.0, heard_out - time.monotonic()))
+    assert player._clock.quiet_for(time.monotonic()) >= player._stream_latency
     again = await onset_after_play(player, recorder)
     print(f"onset: fresh stream {fresh * 1000:.1f} ms, right after one {again * 1000:.1f} ms")
     assert player.stats["stream_starts"] == 2  # closed and started again, not written into
@@ -246,7 +250,7 @@ async def test_the_stream_runs_only_while_something_plays(
     await player.play(chirp(0.3))
     assert player.stats["stream_active"] is True
     await player.drain()
-    await wait_for(lambda: not player.stats["stream_active"])
+    await wait_for(player, lambda: not player.stats["stream_active"])
     played = player.stats["frames_played"]
     assert player.stats["stream_starts"] == 1
     await player.play(chirp(0.3))  # started again, and heard
@@ -263,7 +267,7 @@ async def test_a_prepared_stream_is_the_one_play_starts(
     # prepare() opens the stream while the speech is being made; play() only starts it
     player = await start_player()
     player.prepare()
-    await wait_for(lambda: player.stats["stream_open"])
+    await wait_for(player, lambda: player.stats["stream_open"])
     assert player.stats["stream_active"] is False  # open, not started: no callbacks yet
     opened = player._opened
     await player.play(chirp(0.2))
@@ -278,9 +282,9 @@ async def test_a_prepared_stream_is_closed_when_its_speech_is_cancelled_before_a
 ) -> None:
     player = await start_player()
     player.prepare()
-    await wait_for(lambda: player.stats["stream_open"])
+    await wait_for(player, lambda: player.stats["stream_open"])
     player.cancel()
-    await wait_for(lambda: not player.stats["stream_open"], timeout=1.0)
+    await wait_for(player, lambda: not player.stats["stream_open"], timeout=1.0)
     assert player.stats["stream_starts"] == 0
 
 
@@ -290,24 +294,48 @@ async def test_a_prepared_stream_nothing_plays_on_is_closed_after_a_while(
     monkeypatch.setattr(player_module, "PREPARED_SECONDS", 0.1)
     player = await start_player()
     player.prepare()
-    await wait_for(lambda: player.stats["stream_open"])
+    await wait_for(player, lambda: player.stats["stream_open"])
     # the owner looks at least every _WATCH_SECONDS (0.25 s)
-    await wait_for(lambda: not player.stats["stream_open"], timeout=1.5)
+    await wait_for(player, lambda: not player.stats["stream_open"], timeout=1.5)
     assert player.stats["stream_starts"] == 0
     await player.play(chirp(0.1))  # and the next speech opens one of its own
     await player.drain()
     assert player.stats["stream_starts"] == 1
 
 
+async def called_back_for(player: Player, seconds: float, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Wait until the player's stream callbacks have been asked for `seconds` more audio
+    (sound or silence): counted on PortAudio's thread, reported to trio through its token."""
+    token = trio.lowlevel.current_trio_token()
+    done = trio.Event()
+    real_callback = player._callback_of
+    left = round(seconds * RATE)
+
+    def counting(number: int, outdata: np.ndarray, frames: int, *args: Any) -> None:
+        nonlocal left
+        real_callback(number, outdata, frames, *args)
+        if left > 0:
+            left -= frames
+            if left <= 0:
+                token.run_sync_soon(done.set)
+
+    # (each stream's callback looks the method up on the player at every call)
+    monkeypatch.setattr(player, "_callback_of", counting)
+    with trio.fail_after(5):
+        await done.wait()
+
+
 async def test_sound_starts_at_once_on_a_stopped_stream_not_behind_the_device_buffer(
-    start_player: StartPlayer, recorder: Recorder
+    start_player: StartPlayer, recorder: Recorder, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # A running stream keeps its device buffer (the latency) full of silence that new audio
     # queues behind; a stream started with the audio waiting plays it at once.
     stopping = await start_player(latency=0.04)
     stopped_onset = await onset_after_play(stopping, recorder)
     running = await start_player(latency=0.04, stop_when_idle=False)
-    await trio.sleep(0.3)  # steady state: the running stream's buffer is full of silence
+    # steady state: the running stream has refilled its device buffer with silence at the
+    # device's pace, beyond the burst that filled it at the start
+    await called_back_for(running, 2 * running.latency, monkeypatch)
     running_onset = await onset_after_play(running, recorder)
     print(
         f"onset after play(): stopped stream {stopped_onset * 1000:.1f} ms, running "
@@ -515,7 +543,10 @@ async def test_underruns_counted_when_feeding_stalls_mid_utterance(
     await player.drain()  # a complete utterance: the ring running dry after it is no underrun
     assert player.stats["starved"] == 0
     await player.play(chirp(0.1))
-    await trio.sleep(0.3)  # the stimulus: the feeder stalls mid-utterance
+    # The stimulus, in real time: the feeder stalls mid-utterance, and the device's clock, not
+    # trio's, drives the callback. 0.3 s is well beyond the 0.1 s sweep and the device buffer,
+    # so the ring runs dry while more audio is expected.
+    await trio.sleep(0.3)
     await player.play(chirp(0.1))
     await player.drain()
     stats = player.stats
@@ -536,6 +567,7 @@ async def test_a_frozen_process_is_a_counted_dropout_that_loses_no_audio(
     await player.play(signal)
     assert await recorder.wait_sound_async(RATE // 4, 5, start=recorder.mark)
     me = os.getpid()
+    # real time by nature: the whole process, the trio loop with it, stops for 0.4 s
     freeze = subprocess.Popen(["sh", "-c", f"kill -STOP {me}; sleep 0.4; kill -CONT {me}"])
     await trio.to_thread.run_sync(freeze.wait)
     await player.drain()
@@ -670,7 +702,7 @@ async def test_a_sound_server_restarted_while_idle_is_found_again(
             await nursery.start(player.run)
             await player.play(chirp(0.2))
             await player.drain()
-            await wait_for(lambda: not player.stats["stream_active"])
+            await wait_for(player, lambda: not player.stats["stream_active"])
             restarting.stop()
             restarting.start()
             use_sound_server(restarting, monkeypatch)  # (a private server: a new socket each time)

@@ -31,9 +31,10 @@ by one owner, the task that runs ``run()``, each in a worker thread under a canc
 at a time: a cancellation can delay a close but never skip it (a running stream that Python
 frees takes its callback with it while PortAudio still calls it: a native crash). The other
 verbs only ask the owner (``play()`` asks for a start and waits for its outcome; ``cancel()``
-asks for a close) through ``_attention``. The PortAudio callback runs on PortAudio's thread: it
-only reads the ring (a short lock), applies the gain, pads with silence and updates a few
-counters; it never blocks and never calls into trio except ``TrioToken.run_sync_soon``.
+asks for a close) through a PlayerControl (audio/playercontrol.py). The PortAudio callback runs
+on PortAudio's thread: it only reads the ring (a short lock), applies the gain, pads with
+silence and updates a few counters; it never blocks and never calls into trio except
+``TrioToken.run_sync_soon``.
 
 Two decisions live outside this class, free of I/O: the playout clock (audio/playout.py: which
 block was read when, so when frame N is heard) that the callback feeds, and the quick→steady
@@ -56,6 +57,7 @@ from playspeak.errors import AudioDeviceError
 from playspeak.schedule import frames_until
 
 from .devices import NO_DEVICES_HINT, list_devices, resolve_device, sounddevice
+from .playercontrol import Command, PlayerControl
 from .playout import PlayoutClock
 from .ring import PcmRing
 from .switch import StartSteadyAt, SteadySwitch, SwitchAt
@@ -108,10 +110,13 @@ class Player:
         steady_latency: float = 0.0,
         idle_check_seconds: float = IDLE_CHECK_SECONDS,
     ) -> None:
+        # Settings, read by trio and the owner's worker thread, never by the callback; the
+        # owner's _open (in its worker thread, while the owner awaits it) sets the two that
+        # the device decides:
         self._device_spec = device
-        self.samplerate = samplerate or 0
+        self.samplerate = samplerate or 0  # 0 until _open took the device's default rate
         self.channels = channels
-        self.blocksize = blocksize
+        self.blocksize = blocksize  # 0 until _open made it 10 ms at the rate
         # a number that came as text (configuration files) is seconds; "low"/"high" stay names
         with contextlib.suppress(ValueError):
             latency = float(latency)
@@ -124,25 +129,25 @@ class Player:
         # the PortAudio thread touches is a single load or store whose staleness costs one
         # block at most (the order of the owner's writes is what matters).
         #
-        # Trio thread only (the callback never reads them):
+        # Trio thread only (the callback never reads them); `_open`, on the owner's worker
+        # thread while the owner awaits it, also writes the first three:
         self.device_name = ""
         self.latency = 0.0  # the quick (first) stream's reported output latency, seconds
+        self._opened = 0  # streams opened: each one's callback knows its number
         self._running = False  # run() sets it while the owner task lives
         self._died = trio.Event()  # the callback sets only the run's own (bound in _open)
         self._changed = trio.Event()  # set (and replaced) whenever waiters should look again
         self._starts = 0  # streams started (status)
         self._switches = 0  # quick→steady switches made (status)
         self._checked_at = 0.0  # monotonic time the idle device was last opened to check it
-        self._opened = 0  # streams opened: each one's callback knows its number
-        # The verbs' requests to the owner task (same thread; `_attention` wakes it):
-        self._start_wanted = False  # play() asks the owner for a stream
-        self._stop_now = False  # cancel() emptied the ring: close without waiting
-        self._expected_until = 0.0  # prepare(): keep a stream open for speech until then
-        # Written by the owner task; read by the PortAudio thread:
+        self._stream: Any = None  # the open stream; only the owner opens and closes streams
+        # The verbs' requests to the owner task, and its one wake-up (audio/playercontrol.py);
+        # the field is set once here: the PortAudio thread only passes its `wake` to trio.
+        self._control = PlayerControl()
+        # Written by the owner task (the ring in _open, on its worker thread); read by the
+        # PortAudio thread:
         self._token: trio.lowlevel.TrioToken | None = None  # set before any stream opens
         self._ring: PcmRing | None = None  # replaced only while no stream is open
-        self._attention = trio.Event()  # wakes the owner; the callbacks only pass its `set`
-        self._stream: Any = None  # the open stream; only the owner opens and closes streams
         self._stream_latency = 0.0  # the open stream's reported latency
         self._active = False  # the stream is started; cleared *before* a deliberate abort
         self._steady = False  # the open stream is the steady (deep-buffered) one
@@ -184,7 +189,7 @@ class Player:
         self._failure = ""
         self.cancel()  # audio left from an earlier run is stale
         self._switch.refused = ""  # a device that refused may take a second stream now
-        self._start_wanted = False
+        self._control.take(Command.START)  # (a start asked of an earlier run is stale)
         try:
             await self._open_stream()  # the device works
             self._checked_at = time.monotonic()
@@ -197,7 +202,7 @@ class Player:
             await self._watch()
         finally:
             self._running = False
-            self._start_wanted = False
+            self._control.take(Command.START)
             self._wake()  # waiters see the player closed
             await self._close_stream(abort=False)
 
@@ -282,7 +287,7 @@ class Player:
         self._last_callback = time.monotonic()
         self._active = True
         self._starts += 1
-        self._expected_until = 0.0  # the speech came
+        self._control.speech_came()
         self._wake()  # play() waits for the outcome
 
     async def _close_stream(self, *, abort: bool = True) -> None:
@@ -301,25 +306,21 @@ class Player:
         """The stream cannot go on: run() ends with `reason`."""
         self._failure = reason
         self._died.set()
-        self._attention.set()
+        self._control.wake()
 
     async def _watch(self) -> None:
         """The owner's loop; returns never: start a stream when play() asks, close it when
         idle (see _close_if_idle), switch to the steady one at a pause; raise AudioDeviceError
         once the stream has died or stalled."""
         while True:
-            if not self._start_wanted:
-                due = self._switch.due
-                # (at least 2 ms: a due switch waits for the callback's progress, not a spin)
-                wait = _WATCH_SECONDS if due is None else max(0.002, due - time.monotonic())
-                with trio.move_on_after(min(wait, _WATCH_SECONDS)):
-                    await self._attention.wait()
-            self._attention = trio.Event()
+            due = self._switch.due
+            # (at least 2 ms: a due switch waits for the callback's progress, not a spin)
+            wait = _WATCH_SECONDS if due is None else max(0.002, due - time.monotonic())
+            await self._control.wait(min(wait, _WATCH_SECONDS))
             if self._died.is_set():
                 reason = self._failure or "the device stopped"
                 raise AudioDeviceError(f"audio stream on {self.device_name!r} ended: {reason}")
-            if self._start_wanted:
-                self._start_wanted = False
+            if self._control.take(Command.START):
                 if not self._active and self._ring is not None and self._ring.used:
                     await self._start()
                 self._wake()
@@ -369,18 +370,21 @@ class Player:
     async def _keep_prepared(self) -> None:
         """Owner, while no stream runs: a stream open (not started) while speech is expected
         (prepare()), none otherwise."""
-        expected = time.monotonic() < self._expected_until
+        expected = self._control.open_wanted(time.monotonic())
         if expected and self._stream is None:
             await self._open_stream()
             self._checked_at = time.monotonic()  # that open was the idle device's check
         elif not expected and self._stream is not None:
             await self._close_stream()
+        else:
+            return
+        self._wake()  # waiters on the stream's state (until()) look again
 
     async def _close_if_idle(self) -> None:
         """Owner: close the stream once nothing has played for IDLE_STOP_SECONDS after the
         device latency, or at once after cancel() emptied the ring (dropping what the device
         holds)."""
-        urgent, self._stop_now = self._stop_now, False
+        urgent = self._control.take(Command.STOP_NOW)
         if not self._idle():
             return
         quiet_for = self._clock.quiet_for(time.monotonic())
@@ -483,7 +487,7 @@ class Player:
                 outdata[count:].fill(0)  # inside the pause: silence until the steady stream
                 if not self._switch_signalled:
                     self._switch_signalled = True
-                    self._call_trio(self._look)
+                    self._call_trio(self._control.wake)  # the owner's switch is due
             elif count < frames:
                 outdata[count:].fill(0)
                 if self._expecting and not self._starving:
@@ -518,12 +522,8 @@ class Player:
         or `_feeding` moved on, before the abort."""
         if self._active and number == self._feeding:
             self._call_trio(died.set)
-            self._call_trio(self._attention.set)
+            self._call_trio(self._control.wake)
         self._call_trio(self._wake)
-
-    def _look(self) -> None:
-        """Trio thread: wake _watch (the quick stream reached the switch point)."""
-        self._attention.set()
 
     def _call_trio(self, fn: Callable[[], object]) -> None:
         token = self._token
@@ -559,10 +559,10 @@ class Player:
         first play() only starts it. No-op while a stream plays on (the speech follows in it)
         and with stop_when_idle off. Returns at once; the stream is closed again by cancel()
         or if no play() starts it within PREPARED_SECONDS."""
-        if not self.stop_when_idle or (self._active and not self._stop_now):
+        closing = self._control.pending(Command.STOP_NOW)
+        if not self.stop_when_idle or (self._active and not closing):
             return
-        self._expected_until = time.monotonic() + PREPARED_SECONDS
-        self._attention.set()
+        self._control.keep_open_until(time.monotonic() + PREPARED_SECONDS)
 
     async def play(self, pcm: np.ndarray) -> int:
         """Queue `pcm` (frames, channels) float32, waiting for space as the device plays.
@@ -642,8 +642,7 @@ class Player:
         while self._active and self.stop_when_idle and self._idle():
             if self._clock.quiet_for(time.monotonic()) < self._stream_latency:
                 return  # the last sound is still in the device: follow it seamlessly
-            self._stop_now = True
-            self._attention.set()
+            self._control.ask(Command.STOP_NOW)
             event = self._changed
             await event.wait()
             self._live_ring()
@@ -651,8 +650,7 @@ class Player:
     async def _started(self, ring: PcmRing) -> None:
         """Ask the owner for a running stream and wait for the outcome (a few ms)."""
         while not self._active and ring.used:
-            self._start_wanted = True
-            self._attention.set()
+            self._control.ask(Command.START)
             event = self._changed
             await event.wait()
             self._live_ring()  # the owner failed to start it: run() is ending
@@ -694,6 +692,17 @@ class Player:
                 event = self._changed
                 await event.wait()
 
+    async def until(self, condition: Callable[[], bool]) -> None:
+        """Return once `condition()` holds, looking again at each change the player wakes its
+        waiters for: a stream started, or closed when idle or cancelled; a prepared stream
+        opened or closed; frames played up to a waiter's position, or dropped; run() ending.
+        So `condition` should look at that state (e.g. ``stats["stream_open"]``); a counter
+        or clock of the callback's is seen only at the next such change. Cancellable."""
+        await trio.lowlevel.checkpoint()
+        while not condition():
+            event = self._changed
+            await event.wait()
+
     def cancel(self) -> int:
         """Drop everything buffered; returns the number of frames dropped.
 
@@ -702,9 +711,7 @@ class Player:
         """
         self._expecting = False
         self._switch.forget()  # the pause it was planned in is gone
-        if self._expected_until:
-            self._expected_until = 0.0  # a prepared stream is not wanted any more
-            self._attention.set()
+        self._control.unprepare()  # a prepared stream is not wanted any more
         ring = self._ring
         if ring is None:
             return 0
@@ -712,8 +719,8 @@ class Player:
         if dropped:
             self._dropped.append((ring.frames_written - dropped, ring.frames_written))
         if self._active:
-            self._stop_now = True  # close the stream now: that also drops what the device holds
-            self._attention.set()
+            # close the stream now: that also drops what the device holds
+            self._control.ask(Command.STOP_NOW)
         self._wake()
         return dropped
 
@@ -732,8 +739,7 @@ class Player:
             if upto == ring.frames_written:
                 self._expecting = False  # nothing left of the utterance being fed
                 if self._active:
-                    self._stop_now = True
-                    self._attention.set()
+                    self._control.ask(Command.STOP_NOW)
             self._wake()
         return dropped
 
