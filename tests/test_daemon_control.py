@@ -20,7 +20,7 @@ from playspeak.config import (
 )
 from playspeak.daemon import Daemon, open_daemon
 
-from audio_compare import RATE, WHOLE, Hearing, align, hearing, reference_pcm
+from audio_compare import RATE, WHOLE, Hearing, align, hearing, loud, reference_pcm
 from daemon_helpers import ENDINGS, LineClient, device_underflows, sound_card_config, speak
 from soundcard import PulseNullSink, Recorder
 
@@ -81,6 +81,22 @@ async def test_text_interrupts_itself_only_the_newest_is_said(
     recorded = await recorder.heard()
     assert (newest := await heard(daemon, recorded, "Menu item 3.")).whole, newest
     assert (await heard(daemon, recorded, "Menu item 1.")).corr < 0.9
+
+
+async def test_ssml_reaches_the_local_server_and_its_break_is_heard(
+    daemon: Daemon, recorder: Recorder
+) -> None:
+    """Through a service (here the embedded server on loopback) SSML goes beside its words,
+    and a local server says it: the utterance plays its 1.5 s break."""
+    client = await LineClient.open(daemon.socket_path)
+    text = '<speak>Front door, <break time="1500ms"/> back door.</speak>'
+    uid = await speak(client, text, ssml=True)
+    mark = recorder.count
+    lines = await client.events_until_end({uid})
+    assert outcome(lines, uid) == "finished"
+    recorded = await recorder.heard(mark)
+    pause = int(np.diff(loud(recorded)).max())  # between the words: a comma's, or the break
+    assert pause >= 1.3 * RATE, pause / RATE
 
 
 async def test_notification_is_dropped_while_a_message_speaks(daemon: Daemon) -> None:

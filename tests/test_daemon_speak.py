@@ -17,8 +17,8 @@ from playspeak.audio.pauses import pauses
 from playspeak.config import DEFAULT_VOICE, AudioConfig, LocalServerConfig
 from playspeak.daemon import Daemon, open_daemon
 from playspeak.engines import Synthesizer
+from playspeak.engines.sentences import split_sentences
 from playspeak.localserver.encode import wav_header
-from playspeak.localserver.sentences import split_sentences
 
 from audio_compare import RATE, WHOLE, covered_share, hearing, loud_span, reference_pcm
 from daemon_helpers import LineClient, device_underflows, sound_card_config

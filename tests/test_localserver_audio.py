@@ -210,3 +210,27 @@ def test_espeak_voice_mapping_is_deterministic() -> None:
     assert espeak_voice("some-unknown-voice") == espeak_voice("some-unknown-voice")
     mapped = {espeak_voice(f"voice-{i}") for i in range(40)}
     assert mapped == {"en-us", "en-us+f3", "en-gb+m3", "en-gb+f3"}
+
+
+@pytest.mark.parametrize("synth", ["espeak", "generated"])
+async def test_ssml_in_its_own_field_is_said_with_its_break(synth: str) -> None:
+    """A playspeak client sends SSML beside its words (`ssml`): the break is in the reply,
+    and the reply is what `render` gives for the same SSML. A client without the field (pyht,
+    Pipecat) gets its words."""
+    words = "Front door, back door."
+    markup = '<speak>Front door, <break time="1s"/> back door.</speak>'
+    async with (
+        open_local_server(synth=synth) as server,
+        trio_websocket.open_websocket_url(await ws_url(server)) as ws,
+    ):
+        plain = await speak(ws, text=words, output_format="raw")
+        unbroken = await speak(ws, text=words, ssml=f"<speak>{words}</speak>", output_format="raw")
+        marked = await speak(ws, text=words, ssml=markup, output_format="raw")
+        rendered = await server.render(text=words, voice="Angelo", output_format="raw", ssml=markup)
+    assert marked.audio == rendered
+    replies = (plain, unbroken, marked)
+    plain_n, unbroken_n, marked_n = (decode(r.audio, "raw", 24000)[0] for r in replies)
+    assert abs(unbroken_n - plain_n) < 0.05 * 24000  # the words alone, as said
+    longer = (marked_n - unbroken_n) / 24000
+    print(f"{synth}: the break made the reply {longer:.3f} s longer")
+    assert 0.8 <= longer <= 1.2, longer

@@ -81,6 +81,22 @@ def test_text_limits_follow_the_model() -> None:
         parse_command(frame(text="a" * 50_001, voice="v"), DIALOG)
 
 
+def test_ssml_beside_the_words_is_checked_and_kept_as_espeak_ng_may_read_it() -> None:
+    markup = '<speak>One <break time="1s"/> <b>two</b> <mark name="m"/>three.</speak>'
+    command = parse_command(frame(**GOOD, ssml=markup), MINI)
+    # only the allowed elements are kept; a mark is the client's (it cuts its own requests)
+    assert command.ssml == '<speak>One  <break time="1s"/>  two  three.</speak>'
+    assert parse_command(frame(**GOOD, ssml=None), MINI).ssml is None
+    for bad, named in [
+        (5, "ssml must be a string"),
+        ("<speak>One <b>two</speak>", "ssml: malformed SSML"),
+        ("<speak><break/></speak>", "no words"),
+        ("<speak>" + "a" * 20_001 + "</speak>", "too long"),
+    ]:
+        with pytest.raises(CommandRejected, match=named):
+            parse_command(frame(**GOOD, ssml=bad), MINI)
+
+
 @pytest.mark.parametrize(
     ("raw", "named"),
     [

@@ -15,11 +15,11 @@ import trio_websocket
 
 from playspeak.engines import Synthesizer
 from playspeak.engines.generated import RATE, generate
+from playspeak.engines.sentences import MAX_SENTENCE, split_sentences
 from playspeak.localserver import open_local_server
 from playspeak.localserver.audio import AudioEngine, Piece
 from playspeak.localserver.chunker import Chunker
 from playspeak.localserver.encode import STREAM_WAV_SIZE, StreamEncoder, encode, resample
-from playspeak.localserver.sentences import MAX_SENTENCE, split_sentences
 
 from localserver_helpers import LAME_DELAY, decode, read_reply, speak, ws_url
 
@@ -125,11 +125,11 @@ async def test_the_first_audio_byte_comes_while_later_sentences_are_still_synthe
     synthesized: list[str] = []
     real_pcm = Synthesizer.pcm
 
-    async def gated_pcm(self: Synthesizer, text: str, voice: str, speed: float):  # type: ignore[no-untyped-def]
+    async def gated_pcm(self: Synthesizer, text: str, voice: str, speed: float, style=None):  # type: ignore[no-untyped-def]
         if synthesized:  # every sentence after the first waits for the client's first audio
             await first_audio.wait()
         synthesized.append(text)
-        return await real_pcm(self, text, voice, speed)
+        return await real_pcm(self, text, voice, speed, style)
 
     monkeypatch.setattr(Synthesizer, "pcm", gated_pcm)
     async with (
@@ -227,10 +227,10 @@ async def test_synthesis_failing_part_way_sends_the_audio_made_then_an_error(
 ) -> None:
     real_pcm = Synthesizer.pcm
 
-    async def failing_pcm(self: Synthesizer, text: str, voice: str, speed: float):  # type: ignore[no-untyped-def]
+    async def failing_pcm(self: Synthesizer, text: str, voice: str, speed: float, style=None):  # type: ignore[no-untyped-def]
         if text.startswith("Is there"):
             raise RuntimeError("the synthesizer fell over")
-        return await real_pcm(self, text, voice, speed)
+        return await real_pcm(self, text, voice, speed, style)
 
     monkeypatch.setattr(Synthesizer, "pcm", failing_pcm)
     async with (

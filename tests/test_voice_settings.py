@@ -23,8 +23,8 @@ from playspeak.config import DEFAULT_VOICE, AudioConfig, Config, ControlConfig, 
 from playspeak.daemon import Daemon
 from playspeak.engines import Synthesizer
 from playspeak.engines.piper import find_models
+from playspeak.engines.sentences import split_sentences
 from playspeak.localserver.encode import wav_header
-from playspeak.localserver.sentences import split_sentences
 from playspeak.style import Style
 
 from audio_compare import RATE, covered_share, f0, f0_spread, loud, loud_span, reference_pcm

@@ -18,9 +18,9 @@ import numpy as np
 import trio
 
 from playspeak.cache.replies import SERVICE
-from playspeak.engines import Synthesizer
+from playspeak.engines import Synthesizer, amplified
+from playspeak.engines.steps import Step, steps
 from playspeak.errors import LinkError
-from playspeak.localserver.sentences import split_sentences
 from playspeak.ssml_plain import Part
 from playspeak.style import Style
 
@@ -65,8 +65,9 @@ class LocalReply:
             with self._scope:
                 async with self._send:
                     try:
-                        for part in parts:
-                            await self._say(synth, part, voice, speed, style)
+                        # SSML that espeak-ng reads is one step: it streams it as it goes
+                        for step in steps(parts, speed, whole=style.ssml):
+                            await self._say(synth, step, voice, style)
                     except (OSError, RuntimeError, subprocess.CalledProcessError) as e:
                         log.warning("the local voice failed: %s", e)
                         await self._send.send(LinkError(f"the local voice failed: {e}"))
@@ -75,25 +76,18 @@ class LocalReply:
         finally:
             self.complete.set()
 
-    async def _say(
-        self, synth: Synthesizer, part: Part, voice: str, speed: float, style: Style
-    ) -> None:
-        """One part's words sentence by sentence, at its speed and gain; then its pause."""
+    async def _say(self, synth: Synthesizer, step: Step, voice: str, style: Style) -> None:
+        """One sentence at its speed and gain (engines/steps.py), or a pause."""
+        if step.pause:
+            await self._slices(*synth.silence(voice, step.pause))
+            return
 
         async def louder(pcm: np.ndarray, rate: int) -> None:
-            scaled = np.round(pcm.astype(np.float32) * part.gain)
-            await self._slices(np.clip(scaled, -32768, 32767).astype(np.int16), rate)
+            await self._slices(amplified(pcm, step.gain), rate)
 
-        out = self._slices if part.gain == 1.0 else louder
-        if part.words or not part.pause:
-            # SSML is read whole: espeak-ng streams it as it goes
-            words = part.words
-            sentences = [words] if style.ssml else split_sentences(words) or [words]
-            for sentence in sentences:
-                for piece in synth.pieces(sentence, voice):
-                    await synth.stream(piece, voice, part.speed_at(speed), style, out)
-        if part.pause:
-            await self._slices(*synth.silence(voice, part.pause))
+        out = self._slices if step.gain == 1.0 else louder
+        for piece in synth.pieces(step.words, voice):
+            await synth.stream(piece, voice, step.speed, style, out)
 
     async def _slices(self, pcm: np.ndarray, rate: int) -> None:
         """Samples from the engine, on to the reader in slices of at most SLICE seconds."""

@@ -84,7 +84,10 @@ class Sources:
             return self._speak_locally(u, params)
         store = self.store if u.cache else None
         key = self.key(params, u.model)
-        if params.pop("ssml", False):  # a service (and the fallback voice) gets the words
+        if params.pop("ssml", False):
+            # A PlayAI service (and the fallback voice) gets the words; the markup goes along
+            # in a field of playspeak's own, which a local server (serve-local) says instead
+            params["ssml"] = params["text"]
             params["text"] = ssml.words(params["text"])
         if store is not None:
             data = await trio.to_thread.run_sync(store.get, key)

@@ -86,6 +86,12 @@ async def cpu(work: Callable[..., T], *args: Any) -> T:
     return await trio.to_thread.run_sync(work, *args)
 
 
+def amplified(pcm: np.ndarray, gain: float) -> np.ndarray:
+    """int16 samples at `gain` (SSML's volume), clipped to the int16 range."""
+    scaled = np.round(pcm.astype(np.float32) * gain)
+    return np.clip(scaled, -32768, 32767).astype(np.int16)
+
+
 class Synthesizer:
     """Text → int16 mono PCM with the engines found here. Owned by the trio thread; `run`
     (optional) lives in a nursery of its owner: it keeps espeak-ng processes ready and loads

@@ -16,12 +16,13 @@ from dataclasses import dataclass
 import numpy as np
 import trio
 
-from playspeak.engines import Synthesizer, cpu
+from playspeak.engines import Synthesizer, amplified, cpu
+from playspeak.engines.steps import Step, steps
 from playspeak.localserver import encode
-from playspeak.localserver.sentences import split_sentences
 from playspeak.localserver.settings import SynthMode
+from playspeak.style import Style
 
-CacheKey = tuple[str, str, float, int, str, str]
+CacheKey = tuple[str, str, float, int, str, str, bool]
 SLICE_SECONDS = 0.2  # a sentence's audio is encoded this much at a time
 
 
@@ -41,11 +42,11 @@ def _finish(pcm: np.ndarray, rate: int, sample_rate: int, output_format: str) ->
     return encode.encode(encode.resample(pcm, rate, sample_rate), sample_rate, output_format)
 
 
-def _streams(sentences: list[str], output_format: str) -> bool:
-    """Whether a text of these sentences is encoded as a stream (else whole, in one piece)."""
-    if len(sentences) == 1:
+def _streams(said: list[Step], output_format: str) -> bool:
+    """Whether a text of these steps is encoded as a stream (else whole, in one piece)."""
+    if len(said) == 1:
         return output_format in encode.STREAMED_AS_WHOLE
-    return len(sentences) > 1
+    return len(said) > 1
 
 
 class AudioEngine:
@@ -64,25 +65,33 @@ class AudioEngine:
         self._cache: OrderedDict[CacheKey, encode.Encoded] = OrderedDict()
 
     async def render(
-        self, text: str, voice: str, speed: float, sample_rate: int, output_format: str
+        self,
+        text: str,
+        voice: str,
+        speed: float,
+        sample_rate: int,
+        output_format: str,
+        *,
+        ssml: bool = False,
     ) -> encode.Encoded:
         """The whole encoded audio, exactly the bytes ``stream`` emits for the same request.
+        `ssml`: `text` is SSML (commands.Command.ssml), said as the direct voice says it.
 
         CPU work runs in a worker thread; cancellation waits for the running step."""
-        key = (text, voice, float(speed), sample_rate, output_format, self.synth)
+        key = (text, voice, float(speed), sample_rate, output_format, self.synth, ssml)
         if (hit := self._cache.get(key)) is not None:
             self._cache.move_to_end(key)
             await trio.lowlevel.checkpoint()
             return hit
-        sentences = split_sentences(text)
-        if _streams(sentences, output_format):
+        said, style = self._steps(key)
+        if _streams(said, output_format):
             pieces: list[Piece] = []
 
             async def keep(piece: Piece) -> None:
                 pieces.append(piece)
 
-            return await self._stream_sentences(key, sentences, keep)
-        return await self._render_whole(key)
+            return await self._stream_steps(key, said, style, keep)
+        return await self._render_whole(key, said, style)
 
     async def stream(
         self,
@@ -92,40 +101,54 @@ class AudioEngine:
         sample_rate: int,
         output_format: str,
         emit: Emit,
+        *,
+        ssml: bool = False,
     ) -> None:
         """Await ``emit`` with each piece of the encoded audio as it is ready, in order.
 
         The pieces joined are ``render``'s bytes. A cached text comes as one piece, as does
         a one-sentence text in a format encoded whole. Blocks while ``emit`` blocks
         (back-pressure); cancellation drops the rest."""
-        key = (text, voice, float(speed), sample_rate, output_format, self.synth)
-        sentences = split_sentences(text)
-        if key in self._cache or not _streams(sentences, output_format):
-            audio = await self.render(text, voice, speed, sample_rate, output_format)
+        key = (text, voice, float(speed), sample_rate, output_format, self.synth, ssml)
+        said, style = self._steps(key)
+        if key in self._cache or not _streams(said, output_format):
+            audio = await self.render(text, voice, speed, sample_rate, output_format, ssml=ssml)
             await emit(Piece(audio.data, audio.duration, audio.header))
             return
-        await self._stream_sentences(key, sentences, emit)
+        await self._stream_steps(key, said, style, emit)
 
-    async def _stream_sentences(
-        self, key: CacheKey, sentences: list[str], emit: Emit
+    def _steps(self, key: CacheKey) -> tuple[list[Step], Style]:
+        """What the engine is asked to say (engines/steps.py), and in what style."""
+        text, voice, speed, *_, ssml = key
+        parts, style = self.synthesizer.readable(text, voice, Style(ssml=ssml))
+        return steps(parts, speed, whole=style.ssml), style
+
+    async def _pcm(self, step: Step, voice: str, style: Style) -> tuple[np.ndarray, int]:
+        if step.pause:
+            return self.synthesizer.silence(voice, step.pause)
+        pcm, rate = await self.synthesizer.pcm(step.words, voice, step.speed, style)
+        return (pcm if step.gain == 1.0 else amplified(pcm, step.gain)), rate
+
+    async def _stream_steps(
+        self, key: CacheKey, said: list[Step], style: Style, emit: Emit
     ) -> encode.Encoded:
-        _, voice, speed, sample_rate, output_format, _ = key
+        _, voice, _, sample_rate, output_format, *_ = key
         encoder: encode.StreamEncoder | None = None
         parts: list[bytes] = []
         seconds = 0.0
-        for sentence in sentences:
-            pcm, rate = await self.synthesizer.pcm(sentence, voice, speed)
+        for step in said:
+            pcm, rate = await self._pcm(step, voice, style)
             if encoder is None:
                 encoder = encode.StreamEncoder(rate, sample_rate, output_format)
-            step = round(rate * SLICE_SECONDS)
-            for start in range(0, len(pcm), step):
-                part = pcm[start : start + step]
+            size = round(rate * SLICE_SECONDS)
+            for start in range(0, len(pcm), size):
+                part = pcm[start : start + size]
                 data = await cpu(encoder.feed, part)
                 seconds += len(part) / rate
                 if data:
                     await emit(Piece(data, seconds, 0 if parts else encoder.header))
                     parts.append(data)
-        assert encoder is not None  # split_sentences gave at least one sentence
+        assert encoder is not None  # steps() gave at least one step
         tail = await cpu(encoder.close)
         await emit(Piece(tail, seconds, 0 if parts else encoder.header))
         parts.append(tail)
@@ -133,9 +156,12 @@ class AudioEngine:
         self._store(key, result)
         return result
 
-    async def _render_whole(self, key: CacheKey) -> encode.Encoded:
-        text, voice, speed, sample_rate, output_format, _ = key
-        pcm, rate = await self.synthesizer.pcm(text, voice, speed)
+    async def _render_whole(
+        self, key: CacheKey, said: list[Step], style: Style
+    ) -> encode.Encoded:
+        _, voice, _, sample_rate, output_format, *_ = key
+        (step,) = said  # _streams: a text of one step
+        pcm, rate = await self._pcm(step, voice, style)
         result = await cpu(_finish, pcm, rate, sample_rate, output_format)
         self._store(key, result)
         return result

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from playspeak import ssml
 from playspeak.limits import SPEED, TEMPERATURE
 from playspeak.localserver.models import Model
 from playspeak.playai import wire
@@ -12,6 +13,9 @@ from playspeak.playai.wire import CommandRejected
 
 OUTPUT_FORMATS = frozenset({"mp3", "wav", "raw", "mulaw", "ogg", "flac"})
 DEFAULT_SAMPLE_RATE = 24000
+# SSML may be this many times the model's text limit: its words are held to the limit, and
+# markup around them (breaks, prosody) takes room of its own
+SSML_MARKUP_ALLOWANCE = 4
 
 
 @dataclass(frozen=True)
@@ -25,6 +29,9 @@ class Command:
     speed: float = 1.0
     temperature: float | None = None
     sample_rate: int = DEFAULT_SAMPLE_RATE
+    # A playspeak extension: the text as SSML (its allowed elements only, ssml.render), said
+    # in its place; `text` holds its words for a service that does not know the field
+    ssml: str | None = None
 
 
 def _within(name: str, value: float | None, low: float, high: float) -> float | None:
@@ -49,6 +56,7 @@ def _checked(command: wire.TtsCommand, model: Model) -> Command:
     if not 8000 <= sample_rate <= 48000:
         raise CommandRejected(f"sample_rate must be between 8000 and 48000, got {sample_rate}")
     return Command(
+        ssml=_ssml(command.extra.get("ssml"), model),
         text=command.text,
         voice=command.voice,
         request_id=command.request_id,
@@ -57,6 +65,23 @@ def _checked(command: wire.TtsCommand, model: Model) -> Command:
         temperature=_within("temperature", command.temperature, *TEMPERATURE),
         sample_rate=sample_rate,
     )
+
+
+def _ssml(markup: object, model: Model) -> str | None:
+    """The command's SSML as espeak-ng may read it (untrusted: checked as a speak's is)."""
+    if markup is None:
+        return None
+    if not isinstance(markup, str):
+        raise CommandRejected(f"ssml must be a string of SSML, got {type(markup).__name__}")
+    if len(markup) > SSML_MARKUP_ALLOWANCE * model.text_limit:
+        raise CommandRejected(f"ssml is too long: {len(markup)} characters")
+    try:
+        tokens = ssml.parse(markup)
+        if len(ssml.words_of(tokens)) > model.text_limit:
+            raise CommandRejected(f"the words of the ssml are too long for {model.name}")
+        return ssml.spoken(tokens)[0]
+    except ssml.SsmlError as e:
+        raise CommandRejected(f"ssml: {e}") from None
 
 
 def parse_command(frame: str | bytes, model: Model) -> Command:

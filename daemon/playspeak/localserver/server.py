@@ -136,9 +136,14 @@ class LocalServer:
         speed: float = 1.0,
         sample_rate: int = 24000,
         output_format: str = "mp3",
+        ssml: str | None = None,
     ) -> bytes:
-        """Exactly the bytes a request with these parameters streams (same cached encoding)."""
-        audio = await self._audio.render(text, voice, speed, sample_rate, output_format)
+        """Exactly the bytes a request with these parameters streams (same cached encoding);
+        with `ssml` (checked as the request's is), that is what is said."""
+        said = ssml or text
+        audio = await self._audio.render(
+            said, voice, speed, sample_rate, output_format, ssml=ssml is not None
+        )
         return audio.data
 
     async def _handle(self, stream: trio.SocketStream | trio.SSLStream[trio.SocketStream]) -> None:

@@ -207,12 +207,13 @@ class Session:
         async with send:
             try:
                 await self._shared.audio.stream(
-                    command.text,
+                    command.ssml or command.text,
                     command.voice,
                     command.speed,
                     command.sample_rate,
                     command.output_format,
                     send.send,
+                    ssml=command.ssml is not None,
                 )
             except (trio.BrokenResourceError, trio.ClosedResourceError):
                 return  # the reply is over (its client left): nobody wants the rest
