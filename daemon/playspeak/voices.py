@@ -86,7 +86,8 @@ def _installed_espeak() -> tuple[tuple[Voice, str], ...]:
 
 
 def espeak_voices() -> list[Voice]:
-    """espeak-ng's voices (runs it once per process, ~10 ms; blocks). Empty without it."""
+    """espeak-ng's voices (runs it once per process and blocks: docs/benchmarks.md, "The local
+    voice and the embedded server"). Empty without it."""
     return [voice for voice, _ in _installed_espeak()]
 
 

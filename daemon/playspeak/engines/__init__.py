@@ -97,7 +97,7 @@ class Synthesizer:
         self.words_missing = self.engine is EngineName.GENERATED and mode != "generated"
         self.espeak_spares = espeak.EspeakSpares()
         if self.engine is EngineName.ESPEAK:
-            espeak_voices()  # read now (blocks ~10 ms, once), not at a sentence (espeak_voice)
+            espeak_voices()  # read now (blocks, once), not at a sentence (espeak_voice)
         self.piper_models = {m.id: m for m in piper.find_models()}
         self._piper = piper.PiperVoices()
 
