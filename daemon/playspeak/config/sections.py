@@ -439,8 +439,9 @@ class SpeechConfig:
         "When an utterance is interrupted while its audio is still streaming in, open a fresh "
         "websocket (with the kept URL: no auth call) for the next request instead of draining "
         "the unwanted rest on the same one. Measured against `serve-local --realistic` "
-        "(docs/service.md): next first sound ~0.3 s reconnecting vs ~6 s draining a long "
-        "reply; the cost is one websocket handshake per interruption.",
+        "(docs/service.md): the next first sound comes within a fraction of a second "
+        'reconnecting, seconds later draining a long reply (docs/benchmarks.md, "What a '
+        'rate-limited service pays"); the cost is one websocket handshake per interruption.',
     )
     on_shutdown: str = setting(
         "cancel",
