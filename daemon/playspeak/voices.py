@@ -133,7 +133,8 @@ def for_language(voices: list[Voice], language: str) -> Voice | None:
 
     So a client that sets a language (SSIP's LANGUAGE, as speechd's clients do) keeps the
     voice engine that speaks by default: espeak-ng starts in tens of milliseconds, an
-    installed Piper voice would load its model at its first message (0.7-1.4 s here)."""
+    installed Piper voice would load its model at its first message (about a second:
+    docs/benchmarks.md, "Piper")."""
     wanted = language.strip().lower().replace("_", "-")
     if not wanted:
         return None
