@@ -17,7 +17,8 @@ from playspeak.errors import AudioDeviceError, ConfigError
 from playspeak.priority_names import PRIORITIES
 from playspeak.style_names import CAPITALS, PUNCTUATION
 
-TYPE_CHECKING = False  # not typing's: importing typing alone takes ~4 ms
+# not typing's: importing typing slows every client verb (docs/benchmarks.md, "Client start-up")
+TYPE_CHECKING = False
 if TYPE_CHECKING:
     import argparse
     from collections.abc import Callable

@@ -1,6 +1,7 @@
 """The command line's grammar (argparse), built when a verb needs it: a script's `playspeak
-say` (cli._read_say) sends its line without it (argparse brings re and enum: ~6 ms before the
-line goes out). It knows the words, not what they do: cli.py hands in each verb's action."""
+say` (cli._read_say) sends its line without it (argparse brings re and enum, which would delay
+the line: docs/benchmarks.md, "Client start-up"). It knows the words, not what they do: cli.py
+hands in each verb's action."""
 
 from __future__ import annotations
 
@@ -12,7 +13,8 @@ from collections.abc import Callable, Mapping
 from playspeak.priority_names import PRIORITIES
 from playspeak.style_names import CAPITALS, PUNCTUATION
 
-TYPE_CHECKING = False  # not typing's: importing typing alone takes ~4 ms
+# not typing's: importing typing slows every client verb (docs/benchmarks.md, "Client start-up")
+TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
@@ -38,8 +40,8 @@ def _columns() -> int:
 
 class _Unbuilt:
     """Stands in for the parser of a verb this run does not use: its arguments are not built
-    (argparse makes a parser, a formatter and gettext lookups for each: ~10 ms for all verbs,
-    paid by every shell script's `playspeak say`)."""
+    (argparse makes a parser, a formatter and gettext lookups for each: for all verbs, a cost
+    paid by every shell script's `playspeak say`; docs/benchmarks.md, "Client start-up")."""
 
     def add_argument(self, *args: object, **kwargs: object) -> None:
         pass

@@ -2,7 +2,8 @@
 
 Both speak the line protocol: send one JSON command, read one reply, then events. Importing
 this module costs less than the standard library's `socket` and `json` modules (they bring
-enum, selectors and re: ~8 ms of a script's `playspeak say` before its line could go out). A
+enum, selectors and re, all imported before a script's `playspeak say` could send its line:
+docs/benchmarks.md, "Client start-up"). A
 command is encoded without `json`, which is imported to read the first reply; trio is imported
 when a `Client` connects, so `BlockingClient` (and the `playspeak` client verbs) never load it.
 """
@@ -15,7 +16,8 @@ import os
 from playspeak.errors import PlayspeakError
 from playspeak.sockdir import check_client_socket, socket_path_from_env
 
-TYPE_CHECKING = False  # not typing's: importing typing alone takes ~4 ms
+# not typing's: importing typing slows every client verb (docs/benchmarks.md, "Client start-up")
+TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 

@@ -322,7 +322,9 @@ async def open_daemon(config: Config) -> AsyncIterator[Daemon]:
             await nursery.start(control.run)
             log.info("listening on %s", shown_path)
             if config.ssip.socket:  # Speech Dispatcher's clients (spd-say, speechd) speak here too
-                from playspeak.ssip.server import SsipServer  # lazy: ~1 MiB, off by default
+                # lazy: off by default, and resident memory once imported (docs/benchmarks.md,
+                # "Memory")
+                from playspeak.ssip.server import SsipServer
 
                 await nursery.start(SsipServer.open(config, speaker, builder).run)
             if config.mqtt.broker:  # many rooms: lazy, so that paho loads only when configured

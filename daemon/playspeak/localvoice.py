@@ -28,8 +28,8 @@ log = logging.getLogger(__name__)
 
 AHEAD = 4  # slices made before the speaker reads them; then synthesis waits
 # A sentence goes to the speaker in slices this long (seconds): its first is decoded (resampled
-# to the device's rate) and playing in well under a millisecond, where a whole 3 s sentence
-# took 4-7 ms.
+# to the device's rate) and playing long before a whole sentence would have been
+# (docs/benchmarks.md, "The local voice and the embedded server").
 SLICE = 0.1
 PCM_FORMAT = "raw"  # what the engines make: int16 mono, little-endian (the decoder's name)
 

@@ -26,8 +26,8 @@ _TOKEN_PATTERNS = [
 _secrets: set[str] = set()
 # Tokens from the websocket URLs of auth answers: redacted wherever they appear (a service may
 # echo one in an error) while they are among the most recent URL_TOKENS_KEPT; an older one has
-# expired, and a registry that only grew made every log line slower (10,000 tokens: 0.88 ms a
-# line). Only values of URL_TOKEN_MIN characters or more: real tokens are long (the local
+# expired, and a registry that only grew made every log line slower (docs/benchmarks.md,
+# "Logging"). Only values of URL_TOKEN_MIN characters or more: real tokens are long (the local
 # server's 43, PlayAI's JWTs hundreds), while a short value is a word (`a=utterance` must not
 # hide "utterance" in every later line). The patterns above redact `token=` values of any
 # length where they stand.

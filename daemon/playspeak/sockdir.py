@@ -3,8 +3,8 @@ directory in /tmp that we make ourselves and refuse to use when someone else mad
 
 The same check serves the daemon (before it binds) and the clients (before they send text):
 nobody else's directory may sit between a user and their daemon. No trio; plain system calls,
-and paths as strings: pathlib (with the urllib.parse and ipaddress it imports) would add ~3 ms
-to every `playspeak say`.
+and paths as strings: pathlib (with the urllib.parse and ipaddress it imports) would slow
+every `playspeak say` (docs/benchmarks.md, "Client start-up").
 """
 
 from __future__ import annotations
@@ -19,9 +19,10 @@ PRIVATE_MODE = 0o700
 ENV_SOCKET = "PLAYSPEAK_SOCKET"  # a stable name scripts and units rely on
 
 
-TYPE_CHECKING = False  # not typing's: importing typing alone takes ~4 ms
+# not typing's: importing typing slows every client verb (docs/benchmarks.md, "Client start-up")
+TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Mapping  # collections.abc alone costs a client ~2 ms
+    from collections.abc import Mapping  # not at run time: collections.abc slows a client too
     from os import PathLike
 
     AnyPath = str | PathLike[str]

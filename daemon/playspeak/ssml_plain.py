@@ -31,9 +31,10 @@ from playspeak.limits import SPEED
 
 # A guard against a hostile client holding the speaker with silence: espeak-ng honours 20 s
 MAX_PAUSE = 10.0
-MAX_GAIN = 2.0  # +6 dB: Piper peaks near 0.9 of full scale (engines/piper.py); louder clips
-# espeak-ng's break_value table scaled to what it measured here (medium 0.16 s, strong 0.30 s,
-# x-strong 0.60 s at 175 wpm); its own x-weak and weak only shorten the next word's pre-pause
+# +6 dB: Piper, with its own gain, peaks near full scale (engines/piper.py); louder clips
+MAX_GAIN = 2.0
+# espeak-ng's break_value table scaled to the pauses it made here at 175 wpm (docs/benchmarks.md,
+# "Voice settings, as heard"); its own x-weak and weak only shorten the next word's pre-pause
 STRENGTHS = {
     "none": 0.0,
     "x-weak": 0.05,

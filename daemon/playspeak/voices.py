@@ -86,7 +86,8 @@ def _installed_espeak() -> tuple[tuple[Voice, str], ...]:
 
 
 def espeak_voices() -> list[Voice]:
-    """espeak-ng's voices (runs it once per process, ~10 ms; blocks). Empty without it."""
+    """espeak-ng's voices (runs it once per process and blocks: docs/benchmarks.md, "The local
+    voice and the embedded server"). Empty without it."""
     return [voice for voice, _ in _installed_espeak()]
 
 
@@ -132,7 +133,8 @@ def for_language(voices: list[Voice], language: str) -> Voice | None:
 
     So a client that sets a language (SSIP's LANGUAGE, as speechd's clients do) keeps the
     voice engine that speaks by default: espeak-ng starts in tens of milliseconds, an
-    installed Piper voice would load its model at its first message (0.7-1.4 s here)."""
+    installed Piper voice would load its model at its first message (about a second:
+    docs/benchmarks.md, "Piper")."""
     wanted = language.strip().lower().replace("_", "-")
     if not wanted:
         return None

@@ -296,9 +296,9 @@ class AudioConfig:
     latency: str = setting(
         "0.04",
         'Seconds of audio the sound card holds (or PortAudio\'s "low"/"high"). On PulseAudio '
-        '0.04 costs about 40 % less CPU than the 20 ms of "low" (fewer wake-ups of PortAudio '
-        "and the sound server) for 20 ms later sound; a stop command silences within about "
-        "this plus one block.",
+        '0.04 costs less CPU than the 20 ms of "low" (fewer wake-ups of PortAudio and the '
+        'sound server; docs/benchmarks.md, "Output streams") for 20 ms later sound; a stop '
+        "command silences within about this plus one block.",
         kind=LATENCY,
         check=_is_latency,
         allowed='"low", "high" or seconds (a number >= 0)',
@@ -312,9 +312,10 @@ class AudioConfig:
     stop_when_idle: bool = setting(
         True,
         "Open and run an output stream only while something plays: a stream kept running "
-        "keeps its buffer full of silence that new speech would queue behind (56-58 ms at "
-        "latency 0.04 on PulseAudio); a fresh one started with the speech waiting plays it at "
-        "once (~2 ms to open and start), closing drops what the device holds on a stop, and a "
+        "keeps its buffer full of silence that new speech would queue behind (more than the "
+        'latency on PulseAudio: docs/benchmarks.md, "Output streams"); a fresh one started '
+        "with the speech waiting plays it at once (opening and starting take a few "
+        "milliseconds), closing drops what the device holds on a stop, and a "
         "sound server restarted in between is found again. false keeps one stream running "
         "between utterances: for devices slow to wake (HDMI, Bluetooth) that would clip the "
         "first syllable.",
@@ -324,10 +325,10 @@ class AudioConfig:
         "A stretch of speech starts on a stream with the shallow buffer above (it plays at "
         "once), and at its first pause moves to one with this latency, in seconds (0: it stays "
         "on the first). On PulseAudio a deeper buffer means fewer wake-ups: a silent stream "
-        "costs about half the CPU at 0.15 that it does at 0.04 (bench.stream_cpu, "
-        "docs/benchmarks.md). The pause keeps its length (idle, within ~1 ms); pause and "
-        "volume then take effect after the deeper buffer (~0.2 s at 0.15), stop and cancel "
-        "still at once.",
+        'costs far less CPU at 0.15 than at 0.04 (docs/benchmarks.md, "What a running '
+        'stream costs"). The pause keeps its length on an idle machine (docs/benchmarks.md, '
+        '"Output streams"); pause and volume then take effect after the deeper buffer, stop '
+        "and cancel still at once.",
         low=0,
         high=2,
         open_high=True,
@@ -339,8 +340,9 @@ class AudioConfig:
         "service's next chunk is in before what is held has played out: a streaming service "
         "sends each chunk once it is synthesised (bench.compare's service: 3x real time, "
         "500-4000-byte chunks). It is held beyond the sound card's share, which a stream that "
-        "starts takes at once into its buffer (60-80 ms at the default latency; more with a "
-        "deeper one). Used until the service's pace is learned (adaptive_preroll), or always "
+        "starts takes at once into its buffer (more than the latency itself, more with a "
+        'deeper one: docs/benchmarks.md, "Output streams"). Used until the service\'s pace '
+        "is learned (adaptive_preroll), or always "
         "with adaptive_preroll = false. 0: play from the first decoded frame. The local "
         "voice is held too, but it makes a sentence at a time far faster than it plays: its "
         "first sentence usually covers this at once.",
@@ -356,7 +358,8 @@ class AudioConfig:
     trim_leading_silence: bool = setting(
         True,
         "An utterance that starts on an idle device skips its leading silence (the MP3 codec's "
-        "delay and the voice's pause, ~50 ms): speech starts that much sooner. Utterances "
+        'delay and the voice\'s pause, tens of milliseconds: docs/benchmarks.md, "Method"): '
+        "speech starts that much sooner. Utterances "
         "queued behind another keep theirs, so the pause between them stays natural.",
     )
     nice: int = setting(
@@ -436,8 +439,9 @@ class SpeechConfig:
         "When an utterance is interrupted while its audio is still streaming in, open a fresh "
         "websocket (with the kept URL: no auth call) for the next request instead of draining "
         "the unwanted rest on the same one. Measured against `serve-local --realistic` "
-        "(docs/service.md): next first sound ~0.3 s reconnecting vs ~6 s draining a long "
-        "reply; the cost is one websocket handshake per interruption.",
+        "(docs/service.md): the next first sound comes within a fraction of a second "
+        'reconnecting, seconds later draining a long reply (docs/benchmarks.md, "What a '
+        'rate-limited service pays"); the cost is one websocket handshake per interruption.',
     )
     on_shutdown: str = setting(
         "cancel",

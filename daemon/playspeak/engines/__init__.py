@@ -72,7 +72,7 @@ def virtual_time() -> bool:
     """Whether trio runs on a MockClock: time leaps while a task waits on a thread or a
     process, so work runs inline there."""
     # Only a process that imported trio.testing can run on one; importing it here would load
-    # pytest into the daemon (~0.1 s of every start).
+    # pytest into the daemon, slowing every start (docs/benchmarks.md, "Daemon start-up").
     testing = sys.modules.get("trio.testing")
     return testing is not None and isinstance(trio.lowlevel.current_clock(), testing.MockClock)
 
@@ -103,7 +103,7 @@ class Synthesizer:
         self.words_missing = self.engine is EngineName.GENERATED and mode != "generated"
         self.espeak_spares = espeak.EspeakSpares()
         if self.engine is EngineName.ESPEAK:
-            espeak_voices()  # read now (blocks ~10 ms, once), not at a sentence (espeak_voice)
+            espeak_voices()  # read now (blocks, once), not at a sentence (espeak_voice)
         self.piper_models = {m.id: m for m in piper.find_models()}
         self._piper = piper.PiperVoices()
 

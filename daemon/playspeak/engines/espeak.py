@@ -161,8 +161,9 @@ def espeak_pcm_blocking(
 class EspeakSpares:
     """espeak-ng processes started ahead of need, one per (voice, speed) lately used.
 
-    A fresh espeak-ng spends ~8 ms loading its voice and phoneme data before it reads any text,
-    about twice what a sentence takes to synthesise: a spare has done that while idle, so a
+    A fresh espeak-ng loads its voice and phoneme data before it reads any text, which takes
+    longer than synthesising a sentence (docs/benchmarks.md, "The local voice and the embedded
+    server"): a spare has done that while idle, so a
     sentence costs its synthesis alone. Each spare speaks once (text on stdin, then EOF); after
     it spoke, `run` starts the next one, off the path of the reply that is streaming. Without
     `run` (or before it is started) every call starts its own process, as espeak_pcm does. The
@@ -211,7 +212,7 @@ class EspeakSpares:
         try:
             await _speak_once(spare, espeak_text(text, style), decode)
         finally:
-            # The next spare is started only now: starting it (a fork, then ~8 ms of loading
+            # The next spare is started only now: starting it (a fork, then loading its data
             # on a core) while this one speaks delays this one's first audio.
             if self._wake is not None:
                 self._wanted.append(command)

@@ -18,7 +18,9 @@ from typing import Any
 
 import numpy as np
 
-GAIN = 2.0  # unnormalised, Piper peaked at 0.41–0.45 of full scale (en_US-joe-medium); clipped
+# unnormalised, Piper (en_US-joe-medium) peaked below half of full scale (docs/benchmarks.md,
+# "Piper"); clipped
+GAIN = 2.0
 MAX_CLAUSE = 120  # characters: a longer sentence is cut at its clause boundaries first
 _CLAUSE_END = re.compile(r"(?<=[,;:—–])\s+")
 
@@ -84,7 +86,7 @@ class PiperVoices:
         self._loaded: dict[Path, Any] = {}
 
     def load(self, model: PiperModel) -> Any:
-        """The loaded voice (~0.5 s the first time). Blocks."""
+        """The loaded voice (about a second the first time: docs/benchmarks.md, "Piper"). Blocks."""
         with self._lock:
             voice = self._loaded.get(model.path)
             if voice is None:

@@ -2,8 +2,9 @@
 
 A text streams as a real service does: sentence by sentence through one encoder, each
 sentence's audio fed to it a slice at a time, so its first bytes are ready once the first
-slice of its first sentence is encoded, whatever its length (encoding a 3 s sentence whole
-takes ~30 ms); its audio is the sentences' audio back to back. A text of one sentence in a
+slice of its first sentence is encoded, whatever its length (encoding a long sentence whole
+takes tens of milliseconds: docs/benchmarks.md, "The local voice and the embedded server"); its
+audio is the sentences' audio back to back. A text of one sentence in a
 format that records its length up front (WAV, FLAC, Ogg) is encoded whole instead, with real
 sizes."""
 
@@ -53,8 +54,9 @@ class AudioEngine:
     """Renders commands to encoded audio; identical requests share one cached encoding.
 
     The cache is small in bytes on purpose: in the daemon (the embedded server) it is resident
-    memory next to the phrase cache, which already answers repeats from disk; up to 64 MiB, it
-    had held ~9 MiB after 40 different ~300-character texts. (Ogg's stream serial number is
+    memory next to the phrase cache, which already answers repeats from disk; when it could hold
+    64 MiB it held far less than that (docs/benchmarks.md, "The local voice and the embedded
+    server"). (Ogg's stream serial number is
     random, so an Ogg reply re-rendered after it left the cache differs in those bytes.)"""
 
     def __init__(self, mode: SynthMode, *, max_entries: int = 32, max_bytes: int = 4 << 20) -> None:

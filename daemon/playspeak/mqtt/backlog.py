@@ -3,7 +3,7 @@
 paho keeps every QoS 1 message it publishes until the broker's PUBACK. Its own bound
 (``max_queued_messages_set``) counts those in flight too, so while connected a flood of says,
 each making an event faster than the broker acknowledged them, passed it, and paho dropped
-events without a word (seen: 78 of a 1,200-message flood). So paho's queue is unbounded, and
+events without a word (docs/benchmarks.md, "MQTT"). So paho's queue is unbounded, and
 the bridge bounds what waits itself, only while the broker is away (memory for a long outage).
 
 Trio thread only: paho's thread reports each acknowledgement through the trio token.

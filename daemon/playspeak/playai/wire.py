@@ -1,7 +1,7 @@
 """The PlayAI wire, shared by the client (playai/) and the local server (localserver/); no I/O.
 
 Commands (client → server), reply frames (server → client) and auth answers as types. Parsing
-is tolerant (the variants of ../shared/PLAYAI_PROTOCOL.md: `text` as a string or a list of
+is tolerant (the variants in docs/local-server.md: `text` as a string or a list of
 strings, nulls as absent, unknown keys kept, `status` in start/end), encoding is strict and
 always the one shape every known client reads. `route` holds the client's rules for matching
 reply frames to requests, as a pure function.
@@ -338,7 +338,8 @@ def _closing(request_id: object, pending: Sequence[R], current: R | None) -> R |
 
 
 class AuthShape(Enum):
-    """The shapes of a websocket-auth answer, with their sources (PLAYAI_PROTOCOL.md §1, §6)."""
+    """The shapes of a websocket-auth answer, with their sources (docs/local-server.md, "The wire
+    variants")."""
 
     V1 = "v1"  # {"webSocketUrls": {model: url}, "expiresAt": …}: api v1, the 2025 demo
     V4 = "v4"  # {"websocket_urls": {model: url}, "expires_at": …}: api v4, Pipecat

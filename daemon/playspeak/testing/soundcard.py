@@ -1,5 +1,5 @@
 """A real-time software sound card: a private PulseAudio null sink and a recorder of its
-monitor, for tests and benchmarks (the recipe of shared/AUDIO_TESTING.md).
+monitor, for tests and benchmarks (the method of docs/benchmarks.md).
 
 Everything started here is stopped by its own pid, never by name, and dies with the process
 that started it (setpriv --pdeathsig), so a test run killed or cancelled leaves no server
