@@ -1,27 +1,26 @@
 """The player stage: a sounddevice OutputStream fed from a PcmRing, with MPD's output verbs.
 
-``run()`` opens the device once to check it, but a stream is open and running only while there
-is something to play: ``play()`` starts one once the first frames are in the ring, and it is
-stopped and closed a moment after the last frame has been heard, or at once when ``cancel()``
-dropped everything. Opening a stream takes 2-4 ms through ALSA and PulseAudio and starting it
-1-3 ms more, so ``prepare()`` (speech is on its way: the speaker calls it as it asks for an
-utterance's audio) has the owner open one ahead, in parallel with the synthesis, and ``play()``
-then only starts it; one not started within PREPARED_SECONDS, or when ``cancel()`` comes first,
-is closed again. A stream that keeps
-running between utterances keeps its device buffer full of silence that new audio queues
-behind (56-58 ms at 40 ms latency on PulseAudio); a fresh stream started with the audio already
-in the ring plays it at once. Closing also drops what the device still holds after a cancel,
-no callback runs while nothing plays, the device is free for others meanwhile, and a sound
-server restarted in between is simply found again (a stream left open on a server that went
-away never starts again: PulseAudio's ALSA plugin waits forever). ``stop_when_idle=False``
-keeps one stream running instead (for devices that are slow to wake, e.g. HDMI or Bluetooth,
-which may clip the first syllable).
+``run()`` opens the device once to check it, but a stream is open and running only while there is
+something to play: ``play()`` starts one once the first frames are in the ring, and it is stopped
+and closed a moment after the last frame has been heard, or at once when ``cancel()`` dropped
+everything. Opening a stream and starting it take milliseconds through ALSA and PulseAudio
+(docs/benchmarks.md, "Output streams"), so ``prepare()`` (speech is on its way: the speaker calls
+it as it asks for an utterance's audio) has the owner open one ahead, in parallel with the
+synthesis, and ``play()`` then only starts it; one not started within PREPARED_SECONDS, or when
+``cancel()`` comes first, is closed again. A stream that keeps running between utterances keeps its
+device buffer full of silence that new audio queues behind (a device buffer's worth: "Output
+streams"); a fresh stream started with the audio already in the ring plays it at once. Closing also
+drops what the device still holds after a cancel, no callback runs while nothing plays, the device
+is free for others meanwhile, and a sound server restarted in between is simply found again (a
+stream left open on a server that went away never starts again: PulseAudio's ALSA plugin waits
+forever). ``stop_when_idle=False`` keeps one stream running instead (for devices that are slow to
+wake, e.g. HDMI or Bluetooth, which may clip the first syllable).
 
 A stretch starts on a stream with a shallow device buffer (``latency``): a stream takes a full
 buffer from the ring at once, so a deep one would hold speech back until that much had arrived.
-But on PulseAudio the shallow buffer costs wake-ups: a silent stream costs about twice the
-CPU at latency 0.04 as at 0.15 with 20 ms blocks (``bench.stream_cpu``; figures in
-docs/benchmarks.md). So with ``steady_latency`` the stretch moves to a stream with that deeper
+But on PulseAudio the shallow buffer costs wake-ups: a silent stream costs more CPU the
+shallower its buffer (``bench.stream_cpu``: docs/benchmarks.md, "What a running stream
+costs"). So with ``steady_latency`` the stretch moves to a stream with that deeper
 buffer at its first pause: the shallow stream plays up to a point inside the pause, and once
 that has been heard the deep one starts from there, both playing silence meanwhile: the pause
 keeps its length (the tests allow one quick buffer either way on a loaded machine).
@@ -75,7 +74,8 @@ _WATCH_SECONDS = 0.25  # how often run() looks for a stalled or idle stream (4 w
 IDLE_CHECK_SECONDS = 2.0
 _REFILL_DIVISOR = 4  # a full ring is topped up once a quarter of it is free again
 # Silence after the last frame was heard before the stream stops: utterances queued back to
-# back (pipelined) keep it running; a restart costs about 1 ms, so this can stay short.
+# back (pipelined) keep it running; a restart is cheap ("Output streams" in
+# docs/benchmarks.md), so this can stay short.
 IDLE_STOP_SECONDS = 0.2
 # A stream opened by prepare() and not started within this long is closed again (the speech
 # did not come: it failed, or its service is slow; play() then opens one itself).
@@ -355,7 +355,8 @@ class Player:
     async def _check_idle_device(self) -> None:
         """Owner: no stream is open (idle): every `idle_check_seconds`, open one and close it
         again; one that cannot be opened raises AudioDeviceError (run() ends: the device is
-        lost, and waited for). About 2 ms of work through ALSA and PulseAudio."""
+        lost, and waited for). A little work through ALSA and PulseAudio ("Output streams" in
+        docs/benchmarks.md)."""
         interval = self.idle_check_seconds
         if not (interval and self.stop_when_idle):
             return
@@ -535,11 +536,11 @@ class Player:
 
     @property
     def prefill_seconds(self) -> float:
-        """Audio a stretch's (quick) stream takes from the ring at once when it starts: its
-        device buffer (as last reported: PulseAudio keeps 60-70 ms at a requested 40) and a
-        block. An utterance must have that much beyond what covers the wait for its next
-        chunk, or the callback pads the device buffer with silence (a gap) although the chunk
-        came in time."""
+        """Audio a stretch's (quick) stream takes from the ring at once when it starts: its device
+        buffer (as last reported: PulseAudio keeps more than it was asked for, see "Output streams"
+        in docs/benchmarks.md) and a block. An utterance must have that much beyond what covers the
+        wait for its next chunk, or the callback pads the device buffer with silence (a gap)
+        although the chunk came in time."""
         if not self.samplerate:
             return 0.0
         return max(self.latency, self._clock.quick_latency) + self.blocksize / self.samplerate
@@ -638,7 +639,8 @@ class Player:
         """New audio for a stream that has played out everything it had would queue behind
         the silence now filling the device's buffer (40 ms on the quick stream, 150 ms on the
         steady one): ask the owner to close it first, so that a fresh stream starts with the
-        audio (about 3 ms). Before the write, so the callback cannot have taken any of it."""
+        audio ("A fresh stream for audio after a drained one" in docs/benchmarks.md). Before
+        the write, so the callback cannot have taken any of it."""
         while self._active and self.stop_when_idle and self._idle():
             if self._clock.quiet_for(time.monotonic()) < self._stream_latency:
                 return  # the last sound is still in the device: follow it seamlessly

@@ -158,9 +158,7 @@ class AudioEngine:
         self._store(key, result)
         return result
 
-    async def _render_whole(
-        self, key: CacheKey, said: list[Step], style: Style
-    ) -> encode.Encoded:
+    async def _render_whole(self, key: CacheKey, said: list[Step], style: Style) -> encode.Encoded:
         _, voice, _, sample_rate, output_format, *_ = key
         (step,) = said  # _streams: a text of one step
         pcm, rate = await self._pcm(step, voice, style)
