@@ -31,7 +31,6 @@ from playspeak.lifecycle import UtteranceState
 from playspeak.playai.link import Reply
 from playspeak.priorities import admit
 from playspeak.schedule import to_monotonic
-from playspeak.sources import Sources
 from playspeak.speech import EventHub, SpeechQueue, Utterance
 from playspeak.timeline import Span, plan_cancel
 
@@ -89,6 +88,15 @@ class AudioSink(Protocol):
     def resume(self) -> None: ...
 
 
+class ReplySource(Protocol):
+    """Where the speaker gets each utterance's audio (sources.Sources: the phrase cache, the
+    fallback voice, the link or the local voice)."""
+
+    async def open(
+        self, u: Utterance, *, may_fall_back: bool = True, text: str | None = None
+    ) -> AnyReply: ...  # raises LinkError
+
+
 @dataclass(eq=False)
 class Job:
     """One utterance from its request to its last sample leaving the device."""
@@ -122,7 +130,7 @@ class Speaker:
         *,
         player: AudioSink,
         hub: EventHub,
-        sources: Sources,
+        sources: ReplySource,
         max_queue: int,
         client_queue_bytes: int = 0,
         pipeline: bool = True,
@@ -163,7 +171,7 @@ class Speaker:
 
     @classmethod
     def from_config(
-        cls, config: Config, *, player: AudioSink, hub: EventHub, sources: Sources
+        cls, config: Config, *, player: AudioSink, hub: EventHub, sources: ReplySource
     ) -> Speaker:
         """With the [speech] section, the [audio] section's start of speech and the chime."""
         speech, audio = config.speech, config.audio
