@@ -198,8 +198,10 @@ class Speaker:
     def submit(self, utterance: Utterance) -> None:
         """Admit an utterance by the priority rules, queue it (QueueFull when at the limit) and
         send its `queued` event, or `cancelled` when its priority drops it at once."""
-        speaking = [j for j in self.jobs if self._speaking(j)]
-        prefetched = [j for j in self.jobs if not self._speaking(j)]
+        # Only the oldest in flight is heard (or fed to be heard first): the audio of later
+        # ones waits in the buffer behind it, unheard, as a request sent ahead does.
+        speaking = [j for j in self.jobs[:1] if self._speaking(j)]
+        prefetched = [j for j in self.jobs if j not in speaking]
         decision = admit(
             utterance,
             [j.utterance for j in speaking],
@@ -214,8 +216,7 @@ class Speaker:
         self.hub.queued(utterance, self._position(utterance))
         doomed = {id(u) for u in decision.cancel}
         self.cancel(lambda u: id(u) in doomed, reason=f"interrupted by {utterance.id}")
-        for job in [j for j in self.jobs if j.utterance in decision.postpone]:
-            self._respeak(job)
+        self._postpone([j for j in self.jobs if j.utterance in decision.postpone])
 
     def _speaking(self, job: Job) -> bool:
         return job.start_pos is not None or job is self.feeding
@@ -274,6 +275,14 @@ class Speaker:
             assert isinstance(planned, Job)
             self._respeak(planned)
 
+    def _postpone(self, jobs: list[Job]) -> None:
+        """Cut the jobs and their buffered audio (_cut) and put them back in the queue, to be
+        said again from their start."""
+        self._cut(jobs)
+        for job in jobs:
+            job.utterance.attempts = 0
+            self.queue.put(job.utterance, again=True)
+
     def hold(self, holder: object, select: Callable[[Utterance], bool]) -> None:
         """Hold back every utterance `select` picks, queued or arriving, until `release`;
         the others go on. One in flight is cut and waits in the queue, to be said again from
@@ -281,10 +290,7 @@ class Speaker:
         A second hold by the same holder replaces the first."""
         cut = [j for j in self.jobs if select(j.utterance)]
         audible = [j.utterance for j in cut if j.start_pos is not None and j.utterance.started]
-        self._cut(cut)
-        for job in cut:
-            job.utterance.attempts = 0
-            self.queue.put(job.utterance, again=True)
+        self._postpone(cut)
         _, before = self._holds.pop(holder, (select, []))
         self._holds[holder] = (select, before + audible)
         if audible:
