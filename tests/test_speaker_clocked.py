@@ -6,10 +6,11 @@ Rules these tests follow for determinism: virtual time only, starting at 0 (auto
 time moves when every task waits, so a whole conversation takes milliseconds; each test names
 the clock among its own arguments, as pytest-trio uses a clock only from there); no threads;
 no sleeps to wait for something to happen — a test waits for an event (`Rig.until`) or for a
-virtual instant (`at`). Every test ends with `check`: every utterance ends exactly once and
-starts at most once, `started` comes as its first frame is heard and `finished` as its last
-one is, nothing of it is heard after it ended or without `started`, no utterance is heard
-around another, and one starts only once the one before it ended.
+virtual instant (`at`), and acts once everything due at that instant has run. Every test ends
+with `check`: every utterance ends exactly once and starts at most once, `started` comes as
+its first frame is heard and `finished` as its last one is, nothing of it is heard after it
+ended or without `started`, no utterance is heard around another, and one starts only once
+the one before it ended.
 """
 
 from __future__ import annotations
@@ -90,7 +91,11 @@ class Rig:
 
 
 async def at(instant: float) -> None:
+    """Until virtual time `instant`, and until all that was due then has run: a test's action
+    never races the speaker's tasks for that instant (trio runs them in random order)."""
     await trio.sleep_until(instant)
+    # (the autojump clock waits the same way, as the last in line: time stands still here)
+    await trio.testing.wait_all_tasks_blocked()
 
 
 @pytest.fixture
