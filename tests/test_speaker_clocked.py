@@ -203,6 +203,33 @@ async def test_an_important_one_postpones_a_message_still_streaming_in_behind(
     assert rig.source.replies[1][1].abandoned is False  # postponed, not cancelled
 
 
+async def test_an_important_one_waits_for_the_important_one_speaking(
+    rig: Rig, autojump_clock: trio.testing.MockClock
+) -> None:
+    await rig.start()
+    rig.say("i1", "important")
+    await at(0.3)
+    rig.say("i2", "important")
+    await rig.idle()
+    i1, i2 = rig.said()
+    assert (i1.id, i1.until, i2.id, i2.at) == ("i1", pytest.approx(1.0), "i2", pytest.approx(1.0))
+    assert rig.log.names("i1") == rig.log.names("i2") == ["queued", "started", "finished"]
+
+
+async def test_a_message_cancels_texts_speaking_and_waiting(
+    rig: Rig, autojump_clock: trio.testing.MockClock
+) -> None:
+    await rig.start()
+    rig.say("t1", "text")
+    rig.say("m1")  # cancels t1 (waiting)
+    rig.say("t2", "text")  # waits behind m1
+    await at(0.3)  # m1 speaks, t2's audio waits behind it
+    rig.say("m2")
+    await rig.idle()
+    assert rig.heard() == ["m1", "m2"]
+    assert [reason(rig, t) for t in ("t1", "t2")] == ["interrupted by m1", "interrupted by m2"]
+
+
 async def test_a_text_interrupts_a_text_so_only_the_newest_is_heard(
     rig: Rig, autojump_clock: trio.testing.MockClock
 ) -> None:
@@ -290,6 +317,22 @@ async def test_cancelling_waiting_ones_ends_each_once_unheard_and_the_rest_go_on
     assert rig.log.names("b") == rig.log.names("c") == ["queued", "cancelled"]
     # d's audio lay behind b's, which was cut out of the buffer: d was asked for again
     assert [r.id for r in rig.source.requests] == ["a", "b", "d", "d"]
+
+
+async def test_cancelling_one_streaming_in_behind_leaves_the_one_heard_intact(
+    rig: Rig, autojump_clock: trio.testing.MockClock
+) -> None:
+    speaker = await rig.start()
+    rig.say("a")
+    rig.say("b", pace=Pace(speed=1.0))  # still being fed behind a
+    rig.say("c")
+    await at(0.4)
+    assert speaker.cancel(lambda u: u.id == "b") == ["b"]
+    await rig.idle()
+    a, c = rig.said()
+    assert (a.id, a.at, a.until, c.id, c.at) == ("a", 0.0, pytest.approx(1.0), "c", 1.0)
+    assert [d.how for d in rig.sink.drops] == ["truncate"]
+    assert rig.source.replies[1][1].abandoned  # a fresh connection for what follows
 
 
 async def test_stop_ends_the_one_speaking_at_once_and_the_next_follows(
@@ -409,7 +452,11 @@ async def test_a_storm_of_commands_keeps_every_promise(
     """Utterances of every priority and pace, cancels, stops and pauses at random instants
     (seeded): `check` holds over all of it, and the speaker ends idle."""
     chance = random.Random(seed)
-    speaker = await rig.start(preroll_seconds=chance.choice((0.0, 0.1)))
+    speaker = await rig.start(
+        preroll_seconds=chance.choice((0.0, 0.1)),
+        adaptive_preroll=chance.random() < 0.5,
+        pipeline=chance.random() < 0.8,
+    )
     for n in range(30):
         await at(trio.current_time() + chance.choice((0.0, 0.01, 0.05, 0.2, 0.5)))
         action = chance.random()
