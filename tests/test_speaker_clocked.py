@@ -20,6 +20,7 @@ import random
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
+import numpy as np
 import pytest
 import trio
 import trio.testing
@@ -473,3 +474,95 @@ async def test_a_storm_of_commands_keeps_every_promise(
             speaker.resume()
     await rig.idle()
     assert rig.utterances and all(u.ended for u in rig.utterances)
+
+
+# ---- the clocked sink and source themselves -------------------------------------------------
+
+
+def tone(seconds: float, value: float = 0.5) -> np.ndarray:
+    return np.full((round(seconds * RATE), 1), value, np.float32)
+
+
+async def test_the_sink_plays_at_its_rate_and_makes_a_writer_wait_for_room(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    sink = ClockedSink(RATE, buffer_seconds=0.5)
+    assert await sink.play(tone(0.2)) == round(0.2 * RATE)
+    assert trio.current_time() == 0.0  # it fitted
+    await trio.sleep(0.05)
+    assert sink.frames_read == round(0.05 * RATE)
+    # as the Player's: topped up whenever a quarter of the buffer (125 ms) is free, so the
+    # last 25 ms go in at the 14th top-up
+    await sink.play(tone(2.0))
+    assert trio.current_time() == pytest.approx(0.05 + 14 * 0.125)
+    assert await sink.wait_played(sink.frames_written)
+    assert trio.current_time() == pytest.approx(2.2)
+    (heard,) = sink.heard
+    assert (heard.at, heard.until, heard.end) == (0.0, pytest.approx(2.2), round(2.2 * RATE))
+    assert sink.underruns == []
+
+
+async def test_the_sink_counts_running_dry_within_an_utterance_only(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    sink = ClockedSink(RATE)
+    await sink.play(tone(0.1))
+    await trio.sleep(0.15)
+    await sink.play(tone(0.1))  # the same utterance, 50 ms late
+    await sink.wait_played(sink.frames_written)  # its end: running dry after it is no underrun
+    await trio.sleep(0.2)
+    await sink.play(tone(0.1))
+    assert sink.underruns == [pytest.approx(0.1)]
+    assert [(h.at, h.until) for h in sink.heard] == [
+        (0.0, pytest.approx(0.1)),
+        (pytest.approx(0.15), pytest.approx(0.25)),
+    ]
+
+
+async def test_the_sink_drops_as_the_player_does(autojump_clock: trio.testing.MockClock) -> None:
+    sink = ClockedSink(RATE)
+    a, b = tone(0.5, 0.25), tone(0.5, 0.5)
+    end_a = await sink.play(a)
+    end_b = await sink.play(b)
+    await trio.sleep(0.1)
+    assert sink.truncate(end_a) == len(b)  # b cut from behind a: its positions come again
+    assert await sink.play(b) == end_b
+    assert sink.skip_to(end_a) == round(0.4 * RATE)  # the rest of a: b follows at once
+    with trio.move_on_after(0.2):
+        await sink.wait_played(end_b)
+    assert sink.cancel() == round(0.3 * RATE)
+    assert await sink.wait_played(end_b)  # dropped: at once
+    assert trio.current_time() == pytest.approx(0.3)
+    assert [(d.how, d.start, d.end) for d in sink.drops] == [
+        ("truncate", end_a, end_b),
+        ("skip_to", round(0.1 * RATE), end_a),
+        ("cancel", end_a + round(0.2 * RATE), end_b),
+    ]
+    values = [float(h.pcm[0, 0]) for h in sink.heard]
+    assert values == [0.25, 0.5] and sink.underruns == []
+
+
+async def test_the_sink_hears_nothing_while_paused(autojump_clock: trio.testing.MockClock) -> None:
+    sink = ClockedSink(RATE)
+    await sink.play(tone(0.3))
+    await trio.sleep(0.1)
+    sink.pause()
+    await trio.sleep(0.5)
+    assert sink.frames_read == round(0.1 * RATE)
+    sink.resume()
+    await sink.wait_played(sink.frames_written)
+    assert trio.current_time() == pytest.approx(0.8)
+    assert [(h.at, h.until) for h in sink.heard] == [
+        (0.0, pytest.approx(0.1)),
+        (pytest.approx(0.6), pytest.approx(0.8)),
+    ]
+
+
+def test_a_pace_sends_the_first_chunk_after_its_delay_then_each_once_made() -> None:
+    arrivals = BURSTY.arrivals(RATE)
+    assert arrivals[:3] == [
+        (0.15, round(0.02 * RATE)),
+        (pytest.approx(0.15 + 0.1 / 3), round(0.1 * RATE)),
+        (pytest.approx(0.15 + 0.2 / 3), round(0.1 * RATE)),
+    ]
+    assert sum(size for _, size in arrivals) == RATE
