@@ -54,6 +54,7 @@ class Rig:
     nursery: trio.Nursery
     speaker: Speaker | None = None
     utterances: list[Utterance] = field(default_factory=list)
+    respoken: set[str] = field(default_factory=set)  # cut while heard, said again whole
 
     async def start(self, **options: object) -> Speaker:
         self.speaker = clocked_speaker(self.sink, self.source, self.hub, **options)
@@ -113,9 +114,11 @@ async def rig(autojump_clock: trio.testing.MockClock) -> AsyncIterator[Rig]:
 
 
 def check(rig: Rig) -> None:
-    """The promises every client relies on, over all events and all that was heard."""
+    """The promises every client relies on, over all events and all that was heard. One held
+    while heard (`respoken`) stays started while others speak and is heard again whole."""
     heard = rig.said()
-    runs = [s.id for i, s in enumerate(heard) if i == 0 or heard[i - 1].id != s.id]
+    kept = [s for s in heard if s.id not in rig.respoken]
+    runs = [s.id for i, s in enumerate(kept) if i == 0 or kept[i - 1].id != s.id]
     assert len(runs) == len(set(runs)), f"one utterance heard around another: {runs}"
     for u in rig.utterances:
         events = rig.log.of(u.id)
@@ -133,7 +136,7 @@ def check(rig: Rig) -> None:
         else:
             assert not mine, f"{u.id} heard, never told started: {mine}"
         if names[-1] == "finished":
-            frames = sum(s.frames for s in mine)
+            frames = mine[-1].frames if u.id in rig.respoken else sum(s.frames for s in mine)
             assert frames == rig.source.frames(u.id), f"{u.id} finished after {frames} frames"
             assert abs(ended - mine[-1].until) <= 2 * FRAME, (u.id, ended, mine[-1])
         elif mine:
@@ -142,7 +145,7 @@ def check(rig: Rig) -> None:
     spans = sorted(
         (rig.log.when(u.id, "started"), rig.log.of(u.id)[-1][0], u.id)
         for u in rig.utterances
-        if "started" in rig.log.names(u.id)
+        if "started" in rig.log.names(u.id) and u.id not in rig.respoken
     )
     for (_, end, before), (start, _, after) in itertools.pairwise(spans):
         assert end <= start, f"{after} started before {before} ended"
@@ -365,6 +368,27 @@ async def test_pause_holds_the_sound_and_resume_goes_on_from_the_next_frame(
     await rig.idle()
     first, rest = rig.said()
     assert (first.until, rest.at, rest.until) == pytest.approx((0.3, 0.8, 1.5))
+    assert rig.log.names("a") == ["queued", "started", "paused", "resumed", "finished"]
+    assert (rig.log.when("a", "paused"), rig.log.when("a", "resumed")) == (0.3, 0.8)
+
+
+async def test_a_held_one_is_cut_the_others_go_on_and_it_is_said_again_on_release(
+    rig: Rig, autojump_clock: trio.testing.MockClock
+) -> None:
+    """An SSIP client's PAUSE: its utterance is cut off, told `paused`, and said again from
+    its start once released (told `resumed` then)."""
+    speaker = await rig.start()
+    rig.respoken.add("a")
+    rig.say("a")
+    rig.say("b")
+    await at(0.3)
+    speaker.hold("client", lambda u: u.id == "a")
+    await at(0.8)
+    assert speaker.release("client")
+    await rig.idle()
+    cut, b, again = rig.said()
+    assert (cut.id, cut.until, b.id, b.at, b.until) == ("a", 0.3, "b", 0.3, pytest.approx(1.3))
+    assert (again.id, again.at, again.frames) == ("a", pytest.approx(1.3), RATE)
     assert rig.log.names("a") == ["queued", "started", "paused", "resumed", "finished"]
     assert (rig.log.when("a", "paused"), rig.log.when("a", "resumed")) == (0.3, 0.8)
 
