@@ -76,8 +76,11 @@ class Rig:
         return await self.log.wait(ident, name)
 
     async def idle(self) -> None:
+        """Until nothing speaks or waits; a speaker stuck for good fails the test (TooSlowError
+        after an hour of virtual time: milliseconds)."""
         assert self.speaker is not None
-        await self.speaker.wait_idle()
+        with trio.fail_after(3600):
+            await self.speaker.wait_idle()
         await trio.testing.wait_all_tasks_blocked()  # the last announcers have run
 
     def said(self) -> list[Said]:
@@ -372,12 +375,25 @@ async def test_pause_holds_the_sound_and_resume_goes_on_from_the_next_frame(
     assert (rig.log.when("a", "paused"), rig.log.when("a", "resumed")) == (0.3, 0.8)
 
 
+@pytest.mark.parametrize(
+    "pipeline",
+    [
+        True,
+        pytest.param(
+            False,
+            marks=pytest.mark.xfail(
+                strict=True,
+                reason="without pipelining the requester waits for the held one to end",
+            ),
+        ),
+    ],
+)
 async def test_a_held_one_is_cut_the_others_go_on_and_it_is_said_again_on_release(
-    rig: Rig, autojump_clock: trio.testing.MockClock
+    rig: Rig, autojump_clock: trio.testing.MockClock, pipeline: bool
 ) -> None:
     """An SSIP client's PAUSE: its utterance is cut off, told `paused`, and said again from
     its start once released (told `resumed` then)."""
-    speaker = await rig.start()
+    speaker = await rig.start(pipeline=pipeline)
     rig.respoken.add("a")
     rig.say("a")
     rig.say("b")
