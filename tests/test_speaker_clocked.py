@@ -375,19 +375,7 @@ async def test_pause_holds_the_sound_and_resume_goes_on_from_the_next_frame(
     assert (rig.log.when("a", "paused"), rig.log.when("a", "resumed")) == (0.3, 0.8)
 
 
-@pytest.mark.parametrize(
-    "pipeline",
-    [
-        True,
-        pytest.param(
-            False,
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="without pipelining the requester waits for the held one to end",
-            ),
-        ),
-    ],
-)
+@pytest.mark.parametrize("pipeline", [True, False])
 async def test_a_held_one_is_cut_the_others_go_on_and_it_is_said_again_on_release(
     rig: Rig, autojump_clock: trio.testing.MockClock, pipeline: bool
 ) -> None:

@@ -400,8 +400,10 @@ class Speaker:
                 await self._request(job)
                 await send.send(job)
                 # Pipelining: the next request goes out once this reply is complete, so the
-                # service synthesises it while this one still plays.
-                await (job.received if self.pipeline else utterance.done).wait()
+                # service synthesises it while this one still plays. Without, once this job
+                # is off the list: ended, or dropped to be said again (held, or waiting for
+                # the device), which only a next turn of this loop can do.
+                await (job.received if self.pipeline else job.settled).wait()
 
     async def _request(self, job: Job) -> None:
         """Send the job's request; a failure is kept in the job for the feeder to report."""
