@@ -478,8 +478,8 @@ PACES = (Pace(), Pace(seconds=0.3, delay=0.05), BURSTY, Pace(seconds=0.6, speed=
 async def test_a_storm_of_commands_keeps_every_promise(
     rig: Rig, autojump_clock: trio.testing.MockClock, seed: int
 ) -> None:
-    """Utterances of every priority and pace, cancels, stops and pauses at random instants
-    (seeded): `check` holds over all of it, and the speaker ends idle."""
+    """Utterances of every priority and pace, cancels, stops, pauses and holds at random
+    instants (seeded): `check` holds over all of it, and the speaker ends idle."""
     chance = random.Random(seed)
     speaker = await rig.start(
         preroll_seconds=chance.choice((0.0, 0.1)),
@@ -494,12 +494,17 @@ async def test_a_storm_of_commands_keeps_every_promise(
         elif action < 0.75 and rig.utterances:
             victim = chance.choice(rig.utterances).id
             speaker.cancel(lambda u, victim=victim: u.id == victim)
-        elif action < 0.9:
+        elif action < 0.85:
             speaker.stop()
-        else:
+        elif action < 0.93:
             speaker.pause()
             await at(trio.current_time() + chance.choice((0.0, 0.1, 0.3)))
             speaker.resume()
+        elif speaker.release("client") is False:  # as an SSIP client's PAUSE, then RESUME
+            held = {u.id for u in rig.utterances if chance.random() < 0.3}
+            rig.respoken |= held
+            speaker.hold("client", lambda u, held=held: u.id in held)
+    speaker.release("client")
     await rig.idle()
     assert rig.utterances and all(u.ended for u in rig.utterances)
 
