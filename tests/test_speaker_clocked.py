@@ -129,6 +129,10 @@ def check(rig: Rig) -> None:
         assert names[:1] == ["queued"], (u.id, names)
         assert sum(n in ENDINGS for n in names) == 1 and names[-1] in ENDINGS, (u.id, names)
         assert names.count("started") <= 1, (u.id, names)
+        pauses = [n for n in names if n in ("paused", "resumed")]
+        # told `paused`, then `resumed`, in turn
+        assert pauses[::2] == ["paused"] * len(pauses[::2]), (u.id, names)
+        assert pauses[1::2] == ["resumed"] * len(pauses[1::2]), (u.id, names)
         ended = events[-1][0]
         mine = [s for s in heard if s.id == u.id]  # (more than one: paused between)
         if "started" in names:
@@ -139,8 +143,9 @@ def check(rig: Rig) -> None:
         else:
             assert not mine, f"{u.id} heard, never told started: {mine}"
         if names[-1] == "finished":
-            frames = mine[-1].frames if u.id in rig.respoken else sum(s.frames for s in mine)
-            assert frames == rig.source.frames(u.id), f"{u.id} finished after {frames} frames"
+            frames, whole = sum(s.frames for s in mine), rig.source.frames(u.id)
+            # (one said again may follow its cut-off beginning at once: one stretch)
+            assert frames == whole or (u.id in rig.respoken and frames >= whole), (u.id, frames)
             assert abs(ended - mine[-1].until) <= 2 * FRAME, (u.id, ended, mine[-1])
         elif mine:
             assert mine[-1].until <= ended + FRAME, f"{u.id} heard after it ended"
@@ -395,6 +400,37 @@ async def test_a_held_one_is_cut_the_others_go_on_and_it_is_said_again_on_releas
     assert (again.id, again.at, again.frames) == ("a", pytest.approx(1.3), RATE)
     assert rig.log.names("a") == ["queued", "started", "paused", "resumed", "finished"]
     assert (rig.log.when("a", "paused"), rig.log.when("a", "resumed")) == (0.3, 0.8)
+
+
+@pytest.mark.xfail(strict=True, reason="paused is told to one written but not heard yet")
+async def test_a_pause_before_the_first_frame_is_heard_holds_it_untold(
+    rig: Rig, autojump_clock: trio.testing.MockClock
+) -> None:
+    speaker = await rig.start()
+    rig.say("a", pace=Pace(delay=0.1))
+    await at(0.1)  # its first chunk is written, its first frame not heard yet
+    speaker.pause()
+    await at(0.5)
+    speaker.resume()
+    await rig.idle()
+    assert rig.log.names("a") == ["queued", "started", "finished"]
+    assert rig.log.when("a", "started") == pytest.approx(0.5 + FRAME)
+    assert rig.stretch("a").at == pytest.approx(0.5)
+
+
+@pytest.mark.xfail(strict=True, reason="a release before `paused` was told: resumed, paused")
+async def test_a_hold_released_at_once_is_told_paused_then_resumed(
+    rig: Rig, autojump_clock: trio.testing.MockClock
+) -> None:
+    speaker = await rig.start()
+    rig.respoken.add("a")
+    rig.say("a")
+    await at(0.3)
+    speaker.hold("client", lambda u: u.id == "a")
+    speaker.release("client")  # (an SSIP PAUSE and RESUME within the device's latency)
+    await rig.idle()
+    assert rig.log.names("a") == ["queued", "started", "paused", "resumed", "finished"]
+    assert rig.stretch("a").frames == round(0.3 * RATE) + RATE  # said again from its start
 
 
 async def test_a_refused_request_fails_once_unheard_and_the_queue_goes_on(
