@@ -329,7 +329,8 @@ class Speaker:
         if not self.paused:
             self.paused = True
             self.player.pause()
-            self._paused_jobs = self._audible()
+            # as hold(): one written but not heard yet is not told; it starts after resume
+            self._paused_jobs = [j for j in self._audible() if j.utterance.started]
             for job in self._paused_jobs:
                 self.hub.paused(job.utterance)
 
