@@ -418,7 +418,6 @@ async def test_a_pause_before_the_first_frame_is_heard_holds_it_untold(
     assert rig.stretch("a").at == pytest.approx(0.5)
 
 
-@pytest.mark.xfail(strict=True, reason="a release before `paused` was told: resumed, paused")
 async def test_a_hold_released_at_once_is_told_paused_then_resumed(
     rig: Rig, autojump_clock: trio.testing.MockClock
 ) -> None:

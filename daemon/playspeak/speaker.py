@@ -164,8 +164,10 @@ class Speaker:
         self.paused = False
         self._paused_jobs: list[Job] = []
         # Who holds which utterances back (an SSIP client's PAUSE): by holder, the selection
-        # and those of them that were cut off while audible (told "paused").
+        # and those of them that were cut off while audible (to be told "paused", and
+        # "resumed" on release).
         self._holds: dict[object, tuple[Callable[[Utterance], bool], list[Utterance]]] = {}
+        self._told_paused: set[Utterance] = set()  # of those cut off, the ones told so far
         self.queue.held = lambda u: any(select(u) for select, _ in self._holds.values())
         self._nursery: trio.Nursery | None = None
 
@@ -299,8 +301,14 @@ class Speaker:
 
     async def _announce_paused(self, utterances: list[Utterance]) -> None:
         await self.player.wait_quiet()
+        # (one released meanwhile was told by release, `paused` before `resumed`)
+        still = [cut for _, cut in self._holds.values()]
+        self._tell_paused([u for u in utterances if any(u in cut for cut in still)])
+
+    def _tell_paused(self, utterances: list[Utterance]) -> None:
         for u in utterances:
-            if not u.ended:
+            if u not in self._told_paused and not u.ended:
+                self._told_paused.add(u)
                 self.hub.paused(u)
 
     def release(self, holder: object) -> bool:
@@ -310,7 +318,9 @@ class Speaker:
         if held is None:
             return False
         self.queue.wake()
+        self._tell_paused(held[1])  # released within the device's latency: not told yet
         for u in held[1]:
+            self._told_paused.discard(u)
             if not u.ended:
                 self.hub.resumed(u)
         return True
