@@ -442,7 +442,7 @@ class Speaker:
                         log.exception("utterance %s: unexpected error", job.utterance.id)
                         if job.reply is not None:
                             job.reply.discard()
-                        self.hub.failed(job.utterance, f"internal error: {e}")
+                        self._fail(job, f"internal error: {e}")
                 self.feeding = None
                 job.received.set()
                 if job.end_pos is None:  # never reached the player, or failed on the way
@@ -455,7 +455,7 @@ class Speaker:
         if waited > self.max_age and not u.ended:
             if job.reply is not None:
                 job.reply.discard()
-            self.hub.failed(u, f"waited {waited:.0f} s for the audio device")
+            self._fail(job, f"waited {waited:.0f} s for the audio device")
             return
         try:
             await self._feed_audio(job)
@@ -468,7 +468,7 @@ class Speaker:
                 log.info("utterance %s: %s; it waits for the audio device", u.id, e)
                 self._respeak_unheard()
                 return
-            self.hub.failed(u, f"audio device lost: {e}")
+            self._fail(job, f"audio device lost: {e}")
 
     async def _feed_audio(self, job: Job) -> None:
         u = job.utterance
@@ -486,10 +486,10 @@ class Speaker:
                 job.segment = index
                 await self._request(job)
             job.marks_due = segment.marks if segment else ()
-            if not await self._feed_reply(job) or u.ended:
+            if not await self._feed_reply(job) or u.ended or job.dropped:
                 return
         if job.start_pos is None:
-            self.hub.failed(u, "the service sent no audio")
+            self._fail(job, "the service sent no audio")
             return
         job.end_pos = self.player.frames_written
         assert self._nursery is not None
@@ -501,7 +501,7 @@ class Speaker:
         u = job.utterance
         while not u.ended:
             if job.reply is None:
-                self.hub.failed(u, job.error or "request failed")
+                self._fail(job, job.error or "request failed")
                 return False
             try:
                 await self._play_reply(job, job.reply)
@@ -510,16 +510,16 @@ class Speaker:
                 retry = job.reply.retriable and u.attempts < self.max_attempts
                 log.warning("utterance %s: %s%s", u.id, e, "; asking again" if retry else "")
                 if not retry:
-                    self.hub.failed(u, str(e))
+                    self._fail(job, str(e))
                     return False
                 await self._request(job)  # replayed from its start
             except DecodeError as e:
                 job.reply.discard()
-                self.hub.failed(u, f"undecodable audio: {e}")
+                self._fail(job, f"undecodable audio: {e}")
                 return False
             except ReplyTooLong as e:
                 job.reply.abandon()  # one still streaming in: a fresh connection for the queue
-                self.hub.failed(u, str(e))
+                self._fail(job, str(e))
                 return False
         return True
 
@@ -724,6 +724,14 @@ class Speaker:
         if job.dropped:
             scope.cancel()
         return scope
+
+    def _fail(self, job: Job, reason: str) -> None:
+        """The feeder's report that the job's utterance failed, unless the job was dropped
+        first: cancelled, or cut to be said again (held, postponed), its fate is another's.
+        (A reply discarded while the feeder waited for it just ends: no checkpoint need
+        come between that and the report for the drop's cancel to be delivered.)"""
+        if not job.dropped:
+            self.hub.failed(job.utterance, reason)
 
     def _forget(self, job: Job) -> None:
         """Take the job off the list: it ended or was dropped (the next one may start)."""
