@@ -540,7 +540,7 @@ PRIORITIES = ("important", "message", "text", "notification", "progress")
 PACES = (Pace(), Pace(seconds=0.3, delay=0.05), BURSTY, Pace(seconds=0.6, speed=1.5, chunk=0.05))
 
 
-@pytest.mark.parametrize("seed", range(12))
+@pytest.mark.parametrize("seed", range(24))
 async def test_a_storm_of_commands_keeps_every_promise(
     rig: Rig, autojump_clock: trio.testing.MockClock, seed: int
 ) -> None:
