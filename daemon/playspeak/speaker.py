@@ -167,7 +167,7 @@ class Speaker:
         # and those of them that were cut off while audible (to be told "paused", and
         # "resumed" on release).
         self._holds: dict[object, tuple[Callable[[Utterance], bool], list[Utterance]]] = {}
-        self._told_paused: set[Utterance] = set()  # of those cut off, the ones told so far
+        self._told_paused: set[Utterance] = set()  # of those, the ones told "paused" so far
         self.queue.held = lambda u: any(select(u) for select, _ in self._holds.values())
         self._nursery: trio.Nursery | None = None
 
