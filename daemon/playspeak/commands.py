@@ -12,6 +12,7 @@ from playspeak.errors import ProtocolError
 from playspeak.events import Ok, Warmed
 from playspeak.marks import joined, split_marks
 from playspeak.schedule import ScheduleRules
+from playspeak.sources import Sources
 from playspeak.speaker import Speaker
 from playspeak.speech import EventHub, Outbox, Utterance
 from playspeak.style import Style
@@ -131,7 +132,7 @@ class CommandHandler:
 
     def _cache(self, session: Requester, c: p.Cache) -> dict[str, Any]:
         sources = self.speaker.sources
-        if sources is None:
+        if not isinstance(sources, Sources):  # (a speaker with another source of audio)
             raise ProtocolError("the phrase cache is not available in this daemon")
         if c.action == "stats":
             return sources.status()

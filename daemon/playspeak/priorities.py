@@ -45,8 +45,9 @@ def admit(
     prefetched: list[HasPriority],
     queued: list[HasPriority],
 ) -> Decision:
-    """Decide what a new arrival does. `speaking`: audible or being fed; `prefetched`:
-    requested but not started; `queued`: not requested yet. Mutates `new.priority` only for a
+    """Decide what a new arrival does. `speaking`: the one heard now (or fed to be heard
+    first); `prefetched`: requested ahead, not heard yet (its audio may wait behind the one
+    heard); `queued`: not requested yet. Mutates `new.priority` only for a
     progress message kept for later (it becomes a message, as Speech Dispatcher does)."""
     waiting = prefetched + queued
     everything = speaking + waiting

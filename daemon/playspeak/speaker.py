@@ -31,7 +31,6 @@ from playspeak.lifecycle import UtteranceState
 from playspeak.playai.link import Reply
 from playspeak.priorities import admit
 from playspeak.schedule import to_monotonic
-from playspeak.sources import Sources
 from playspeak.speech import EventHub, SpeechQueue, Utterance
 from playspeak.timeline import Span, plan_cancel
 
@@ -89,6 +88,15 @@ class AudioSink(Protocol):
     def resume(self) -> None: ...
 
 
+class ReplySource(Protocol):
+    """Where the speaker gets each utterance's audio (sources.Sources: the phrase cache, the
+    fallback voice, the link or the local voice)."""
+
+    async def open(
+        self, u: Utterance, *, may_fall_back: bool = True, text: str | None = None
+    ) -> AnyReply: ...  # raises LinkError
+
+
 @dataclass(eq=False)
 class Job:
     """One utterance from its request to its last sample leaving the device."""
@@ -126,7 +134,7 @@ class Speaker:
         *,
         player: AudioSink,
         hub: EventHub,
-        sources: Sources,
+        sources: ReplySource,
         max_queue: int,
         client_queue_bytes: int = 0,
         pipeline: bool = True,
@@ -160,14 +168,16 @@ class Speaker:
         self.paused = False
         self._paused_jobs: list[Job] = []
         # Who holds which utterances back (an SSIP client's PAUSE): by holder, the selection
-        # and those of them that were cut off while audible (told "paused").
+        # and those of them that were cut off while audible (to be told "paused", and
+        # "resumed" on release).
         self._holds: dict[object, tuple[Callable[[Utterance], bool], list[Utterance]]] = {}
+        self._told_paused: set[Utterance] = set()  # of those, the ones told "paused" so far
         self.queue.held = lambda u: any(select(u) for select, _ in self._holds.values())
         self._nursery: trio.Nursery | None = None
 
     @classmethod
     def from_config(
-        cls, config: Config, *, player: AudioSink, hub: EventHub, sources: Sources
+        cls, config: Config, *, player: AudioSink, hub: EventHub, sources: ReplySource
     ) -> Speaker:
         """With the [speech] section, the [audio] section's start of speech and the chime."""
         speech, audio = config.speech, config.audio
@@ -194,8 +204,10 @@ class Speaker:
     def submit(self, utterance: Utterance) -> None:
         """Admit an utterance by the priority rules, queue it (QueueFull when at the limit) and
         send its `queued` event, or `cancelled` when its priority drops it at once."""
-        speaking = [j for j in self.jobs if self._speaking(j)]
-        prefetched = [j for j in self.jobs if not self._speaking(j)]
+        # Only the oldest in flight is heard (or fed to be heard first): the audio of later
+        # ones waits in the buffer behind it, unheard, as a request sent ahead does.
+        speaking = [j for j in self.jobs[:1] if self._speaking(j)]
+        prefetched = [j for j in self.jobs if j not in speaking]
         decision = admit(
             utterance,
             [j.utterance for j in speaking],
@@ -210,8 +222,7 @@ class Speaker:
         self.hub.queued(utterance, self._position(utterance))
         doomed = {id(u) for u in decision.cancel}
         self.cancel(lambda u: id(u) in doomed, reason=f"interrupted by {utterance.id}")
-        for job in [j for j in self.jobs if j.utterance in decision.postpone]:
-            self._respeak(job)
+        self._postpone([j for j in self.jobs if j.utterance in decision.postpone])
 
     def _speaking(self, job: Job) -> bool:
         return job.start_pos is not None or job is self.feeding
@@ -270,6 +281,14 @@ class Speaker:
             assert isinstance(planned, Job)
             self._respeak(planned)
 
+    def _postpone(self, jobs: list[Job]) -> None:
+        """Cut the jobs and their buffered audio (_cut) and put them back in the queue, to be
+        said again from their start."""
+        self._cut(jobs)
+        for job in jobs:
+            job.utterance.attempts = 0
+            self.queue.put(job.utterance, again=True)
+
     def hold(self, holder: object, select: Callable[[Utterance], bool]) -> None:
         """Hold back every utterance `select` picks, queued or arriving, until `release`;
         the others go on. One in flight is cut and waits in the queue, to be said again from
@@ -277,10 +296,7 @@ class Speaker:
         A second hold by the same holder replaces the first."""
         cut = [j for j in self.jobs if select(j.utterance)]
         audible = [j.utterance for j in cut if j.start_pos is not None and j.utterance.started]
-        self._cut(cut)
-        for job in cut:
-            job.utterance.attempts = 0
-            self.queue.put(job.utterance, again=True)
+        self._postpone(cut)
         _, before = self._holds.pop(holder, (select, []))
         self._holds[holder] = (select, before + audible)
         if audible:
@@ -289,8 +305,14 @@ class Speaker:
 
     async def _announce_paused(self, utterances: list[Utterance]) -> None:
         await self.player.wait_quiet()
+        # (one released meanwhile was told by release, `paused` before `resumed`)
+        still = [cut for _, cut in self._holds.values()]
+        self._tell_paused([u for u in utterances if any(u in cut for cut in still)])
+
+    def _tell_paused(self, utterances: list[Utterance]) -> None:
         for u in utterances:
-            if not u.ended:
+            if u not in self._told_paused and not u.ended:
+                self._told_paused.add(u)
                 self.hub.paused(u)
 
     def release(self, holder: object) -> bool:
@@ -300,7 +322,9 @@ class Speaker:
         if held is None:
             return False
         self.queue.wake()
+        self._tell_paused(held[1])  # released within the device's latency: not told yet
         for u in held[1]:
+            self._told_paused.discard(u)
             if not u.ended:
                 self.hub.resumed(u)
         return True
@@ -319,7 +343,8 @@ class Speaker:
         if not self.paused:
             self.paused = True
             self.player.pause()
-            self._paused_jobs = self._audible()
+            # as hold(): one written but not heard yet is not told; it starts after resume
+            self._paused_jobs = [j for j in self._audible() if j.utterance.started]
             for job in self._paused_jobs:
                 self.hub.paused(job.utterance)
 
@@ -393,8 +418,10 @@ class Speaker:
                     continue  # cancelled before it was asked for: its end is told
                 await send.send(job)
                 # Pipelining: the next request goes out once this reply is complete, so the
-                # service synthesises it while this one still plays.
-                await (job.received if self.pipeline else utterance.done).wait()
+                # service synthesises it while this one still plays. Without, once this job
+                # is off the list: ended, or dropped to be said again (held, or waiting for
+                # the device), which only a next turn of this loop can do.
+                await (job.received if self.pipeline else job.settled).wait()
 
     async def _request(self, job: Job) -> None:
         """Send the job's request; a failure is kept in the job for the feeder to report."""
@@ -422,7 +449,7 @@ class Speaker:
                         log.exception("utterance %s: unexpected error", job.utterance.id)
                         if job.reply is not None:
                             job.reply.discard()
-                        self.hub.failed(job.utterance, f"internal error: {e}")
+                        self._fail(job, f"internal error: {e}")
                 self.feeding = None
                 job.received.set()
                 if job.end_pos is None:  # never reached the player, or failed on the way
@@ -435,7 +462,7 @@ class Speaker:
         if waited > self.max_age and not u.ended:
             if job.reply is not None:
                 job.reply.discard()
-            self.hub.failed(u, f"waited {waited:.0f} s for the audio device")
+            self._fail(job, f"waited {waited:.0f} s for the audio device")
             return
         try:
             await self._feed_audio(job)
@@ -448,7 +475,7 @@ class Speaker:
                 log.info("utterance %s: %s; it waits for the audio device", u.id, e)
                 self._respeak_unheard()
                 return
-            self.hub.failed(u, f"audio device lost: {e}")
+            self._fail(job, f"audio device lost: {e}")
 
     async def _feed_audio(self, job: Job) -> None:
         u = job.utterance
@@ -466,10 +493,10 @@ class Speaker:
                 job.segment = index
                 await self._request(job)
             job.marks_due = segment.marks if segment else ()
-            if not await self._feed_reply(job) or u.ended:
+            if not await self._feed_reply(job) or u.ended or job.dropped:
                 return
         if job.start_pos is None:
-            self.hub.failed(u, "the service sent no audio")
+            self._fail(job, "the service sent no audio")
             return
         job.end_pos = self.player.frames_written
         assert self._nursery is not None
@@ -481,7 +508,7 @@ class Speaker:
         u = job.utterance
         while not u.ended:
             if job.reply is None:
-                self.hub.failed(u, job.error or "request failed")
+                self._fail(job, job.error or "request failed")
                 return False
             try:
                 await self._play_reply(job, job.reply)
@@ -490,16 +517,16 @@ class Speaker:
                 retry = job.reply.retriable and u.attempts < self.max_attempts
                 log.warning("utterance %s: %s%s", u.id, e, "; asking again" if retry else "")
                 if not retry:
-                    self.hub.failed(u, str(e))
+                    self._fail(job, str(e))
                     return False
                 await self._request(job)  # replayed from its start
             except DecodeError as e:
                 job.reply.discard()
-                self.hub.failed(u, f"undecodable audio: {e}")
+                self._fail(job, f"undecodable audio: {e}")
                 return False
             except ReplyTooLong as e:
                 job.reply.abandon()  # one still streaming in: a fresh connection for the queue
-                self.hub.failed(u, str(e))
+                self._fail(job, str(e))
                 return False
         return True
 
@@ -704,6 +731,14 @@ class Speaker:
         if job.dropped:
             scope.cancel()
         return scope
+
+    def _fail(self, job: Job, reason: str) -> None:
+        """The feeder's report that the job's utterance failed, unless the job was dropped
+        first: cancelled, or cut to be said again (held, postponed), its fate is another's.
+        (A reply discarded while the feeder waited for it just ends: no checkpoint need
+        come between that and the report for the drop's cancel to be delivered.)"""
+        if not job.dropped:
+            self.hub.failed(job.utterance, reason)
 
     def _forget(self, job: Job) -> None:
         """Take the job off the list: it ended or was dropped (the next one may start)."""
