@@ -500,7 +500,7 @@ class Speaker:
             return
         job.end_pos = self.player.frames_written
         assert self._nursery is not None
-        self._nursery.start_soon(self._announce_finished, job)
+        self._nursery.start_soon(self._announce_end, job)
 
     async def _feed_reply(self, job: Job) -> bool:
         """Play the job's reply (for its segment), asking again as often as allowed; False
@@ -703,7 +703,8 @@ class Speaker:
             finally:
                 job.start_announced.set()
 
-    async def _announce_finished(self, job: Job) -> None:
+    async def _announce_end(self, job: Job, failure: str | None = None) -> None:
+        """`finished` (or `failed` with `failure`) once the job's last frame was heard."""
         assert job.end_pos is not None
         with self._announcer(job):
             heard = await self.player.wait_played(job.end_pos)
@@ -717,6 +718,8 @@ class Speaker:
             if heard is False:
                 reason = "audio device lost before it was heard"
                 self.hub.failed(job.utterance, reason)
+            elif failure is not None:
+                self.hub.failed(job.utterance, failure)
             else:
                 self.hub.finished(job.utterance, _source(job))
             self._forget(job)
@@ -737,8 +740,16 @@ class Speaker:
         first: cancelled, or cut to be said again (held, postponed), its fate is another's.
         (A reply discarded while the feeder waited for it just ends: no checkpoint need
         come between that and the report for the drop's cancel to be delivered.)"""
-        if not job.dropped:
+        if job.dropped:
+            return
+        if job.start_pos is None:
             self.hub.failed(job.utterance, reason)
+            return
+        # Some of it is in the device: what came is heard, and it fails as its last frame is
+        # (as it would finish), not while it still plays.
+        job.end_pos = self.player.frames_written
+        assert self._nursery is not None
+        self._nursery.start_soon(self._announce_end, job, reason)
 
     def _forget(self, job: Job) -> None:
         """Take the job off the list: it ended or was dropped (the next one may start)."""
