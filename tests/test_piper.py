@@ -108,4 +108,6 @@ async def test_piper_honours_a_break_and_a_slow_rate_through_the_daemon(
     print(f"break: {with_break:.3f} s, {without_break:.3f} s without it")
     print(f"slow: {slowly:.3f} s, rendered {slow:.3f} s slow and {normal:.3f} s normal")
     assert 0.8 < with_break - without_break < 1.2
-    assert abs(slowly - slow) < 0.15 and slowly > normal + 0.08
+    # one heard call against a mean of three: 0.15 s was passed by 0.002 s once under load;
+    # the slow rendering is ~0.3 s longer than the normal one, so 0.2 still tells them apart
+    assert abs(slowly - slow) < 0.2 and slowly > normal + 0.08
