@@ -60,7 +60,8 @@ async def test_a_reply_that_arrives_while_another_plays_is_not_learned_from(
     """On the sound card, which plays in real time: the second reply comes in while the first
     is heard, its chunks paced by the device's back-pressure rather than by the service."""
     client = await LineClient.open(daemon.socket_path)
-    ids = [(await client.command(cmd="speak", text=f"{TEXT} Number {n}."))["id"] for n in (1, 2)]
+    text = "The washing machine has finished."  # ~2 s: a reply long enough to learn from
+    ids = [(await client.command(cmd="speak", text=f"{text} Number {n}."))["id"] for n in (1, 2)]
     events = await client.events_until_end(set(ids))
     assert [e["event"] for e in events if e["event"] in ENDINGS] == ["finished"] * 2
     status = await client.command(cmd="status")
