@@ -4,6 +4,12 @@ from __future__ import annotations
 
 import io
 import json
+import re
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import av
@@ -15,6 +21,26 @@ from playspeak.localserver import LocalServer
 AUTH_PATH = "/api/v1/tts/websocket-auth"
 GOOD_HEADERS = {"Authorization": "Bearer test-key", "X-User-Id": "test-user"}
 LAME_DELAY = 1105  # samples of silence LAME puts before the audio; no Xing frame says so
+
+
+@contextmanager
+def serve_local(args: list[str], env: dict[str, str]) -> Iterator[str]:
+    """`serve-local ARGS` in a child Python, yielding its base URL (from the line it logs as
+    it listens); the block's end is its SIGINT, which it must exit 0 on."""
+    code = f"import sys; from playspeak.localserver.cli import main; sys.exit(main({args!r}))"
+    with subprocess.Popen(
+        [sys.executable, "-c", code], env=env, stderr=subprocess.PIPE, text=True
+    ) as proc:
+        try:
+            line = proc.stderr.readline() if proc.stderr else ""
+            match = re.search(r"on (http://127\.0\.0\.1:\d+)", line)
+            assert match, line
+            yield match[1]
+            proc.send_signal(signal.SIGINT)
+            assert proc.wait(timeout=10) == 0
+        finally:
+            if proc.poll() is None:
+                proc.kill()
 
 
 async def auth(

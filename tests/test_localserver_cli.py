@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import os
-import re
-import signal
-import subprocess
-import sys
 
 import httpx
 import pytest
 
 from playspeak.localserver.cli import parse_args
 from playspeak.localserver.settings import LocalServerSettings
+
+from localserver_helpers import serve_local
 
 
 def test_arguments_and_environment_become_settings() -> None:
@@ -45,25 +43,10 @@ def test_bad_arguments_exit_with_usage(argv: list[str]) -> None:
 
 
 def test_serve_local_runs_until_sigint_and_checks_env_credentials() -> None:
-    code = (
-        "import sys; from playspeak.localserver.cli import main;"
-        "sys.exit(main(['--port', '0', '--synth', 'generated']))"
-    )
     env = {**os.environ, "PLAYAI_API_KEY": "cli-key", "PLAYAI_USER_ID": "cli-user"}
-    with subprocess.Popen(
-        [sys.executable, "-c", code], env=env, stderr=subprocess.PIPE, text=True
-    ) as proc:
-        try:
-            line = proc.stderr.readline() if proc.stderr else ""
-            match = re.search(r"on (http://127\.0\.0\.1:\d+)", line)
-            assert match, line
-            url = match[1] + "/api/v1/tts/websocket-auth"
-            good = {"Authorization": "Bearer cli-key", "X-User-Id": "cli-user"}
-            assert httpx.post(url, headers=good).status_code == 200
-            wrong = {"Authorization": "Bearer other", "X-User-Id": "cli-user"}
-            assert httpx.post(url, headers=wrong).status_code == 401
-            proc.send_signal(signal.SIGINT)
-            assert proc.wait(timeout=10) == 0
-        finally:
-            if proc.poll() is None:
-                proc.kill()
+    with serve_local(["--port", "0", "--synth", "generated"], env) as base_url:
+        url = base_url + "/api/v1/tts/websocket-auth"
+        good = {"Authorization": "Bearer cli-key", "X-User-Id": "cli-user"}
+        assert httpx.post(url, headers=good).status_code == 200
+        wrong = {"Authorization": "Bearer other", "X-User-Id": "cli-user"}
+        assert httpx.post(url, headers=wrong).status_code == 401

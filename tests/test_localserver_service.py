@@ -5,10 +5,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import re
-import signal
-import subprocess
-import sys
 
 import httpx
 import pytest
@@ -19,7 +15,7 @@ from playspeak.localserver import LocalServer, LocalServerSettings, open_local_s
 from playspeak.localserver.cli import parse_args
 from playspeak.localserver.settings import REALISTIC, AuthRate
 
-from localserver_helpers import auth, read_reply, speak, ws_url
+from localserver_helpers import auth, read_reply, serve_local, speak, ws_url
 
 FAST = {"first_byte_delay": 0, "realtime_factor": 0, "synth": "generated"}
 
@@ -243,33 +239,18 @@ async def test_a_realistic_server_in_process(autojump_clock: trio.testing.MockCl
 
 
 def test_serve_local_realistic_from_the_command_line() -> None:
-    code = (
-        "import sys; from playspeak.localserver.cli import main;"
-        "sys.exit(main(['--port', '0', '--synth', 'generated', '--realistic',"
-        " '--auth-rate', '1/60']))"
-    )
+    args = ["--port", "0", "--synth", "generated", "--realistic", "--auth-rate", "1/60"]
     env = {k: v for k, v in os.environ.items() if not k.startswith("PLAYAI_")}
-    with subprocess.Popen(
-        [sys.executable, "-c", code], env=env, stderr=subprocess.PIPE, text=True
-    ) as proc:
-        try:
-            line = proc.stderr.readline() if proc.stderr else ""
-            match = re.search(r"on (http://127\.0\.0\.1:\d+)", line)
-            assert match, line
-            url = match[1] + "/api/v1/tts/websocket-auth"
-            creds = {"Authorization": "Bearer any", "X-User-Id": "any"}
-            assert httpx.post(url, headers=creds).status_code == 201
-            refused = httpx.post(url, headers=creds)
-            assert refused.status_code == 429 and 1 <= int(refused.headers["retry-after"]) <= 60
-            counters = httpx.get(match[1] + "/_local/stats").json()
-            assert (counters["auth_requests"], counters["auth_refused"]) == (2, 1)
-            assert (counters["ws_connections"], counters["ws_open"], counters["tts_requests"]) == (
-                0,
-                0,
-                0,
-            )
-            proc.send_signal(signal.SIGINT)
-            assert proc.wait(timeout=10) == 0
-        finally:
-            if proc.poll() is None:
-                proc.kill()
+    with serve_local(args, env) as base_url:
+        url = base_url + "/api/v1/tts/websocket-auth"
+        creds = {"Authorization": "Bearer any", "X-User-Id": "any"}
+        assert httpx.post(url, headers=creds).status_code == 201
+        refused = httpx.post(url, headers=creds)
+        assert refused.status_code == 429 and 1 <= int(refused.headers["retry-after"]) <= 60
+        counters = httpx.get(base_url + "/_local/stats").json()
+        assert (counters["auth_requests"], counters["auth_refused"]) == (2, 1)
+        assert (counters["ws_connections"], counters["ws_open"], counters["tts_requests"]) == (
+            0,
+            0,
+            0,
+        )
