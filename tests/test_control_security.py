@@ -11,11 +11,8 @@ from __future__ import annotations
 import grp
 import logging
 import os
-import shutil
 import stat
 import sys
-import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -57,17 +54,6 @@ async def read_to_end(stream: trio.abc.ReceiveStream) -> bytes:
     while chunk := await stream.receive_some(65536):
         data += chunk
     return data
-
-
-@pytest.fixture
-def shared_dir() -> Iterator[Path]:
-    """A directory other users may pass through (pytest's tmp_path is root's alone)."""
-    path = Path(tempfile.mkdtemp(prefix="playspeak-security-", dir="/tmp"))
-    path.chmod(0o711)
-    try:
-        yield path
-    finally:
-        shutil.rmtree(path, ignore_errors=True)
 
 
 # ---- the I/O-free parts ---------------------------------------------------------------------

@@ -15,13 +15,11 @@ import logging
 import os
 import re
 import resource
-import shutil
 import signal
 import socket
 import subprocess
 import sys
-import tempfile
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -64,17 +62,6 @@ def config_in(directory: Path, **control: Any) -> Config:
         local_server=LocalServerConfig(first_byte_delay=0, realtime_factor=0, synth="generated"),
         ssip=SsipConfig(socket=str(directory / "speechd.sock"), socket_mode=0o666),
     )
-
-
-@pytest.fixture
-def shared_dir() -> Iterator[Path]:
-    """A directory other users may pass through (pytest's tmp_path is root's alone)."""
-    path = Path(tempfile.mkdtemp(prefix="playspeak-doors-", dir="/tmp"))
-    path.chmod(0o711)
-    try:
-        yield path
-    finally:
-        shutil.rmtree(path, ignore_errors=True)
 
 
 @pytest.fixture
