@@ -20,7 +20,7 @@ from playspeak.config import ApiConfig, AudioConfig, Config, ControlConfig, Spee
 from playspeak.daemon import open_daemon
 from playspeak.localserver import LocalServer, open_local_server
 
-from daemon_helpers import LineClient, daemon_process, say
+from daemon_helpers import DaemonProcess, LineClient, daemon_process, say
 
 KEY, USER = "stall-test-key-0123", "stall-test-user"
 TEXT = "Nobody should wait for a service that has stopped talking."
@@ -128,6 +128,18 @@ def stall_config(tmp_path: Path, url: str) -> dict[str, str]:
     }
 
 
+async def stopped_mid_utterance(
+    daemon: DaemonProcess, process: trio.Process
+) -> tuple[LineClient, str, float]:
+    """A long utterance started, then its server SIGSTOPped mid-reply: the client, the
+    utterance's id, and when the server stopped (monotonic)."""
+    client = await LineClient.open(daemon.socket_path)
+    utterance = (await client.command(cmd="speak", text=LONG))["id"]
+    await client.wait_for("started")
+    process.send_signal(signal.SIGSTOP)
+    return client, utterance, time.monotonic()
+
+
 async def test_a_sigstopped_server_that_stays_stopped_fails_the_utterance_soon(
     tmp_path: Path,
 ) -> None:
@@ -137,11 +149,7 @@ async def test_a_sigstopped_server_that_stays_stopped_fails_the_utterance_soon(
         server_process() as (process, url),
         daemon_process(tmp_path, stall_config(tmp_path, url)) as daemon,
     ):
-        client = await LineClient.open(daemon.socket_path)
-        utterance = (await client.command(cmd="speak", text=LONG))["id"]
-        await client.wait_for("started")
-        process.send_signal(signal.SIGSTOP)
-        stopped = time.monotonic()
+        client, utterance, stopped = await stopped_mid_utterance(daemon, process)
         lines = await client.events_until_end({utterance})
         cost = time.monotonic() - stopped
         end = lines[-1]
@@ -160,11 +168,7 @@ async def test_a_sigstopped_server_that_continues_gets_the_utterance_replayed(
         server_process() as (process, url),
         daemon_process(tmp_path, stall_config(tmp_path, url)) as daemon,
     ):
-        client = await LineClient.open(daemon.socket_path)
-        utterance = (await client.command(cmd="speak", text=LONG))["id"]
-        await client.wait_for("started")
-        process.send_signal(signal.SIGSTOP)
-        stopped = time.monotonic()
+        client, utterance, stopped = await stopped_mid_utterance(daemon, process)
         while "STATUS=stalled" not in await daemon.next_notification():
             pass  # systemd hears of it (STATUS=)
         link = (await client.command(cmd="status"))["status"]["links"][0]
