@@ -8,7 +8,8 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import numpy as np
@@ -674,20 +675,30 @@ def use_sound_server(server: PulseNullSink, monkeypatch: pytest.MonkeyPatch) -> 
         monkeypatch.setenv(key, value)
 
 
-async def test_run_raises_when_the_sound_server_dies(
-    sound_card: PulseNullSink, monkeypatch: pytest.MonkeyPatch
-) -> None:
+@asynccontextmanager
+async def doomed_player(
+    monkeypatch: pytest.MonkeyPatch, error: str
+) -> AsyncIterator[tuple[Player, PulseNullSink]]:
+    """A running player on a sound server of its own that the block may stop; run() must
+    end with an AudioDeviceError matching `error` (within 10 s)."""
     player = Player(samplerate=RATE)
     with (
         own_sound_server("doomed", monkeypatch) as doomed,
         trio.fail_after(10),
-        pytest.RaisesGroup(pytest.RaisesExc(AudioDeviceError, match=r"ended|stalled")),
+        pytest.RaisesGroup(pytest.RaisesExc(AudioDeviceError, match=error)),
     ):
         async with trio.open_nursery() as nursery:
             await nursery.start(player.run)
-            await player.play(chirp(0.5))  # a stream is open and running on it
-            doomed.stop()
-            await trio.sleep_forever()
+            yield player, doomed
+
+
+async def test_run_raises_when_the_sound_server_dies(
+    sound_card: PulseNullSink, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with doomed_player(monkeypatch, r"ended|stalled") as (player, doomed):
+        await player.play(chirp(0.5))  # a stream is open and running on it
+        doomed.stop()
+        await trio.sleep_forever()
 
 
 async def test_a_sound_server_restarted_while_idle_is_found_again(
@@ -718,18 +729,11 @@ async def test_a_sound_server_restarted_while_idle_is_found_again(
 async def test_a_sound_server_gone_while_idle_is_a_clear_error_at_the_next_play(
     sound_card: PulseNullSink, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    player = Player(samplerate=RATE)
-    with (
-        own_sound_server("doomed", monkeypatch) as doomed,
-        trio.fail_after(10),
-        pytest.RaisesGroup(pytest.RaisesExc(AudioDeviceError, match=r"cannot open")),
-    ):
-        async with trio.open_nursery() as nursery:
-            await nursery.start(player.run)
-            doomed.stop()
-            with pytest.raises(AudioDeviceError, match="cannot open"):
-                await player.play(chirp(0.5))
-            await trio.sleep_forever()  # run() ends with the same error
+    async with doomed_player(monkeypatch, r"cannot open") as (player, doomed):
+        doomed.stop()
+        with pytest.raises(AudioDeviceError, match="cannot open"):
+            await player.play(chirp(0.5))
+        await trio.sleep_forever()  # run() ends with the same error
 
 
 def test_no_portaudio_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
