@@ -44,6 +44,12 @@ class AuthRate:
         return f"{self.limit}/{self.window:g}"
 
 
+# The [local_server] section's defaults are the server's: one place, the schema, for what the
+# config file, `serve-local` (its flags' defaults) and the embedded server start from.
+_SECTION = LocalServerConfig()
+_SYNTH = cast(SynthMode, _SECTION.synth)  # one of SYNTH_MODES: the schema checks its default
+
+
 @dataclass(frozen=True)
 class LocalServerSettings:
     """How the local server listens, authenticates, paces and synthesizes; times in seconds."""
@@ -55,20 +61,20 @@ class LocalServerSettings:
     token_lifetime: float = 3600.0
     connection_lifetime: float = 3600.0
     # Simulated synthesis costs, for tests and benchmarks: off by default (send audio as made).
-    first_byte_delay: float = 0.0
-    realtime_factor: float = 0.0  # 0 disables pacing
+    first_byte_delay: float = _SECTION.first_byte_delay
+    realtime_factor: float = _SECTION.realtime_factor  # 0 disables pacing
     chunk_min: int = 500
     chunk_max: int = 4000
     seed: int = 0
-    synth: SynthMode = "auto"
+    synth: SynthMode = _SYNTH
     # What a paid service does; every one of these is off by default (see REALISTIC).
-    auth_delay: float = 0.0  # each auth answer comes this late
-    connect_delay: float = 0.0  # each websocket handshake is answered this late
-    idle_timeout: float = 0.0  # close a websocket with nothing asked of it this long; 0: never
+    auth_delay: float = _SECTION.auth_delay  # each auth answer comes this late
+    connect_delay: float = _SECTION.connect_delay  # each handshake is answered this late
+    idle_timeout: float = _SECTION.idle_timeout  # close a websocket idle this long; 0: never
     auth_rate: AuthRate | None = None  # past it, auth answers 429 with Retry-After
     # every auth answer's status: any 2xx (success), or a 4xx other than 429 that refuses
     # every call (401: a revoked key)
-    auth_status: int = 200
+    auth_status: int = _SECTION.auth_status
     # The house voice server (docs/local-server.md): TLS, and bounds on each client (by its
     # address): auth calls, open websockets, commands read and not yet answered (0: no bound).
     certfile: str | None = None
