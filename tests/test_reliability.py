@@ -88,7 +88,7 @@ async def test_a_request_cancelled_while_the_link_connects_is_never_sent(
     """Cancelled before it could be asked for, an utterance is not asked for once the
     connection is up: its reply would be streamed in full ahead of the next one's."""
     async with (
-        open_local_server(api_key=KEY, user_id=USER, connect_delay=0.5) as server,
+        open_local_server(api_key=KEY, user_id=USER, connect_delay=1.0) as server,
         open_daemon(config_for(tmp_path, server)) as daemon,
     ):
         ends = await say_all(daemon, "Never asked for.", "Asked for.", priority="text")
