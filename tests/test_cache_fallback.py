@@ -347,3 +347,21 @@ async def test_many_warm_requests_neither_pile_up_nor_hold_up_speech(
     assert warmed == ["stored"] * len(accepted)
     # their `warmed` events free the client's share again
     assert (await warmer.command(cmd="cache", action="warm", text="One more."))["event"] == "ok"
+
+
+async def test_the_fallback_voice_says_the_ssml_and_the_style_a_service_is_sent() -> None:
+    """Standing in for the service, the local voice says what the service was sent: the SSML
+    beside the words (sources.py) with its break, and the pitch."""
+    from playspeak.fallback import FallbackVoice
+
+    voice = FallbackVoice(after=1.0, priorities=("important",))
+    words = "Front door, back door."
+    base = {"voice": DEFAULT_VOICE, "speed": 1.0, "output_format": "raw", "sample_rate": 24000}
+    plain = await voice.render({**base, "text": words})
+    markup = '<speak>Front door, <break time="1s"/> back door.</speak>'
+    unbroken = await voice.render({**base, "text": words, "ssml": f"<speak>{words}</speak>"})
+    broken = await voice.render({**base, "text": words, "ssml": markup})
+    assert abs(len(unbroken) - len(plain)) < 0.05 * 2 * 24000  # the words alone, as said
+    assert 0.8 <= (len(broken) - len(unbroken)) / 2 / 24000 <= 1.2
+    low, high = [await voice.render({**base, "text": words, "pitch": p}) for p in (-80, 80)]
+    assert low != high and low != plain

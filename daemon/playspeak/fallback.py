@@ -7,6 +7,7 @@ import logging
 from typing import Any
 
 from playspeak.engines import Synthesizer, cpu
+from playspeak.style import Style
 
 log = logging.getLogger(__name__)
 
@@ -37,9 +38,12 @@ class FallbackVoice:
         if self.synth.warning(voice):
             # an announcement must be understood: a murmur in its place hides the failure
             raise RuntimeError("no local voice: espeak-ng is not installed")
-        pcm, rate = await self.synth.pcm(
-            str(params["text"]), voice, float(params.get("speed") or 1.0)
-        )
+        # Its settings as the direct voice has them: the style, and the SSML a service is sent
+        # beside the words (sources.py)
+        markup = params.get("ssml")
+        text = markup if isinstance(markup, str) else str(params["text"])
+        speed = float(params.get("speed") or 1.0)
+        pcm, rate = await self.synth.said_pcm(text, voice, speed, Style.from_params(params))
         sample_rate = int(params.get("sample_rate") or 24000)
         fmt = str(params.get("output_format") or "mp3")
 

@@ -24,6 +24,7 @@ import trio
 
 from playspeak import ssml_plain
 from playspeak.engines import espeak, generated, piper
+from playspeak.engines.steps import Step, steps
 from playspeak.errors import ConfigError
 from playspeak.ssml_plain import Part
 from playspeak.style import Style
@@ -152,6 +153,21 @@ class Synthesizer:
         if not style.ssml or self.engine_of(voice) is EngineName.ESPEAK:
             return (Part(text),), style
         return ssml_plain.parts(text), dataclasses.replace(style, ssml=False)
+
+    async def step_pcm(self, step: Step, voice: str, style: Style) -> tuple[np.ndarray, int]:
+        """One step (engines/steps.py) whole: its words at its speed and gain, or its pause."""
+        if step.pause:
+            return self.silence(voice, step.pause)
+        pcm, rate = await self.pcm(step.words, voice, step.speed, style)
+        return (pcm if step.gain == 1.0 else amplified(pcm, step.gain)), rate
+
+    async def said_pcm(
+        self, text: str, voice: str, speed: float, style: Style
+    ) -> tuple[np.ndarray, int]:
+        """All of `text` (SSML when `style.ssml`) as `voice` says it, step by step, whole."""
+        parts, style = self.readable(text, voice, style)
+        said = [await self.step_pcm(s, voice, style) for s in steps(parts, speed, whole=style.ssml)]
+        return np.concatenate([pcm for pcm, _ in said]), said[0][1]
 
     def silence(self, voice: str, seconds: float) -> tuple[np.ndarray, int]:
         """`seconds` of zero samples at the rate `voice`'s engine makes (not espeak-ng's: it

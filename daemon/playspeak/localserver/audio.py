@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 import trio
 
-from playspeak.engines import Synthesizer, amplified, cpu
+from playspeak.engines import Synthesizer, cpu
 from playspeak.engines.steps import Step, steps
 from playspeak.localserver import encode
 from playspeak.localserver.settings import SynthMode
@@ -125,12 +125,6 @@ class AudioEngine:
         parts, style = self.synthesizer.readable(text, voice, Style(ssml=ssml))
         return steps(parts, speed, whole=style.ssml), style
 
-    async def _pcm(self, step: Step, voice: str, style: Style) -> tuple[np.ndarray, int]:
-        if step.pause:
-            return self.synthesizer.silence(voice, step.pause)
-        pcm, rate = await self.synthesizer.pcm(step.words, voice, step.speed, style)
-        return (pcm if step.gain == 1.0 else amplified(pcm, step.gain)), rate
-
     async def _stream_steps(
         self, key: CacheKey, said: list[Step], style: Style, emit: Emit
     ) -> encode.Encoded:
@@ -139,7 +133,7 @@ class AudioEngine:
         parts: list[bytes] = []
         seconds = 0.0
         for step in said:
-            pcm, rate = await self._pcm(step, voice, style)
+            pcm, rate = await self.synthesizer.step_pcm(step, voice, style)
             if encoder is None:
                 encoder = encode.StreamEncoder(rate, sample_rate, output_format)
             size = round(rate * SLICE_SECONDS)
@@ -161,7 +155,7 @@ class AudioEngine:
     async def _render_whole(self, key: CacheKey, said: list[Step], style: Style) -> encode.Encoded:
         _, voice, _, sample_rate, output_format, *_ = key
         (step,) = said  # _streams: a text of one step
-        pcm, rate = await self._pcm(step, voice, style)
+        pcm, rate = await self.synthesizer.step_pcm(step, voice, style)
         result = await cpu(_finish, pcm, rate, sample_rate, output_format)
         self._store(key, result)
         return result
