@@ -85,8 +85,8 @@ class Sources:
         store = self.store if u.cache else None
         key = self.key(params, u.model)
         if params.pop("ssml", False):
-            # A PlayAI service (and the fallback voice) gets the words; the markup goes along
-            # in a field of playspeak's own, which a local server (serve-local) says instead
+            # A PlayAI service gets the words; the markup goes along in a field of playspeak's
+            # own, which a local server (serve-local) and the fallback voice say instead
             params["ssml"] = params["text"]
             params["text"] = ssml.words(params["text"])
         if store is not None:
