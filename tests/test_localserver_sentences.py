@@ -17,7 +17,7 @@ from playspeak.engines import Synthesizer
 from playspeak.engines.generated import RATE, generate
 from playspeak.engines.sentences import MAX_SENTENCE, split_sentences
 from playspeak.localserver import open_local_server
-from playspeak.localserver.audio import AudioEngine, Piece
+from playspeak.localserver.audio import AudioEngine, Piece, Rendering
 from playspeak.localserver.chunker import Chunker
 from playspeak.localserver.encode import STREAM_WAV_SIZE, StreamEncoder, encode, resample
 
@@ -89,7 +89,8 @@ async def streamed_pieces(text: str, output_format: str) -> list[Piece]:
     async def keep(piece: Piece) -> None:
         pieces.append(piece)
 
-    await AudioEngine("generated").stream(text, "Angelo", 1.0, 24000, output_format, keep)
+    asked = Rendering(text, "Angelo", output_format=output_format)
+    await AudioEngine("generated").stream(asked, keep)
     return pieces
 
 
@@ -165,7 +166,7 @@ async def test_a_long_text_starts_long_before_it_could_have_been_rendered_whole(
         first_byte = time.monotonic() - began
     engine = AudioEngine("generated")  # a cold cache: the whole text, rendered
     began = time.monotonic()
-    await engine.render(LONG, "Angelo", 1.0, 24000, "mp3")
+    await engine.render(Rendering(LONG, "Angelo"))
     whole = time.monotonic() - began
     assert first_byte < whole / 4, (first_byte, whole)
 

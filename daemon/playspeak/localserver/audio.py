@@ -23,8 +23,19 @@ from playspeak.localserver import encode
 from playspeak.localserver.settings import SynthMode
 from playspeak.style import Style
 
-CacheKey = tuple[str, str, float, int, str, str, bool]
 SLICE_SECONDS = 0.2  # a sentence's audio is encoded this much at a time
+
+
+@dataclass(frozen=True)
+class Rendering:
+    """What a reply says and how it is encoded; also its key in the render cache."""
+
+    text: str  # SSML when `ssml` (commands.Command.ssml, checked), said as the direct voice says it
+    voice: str
+    speed: float = 1.0
+    sample_rate: int = 24000
+    output_format: str = "mp3"
+    ssml: bool = False
 
 
 @dataclass(frozen=True)
@@ -64,71 +75,48 @@ class AudioEngine:
         self.synth = self.synthesizer.engine.value  # "espeak" or "generated"
         self._max_entries = max_entries
         self._max_bytes = max_bytes
-        self._cache: OrderedDict[CacheKey, encode.Encoded] = OrderedDict()
+        self._cache: OrderedDict[Rendering, encode.Encoded] = OrderedDict()
 
-    async def render(
-        self,
-        text: str,
-        voice: str,
-        speed: float,
-        sample_rate: int,
-        output_format: str,
-        *,
-        ssml: bool = False,
-    ) -> encode.Encoded:
+    async def render(self, asked: Rendering) -> encode.Encoded:
         """The whole encoded audio, exactly the bytes ``stream`` emits for the same request.
-        `ssml`: `text` is SSML (commands.Command.ssml), said as the direct voice says it.
 
         CPU work runs in a worker thread; cancellation waits for the running step."""
-        key = (text, voice, float(speed), sample_rate, output_format, self.synth, ssml)
-        if (hit := self._cache.get(key)) is not None:
-            self._cache.move_to_end(key)
+        if (hit := self._cache.get(asked)) is not None:
+            self._cache.move_to_end(asked)
             await trio.lowlevel.checkpoint()
             return hit
-        said, style = self._steps(key)
-        if _streams(said, output_format):
+        said, style = self._steps(asked)
+        if _streams(said, asked.output_format):
             pieces: list[Piece] = []
 
             async def keep(piece: Piece) -> None:
                 pieces.append(piece)
 
-            return await self._stream_steps(key, said, style, keep)
-        return await self._render_whole(key, said, style)
+            return await self._stream_steps(asked, said, style, keep)
+        return await self._render_whole(asked, said, style)
 
-    async def stream(
-        self,
-        text: str,
-        voice: str,
-        speed: float,
-        sample_rate: int,
-        output_format: str,
-        emit: Emit,
-        *,
-        ssml: bool = False,
-    ) -> None:
+    async def stream(self, asked: Rendering, emit: Emit) -> None:
         """Await ``emit`` with each piece of the encoded audio as it is ready, in order.
 
         The pieces joined are ``render``'s bytes. A cached text comes as one piece, as does
         a one-sentence text in a format encoded whole. Blocks while ``emit`` blocks
         (back-pressure); cancellation drops the rest."""
-        key = (text, voice, float(speed), sample_rate, output_format, self.synth, ssml)
-        said, style = self._steps(key)
-        if key in self._cache or not _streams(said, output_format):
-            audio = await self.render(text, voice, speed, sample_rate, output_format, ssml=ssml)
+        said, style = self._steps(asked)
+        if asked in self._cache or not _streams(said, asked.output_format):
+            audio = await self.render(asked)
             await emit(Piece(audio.data, audio.duration, audio.header))
             return
-        await self._stream_steps(key, said, style, emit)
+        await self._stream_steps(asked, said, style, emit)
 
-    def _steps(self, key: CacheKey) -> tuple[list[Step], Style]:
+    def _steps(self, asked: Rendering) -> tuple[list[Step], Style]:
         """What the engine is asked to say (engines/steps.py), and in what style."""
-        text, voice, speed, *_, ssml = key
-        parts, style = self.synthesizer.readable(text, voice, Style(ssml=ssml))
-        return steps(parts, speed, whole=style.ssml), style
+        parts, style = self.synthesizer.readable(asked.text, asked.voice, Style(ssml=asked.ssml))
+        return steps(parts, asked.speed, whole=style.ssml), style
 
     async def _stream_steps(
-        self, key: CacheKey, said: list[Step], style: Style, emit: Emit
+        self, asked: Rendering, said: list[Step], style: Style, emit: Emit
     ) -> encode.Encoded:
-        _, voice, _, sample_rate, output_format, *_ = key
+        voice, sample_rate, output_format = asked.voice, asked.sample_rate, asked.output_format
         encoder: encode.StreamEncoder | None = None
         parts: list[bytes] = []
         seconds = 0.0
@@ -149,20 +137,21 @@ class AudioEngine:
         await emit(Piece(tail, seconds, 0 if parts else encoder.header))
         parts.append(tail)
         result = encode.Encoded(b"".join(parts), encoder.header, seconds)
-        self._store(key, result)
+        self._store(asked, result)
         return result
 
-    async def _render_whole(self, key: CacheKey, said: list[Step], style: Style) -> encode.Encoded:
-        _, voice, _, sample_rate, output_format, *_ = key
+    async def _render_whole(
+        self, asked: Rendering, said: list[Step], style: Style
+    ) -> encode.Encoded:
         (step,) = said  # _streams: a text of one step
-        pcm, rate = await self.synthesizer.step_pcm(step, voice, style)
-        result = await cpu(_finish, pcm, rate, sample_rate, output_format)
-        self._store(key, result)
+        pcm, rate = await self.synthesizer.step_pcm(step, asked.voice, style)
+        result = await cpu(_finish, pcm, rate, asked.sample_rate, asked.output_format)
+        self._store(asked, result)
         return result
 
-    def _store(self, key: CacheKey, value: encode.Encoded) -> None:
-        self._cache[key] = value
-        self._cache.move_to_end(key)
+    def _store(self, asked: Rendering, value: encode.Encoded) -> None:
+        self._cache[asked] = value
+        self._cache.move_to_end(asked)
         total = sum(len(v.data) for v in self._cache.values())
         while len(self._cache) > 1 and (
             len(self._cache) > self._max_entries or total > self._max_bytes

@@ -14,7 +14,7 @@ import trio_websocket
 
 from playspeak.errors import ConfigError, leaves
 from playspeak.localserver import auth
-from playspeak.localserver.audio import AudioEngine
+from playspeak.localserver.audio import AudioEngine, Rendering
 from playspeak.localserver.clients import ClientBounds
 from playspeak.localserver.frontdoor import serve_connection
 from playspeak.localserver.http_api import serve_http
@@ -140,10 +140,8 @@ class LocalServer:
     ) -> bytes:
         """Exactly the bytes a request with these parameters streams (same cached encoding);
         with `ssml` (checked as the request's is), that is what is said."""
-        said = ssml or text
-        audio = await self._audio.render(
-            said, voice, speed, sample_rate, output_format, ssml=ssml is not None
-        )
+        asked = Rendering(ssml or text, voice, speed, sample_rate, output_format, ssml is not None)
+        audio = await self._audio.render(asked)
         return audio.data
 
     async def _handle(self, stream: trio.SocketStream | trio.SSLStream[trio.SocketStream]) -> None:

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import trio
 from trio_websocket import ConnectionClosed, WebSocketConnection
 
-from playspeak.localserver.audio import AudioEngine, Piece
+from playspeak.localserver.audio import AudioEngine, Piece, Rendering
 from playspeak.localserver.chunker import Chunker, Cut
 from playspeak.localserver.commands import Command, parse_command
 from playspeak.localserver.models import Model
@@ -191,9 +191,7 @@ class Session:
     async def _send_endless(self, command: Command, rid: object) -> None:
         """A reply that never ends (injected): its audio again and again, as fast as the
         client reads."""
-        encoded = await self._shared.audio.render(
-            command.text, command.voice, command.speed, command.sample_rate, command.output_format
-        )
+        encoded = await self._shared.audio.render(_rendering(command))
         audio, step = encoded.data, self._shared.settings.chunk_max
         await self._send(Start(rid))
         while True:
@@ -206,15 +204,7 @@ class Session:
         """Send the reply's audio pieces as synthesis makes them; None if synthesis fails."""
         async with send:
             try:
-                await self._shared.audio.stream(
-                    command.ssml or command.text,
-                    command.voice,
-                    command.speed,
-                    command.sample_rate,
-                    command.output_format,
-                    send.send,
-                    ssml=command.ssml is not None,
-                )
+                await self._shared.audio.stream(_rendering(command), send.send)
             except (trio.BrokenResourceError, trio.ClosedResourceError):
                 return  # the reply is over (its client left): nobody wants the rest
             except Exception:  # one failed synthesis is that request's error, not the server's
@@ -334,3 +324,15 @@ class Session:
         self._scope.cancel()
         await trio.aclose_forcefully(self._transport)
         await trio.lowlevel.checkpoint()  # unwinds this task now: its scope is cancelled
+
+
+def _rendering(command: Command) -> Rendering:
+    """What a command asks the audio engine for: its SSML when it sent some, else its text."""
+    return Rendering(
+        command.ssml or command.text,
+        command.voice,
+        command.speed,
+        command.sample_rate,
+        command.output_format,
+        ssml=command.ssml is not None,
+    )
