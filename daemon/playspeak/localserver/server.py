@@ -139,7 +139,7 @@ class LocalServer:
         ssml: str | None = None,
     ) -> bytes:
         """Exactly the bytes a request with these parameters streams (same cached encoding);
-        with `ssml` (checked as the request's is), that is what is said."""
+        with `ssml` (as a command's is after its check: commands.py), that is what is said."""
         asked = Rendering(ssml or text, voice, speed, sample_rate, output_format, ssml is not None)
         audio = await self._audio.render(asked)
         return audio.data
