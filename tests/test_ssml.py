@@ -71,11 +71,11 @@ def test_a_voice_without_markup_gets_the_parts_and_refuses_the_knobs() -> None:
 async def said(synth: Synthesizer, text: str, voice: str, speed: float = 1.0) -> np.ndarray:
     """What the local voice's reply carries for SSML `text`: its samples, as the speaker reads
     them."""
-    parts, style = synth.readable(text, voice, Style(ssml=True))
+    steps, style = synth.steps_of(text, voice, speed, Style(ssml=True))
     reply = LocalReply()
     chunks = []
     async with trio.open_nursery() as nursery:
-        nursery.start_soon(reply.produce, synth, parts, voice, speed, style)
+        nursery.start_soon(reply.produce, synth, steps, voice, style)
         while (chunk := await reply.receive_stamped()) is not None:
             chunks.append(chunk[0])
     return np.frombuffer(b"".join(chunks), "<i2")

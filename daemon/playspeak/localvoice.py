@@ -19,9 +19,8 @@ import trio
 
 from playspeak.cache.replies import SERVICE
 from playspeak.engines import Synthesizer, amplified
-from playspeak.engines.steps import Step, steps
+from playspeak.engines.steps import Step
 from playspeak.errors import LinkError
-from playspeak.ssml_plain import Part
 from playspeak.style import Style
 
 log = logging.getLogger(__name__)
@@ -56,17 +55,15 @@ class LocalReply:
         `receive_stamped` returned its first chunk."""
         return PCM_FORMAT, self.rate
 
-    async def produce(
-        self, synth: Synthesizer, parts: tuple[Part, ...], voice: str, speed: float, style: Style
-    ) -> None:
-        """Synthesise the parts (Synthesizer.readable) into the reply; a failure is handed to
+    async def produce(self, synth: Synthesizer, said: list[Step], voice: str, style: Style) -> None:
+        """Synthesise the steps (Synthesizer.steps_of) into the reply; a failure is handed to
         the reader as a LinkError naming it."""
         try:
             with self._scope:
                 async with self._send:
                     try:
                         # SSML that espeak-ng reads is one step: it streams it as it goes
-                        for step in steps(parts, speed, whole=style.ssml):
+                        for step in said:
                             await self._say(synth, step, voice, style)
                     except (OSError, RuntimeError, subprocess.CalledProcessError) as e:
                         log.warning("the local voice failed: %s", e)

@@ -127,11 +127,10 @@ class Sources:
         style = Style.from_params(params)
         if (why := self.local.refusal(voice, style)) is not None:
             raise LinkError(why)
-        parts, style = self.local.readable(text, voice, style)
+        said, style = self.local.steps_of(text, voice, float(params["speed"]), style)
         u.warning = self.local.warning(voice)
         reply = LocalReply()
-        speed = float(params["speed"])
-        if not self._spawn(reply.produce, self.local, parts, voice, speed, style):
+        if not self._spawn(reply.produce, self.local, said, voice, style):
             raise LinkError("the daemon is shutting down")
         return reply
 

@@ -154,6 +154,14 @@ class Synthesizer:
             return (Part(text),), style
         return ssml_plain.parts(text), dataclasses.replace(style, ssml=False)
 
+    def steps_of(
+        self, text: str, voice: str, speed: float, style: Style
+    ) -> tuple[list[Step], Style]:
+        """What `voice` is asked to say of `text` (`readable`, then engines/steps.py) and the
+        style it says it in: SSML that espeak-ng reads is one step."""
+        parts, style = self.readable(text, voice, style)
+        return steps(parts, speed, whole=style.ssml), style
+
     async def step_pcm(self, step: Step, voice: str, style: Style) -> tuple[np.ndarray, int]:
         """One step (engines/steps.py) whole: its words at its speed and gain, or its pause."""
         if step.pause:
@@ -165,8 +173,8 @@ class Synthesizer:
         self, text: str, voice: str, speed: float, style: Style
     ) -> tuple[np.ndarray, int]:
         """All of `text` (SSML when `style.ssml`) as `voice` says it, step by step, whole."""
-        parts, style = self.readable(text, voice, style)
-        said = [await self.step_pcm(s, voice, style) for s in steps(parts, speed, whole=style.ssml)]
+        asked, style = self.steps_of(text, voice, speed, style)
+        said = [await self.step_pcm(step, voice, style) for step in asked]
         return np.concatenate([pcm for pcm, _ in said]), said[0][1]
 
     def silence(self, voice: str, seconds: float) -> tuple[np.ndarray, int]:

@@ -18,7 +18,7 @@ import numpy as np
 import trio
 
 from playspeak.engines import Synthesizer, cpu
-from playspeak.engines.steps import Step, steps
+from playspeak.engines.steps import Step
 from playspeak.localserver import encode
 from playspeak.localserver.settings import SynthMode
 from playspeak.style import Style
@@ -101,17 +101,17 @@ class AudioEngine:
         The pieces joined are ``render``'s bytes. A cached text comes as one piece, as does
         a one-sentence text in a format encoded whole. Blocks while ``emit`` blocks
         (back-pressure); cancellation drops the rest."""
-        said, style = self._steps(asked)
-        if asked in self._cache or not _streams(said, asked.output_format):
-            audio = await self.render(asked)
-            await emit(Piece(audio.data, audio.duration, audio.header))
-            return
-        await self._stream_steps(asked, said, style, emit)
+        if asked not in self._cache:
+            said, style = self._steps(asked)
+            if _streams(said, asked.output_format):
+                await self._stream_steps(asked, said, style, emit)
+                return
+        audio = await self.render(asked)
+        await emit(Piece(audio.data, audio.duration, audio.header))
 
     def _steps(self, asked: Rendering) -> tuple[list[Step], Style]:
-        """What the engine is asked to say (engines/steps.py), and in what style."""
-        parts, style = self.synthesizer.readable(asked.text, asked.voice, Style(ssml=asked.ssml))
-        return steps(parts, asked.speed, whole=style.ssml), style
+        style = Style(ssml=asked.ssml)
+        return self.synthesizer.steps_of(asked.text, asked.voice, asked.speed, style)
 
     async def _stream_steps(
         self, asked: Rendering, said: list[Step], style: Style, emit: Emit
