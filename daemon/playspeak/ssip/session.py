@@ -264,28 +264,24 @@ class SsipSession:
             for settings in self._targets(target):  # or set for every one
                 trial = dataclasses.replace(settings)  # the value checked, nothing kept yet
                 s.apply_set(trial, name, value)
-                if name in s.VOICE_CHOOSERS:  # the new voice must take what is already set
-                    self._check_voice_takes_style(trial)
-                else:
-                    self._check_voice_takes(trial, s.STYLE_FIELDS[name])
+                # a style field alone; a new voice, all that is already set
+                self._check_voice_takes(trial, s.STYLE_FIELDS.get(name))
         reply = INVALID_COMMAND
         for settings in self._targets(target):
             reply = s.apply_set(settings, name, value)
         return reply
 
-    def _check_voice_takes(self, settings: s.Settings, field: str) -> None:
+    def _check_voice_takes(self, settings: s.Settings, field: str | None) -> None:
         """SsipError 417 when the voice these settings speak in cannot honour their Style's
-        `field`: the builder's refusal, which a SPEAK would meet. Only that field is asked
-        about, so its default is always accepted (whatever else was set before the voice)."""
-        alone = Style(**{field: getattr(settings.style(), field)})
-        request = dataclasses.replace(_request(s.Spoken(""), settings), style=alone)
+        `field` (the builder's refusal, which a SPEAK would meet), or with no field, all of
+        it: a voice chosen is refused at its SET, the old one kept, not at every SPEAK. Only
+        the field asked about counts, so its default is always accepted (whatever else was
+        set before the voice)."""
+        request = _request(s.Spoken(""), settings)
+        if field is not None:
+            alone = Style(**{field: getattr(settings.style(), field)})
+            request = dataclasses.replace(request, style=alone)
         if (why := self.shared.builder.refuses(request)) is not None:
-            raise _voice_refuses(why)
-
-    def _check_voice_takes_style(self, settings: s.Settings) -> None:
-        """SsipError 417 when the voice these settings now choose cannot honour their whole
-        Style: refused at the voice's SET, the old voice kept, rather than at every SPEAK."""
-        if (why := self.shared.builder.refuses(_request(s.Spoken(""), settings))) is not None:
             raise _voice_refuses(why)
 
     def _targets(self, target: Target) -> list[s.Settings]:
