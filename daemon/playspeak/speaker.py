@@ -475,7 +475,7 @@ class Speaker:
                 log.info("utterance %s: %s; it waits for the audio device", u.id, e)
                 self._respeak_unheard()
                 return
-            self._fail(job, f"audio device lost: {e}")
+            self._fail(job, f"audio device lost: {e}", at_once=True)
 
     async def _feed_audio(self, job: Job) -> None:
         u = job.utterance
@@ -735,14 +735,15 @@ class Speaker:
             scope.cancel()
         return scope
 
-    def _fail(self, job: Job, reason: str) -> None:
+    def _fail(self, job: Job, reason: str, *, at_once: bool = False) -> None:
         """The feeder's report that the job's utterance failed, unless the job was dropped
         first: cancelled, or cut to be said again (held, postponed), its fate is another's.
         (A reply discarded while the feeder waited for it just ends: no checkpoint need
-        come between that and the report for the drop's cancel to be delivered.)"""
+        come between that and the report for the drop's cancel to be delivered.)
+        `at_once`: the device that would play what came is gone, so nothing waits for it."""
         if job.dropped:
             return
-        if job.start_pos is None:
+        if at_once or job.start_pos is None:
             self.hub.failed(job.utterance, reason)
             return
         # Some of it is in the device: what came is heard, and it fails as its last frame is
