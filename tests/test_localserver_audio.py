@@ -163,6 +163,28 @@ async def test_a_spare_espeak_speaks_what_a_fresh_one_would_and_is_ended_with_it
 
 
 @needs_espeak
+async def test_the_next_spare_starts_once_the_sentence_was_spoken_not_while_it_is() -> None:
+    """Starting a spare (a fork, then espeak-ng loading its data) beside the sentence being
+    spoken delays that sentence's first audio on two cores: it waits for the sentence."""
+    spares = EspeakSpares(limit=1)
+    sentence = " and ".join(["the kitchen window is open"] * 12) + "."  # many pieces
+    spares_while_spoken: list[int] = []
+
+    async def sink(pcm: np.ndarray, rate: int) -> None:
+        spares_while_spoken.append(len(spares._spares))
+        await trio.testing.wait_all_tasks_blocked()  # run() has done what it was asked to
+
+    async with trio.open_nursery() as nursery:
+        await nursery.start(spares.run)
+        await spares.pcm(TEXT, "Angelo", 1.0)  # no spare yet: a fresh process
+        await started(spares, "en-us+m3")
+        await spares.stream(sentence, "Angelo", 1.0, None, sink)  # on the spare
+        assert len(spares_while_spoken) > 1 and set(spares_while_spoken) == {0}
+        await started(spares, "en-us+m3")  # and the next one once it was spoken
+        nursery.cancel_scope.cancel()
+
+
+@needs_espeak
 async def test_espeak_output_is_handed_on_as_it_is_written_and_adds_up_to_the_whole() -> None:
     """A long sentence comes in pieces as espeak-ng writes them, together what a fresh process
     writes. Its audio is several times a pipe's 64 KiB: espeak-ng cannot have finished writing
