@@ -92,6 +92,7 @@ def test_ssml_beside_the_words_is_checked_and_kept_as_espeak_ng_may_read_it() ->
         ("<speak>One <b>two</speak>", "ssml: malformed SSML"),
         ("<speak><break/></speak>", "no words"),
         ("<speak>" + "a" * 20_001 + "</speak>", "too long"),
+        ("<prosody>" * 200 + "deep" + "</prosody>" * 200, "nests more than"),
     ]:
         with pytest.raises(CommandRejected, match=named):
             parse_command(frame(**GOOD, ssml=bad), MINI)
