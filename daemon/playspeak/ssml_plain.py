@@ -95,8 +95,13 @@ def parts_of(tokens: list[ssml.Token]) -> tuple[Part, ...]:
 
     def say(text: str, frame: _Frame) -> None:
         last = out[-1] if out else None
-        if last is not None and last.pause and not text.strip():
-            return  # white space between breaks: still the one pause
+        if not text.strip():
+            # White space is said by no voice, at no speed or gain: it only ends a word, so it
+            # goes with the part before it (one between breaks: still the one pause), and
+            # never starts a part that would part two of the same speed and gain.
+            if last is not None and not last.pause:
+                out[-1] = replace(last, words=last.words + text)
+            return
         same = last is not None and (last.speed, last.gain) == (frame.speed, frame.gain)
         if last is not None and same and not last.pause:
             out[-1] = replace(last, words=last.words + text)
